@@ -89,7 +89,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         )
         region = "" if service in ("iam", "s3") else self.region
         account = "" if service == "s3" else ACCOUNT
-        return f"arn:aws:{service}:{region}:{account}:{type_.rsplit(':', maxsplit=1)[-1].lower()}/{name}"
+        kind = type_.rsplit(":", maxsplit=1)[-1].lower()
+        return f"arn:aws:{service}:{region}:{account}:{kind}/{name}"
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         outputs = dict(args.inputs)
@@ -110,8 +111,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 f"arn:aws:apigateway:{self.region}:lambda:path/functions/{outputs['arn']}",
             )
         if args.typ == "aws:sqs/queue:Queue":
-            outputs.setdefault("url", f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT}/{physical}")
-        if args.typ == "aws:s3/bucketV2:BucketV2" or args.typ == "aws:s3/bucket:Bucket":
+            url = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT}/{physical}"
+            outputs.setdefault("url", url)
+        if args.typ in {"aws:s3/bucketV2:BucketV2", "aws:s3/bucket:Bucket"}:
             outputs.setdefault("bucket", physical)
         resource_id = args.resource_id or f"{physical}-id"
         self.outputs[(args.typ, args.name)] = outputs
