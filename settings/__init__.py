@@ -21,6 +21,7 @@ from .core import (
     ProvisionedCapacity,
     TableSettings,
 )
+from .ingest import IngestSettings
 
 __all__ = [
     "PROJECT",
@@ -44,6 +45,7 @@ class StackSettings(Model):
     )
     bus: BusSettings = Field(default_factory=BusSettings)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
+    ingest_api: IngestSettings | None = None
 
     @model_validator(mode="after")
     def _check_tags(self) -> StackSettings:
