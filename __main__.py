@@ -1,5 +1,107 @@
-"""dms-event-bus: reads the typed stack config, then composes the components."""
+"""dms-event-bus: reads the typed stack config once, then composes the components.
 
-from settings import settings_from_pulumi
+Nothing is declared before the whole stack config has been validated.
+"""
 
-settings = settings_from_pulumi()
+from __future__ import annotations
+
+import pulumi
+
+from components.alarm_topic import AlarmTopic, AlarmTopicArgs
+from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
+from components.stream_mapping import MappingSettings
+from components.streamed_table import KeySpec, Scaling, StreamedTable, StreamedTableArgs
+from settings import StackSettings, settings_from_pulumi
+from settings.core import ProvisionedCapacity, TableSettings
+
+settings: StackSettings = settings_from_pulumi()
+tags = {"project": "dms-event-bus", "environment": settings.environment, **settings.tags}
+kms_key_arn = settings.encryption.kms_key_arn
+
+
+def table_args(logical: str, table: TableSettings) -> StreamedTableArgs:
+    cap = table.capacity
+    provisioned = isinstance(cap, ProvisionedCapacity)
+    return StreamedTableArgs(
+        table_name=settings.physical_table_name(logical),
+        partition_key=KeySpec(table.partition_key.name, table.partition_key.type),
+        sort_key=KeySpec(table.sort_key.name, table.sort_key.type) if table.sort_key else None,
+        read=Scaling(cap.read.min, cap.read.max, cap.read.target_utilization)
+        if provisioned
+        else None,
+        write=Scaling(cap.write.min, cap.write.max, cap.write.target_utilization)
+        if provisioned
+        else None,
+        kms_key_arn=kms_key_arn,
+        deletion_protection=table.deletion_protection,
+        alarm_topic_arn=alarm_topic_arn,
+        tags=tags,
+    )
+
+
+# -- alarms go to one topic ------------------------------------------------------------
+alarm_topic_arn: pulumi.Input[str]
+if settings.alarms.sns_topic_arn:
+    alarm_topic_arn = settings.alarms.sns_topic_arn
+else:
+    alarm_topic_arn = AlarmTopic(
+        "alarms",
+        AlarmTopicArgs(
+            topic_name=f"{settings.name_prefix}alarms",
+            kms_key_arn=kms_key_arn,
+            email=settings.alarms.email,
+            tags=tags,
+        ),
+    ).topic_arn
+
+# -- declared waypoint tables, streams on before anything writes to them ---------------
+tables = {
+    logical: StreamedTable(logical, table_args(logical, table))
+    for logical, table in settings.tables.items()
+}
+
+# -- the bus ---------------------------------------------------------------------------
+fanin = settings.bus.fanin
+bus = KinesisBus(
+    "bus",
+    KinesisBusArgs(
+        name_prefix=settings.name_prefix,
+        tables=[
+            BusTable(logical, settings.physical_table_name(logical), t.stream_arn)
+            for logical, t in tables.items()
+        ],
+        stream_mode=settings.bus.stream.mode,
+        shard_count=settings.bus.stream.shards,
+        retention_hours=settings.bus.stream.retention_hours,
+        memory_mb=fanin.memory_mb,
+        timeout_seconds=fanin.timeout_seconds,
+        mapping=MappingSettings(
+            batch_size=fanin.batch_size,
+            batching_window_seconds=fanin.batching_window_seconds,
+            parallelization_factor=fanin.parallelization_factor,
+            maximum_retry_attempts=fanin.maximum_retry_attempts,
+            maximum_record_age_seconds=fanin.maximum_record_age_seconds,
+        ),
+        max_record_bytes=fanin.max_record_bytes,
+        overflow_expire_days=settings.bus.overflow.expire_days,
+        archive=ArchiveArgs(
+            buffer_seconds=settings.bus.archive.buffer_seconds,
+            buffer_mb=settings.bus.archive.buffer_mb,
+            expire_days=settings.bus.archive.expire_days,
+        )
+        if settings.bus.archive.enabled
+        else None,
+        kms_key_arn=kms_key_arn,
+        alarm_topic_arn=alarm_topic_arn,
+        iterator_age_ms=settings.alarms.iterator_age_ms,
+        dlq_depth=settings.alarms.dlq_depth,
+        log_retention_days=fanin.log_retention_days,
+        tags=tags,
+    ),
+)
+
+pulumi.export("bus_stream_name", bus.stream_name)
+pulumi.export("bus_stream_arn", bus.stream_arn)
+pulumi.export("fanin_dlq_url", bus.dlq_url)
+pulumi.export("overflow_bucket", bus.overflow_bucket)
+pulumi.export("tables", {logical: t.table_name for logical, t in tables.items()})

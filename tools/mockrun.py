@@ -89,6 +89,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         )
         region = "" if service in ("iam", "s3") else self.region
         account = "" if service == "s3" else ACCOUNT
+        if service == "s3":
+            return f"arn:aws:s3:::{name}"
         kind = type_.rsplit(":", maxsplit=1)[-1].lower()
         return f"arn:aws:{service}:{region}:{account}:{kind}/{name}"
 
@@ -119,20 +121,20 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.outputs[(args.typ, args.name)] = outputs
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:  # type: ignore[override]
         self.invokes.append((args.token, dict(args.args)))
         if args.token in self.invoke_answers:
-            return self.invoke_answers[args.token](dict(args.args)), None
+            return self.invoke_answers[args.token](dict(args.args))
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/mock",
-                    "userId": "MOCK", "id": ACCOUNT}, None
+                    "userId": "MOCK", "id": ACCOUNT}
         if args.token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region, "id": self.region}, None
+            return {"name": self.region, "region": self.region, "id": self.region}
         if args.token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, None
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if args.token == "aws:dynamodb/getTables:getTables":
-            return {"names": [], "id": self.region}, None
-        return {}, None
+            return {"names": [], "id": self.region}
+        return {}
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -204,9 +206,7 @@ def run_program(
 
 
 def _resolve(value: Any) -> Any:
-    if isinstance(value, pulumi.Output):
-        return _plain(_sync_await(value.future()))
-    return value
+    return _plain(_sync_await(pulumi.Output.from_input(value).future()))
 
 
 def main_program(root: Path = ROOT) -> Callable[[], Any]:

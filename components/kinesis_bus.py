@@ -1,0 +1,462 @@
+"""KinesisBus: ONE Kinesis stream that carries every change of every waypoint table.
+
+Owns the stream (KMS), the fan-in Lambda and its least-privilege role, one DynamoDB Streams
+event source mapping per table (bisect, bounded retries, ReportBatchItemFailures, DLQ), the
+overflow bucket for changes too large for one record, an optional Firehose archive to S3
+partitioned by date, and the alarms.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+import pulumi_aws as aws
+
+from components.common import (
+    LAMBDA_ARCH,
+    LAMBDA_RUNTIME,
+    encrypted_queue,
+    metric_alarm,
+    secure_bucket,
+    service_role,
+)
+from components.lambda_package import build_package
+from components.stream_mapping import MappingSettings, stream_mapping
+
+TYPE = "dms-event-bus:index:KinesisBus"
+
+#: Files of the fan-in Lambda package (it needs nothing beyond the runtime's boto3).
+FANIN_MODULES = ["handlers/fanin.py", "handlers/envelope.py", "handlers/bus.py"]
+
+
+@dataclass(frozen=True)
+class BusTable:
+    """A waypoint table whose stream feeds the bus."""
+
+    logical_name: str
+    """Name in envelopes (`table`)."""
+    table_name: str
+    """Physical DynamoDB table name."""
+    stream_arn: pulumi.Input[str]
+    """The table's DynamoDB Stream ARN."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """Resources the mapping waits for (e.g. the table's adoption)."""
+
+
+@dataclass(frozen=True)
+class ArchiveArgs:
+    """Firehose copy of the bus to S3, partitioned by date."""
+
+    buffer_seconds: int = 300
+    buffer_mb: int = 64
+    expire_days: int = 365
+
+
+@dataclass(frozen=True)
+class KinesisBusArgs:
+    name_prefix: str
+    """Prefix of every physical name, e.g. `dmsbus-dev-`."""
+    tables: Sequence[BusTable]
+    """Tables whose streams feed the bus (declared and adopted alike)."""
+    stream_mode: Literal["on_demand", "provisioned"] = "on_demand"
+    """Kinesis capacity mode."""
+    shard_count: int = 1
+    """Shards (provisioned mode only)."""
+    retention_hours: int = 24
+    """How long bus records stay readable."""
+    memory_mb: int = 512
+    """Fan-in Lambda memory."""
+    timeout_seconds: int = 60
+    """Fan-in Lambda timeout."""
+    mapping: MappingSettings = field(default_factory=MappingSettings)
+    """Stream mapping tuning (batch size, window, retries, record age, parallelization)."""
+    max_record_bytes: int = 1_000_000
+    """Largest bus record; larger changes go through the overflow bucket."""
+    overflow_expire_days: int = 30
+    """Lifetime of overflow objects."""
+    archive: ArchiveArgs | None = None
+    """Firehose archive; None: no archive."""
+    kms_key_arn: str | None = None
+    """Customer-managed KMS key; None: AWS-managed keys."""
+    alarm_topic_arn: pulumi.Input[str] | None = None
+    """SNS topic for alarms."""
+    iterator_age_ms: int = 300_000
+    """IteratorAge alarm threshold."""
+    dlq_depth: int = 1
+    """DLQ depth alarm threshold."""
+    log_retention_days: int = 30
+    """Fan-in log retention."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags on every resource."""
+
+    def __post_init__(self) -> None:
+        names = [t.table_name for t in self.tables]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"KinesisBusArgs.tables: expected unique tables, found {dupes} twice")
+        if self.stream_mode == "provisioned" and self.shard_count < 1:
+            raise ValueError(
+                f"KinesisBusArgs.shard_count: expected >= 1, found {self.shard_count}"
+            )
+        if not 24 <= self.retention_hours <= 8760:
+            raise ValueError(
+                f"KinesisBusArgs.retention_hours: expected 24..8760, found {self.retention_hours}"
+            )
+        if not 1024 <= self.max_record_bytes <= 10 * 1024 * 1024:
+            raise ValueError(
+                "KinesisBusArgs.max_record_bytes: expected 1024..10485760, "
+                f"found {self.max_record_bytes}"
+            )
+
+
+class KinesisBus(pulumi.ComponentResource):
+    """The bus, its fan-in and everything that keeps it from losing a change."""
+
+    stream_name: pulumi.Output[str]
+    stream_arn: pulumi.Output[str]
+    fanin_function_name: pulumi.Output[str]
+    dlq_url: pulumi.Output[str]
+    overflow_bucket: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: KinesisBusArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        self._account = identity.account_id
+        self._region = region.region
+
+        self.stream = self._create_stream()
+        self.dlq = encrypted_queue(
+            f"{name}-dlq",
+            queue_name=f"{args.name_prefix}fanin-dlq",
+            kms_key_arn=args.kms_key_arn,
+            parent=self,
+            tags=self._tags,
+        )
+        self.overflow = secure_bucket(
+            f"{name}-overflow",
+            bucket_name=pulumi.Output.concat(
+                args.name_prefix, "overflow-", self._account, "-", self._region
+            ),
+            kms_key_arn=args.kms_key_arn,
+            expire_days=args.overflow_expire_days,
+            parent=self,
+            tags=self._tags,
+        )
+        self.function, policy = self._create_fanin()
+        self.mappings = {
+            table.table_name: stream_mapping(
+                f"{name}-{table.logical_name}-mapping",
+                function_name=self.function.name,
+                stream_arn=table.stream_arn,
+                dlq_arn=self.dlq.arn,
+                settings=args.mapping,
+                parent=self,
+                depends_on=[policy, *table.depends_on],
+            )
+            for table in args.tables
+        }
+        self.archive = self._create_archive() if args.archive else None
+        self.alarms = self._create_alarms()
+
+        self.stream_name = self.stream.name
+        self.stream_arn = self.stream.arn
+        self.fanin_function_name = self.function.name
+        self.dlq_url = self.dlq.url
+        self.overflow_bucket = self.overflow.bucket
+        self.register_outputs(
+            {
+                "stream_name": self.stream_name,
+                "stream_arn": self.stream_arn,
+                "fanin_function_name": self.fanin_function_name,
+                "dlq_url": self.dlq_url,
+                "overflow_bucket": self.overflow_bucket,
+            }
+        )
+
+    # -- the stream -------------------------------------------------------------------
+    def _create_stream(self) -> aws.kinesis.Stream:
+        args = self._args
+        provisioned = args.stream_mode == "provisioned"
+        max_kib = -(-args.max_record_bytes // 1024)
+        return aws.kinesis.Stream(
+            f"{self._name}-stream",
+            name=f"{args.name_prefix}bus",
+            stream_mode_details=aws.kinesis.StreamStreamModeDetailsArgs(
+                stream_mode="PROVISIONED" if provisioned else "ON_DEMAND"
+            ),
+            shard_count=args.shard_count if provisioned else None,
+            retention_period=args.retention_hours,
+            encryption_type="KMS",
+            kms_key_id=args.kms_key_arn or "alias/aws/kinesis",
+            # Kinesis takes records above 1 MiB only when the stream is told so
+            max_record_size_in_kib=max_kib if max_kib > 1024 else None,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    # -- the fan-in Lambda --------------------------------------------------------------
+    def _fanin_statements(self) -> list[dict]:
+        args = self._args
+        stream_arns = [t.stream_arn for t in args.tables]
+        table_streams = [
+            pulumi.Output.concat(
+                "arn:aws:dynamodb:", self._region, ":", self._account, ":table/",
+                t.table_name, "/stream/*",
+            )
+            for t in args.tables
+        ]
+        statements: list[dict] = [
+            {
+                "Sid": "ReadTheWaypointStreams",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                ],
+                "Resource": stream_arns or table_streams,
+            },
+            {
+                "Sid": "ListTheWaypointStreams",
+                "Effect": "Allow",
+                "Action": ["dynamodb:ListStreams"],
+                "Resource": table_streams,
+            },
+            {
+                "Sid": "PutOnTheBus",
+                "Effect": "Allow",
+                "Action": [
+                    "kinesis:PutRecord",
+                    "kinesis:PutRecords",
+                    "kinesis:DescribeStreamSummary",
+                ],
+                "Resource": [self.stream.arn],
+            },
+            {
+                "Sid": "WriteOverflow",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": [pulumi.Output.concat(self.overflow.arn, "/*")],
+            },
+            {
+                "Sid": "OnFailureDestination",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": [self.dlq.arn],
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [pulumi.Output.concat(self.log_group.arn, ":*")],
+            },
+        ]
+        if args.kms_key_arn:
+            statements.append(
+                {
+                    "Sid": "UseTheDataKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": [args.kms_key_arn],
+                }
+            )
+        return statements
+
+    def _create_fanin(self) -> tuple[aws.lambda_.Function, aws.iam.RolePolicy]:
+        args = self._args
+        function_name = f"{args.name_prefix}fanin"
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{self._name}-fanin-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        role, policy = service_role(
+            f"{self._name}-fanin",
+            role_name=f"{args.name_prefix}fanin",
+            service="lambda.amazonaws.com",
+            statements=self._fanin_statements(),
+            parent=self,
+            tags=self._tags,
+        )
+        tables = json.dumps(
+            {t.table_name: t.logical_name for t in sorted(args.tables, key=lambda t: t.table_name)},
+            separators=(",", ":"),
+        )
+        function = aws.lambda_.Function(
+            f"{self._name}-fanin",
+            name=function_name,
+            description="Fan-in: every change of every waypoint table onto the bus",
+            runtime=LAMBDA_RUNTIME,
+            architectures=[LAMBDA_ARCH],
+            handler="handlers.fanin.handler",
+            code=build_package(FANIN_MODULES),
+            role=role.arn,
+            memory_size=args.memory_mb,
+            timeout=args.timeout_seconds,
+            kms_key_arn=args.kms_key_arn,
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "BUS_STREAM_NAME": self.stream.name,
+                    "OVERFLOW_BUCKET": self.overflow.bucket,
+                    "TABLES": tables,
+                    "MAX_RECORD_BYTES": str(args.max_record_bytes),
+                }
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=self.log_group.name
+            ),
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
+        )
+        return function, policy
+
+    # -- the archive --------------------------------------------------------------------
+    def _create_archive(self) -> aws.kinesis.FirehoseDeliveryStream:
+        args = self._args
+        assert args.archive is not None
+        bucket = secure_bucket(
+            f"{self._name}-archive",
+            bucket_name=pulumi.Output.concat(
+                args.name_prefix, "archive-", self._account, "-", self._region
+            ),
+            kms_key_arn=args.kms_key_arn,
+            expire_days=args.archive.expire_days,
+            parent=self,
+            tags=self._tags,
+        )
+        statements: list[dict] = [
+            {
+                "Sid": "ReadTheBus",
+                "Effect": "Allow",
+                "Action": [
+                    "kinesis:DescribeStream",
+                    "kinesis:DescribeStreamSummary",
+                    "kinesis:GetShardIterator",
+                    "kinesis:GetRecords",
+                    "kinesis:ListShards",
+                ],
+                "Resource": [self.stream.arn],
+            },
+            {
+                "Sid": "WriteTheArchive",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:AbortMultipartUpload",
+                    "s3:GetBucketLocation",
+                    "s3:ListBucket",
+                    "s3:ListBucketMultipartUploads",
+                    "s3:PutObject",
+                ],
+                "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+            },
+        ]
+        if args.kms_key_arn:
+            statements.append(
+                {
+                    "Sid": "UseTheDataKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": [args.kms_key_arn],
+                }
+            )
+        role, policy = service_role(
+            f"{self._name}-archive",
+            role_name=f"{args.name_prefix}archive",
+            service="firehose.amazonaws.com",
+            statements=statements,
+            parent=self,
+            tags=self._tags,
+        )
+        date = "!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}"
+        return aws.kinesis.FirehoseDeliveryStream(
+            f"{self._name}-archive-delivery",
+            name=f"{args.name_prefix}archive",
+            destination="extended_s3",
+            kinesis_source_configuration=aws.kinesis.FirehoseDeliveryStreamKinesisSourceConfigurationArgs(
+                kinesis_stream_arn=self.stream.arn, role_arn=role.arn
+            ),
+            extended_s3_configuration=aws.kinesis.FirehoseDeliveryStreamExtendedS3ConfigurationArgs(
+                bucket_arn=bucket.arn,
+                role_arn=role.arn,
+                prefix=f"bus/{date}/",
+                error_output_prefix=f"errors/!{{firehose:error-output-type}}/{date}/",
+                buffering_interval=args.archive.buffer_seconds,
+                buffering_size=args.archive.buffer_mb,
+                compression_format="GZIP",
+                kms_key_arn=args.kms_key_arn,
+            ),
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+
+    # -- alarms -------------------------------------------------------------------------
+    def _create_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
+        args = self._args
+        topic = args.alarm_topic_arn
+        fn = {"FunctionName": self.function.name}
+        return [
+            metric_alarm(
+                f"{self._name}-fanin-errors",
+                description="Fan-in invocations fail: records are retried, then go to the DLQ. "
+                "Read the fan-in logs (JSON) for the reason.",
+                namespace="AWS/Lambda",
+                metric="Errors",
+                dimensions=fn,
+                threshold=0,
+                topic_arn=topic,
+                parent=self,
+                tags=self._tags,
+            ),
+            metric_alarm(
+                f"{self._name}-fanin-iterator-age",
+                description="Changes wait too long before reaching the bus (fan-in behind or "
+                "stuck on a failing batch).",
+                namespace="AWS/Lambda",
+                metric="IteratorAge",
+                dimensions=fn,
+                statistic="Maximum",
+                threshold=args.iterator_age_ms,
+                topic_arn=topic,
+                parent=self,
+                tags=self._tags,
+            ),
+            metric_alarm(
+                f"{self._name}-dlq-depth",
+                description="Batches the fan-in gave up on are in the DLQ: fix the cause, then "
+                "run `python -m tools.redrive` within 24 hours.",
+                namespace="AWS/SQS",
+                metric="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": self.dlq.name},
+                statistic="Maximum",
+                threshold=args.dlq_depth,
+                comparison="GreaterThanOrEqualToThreshold",
+                topic_arn=topic,
+                parent=self,
+                tags=self._tags,
+            ),
+            metric_alarm(
+                f"{self._name}-bus-throttled",
+                description="Writes to the bus are throttled: add shards (provisioned) or check "
+                "for a hot partition key.",
+                namespace="AWS/Kinesis",
+                metric="WriteProvisionedThroughputExceeded",
+                dimensions={"StreamName": self.stream.name},
+                threshold=0,
+                topic_arn=topic,
+                parent=self,
+                tags=self._tags,
+            ),
+        ]
