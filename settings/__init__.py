@@ -22,6 +22,7 @@ from .core import (
     TableSettings,
 )
 from .ingest import IngestSettings
+from .dms import DmsSettings, check_dms
 
 __all__ = [
     "PROJECT",
@@ -46,6 +47,12 @@ class StackSettings(Model):
     bus: BusSettings = Field(default_factory=BusSettings)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     ingest_api: IngestSettings | None = None
+    dms: DmsSettings | None = None
+
+    @model_validator(mode="after")
+    def _check_dms(self) -> StackSettings:
+        check_dms(self.dms, self.tables)  # dms vs tables: key columns, wildcards
+        return self
 
     @model_validator(mode="after")
     def _check_tags(self) -> StackSettings:
@@ -94,7 +101,7 @@ def load_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
     try:
         return StackSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(stack, problems_of(exc)) from None
+        raise ConfigError(stack, problems_of(exc, data)) from None
 
 
 def settings_from_pulumi() -> StackSettings:

@@ -90,10 +90,30 @@ _EXPECTED = {
 }
 
 
-def _describe(err: Any) -> str:
+def _document_loc(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    """Keep only the parts of pydantic's location that exist in the document: union tags
+    such as `provisioned` in `capacity.provisioned.read` are pydantic's, not the user's."""
+    kept: list[int | str] = []
+    node = data
+    for item in loc:
+        if isinstance(node, dict) and item in node:
+            node = node[item]
+        elif isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
+            node = node[item]
+        elif isinstance(node, dict) and isinstance(item, str) and item not in node and (
+            any(isinstance(v, str) and v == item for v in node.values())
+        ):
+            continue  # a discriminator tag: the value of a key, not a key
+        else:
+            node = None
+        kept.append(item)
+    return tuple(kept)
+
+
+def _describe(err: Any, data: Any) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
-    path = _key_path(tuple(err["loc"]))
+    path = _key_path(_document_loc(tuple(err["loc"]), data))
     found = err.get("input")
     found_text = "nothing" if kind == "missing" else repr(found)
     if len(found_text) > 120:
@@ -117,11 +137,12 @@ def _describe(err: Any) -> str:
     return f"{path}: expected {expected}, found {found_text}"
 
 
-def problems_of(exc: ValidationError) -> list[str]:
-    """Readable problems of a pydantic ValidationError, de-duplicated, in document order."""
+def problems_of(exc: ValidationError, data: Any = None) -> list[str]:
+    """Readable problems of a pydantic ValidationError, de-duplicated, in document order.
+    `data` is the validated document, used to show key paths as the user wrote them."""
     seen: dict[str, None] = {}
     for err in exc.errors(include_url=False):
-        seen.setdefault(_describe(err), None)
+        seen.setdefault(_describe(err, data), None)
     return list(seen)
 
 

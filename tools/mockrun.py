@@ -199,6 +199,10 @@ def run_program(
     pulumi.export = _export
     try:
         _sync_await(run_pulumi_func(program))
+    except BaseException as exc:
+        # what was declared before the failure (tests assert: nothing, for config errors)
+        exc.declared = list(monitor.declared)  # type: ignore[attr-defined]
+        raise
     finally:
         pulumi.export = original_export
     resolved = {k: _resolve(v) for k, v in exports.items()}
@@ -222,11 +226,13 @@ def run_stack(
     stack: str,
     *,
     root: Path = ROOT,
+    stack_dir: Path | None = None,
     overrides: dict[str, Any] | None = None,
     invoke_answers: dict[str, Callable[[dict], dict]] | None = None,
 ) -> Plan:
-    """Run `__main__.py` for `Pulumi.<stack>.yaml` (plus `overrides`, namespaced keys)."""
-    config = read_stack_config(stack, root)
+    """Run `root/__main__.py` with `Pulumi.<stack>.yaml` from `stack_dir` (default: root),
+    plus `overrides` (namespaced keys)."""
+    config = read_stack_config(stack, stack_dir or root)
     if overrides:
         config.update(overrides)
     engine_config, secret_keys = as_engine_config(config)

@@ -1,0 +1,185 @@
+"""Offline plan: run the program for one stack under Pulumi's mocks and print what it would
+declare, as a tree by component, with the settings that matter.
+
+    python -m tools.plan --stack dev          # tree
+    python -m tools.plan --stack prod --json  # machine-readable
+
+No AWS account, no Pulumi CLI needed. A bad stack file exits 2 with the config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from settings import ConfigError
+from tools.mockrun import Declared, Plan, run_stack
+
+#: The settings worth seeing per resource type: (label, function of inputs).
+_Detail = Callable[[dict[str, Any]], Any]
+
+
+def _get(*path: str) -> _Detail:
+    def read(inputs: dict[str, Any]) -> Any:
+        value: Any = inputs
+        for key in path:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(key)
+        return value
+
+    return read
+
+
+def _policy_actions(inputs: dict[str, Any]) -> str:
+    doc = json.loads(inputs.get("policy") or "{}")
+    return ", ".join(
+        f"{'/'.join(s['Action']) if isinstance(s['Action'], list) else s['Action']}"
+        for s in doc.get("Statement", [])
+    )
+
+
+DETAILS: dict[str, list[tuple[str, _Detail]]] = {
+    "aws:dynamodb/table:Table": [
+        ("name", _get("name")),
+        ("billing", _get("billingMode")),
+        ("stream", _get("streamViewType")),
+        ("pitr", _get("pointInTimeRecovery", "enabled")),
+        ("sse", _get("serverSideEncryption", "enabled")),
+        ("kms", lambda i: (i.get("serverSideEncryption") or {}).get("kmsKeyArn") or "aws-managed"),
+        ("deletion_protection", _get("deletionProtectionEnabled")),
+    ],
+    "aws:appautoscaling/target:Target": [
+        ("dimension", _get("scalableDimension")),
+        ("min", _get("minCapacity")),
+        ("max", _get("maxCapacity")),
+    ],
+    "aws:appautoscaling/policy:Policy": [
+        ("target", _get("targetTrackingScalingPolicyConfiguration", "targetValue")),
+    ],
+    "aws:kinesis/stream:Stream": [
+        ("name", _get("name")),
+        ("mode", _get("streamModeDetails", "streamMode")),
+        ("shards", _get("shardCount")),
+        ("retention_h", _get("retentionPeriod")),
+        ("encryption", _get("encryptionType")),
+        ("kms", _get("kmsKeyId")),
+    ],
+    "aws:lambda/function:Function": [
+        ("name", _get("name")),
+        ("runtime", _get("runtime")),
+        ("arch", lambda i: ",".join(i.get("architectures") or [])),
+        ("memory", _get("memorySize")),
+        ("timeout", _get("timeout")),
+        ("vpc", lambda i: bool((i.get("vpcConfig") or {}).get("subnetIds"))),
+    ],
+    "aws:lambda/eventSourceMapping:EventSourceMapping": [
+        ("start", _get("startingPosition")),
+        ("batch", _get("batchSize")),
+        ("window_s", _get("maximumBatchingWindowInSeconds")),
+        ("parallel", _get("parallelizationFactor")),
+        ("bisect", _get("bisectBatchOnFunctionError")),
+        ("retries", _get("maximumRetryAttempts")),
+        ("max_age_s", _get("maximumRecordAgeInSeconds")),
+        ("responses", lambda i: ",".join(i.get("functionResponseTypes") or [])),
+        ("on_failure", lambda i: bool(_get("destinationConfig", "onFailure", "destinationArn")(i))),
+    ],
+    "aws:sqs/queue:Queue": [("name", _get("name")), ("kms", _get("kmsMasterKeyId"))],
+    "aws:s3/bucket:Bucket": [("bucket", _get("bucket"))],
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": [
+        (
+            "sse",
+            lambda i: (i.get("rules") or [{}])[0]
+            .get("applyServerSideEncryptionByDefault", {})
+            .get("sseAlgorithm"),
+        )
+    ],
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": [
+        ("all_blocked", lambda i: all(i.get(k) for k in (
+            "blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")))
+    ],
+    "aws:iam/rolePolicy:RolePolicy": [("allows", _policy_actions)],
+    "aws:cloudwatch/metricAlarm:MetricAlarm": [
+        ("metric", lambda i: f"{i.get('namespace')}/{i.get('metricName')}"),
+        ("threshold", _get("threshold")),
+    ],
+    "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": [
+        ("name", _get("name")),
+        ("prefix", _get("extendedS3Configuration", "prefix")),
+    ],
+}
+
+
+def _details(resource: Declared) -> str:
+    shown = []
+    for label, read in DETAILS.get(resource.type, []):
+        try:
+            value = read(resource.inputs)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            value = None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value is not None and value != "":
+            shown.append(f"{label}={value}")
+    return "  " + " ".join(shown) if shown else ""
+
+
+def render_tree(plan: Plan) -> str:
+    """The plan as an indented tree: components with their children."""
+    children: dict[str, list[Declared]] = {}
+    for r in plan.resources:
+        children.setdefault(r.parent, []).append(r)
+    urns = {r.urn for r in plan.resources}
+    roots = [r for r in plan.resources if r.parent not in urns]
+    lines = [f"stack {plan.stack}: {len(plan.resources)} resources"]
+
+    def walk(node: Declared, depth: int) -> None:
+        lines.append(f"{'  ' * depth}- {node.name} [{node.type}]{_details(node)}")
+        for child in sorted(children.get(node.urn, []), key=lambda r: (r.custom, r.type, r.name)):
+            walk(child, depth + 1)
+
+    for root in sorted(roots, key=lambda r: (r.custom, r.type, r.name)):
+        walk(root, 1)
+    if plan.exports:
+        lines.append("outputs:")
+        for key, value in plan.exports.items():
+            lines.append(f"  {key}: {json.dumps(value, default=str)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", default="dev", help="stack name (Pulumi.<stack>.yaml)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a tree")
+    parser.add_argument(
+        "--stack-dir", type=Path, default=None,
+        help="folder holding Pulumi.<stack>.yaml (default: the project folder)",
+    )
+    args = parser.parse_args(argv)
+    os.environ.setdefault("AWS_REGION", "eu-west-1")
+    try:
+        plan = run_stack(args.stack, stack_dir=args.stack_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(
+            {"stack": plan.stack, "resources": [
+                {"type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs}
+                for r in plan.resources], "outputs": plan.exports},
+            indent=2, default=str))
+    else:
+        print(render_tree(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
