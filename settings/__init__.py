@@ -21,8 +21,8 @@ from .core import (
     ProvisionedCapacity,
     TableSettings,
 )
-from .ingest import IngestSettings
 from .dms import DmsSettings, check_dms
+from .ingest import IngestSettings
 
 __all__ = [
     "PROJECT",
