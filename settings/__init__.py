@@ -23,6 +23,7 @@ from .core import (
 )
 from .dms import DmsSettings, check_dms
 from .ingest import IngestSettings
+from .writeback import WritebackSettings, check_writeback
 
 __all__ = [
     "PROJECT",
@@ -48,10 +49,17 @@ class StackSettings(Model):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     ingest_api: IngestSettings | None = None
     dms: DmsSettings | None = None
+    writeback: WritebackSettings | None = None
 
     @model_validator(mode="after")
     def _check_dms(self) -> StackSettings:
         check_dms(self.dms, self.tables)  # dms vs tables: key columns, wildcards
+        return self
+
+    @model_validator(mode="after")
+    def _check_writeback(self) -> StackSettings:
+        entities = self.ingest_api.entities if self.ingest_api else {}
+        check_writeback(self.writeback, self.tables, entities)  # sources exist, keys match
         return self
 
     @model_validator(mode="after")

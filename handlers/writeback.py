@@ -1,0 +1,627 @@
+"""Legacy writeback: DynamoDB Streams changes of the write path's tables -> the legacy database.
+
+Entry point `handler(event, context)` (Lambda, DynamoDB Streams event source mapping with
+ReportBatchItemFailures). The work is done by `process(records, config, ...)` with injected
+executor and DynamoDB client, so it is testable without AWS.
+
+Rules (docs/writeback.md):
+* insert/update -> upsert applied only when the incoming version is newer than the row's;
+  delete -> applied only when the row's version is not newer. Replaying a batch changes
+  nothing.
+* Not written back: images without the write path's status marker (DMS echoes: DMS writes
+  the legacy row's columns only), status-only updates (the handler's own status writes), TTL
+  deletes (userIdentity = the DynamoDB service).
+* One multi-row statement per table per batch; several changes of one key collapse to the
+  newest. A record the database rejects is isolated (bisection with rolled-back probes): the
+  records before it are applied, its sequence number is reported as the batch item failure.
+* Afterwards the item's status becomes `applied` (or `error` with the reason) through a
+  conditional UpdateItem; that update is status-only, so it is ignored when it comes back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from handlers.writeback_sql import (
+    DataApiExecutor,
+    DataError,
+    DbApiExecutor,
+    Executor,
+    Statement,
+    TableSpec,
+    build_statements,
+    connect,
+)
+
+NAMESPACE = "DmsEventBus/Writeback"
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+
+# --------------------------------------------------------------------------- logging / metrics
+
+
+def log(level: str, message: str, **fields: Any) -> None:
+    """One structured JSON log line."""
+    print(json.dumps({"level": level, "message": message, **fields}, default=str), flush=True)
+
+
+def emit_metrics(metrics: dict[str, int], dimensions: dict[str, str] | None = None) -> None:
+    """CloudWatch embedded metric format: one line, no API call."""
+    dims = dimensions or {}
+    print(
+        json.dumps(
+            {
+                "_aws": {
+                    "Timestamp": int(time.time() * 1000),
+                    "CloudWatchMetrics": [
+                        {
+                            "Namespace": NAMESPACE,
+                            "Dimensions": [sorted(dims)],
+                            "Metrics": [{"Name": k, "Unit": "Count"} for k in sorted(metrics)],
+                        }
+                    ],
+                },
+                **dims,
+                **metrics,
+            }
+        ),
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------------- DynamoDB values
+
+
+def attr_value(attr: dict[str, Any]) -> Any:
+    """One DynamoDB-JSON attribute as the SQL parameter value.
+
+    S -> str, N -> int (integral) or exact Decimal, BOOL -> bool, NULL -> None,
+    B -> bytes (Lambda delivers base64), SS/NS/BS/L/M -> JSON text with exact numbers.
+    """
+    (kind, value), = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return number(value)
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "B":
+        return value if isinstance(value, bytes | bytearray) else base64.b64decode(value)
+    return json_text(attr)
+
+
+def number(text: str) -> int | Decimal:
+    value = Decimal(text)
+    if value == value.to_integral_value() and not any(c in text for c in ".eE"):
+        return int(text)
+    return value
+
+
+def json_text(attr: dict[str, Any]) -> str:
+    """A nested attribute as compact JSON; N digits copied exactly (never through a float)."""
+    (kind, value), = attr.items()
+    if kind == "S":
+        return json.dumps(value, ensure_ascii=False)
+    if kind == "N":
+        return str(number(value))
+    if kind == "BOOL":
+        return "true" if value else "false"
+    if kind == "NULL":
+        return "null"
+    if kind == "B":
+        return json.dumps(_b64(value))
+    if kind == "SS":
+        return "[" + ",".join(json.dumps(v, ensure_ascii=False) for v in sorted(value)) + "]"
+    if kind == "NS":
+        return "[" + ",".join(str(number(v)) for v in sorted(value, key=Decimal)) + "]"
+    if kind == "BS":
+        return "[" + ",".join(json.dumps(_b64(v)) for v in sorted(value, key=_b64)) + "]"
+    if kind == "L":
+        return "[" + ",".join(json_text(v) for v in value) + "]"
+    if kind == "M":
+        return "{" + ",".join(
+            f"{json.dumps(k, ensure_ascii=False)}:{json_text(v)}" for k, v in sorted(value.items())
+        ) + "}"
+    raise ValueError(f"unknown DynamoDB type {kind!r}")
+
+
+def _b64(value: Any) -> str:
+    return base64.b64encode(bytes(value)).decode() if isinstance(value, bytes | bytearray) \
+        else str(value)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass
+class Change:
+    """One stream record that must be written back."""
+
+    index: int  # position in the batch
+    seq: str
+    table: str  # physical DynamoDB table
+    spec: TableSpec
+    op: str  # "upsert" | "delete"
+    key: tuple[Any, ...]  # legacy key column values
+    version: Decimal
+    row: list[Any] = field(default_factory=list)  # upsert values in spec.upsert_columns order
+    item_keys: dict[str, Any] = field(default_factory=dict)  # DynamoDB JSON key of the item
+    version_attr: dict[str, Any] = field(default_factory=dict)  # DynamoDB JSON version
+
+
+@dataclass
+class Outcome:
+    """How one record was classified."""
+
+    index: int
+    seq: str
+    action: str  # "change", "skip", "poison"
+    reason: str = ""
+    change: Change | None = None
+    item: StatusTarget | None = None  # the item whose status reports this record
+
+
+@dataclass(frozen=True)
+class StatusTarget:
+    """The DynamoDB item a record's status goes to, and the version it must still hold."""
+
+    table: str
+    keys: dict[str, Any]  # DynamoDB JSON
+    version_name: str
+    version: dict[str, Any]  # DynamoDB JSON, e.g. {"N": "3"}
+
+
+class Poison(Exception):
+    """A record that can never apply (missing key, missing or bad version, no image)."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The write path's item attributes (docs/ingest-api.md)."""
+
+    status_attribute: str = "status"
+    status_detail_attribute: str = "status_detail"
+    status_only_attributes: frozenset[str] = frozenset({"status", "status_detail"})
+    status_values: frozenset[str] = frozenset({"accepted", "applied", "error"})
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any] | None) -> Contract:
+        raw = raw or {}
+        status = raw.get("status_attribute", "status")
+        detail = raw.get("status_detail_attribute", "status_detail")
+        return cls(
+            status_attribute=status,
+            status_detail_attribute=detail,
+            status_only_attributes=frozenset(
+                raw.get("status_only_attributes", [status, detail])
+            ),
+            status_values=frozenset(raw.get("status_values", ["accepted", "applied", "error"])),
+        )
+
+    def is_write_path(self, image: dict[str, Any] | None) -> bool:
+        """The image carries the write path's marker: `status` S with a known value."""
+        if not image:
+            return False
+        status = image.get(self.status_attribute)
+        return isinstance(status, dict) and status.get("S") in self.status_values
+
+    def status_only(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+        """Old and new image differ only in status attributes."""
+        if old is None or new is None:
+            return False
+        ignored = self.status_only_attributes
+        return {k: v for k, v in old.items() if k not in ignored} == {
+            k: v for k, v in new.items() if k not in ignored
+        }
+
+
+@dataclass(frozen=True)
+class Config:
+    """The handler's config (env WRITEBACK_CONFIG, written by the LegacyWriteback component)."""
+
+    target: dict[str, Any]
+    tables: dict[str, TableSpec]  # physical DynamoDB table -> mapping
+    contract: Contract
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Config:
+        return cls(
+            target=dict(raw["target"]),
+            tables={name: TableSpec.from_config(t) for name, t in raw["tables"].items()},
+            contract=Contract.from_config(raw.get("contract")),
+        )
+
+
+def table_of(record: dict[str, Any]) -> str:
+    """`arn:aws:dynamodb:<region>:<acct>:table/<name>/stream/<label>` -> `<name>`."""
+    arn = record.get("eventSourceARN", "")
+    try:
+        return arn.split(":", 5)[5].split("/")[1]
+    except IndexError:
+        return ""
+
+
+def is_ttl_delete(record: dict[str, Any]) -> bool:
+    identity = record.get("userIdentity") or {}
+    return identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL
+
+
+def classify(index: int, record: dict[str, Any], config: Config) -> Outcome:
+    """Decide what one record means: a change to write back, a skip (and why), or poison."""
+    ddb = record.get("dynamodb") or {}
+    seq = str(ddb.get("SequenceNumber", ""))
+    table = table_of(record)
+    spec = config.tables.get(table)
+    contract = config.contract
+    if spec is None:
+        return Outcome(index, seq, "skip", f"table {table!r} is not mapped")
+    event = record.get("eventName")
+    old, new = ddb.get("OldImage"), ddb.get("NewImage")
+    if event == "REMOVE":
+        if is_ttl_delete(record):
+            return Outcome(index, seq, "skip", "TTL delete (userIdentity dynamodb.amazonaws.com)")
+        if not spec.deletes:
+            return Outcome(index, seq, "skip", "deletes are not written back for this table")
+        image, op = old, "delete"
+    elif event in ("INSERT", "MODIFY"):
+        image, op = new, "upsert"
+    else:
+        return Outcome(index, seq, "skip", f"unknown eventName {event!r}")
+    if image is None:
+        return Outcome(index, seq, "poison",
+                       f"{event} record without {'Old' if op == 'delete' else 'New'}Image: the "
+                       "stream view type must be NEW_AND_OLD_IMAGES")
+    if not contract.is_write_path(image):
+        return Outcome(index, seq, "skip",
+                       f"no write-path marker '{contract.status_attribute}': not written by the "
+                       "write path (DMS replication or another writer)")
+    if event == "MODIFY" and contract.status_only(old, new):
+        return Outcome(index, seq, "skip", "status-only update")
+    item_keys = ddb.get("Keys") or {a: image[a] for a in spec.key_columns if a in image}
+    version_attr = image.get(spec.version_attribute)
+    item = StatusTarget(table, item_keys, spec.version_attribute, version_attr) \
+        if version_attr else None
+    try:
+        change = _change(index, seq, table, spec, op, image, item_keys, version_attr)
+    except Poison as exc:
+        return Outcome(index, seq, "poison", str(exc), item=item)
+    return Outcome(index, seq, "change", change=change, item=item)
+
+
+def _change(  # noqa: PLR0917 - one record's parts, called once
+    index: int, seq: str, table: str, spec: TableSpec, op: str, image: dict[str, Any],
+    item_keys: dict[str, Any], version_attr: dict[str, Any] | None,
+) -> Change:
+    missing = [a for a in spec.key_columns if a not in image]
+    if missing:
+        raise Poison(f"missing key attribute(s) {missing} for {spec.legacy_table}")
+    if not version_attr or "N" not in version_attr:
+        raise Poison(
+            f"version attribute '{spec.version_attribute}' missing or not a number "
+            f"(found {version_attr!r})"
+        )
+    try:
+        version = Decimal(version_attr["N"])
+        key = tuple(attr_value(image[a]) for a in spec.key_columns)
+        row: list[Any] = []
+        if op == "upsert":
+            row = [
+                *key,
+                *(attr_value(image[a]) if a in image else None for a in spec.columns),
+                number(version_attr["N"]),
+            ]
+    except (ValueError, ArithmeticError, TypeError) as exc:
+        raise Poison(f"cannot convert the item's values: {exc}") from exc
+    for col, value in zip(spec.key_columns.values(), key, strict=True):
+        if value is None:
+            raise Poison(f"key column {col} would be NULL")
+    return Change(index, seq, table, spec, op, key, version, row, item_keys, version_attr)
+
+
+# --------------------------------------------------------------------------- applying
+
+
+def collapse(changes: Iterable[Change]) -> list[Change]:
+    """Keep the newest change per (table, key): highest version, later record on a tie."""
+    newest: dict[tuple[str, tuple[Any, ...]], Change] = {}
+    for change in changes:
+        slot = (change.table, _key_id(change.key))
+        current = newest.get(slot)
+        if current is None or change.version >= current.version:
+            newest[slot] = change
+    return sorted(newest.values(), key=lambda c: c.index)
+
+
+def _key_id(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple((type(v).__name__, str(v)) for v in key)
+
+
+def statements_for(
+    changes: Sequence[Change], config: Config, executor: Executor
+) -> list[Statement]:
+    """Collapsed changes -> one statement per table (config order), split only when a table's
+    changes exceed the executor's parameter limit."""
+    out: list[Statement] = []
+    collapsed = collapse(changes)
+    for table, spec in config.tables.items():
+        mine = [c for c in collapsed if c.table == table]
+        if not mine:
+            continue
+        per_row = len(spec.upsert_columns)
+        chunk = max(1, executor.max_params // per_row)
+        for start in range(0, len(mine), chunk):
+            part = mine[start : start + chunk]
+            out.extend(
+                build_statements(
+                    spec,
+                    [c.row for c in part if c.op == "upsert"],
+                    [(list(c.key), c.version) for c in part if c.op == "delete"],
+                    dialect=executor.dialect,
+                    named=executor.named,
+                )
+            )
+    return out
+
+
+@dataclass
+class BatchResult:
+    """What `process` did with one batch."""
+
+    failures: list[str]
+    applied: list[Change]
+    rows_changed: int
+    skipped: dict[str, int]
+    poison: list[tuple[str, str]]  # (seq, reason)
+    round_trips: int
+
+    def response(self) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failures]}
+
+
+def process(
+    records: Sequence[dict[str, Any]],
+    config: Config,
+    executor: Executor,
+    status_client: Any | None,
+) -> BatchResult:
+    """Write one batch back. Returns the failures (at most the earliest failing record)."""
+    outcomes = [classify(i, r, config) for i, r in enumerate(records)]
+    skipped: dict[str, int] = {}
+    for o in outcomes:
+        if o.action == "skip":
+            skipped[o.reason] = skipped.get(o.reason, 0) + 1
+    first_poison = next((o for o in outcomes if o.action == "poison"), None)
+    limit = first_poison.index if first_poison else len(outcomes)
+    changes = [o.change for o in outcomes[:limit] if o.change is not None]
+    poison_outcome = first_poison
+    poison_reason = first_poison.reason if first_poison else ""
+
+    round_trips_before = executor.round_trips
+    try:
+        rows = executor.apply(statements_for(changes, config, executor))
+        applied = changes
+    except DataError as exc:
+        bad, reason = _isolate(changes, config, executor, str(exc))
+        applied = changes[:bad]
+        rows = executor.apply(statements_for(applied, config, executor))
+        poison_outcome = outcomes[changes[bad].index]
+        poison_reason = f"rejected by the database: {reason}"
+
+    failures: list[str] = []
+    poison: list[tuple[str, str]] = []
+    if poison_outcome is not None:
+        failures.append(poison_outcome.seq)
+        poison.append((poison_outcome.seq, poison_reason))
+        log("ERROR", "record cannot be written back; reported as batch item failure (it goes "
+            "to the DLQ after the mapping's retries)", sequence_number=poison_outcome.seq,
+            reason=poison_reason, table=table_of(records[poison_outcome.index]))
+
+    if status_client is not None:
+        status_failure = _write_statuses(status_client, config.contract, collapse(applied),
+                                         poison_outcome, poison_reason)
+        if status_failure is not None and (not failures or _before(status_failure, failures[0],
+                                                                   outcomes)):
+            failures = [status_failure]
+    return BatchResult(failures, applied, rows, skipped, poison,
+                       executor.round_trips - round_trips_before)
+
+
+def _before(seq_a: str, seq_b: str, outcomes: Sequence[Outcome]) -> bool:
+    order = {o.seq: o.index for o in outcomes}
+    return order.get(seq_a, 0) < order.get(seq_b, 0)
+
+
+def _isolate(
+    changes: Sequence[Change], config: Config, executor: Executor, message: str
+) -> tuple[int, str]:
+    """Index of the first change whose prefix the database rejects (binary search with
+    rolled-back probes), and the database's reason."""
+    lo, hi, reason = 0, len(changes), message  # prefix [:lo] applies, [:hi] fails
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        error = executor.probe(statements_for(changes[:mid], config, executor))
+        if error is None:
+            lo = mid
+        else:
+            hi, reason = mid, error
+    return hi - 1, reason
+
+
+def _write_statuses(
+    client: Any, contract: Contract, applied: Sequence[Change], poison: Outcome | None,
+    poison_reason: str,
+) -> str | None:
+    """Set `applied` on every upserted item (and `error` on the poison record's item), only
+    while the item still holds that version and not already that status. Returns the
+    sequence number of the first record whose status write failed for another reason."""
+    writes = [
+        (c.index, c.seq, StatusTarget(c.table, c.item_keys, c.spec.version_attribute,
+                                      c.version_attr), "applied", "")
+        for c in applied
+        if c.op == "upsert"
+    ]
+    if poison is not None and poison.item is not None:
+        writes.append((poison.index, poison.seq, poison.item, "error", poison_reason[:1000]))
+    if not writes:
+        return None
+
+    def one(write: tuple[int, str, StatusTarget, str, str]) -> tuple[int, str] | None:
+        index, seq, target, status, detail = write
+        try:
+            set_status(client, contract, target, status, detail)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                return None  # the item moved on (newer version) or already has this status
+            log("WARN", "status update failed; the record is retried (SQL replay is a no-op)",
+                sequence_number=seq, table=target.table, error=str(exc))
+            return index, seq
+        return None
+
+    if len(writes) == 1:
+        results = [one(writes[0])]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(writes))) as pool:
+            results = list(pool.map(one, writes))
+    failed = sorted(r for r in results if r is not None)
+    return failed[0][1] if failed else None
+
+
+def set_status(
+    client: Any, contract: Contract, target: StatusTarget, status: str, detail: str
+) -> None:
+    """Conditional UpdateItem of the status attributes only (so the resulting stream record
+    is status-only and ignored by this handler)."""
+    names = {"#s": contract.status_attribute, "#d": contract.status_detail_attribute,
+             "#v": target.version_name}
+    values: dict[str, Any] = {":s": {"S": status}, ":v": target.version}
+    if detail:
+        update = "SET #s = :s, #d = :d"
+        values[":d"] = {"S": detail}
+    else:
+        update = "SET #s = :s REMOVE #d"
+    client.update_item(
+        TableName=target.table,
+        Key=target.keys,
+        UpdateExpression=update,
+        ConditionExpression="#v = :v AND #s <> :s",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+# --------------------------------------------------------------------------- Lambda entry
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _config() -> Config:
+    if "config" not in _STATE:
+        _STATE["config"] = Config.from_json(json.loads(os.environ["WRITEBACK_CONFIG"]))
+    config: Config = _STATE["config"]
+    return config
+
+
+def _boto3_client(service: str) -> Any:
+    key = f"client:{service}"
+    if key not in _STATE:
+        import boto3
+
+        _STATE[key] = boto3.client(service)
+    return _STATE[key]
+
+
+def _credentials(secret_arn: str) -> tuple[str, str]:
+    """username/password from the Secrets Manager secret, cached per container."""
+    key = f"secret:{secret_arn}"
+    if key not in _STATE:
+        secret = json.loads(
+            _boto3_client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+        )
+        _STATE[key] = (secret["username"], secret["password"])
+    creds: tuple[str, str] = _STATE[key]
+    return creds
+
+
+def executor_for(
+    target: dict[str, Any],
+    *,
+    rds_data: Any | None = None,
+    connector: Callable[[], Any] | None = None,
+) -> Executor:
+    """The executor for the configured target; a direct connection is cached per container."""
+    if target["kind"] == "data_api":
+        return DataApiExecutor(
+            rds_data if rds_data is not None else _boto3_client("rds-data"),
+            cluster_arn=target["cluster_arn"],
+            secret_arn=target["secret_arn"],
+            database=target["database"],
+            dialect=target.get("engine", "postgres"),
+        )
+    if "executor" not in _STATE:
+        if connector is None:
+            user, password = _credentials(target["secret_arn"])
+            connection = connect(target, user, password)
+        else:
+            connection = connector()
+        _STATE["executor"] = DbApiExecutor(connection, target["kind"])
+    executor: Executor = _STATE["executor"]
+    return executor
+
+
+def _drop_connection() -> None:
+    executor = _STATE.pop("executor", None)
+    if executor is not None:
+        try:
+            executor.connection.close()
+        except Exception:  # noqa: BLE001 - it is being thrown away
+            pass
+        # a rotated secret is re-read on the next connect
+        for key in [k for k in _STATE if k.startswith("secret:")]:
+            _STATE.pop(key)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point for a DynamoDB Streams batch."""
+    config = _config()
+    records = event.get("Records") or []
+    started = time.perf_counter()
+    try:
+        executor = executor_for(config.target)
+        result = process(records, config, executor, _boto3_client("dynamodb"))
+    except Exception as exc:
+        # not the data's fault (connection, deadlock, throttling): fail the whole batch, so
+        # Lambda retries it (bounded) and the Errors alarm sees it
+        _drop_connection()
+        log("ERROR", "batch failed; retried as a whole", error=str(exc),
+            error_type=type(exc).__name__, records=len(records))
+        raise
+    log("INFO", "batch written back", records=len(records), applied=len(result.applied),
+        rows_changed=result.rows_changed, skipped=result.skipped, round_trips=result.round_trips,
+        failures=result.failures, ms=round((time.perf_counter() - started) * 1000, 1))
+    emit_metrics({
+        "Records": len(records),
+        "Applied": len(result.applied),
+        "RowsChanged": result.rows_changed,
+        "Skipped": sum(result.skipped.values()),
+        "Poison": len(result.poison),
+        "RoundTrips": result.round_trips,
+    }, {"Function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")})
+    return result.response()
+
+
+if __name__ == "__main__":  # pragma: no cover - local smoke run: python -m handlers.writeback
+    print(json.dumps(handler(json.load(sys.stdin), None)))
