@@ -1,0 +1,1 @@
+"""CrossGuard policy pack of dms-event-bus (`pulumi preview --policy-pack policy`)."""
