@@ -1,0 +1,266 @@
+"""The whole program under mocks, for every stack file: the resource graph is asserted
+property by property."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import pytest
+
+from settings import load_settings
+from settings.stackfile import project_config, read_stack_config, stack_files
+from tools.mockrun import Plan, run_stack
+from tools.plan import main as plan_main
+
+STACKS = sorted(stack_files())
+TABLE = "aws:dynamodb/table:Table"
+MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+
+#: Actions that only exist account-wide (AWS accepts no narrower Resource for them).
+ACCOUNT_WIDE_ACTIONS = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeVpcs",
+    "cloudwatch:PutMetricData",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+}
+
+
+@cache
+def plan_of(stack: str) -> Plan:
+    return run_stack(stack)
+
+
+def settings_of(stack: str) -> Any:
+    return load_settings(stack, project_config(read_stack_config(stack)))
+
+
+def iam_statements(plan: Plan) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for r in plan.resources:
+        docs = []
+        if r.type in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"):
+            docs.append(r.inputs["policy"])
+        if r.type == "aws:iam/role:Role":
+            docs += [p["policy"] for p in r.inputs.get("inlinePolicies") or []]
+        for doc in docs:
+            parsed = json.loads(doc) if isinstance(doc, str) else doc
+            statements = parsed["Statement"]
+            for s in statements if isinstance(statements, list) else [statements]:
+                found.append((r.name, s))
+    return found
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_table_streams_with_pitr_and_sse(stack: str) -> None:
+    tables = plan_of(stack).of_type(TABLE)
+    declared = settings_of(stack).tables
+    assert len(tables) >= len(declared)
+    for t in tables:
+        i = t.inputs
+        assert i["streamEnabled"] is True, t.name
+        assert i["streamViewType"] == "NEW_AND_OLD_IMAGES", t.name
+        assert i["pointInTimeRecovery"] == {"enabled": True}, t.name
+        assert i["serverSideEncryption"]["enabled"] is True, t.name
+        assert i["name"].startswith(f"dmsbus-{stack}-"), "physical names carry the environment"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_declared_tables_match_config(stack: str) -> None:
+    settings = settings_of(stack)
+    by_name = {t.inputs["name"]: t.inputs for t in plan_of(stack).of_type(TABLE)}
+    for logical, cfg in settings.tables.items():
+        table = by_name[settings.physical_table_name(logical)]
+        assert table["hashKey"] == cfg.partition_key.name
+        assert table.get("rangeKey") == (cfg.sort_key.name if cfg.sort_key else None)
+        provisioned = cfg.capacity.mode == "provisioned"
+        assert table["billingMode"] == ("PROVISIONED" if provisioned else "PAY_PER_REQUEST")
+        assert table["deletionProtectionEnabled"] is cfg.deletion_protection
+        assert (table["serverSideEncryption"].get("kmsKeyArn")) == settings.encryption.kms_key_arn
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_autoscaling_follows_config(stack: str) -> None:
+    settings = settings_of(stack)
+    plan = plan_of(stack)
+    targets = {r.name: r.inputs for r in plan.of_type("aws:appautoscaling/target:Target")}
+    policies = {r.name: r.inputs for r in plan.of_type("aws:appautoscaling/policy:Policy")}
+    for logical in settings.provisioned_tables:
+        cap = settings.tables[logical].capacity
+        for dim, scaling in (("read", cap.read), ("write", cap.write)):
+            target = targets[f"{logical}-{dim}-target"]
+            assert (target["minCapacity"], target["maxCapacity"]) == (scaling.min, scaling.max)
+            assert target["resourceId"] == f"table/{settings.physical_table_name(logical)}"
+            conf = policies[f"{logical}-{dim}-policy"]["targetTrackingScalingPolicyConfiguration"]
+            assert conf["targetValue"] == scaling.target_utilization
+    # on-demand tables get no autoscaling, so there is no 200 RCU/WCU default to pay for
+    assert len(targets) == 2 * len(settings.provisioned_tables)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stream_mapping_is_safe(stack: str) -> None:
+    plan = plan_of(stack)
+    queues = {q.outputs["arn"] for q in plan.of_type("aws:sqs/queue:Queue")}
+    mappings = plan.of_type(MAPPING)
+    stream_mappings = [m for m in mappings if ":dynamodb:" in m.inputs["eventSourceArn"]]
+    assert len(stream_mappings) >= len(settings_of(stack).tables)
+    for m in stream_mappings:
+        i = m.inputs
+        assert i["startingPosition"] == "TRIM_HORIZON", m.name
+        assert i["bisectBatchOnFunctionError"] is True, m.name
+        assert 0 <= i["maximumRetryAttempts"] <= 10000, m.name
+        assert 60 <= i["maximumRecordAgeInSeconds"] <= 86400, m.name
+        assert i["functionResponseTypes"] == ["ReportBatchItemFailures"], m.name
+        assert i["destinationConfig"]["onFailure"]["destinationArn"] in queues, m.name
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_fanin_mapping_per_table_with_config_settings(stack: str) -> None:
+    settings = settings_of(stack)
+    plan = plan_of(stack)
+    fanin = settings.bus.fanin
+    for logical in settings.tables:
+        m = plan.named(f"bus-{logical}-mapping").inputs
+        assert m["eventSourceArn"].startswith(
+            f"arn:aws:dynamodb:eu-west-1:123456789012:table/{settings.physical_table_name(logical)}"
+        )
+        assert m["batchSize"] == fanin.batch_size
+        assert m["maximumBatchingWindowInSeconds"] == fanin.batching_window_seconds
+        assert m["parallelizationFactor"] == fanin.parallelization_factor
+        assert m["maximumRetryAttempts"] == fanin.maximum_retry_attempts
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_iam_statement_grants_data_actions_on_star(stack: str) -> None:
+    statements = iam_statements(plan_of(stack))
+    assert statements
+    for name, s in statements:
+        if s.get("Effect") != "Allow":
+            continue
+        resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        if any(r == "*" for r in resources):
+            assert set(actions) <= ACCOUNT_WIDE_ACTIONS, (name, s)
+        assert not any(a.endswith(":*") or a == "*" for a in actions), (name, s)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_fanin_role_is_scoped_to_exactly_its_resources(stack: str) -> None:
+    plan = plan_of(stack)
+    settings = settings_of(stack)
+    policy = json.loads(plan.named("bus-fanin-policy").inputs["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    streams = {
+        t.outputs["streamArn"] for t in plan.of_type(TABLE)
+        if t.inputs["name"] in {settings.physical_table_name(n) for n in settings.tables}
+    }
+    assert set(by_sid["ReadTheWaypointStreams"]["Resource"]) >= streams
+    assert by_sid["PutOnTheBus"]["Resource"] == [plan.named("bus-stream").outputs["arn"]]
+    assert by_sid["OnFailureDestination"]["Resource"] == [plan.named("bus-dlq").outputs["arn"]]
+    assert by_sid["WriteOverflow"]["Resource"] == [
+        plan.named("bus-overflow").outputs["arn"] + "/*"
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_child_is_parented_to_its_component(stack: str) -> None:
+    plan = plan_of(stack)
+    components = {r.urn for r in plan.resources if not r.custom}
+    for r in plan.resources:
+        if r.custom:
+            assert r.parent in components, f"{r.type} {r.name} is not inside a component"
+        assert r.name.startswith(r.parent.rsplit("::", 1)[-1]) or r.parent.endswith(
+            f"pulumi:pulumi:Stack::dms-event-bus-{stack}"
+        ), f"{r.name} is not named after its parent component"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_bus_and_fanin_follow_config(stack: str) -> None:
+    settings = settings_of(stack)
+    plan = plan_of(stack)
+    stream = plan.named("bus-stream").inputs
+    assert stream["encryptionType"] == "KMS"
+    assert stream["kmsKeyId"] == (settings.encryption.kms_key_arn or "alias/aws/kinesis")
+    assert stream["retentionPeriod"] == settings.bus.stream.retention_hours
+    assert stream["streamModeDetails"]["streamMode"] == settings.bus.stream.mode.upper()
+    fn = plan.named("bus-fanin").inputs
+    assert fn["runtime"] == "python3.14" and fn["architectures"] == ["arm64"]
+    assert fn["memorySize"] == settings.bus.fanin.memory_mb
+    assert fn["timeout"] == settings.bus.fanin.timeout_seconds
+    env = fn["environment"]["variables"]
+    assert env["BUS_STREAM_NAME"] == f"dmsbus-{stack}-bus"
+    assert env["OVERFLOW_BUCKET"] == plan.named("bus-overflow").inputs["bucket"]
+    assert json.loads(env["TABLES"]) == {
+        settings.physical_table_name(n): n for n in settings.tables
+    }
+    queue = plan.named("bus-dlq").inputs
+    assert queue["kmsMasterKeyId"] == (settings.encryption.kms_key_arn or "alias/aws/sqs")
+    archive = [r for r in plan.resources if r.name == "bus-archive-delivery"]
+    assert bool(archive) is settings.bus.archive.enabled
+    if archive:
+        prefix = archive[0].inputs["extendedS3Configuration"]["prefix"]
+        assert "!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}" in prefix
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_buckets_are_private_encrypted_versioned_and_expire(stack: str) -> None:
+    plan = plan_of(stack)
+    buckets = plan.of_type("aws:s3/bucket:Bucket")
+    assert buckets
+    for b in buckets:
+        related = [r for r in plan.resources if r.name.startswith(f"{b.name}-")]
+        kinds = {r.type.split(":")[-1]: r.inputs for r in related}
+        block = kinds["BucketPublicAccessBlock"]
+        assert all(block[k] for k in (
+            "blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+        rule = kinds["BucketServerSideEncryptionConfiguration"]["rules"][0]
+        assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+        assert kinds["BucketVersioning"]["versioningConfiguration"]["status"] == "Enabled"
+        assert kinds["BucketLifecycleConfiguration"]["rules"][0]["expiration"]["days"] >= 1
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_alarms_notify_the_topic(stack: str) -> None:
+    plan = plan_of(stack)
+    settings = settings_of(stack)
+    alarms = plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    metrics = {(a.inputs["namespace"], a.inputs["metricName"]) for a in alarms}
+    assert {
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "IteratorAge"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/Kinesis", "WriteProvisionedThroughputExceeded"),
+    } <= metrics
+    topic = settings.alarms.sns_topic_arn or plan.named("alarms-topic").outputs["arn"]
+    for a in alarms:
+        assert a.inputs["alarmActions"] == [topic], a.name
+
+
+def test_offline_plan_prints_the_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan_main(["--stack", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("stack dev:")
+    assert "- bus [dms-event-bus:index:KinesisBus]" in out
+    assert "stream=NEW_AND_OLD_IMAGES pitr=True sse=True" in out
+    assert "bisect=True" in out and "responses=ReportBatchItemFailures" in out
+
+
+def test_offline_plan_exits_nonzero_on_bad_stack_file(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Pulumi.broken.yaml").write_text(
+        "config:\n  dms-event-bus:tables:\n    orders:\n      partition_key: {name: id, type: X}\n"
+    )
+    assert plan_main(["--stack", "broken", "--stack-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "stack 'broken'" in err
+    assert "dms-event-bus:tables.orders.partition_key.type" in err
+    assert plan_main(["--stack", "nope"]) == 2

