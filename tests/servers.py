@@ -290,6 +290,7 @@ class _Running:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+_PG_ADMIN_PASSWORD = secrets.token_urlsafe(16)
 _LOCK = threading.Lock()
 _RUNNING: dict[str, _Running] = {}
 
@@ -300,7 +301,29 @@ def _stop_all() -> None:
             _RUNNING.pop(key).stop()
 
 
+_TEMPLATES: dict[str, str] = {}  # kind -> initialised data dir, copied for each server
+
+
+def _remove_templates() -> None:
+    for tpl in _TEMPLATES.values():
+        shutil.rmtree(os.path.dirname(tpl), ignore_errors=True)
+    _TEMPLATES.clear()
+
+
+def _copy_template(kind: str, build: Any, dest: str) -> None:
+    """Initialise a data dir once per process (``build(path)``) and copy it to ``dest``:
+    initdb / mariadb-install-db are the slow part of a start-up."""
+    tpl = _TEMPLATES.get(kind)
+    if tpl is None or not os.path.isdir(tpl):
+        root = _make_tmp(f"{kind}tpl")
+        tpl = os.path.join(root, "data")
+        build(root, tpl)
+        _TEMPLATES[kind] = tpl
+    _run(["cp", "-a", tpl, dest], f"copying the {kind} template data dir")
+
+
 atexit.register(_stop_all)
+atexit.register(_remove_templates)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -333,38 +356,43 @@ def _start_postgres(settings: dict[str, str], *, replication: bool) -> _Running:
             ) from exc
         run_as = {"user": pw.pw_uid, "group": pw.pw_gid}
 
+    def initdb(root: str, data: str) -> None:
+        pwfile = os.path.join(root, "pw")
+        with open(pwfile, "w", encoding="utf-8") as fh:
+            fh.write(_PG_ADMIN_PASSWORD + "\n")
+        if as_root:
+            os.chmod(root, 0o700)
+            os.chown(root, run_as["user"], run_as["group"])
+            os.chown(pwfile, run_as["user"], run_as["group"])
+        _run(
+            [
+                f"{bindir}/initdb",
+                "-D",
+                data,
+                "-U",
+                "admin",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+            ],
+            "initdb",
+            **run_as,
+        )
+        os.unlink(pwfile)
+
     tmp = _make_tmp("pg")
     data = os.path.join(tmp, "data")
     log = os.path.join(tmp, "postgres.log")
-    admin_pw = secrets.token_urlsafe(16)
+    admin_pw = _PG_ADMIN_PASSWORD
     app_pw = secrets.token_urlsafe(16)
-    pwfile = os.path.join(tmp, "pw")
-    with open(pwfile, "w", encoding="utf-8") as fh:
-        fh.write(admin_pw + "\n")
     if as_root:
         os.chmod(tmp, 0o700)
         os.chown(tmp, run_as["user"], run_as["group"])
-        os.chown(pwfile, run_as["user"], run_as["group"])
-
-    _run(
-        [
-            f"{bindir}/initdb",
-            "-D",
-            data,
-            "-U",
-            "admin",
-            f"--pwfile={pwfile}",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--no-sync",
-        ],
-        "initdb",
-        **run_as,
-    )
-    os.unlink(pwfile)
+    _copy_template("pg", initdb, data)
     port = _free_port()
     conf = {
         "listen_addresses": f"'{HOST}'",
@@ -448,18 +476,26 @@ def _start_mariadb(options: list[str]) -> _Running:
     sock = os.path.join(tmp, "mysqld.sock")
     log = os.path.join(tmp, "mariadb.log")
     user_opt = ["--user=root"] if os.geteuid() == 0 else []
-    _run(
-        [
-            install_db,
-            "--no-defaults",
-            f"--datadir={data}",
-            *user_opt,
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--skip-name-resolve",
-        ],
-        "mariadb-install-db",
-    )
+
+    def install(_root: str, data: str) -> None:
+        _run(
+            [
+                install_db,
+                "--no-defaults",
+                f"--datadir={data}",
+                *user_opt,
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+                "--innodb-flush-log-at-trx-commit=0",
+                "--skip-innodb-doublewrite",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=16M",
+            ],
+            "mariadb-install-db",
+        )
+
+    _copy_template("maria", install, data)
     port = _free_port()
     admin_pw = secrets.token_urlsafe(16)
     app_pw = secrets.token_urlsafe(16)
