@@ -224,13 +224,15 @@ def test_pull_request_workflow_lints_and_tests_before_previewing():
         "apt-get install",
         "postgresql",
         "mariadb-server",
-        "pip install -e '.[dev,drivers]'",
-        "npm ci --prefix tools/node",
+        "tools/dev.sh setup",
         "ruff check",
         "mypy",
         "pytest",
     ):
         assert needed in runs, needed
+    dev_sh = (ROOT / "tools" / "dev.sh").read_text()
+    for needed in ("'.[dev,drivers]'", "npm ci --prefix tools/node"):
+        assert needed in dev_sh, f"tools/dev.sh no longer runs {needed}"
     (py,) = [s for s in _steps(checks) if str(s.get("uses", "")).startswith("actions/setup-python")]
     assert py["with"]["python-version"] == "3.12"
     assert load("pr.yml")["jobs"]["checks"]["uses"] == "./.github/workflows/checks.yml"
