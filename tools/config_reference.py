@@ -1,0 +1,128 @@
+"""Generate the stack config reference (docs/config-reference.md) from the config models,
+so the documentation is the code. `python -m tools.config_reference --write` refreshes it;
+a test fails when the committed file is stale."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from settings import StackSettings
+from settings.base import PROJECT
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found += _models_in(arg)
+    return found
+
+
+def _type_name(annotation: Any) -> str:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return " \\| ".join(repr(a) for a in get_args(annotation))
+    if origin is typing.Annotated:
+        base, *meta = get_args(annotation)
+        pattern = next((getattr(m, "pattern", None) for m in meta if getattr(m, "pattern", None)),
+                       None)
+        return f"{_type_name(base)} (`{pattern}`)" if pattern else _type_name(base)
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in get_args(annotation) if a is not type(None))
+    if origin is dict:
+        key, value = get_args(annotation)
+        return f"map of {_type_name(key)} → {_type_name(value)}"
+    if origin is list:
+        return f"list of {_type_name(get_args(annotation)[0])}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"[{annotation.__name__}](#{annotation.__name__.lower()})"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        described = "default:" in (field.description or "")
+        return "see meaning" if described else "**required**"
+    if field.default_factory is not None:
+        return "see below" if _models_in(field.annotation) else "`{}`"
+    if field.default is PydanticUndefined:
+        return ""
+    return f"`{field.default!r}`" if field.default is not None else "none"
+
+
+def _constraints(field: FieldInfo) -> str:
+    bits = []
+    for meta in field.metadata:
+        for attr, sign in (("ge", ">="), ("le", "<="), ("gt", ">"), ("lt", "<"),
+                           ("min_length", "min items"), ("max_length", "max items")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                bits.append(f"{sign} {value}")
+    return ", ".join(bits)
+
+
+def render() -> str:
+    lines = [
+        "# Stack config reference",
+        "",
+        "Generated from the config models by `python -m tools.config_reference --write`;",
+        "a test fails when this file and the code disagree. Every key lives under the",
+        f"`{PROJECT}:` namespace of a `Pulumi.<stack>.yaml` file. Unknown keys are errors.",
+        "",
+    ]
+    seen: set[type[BaseModel]] = set()
+    queue: list[tuple[type[BaseModel], str]] = [(StackSettings, f"{PROJECT}:")]
+    while queue:
+        model, path = queue.pop(0)
+        if model in seen:
+            continue
+        seen.add(model)
+        lines += [f"## {model.__name__}", ""]
+        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        if doc:
+            lines += [doc, ""]
+        lines += [f"Path: `{path}`", "", "| key | type | default | limits | meaning |",
+                  "|---|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            desc = (field.description or "").replace("|", "\\|")
+            lines.append(
+                f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
+                f"{_constraints(field)} | {desc} |"
+            )
+            sep = "" if path.endswith(":") else "."
+            origin = get_origin(field.annotation)
+            suffix = {dict: ".<name>", list: "[]"}.get(origin, "")  # type: ignore[call-overload]
+            for sub in _models_in(field.annotation):
+                queue.append((sub, f"{path}{sep}{key}{suffix}"))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="stack config reference")
+    parser.add_argument("--write", action="store_true", help=f"write {OUT}")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.write:
+        OUT.parent.mkdir(exist_ok=True)
+        OUT.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
