@@ -1,0 +1,185 @@
+"""Dashboard: the first place an operator looks — one CloudWatch dashboard per stack.
+
+Records and bytes into the bus, bus write throttling, iterator age and errors of every stream
+consumer (fan-in, writeback), DLQ depths, and DMS CDC latency at source and target.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+TYPE = "dms-event-bus:index:Dashboard"
+
+
+@dataclass(frozen=True)
+class DashboardArgs:
+    dashboard_name: str
+    """Physical dashboard name (carries the environment)."""
+    region: pulumi.Input[str]
+    """Region the metrics live in."""
+    bus_stream_name: pulumi.Input[str]
+    """The Kinesis bus."""
+    functions: Mapping[str, pulumi.Input[str]]
+    """Stream-consumer Lambda functions by label (e.g. fan-in, writeback)."""
+    queues: Mapping[str, pulumi.Input[str]]
+    """DLQ names by label."""
+    dms_dimensions: Mapping[str, pulumi.Input[str]] | None = None
+    """Dimensions of the DMS task metrics (instance + task identifiers); None: no DMS."""
+    tables: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Waypoint tables by logical name (write throttles)."""
+
+    def __post_init__(self) -> None:
+        if not self.functions:
+            raise ValueError("DashboardArgs.functions: expected at least one function")
+
+
+def _metric_rows(
+    namespace: str, metric: str, dims: Mapping[str, Any], stat: str, label: str
+) -> list[Any]:
+    row: list[Any] = [namespace, metric]
+    for key, value in dims.items():
+        row += [key, value]
+    row.append({"stat": stat, "label": label})
+    return row
+
+
+def dashboard_body(
+    *,
+    region: str,
+    bus: str,
+    functions: Mapping[str, str],
+    queues: Mapping[str, str],
+    dms: Mapping[str, str] | None,
+    tables: Mapping[str, str],
+) -> str:
+    """The dashboard JSON for resolved names (a pure function, tested directly)."""
+
+    def widget(title: str, rows: list[list[Any]], x: int, y: int, w: int = 12) -> dict:
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": w,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": region,
+                "view": "timeSeries",
+                "stacked": False,
+                "period": 60,
+                "metrics": rows,
+            },
+        }
+
+    widgets = [
+        widget(
+            "Bus: records and bytes in",
+            [
+                _metric_rows("AWS/Kinesis", "IncomingRecords", {"StreamName": bus}, "Sum",
+                             "records"),
+                _metric_rows("AWS/Kinesis", "IncomingBytes", {"StreamName": bus}, "Sum",
+                             "bytes"),
+            ],
+            0, 0,
+        ),
+        widget(
+            "Bus: write throttling",
+            [
+                _metric_rows("AWS/Kinesis", "WriteProvisionedThroughputExceeded",
+                             {"StreamName": bus}, "Sum", "throttled writes"),
+            ],
+            12, 0,
+        ),
+        widget(
+            "Stream consumers: iterator age (ms)",
+            [
+                _metric_rows("AWS/Lambda", "IteratorAge", {"FunctionName": fn}, "Maximum",
+                             label)
+                for label, fn in functions.items()
+            ],
+            0, 6,
+        ),
+        widget(
+            "Stream consumers: errors",
+            [
+                _metric_rows("AWS/Lambda", "Errors", {"FunctionName": fn}, "Sum", label)
+                for label, fn in functions.items()
+            ],
+            12, 6,
+        ),
+        widget(
+            "DLQ depth (messages)",
+            [
+                _metric_rows("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                             {"QueueName": q}, "Maximum", label)
+                for label, q in queues.items()
+            ],
+            0, 12,
+        ),
+    ]
+    if dms:
+        widgets.append(
+            widget(
+                "DMS CDC latency (s)",
+                [
+                    _metric_rows("AWS/DMS", "CDCLatencySource", dms, "Maximum", "source"),
+                    _metric_rows("AWS/DMS", "CDCLatencyTarget", dms, "Maximum", "target"),
+                ],
+                12, 12,
+            )
+        )
+    if tables:
+        widgets.append(
+            widget(
+                "Waypoint tables: write throttles",
+                [
+                    _metric_rows("AWS/DynamoDB", "WriteThrottleEvents", {"TableName": t},
+                                 "Sum", logical)
+                    for logical, t in tables.items()
+                ],
+                0, 18, 24,
+            )
+        )
+    return json.dumps({"widgets": widgets}, sort_keys=True)
+
+
+class Dashboard(pulumi.ComponentResource):
+    dashboard_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: DashboardArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        labels_f, labels_q, labels_t = list(args.functions), list(args.queues), list(args.tables)
+        dms_keys = list(args.dms_dimensions or {})
+        body = pulumi.Output.all(
+            args.region,
+            args.bus_stream_name,
+            pulumi.Output.all(*args.functions.values()),
+            pulumi.Output.all(*args.queues.values()),
+            pulumi.Output.all(*(args.dms_dimensions or {}).values()),
+            pulumi.Output.all(*args.tables.values()),
+        ).apply(
+            lambda v: dashboard_body(
+                region=v[0],
+                bus=v[1],
+                functions=dict(zip(labels_f, v[2], strict=True)),
+                queues=dict(zip(labels_q, v[3], strict=True)),
+                dms=dict(zip(dms_keys, v[4], strict=True)) if dms_keys else None,
+                tables=dict(zip(labels_t, v[5], strict=True)),
+            )
+        )
+        dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=args.dashboard_name,
+            dashboard_body=body,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.dashboard_name = dashboard.dashboard_name
+        self.register_outputs({"dashboard_name": self.dashboard_name})
