@@ -229,7 +229,7 @@ def test_replace_stream_disables_then_enables_a_new_and_old_images_stream(
         from moto.dynamodb.models import dynamodb_backends
 
         table = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].get_table(name)
-        if not table.stream_specification.get("StreamEnabled"):
+        if not (table.stream_specification or {}).get("StreamEnabled"):
             table.latest_stream_label = None
 
     original = adopted_table.session
