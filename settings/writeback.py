@@ -142,7 +142,7 @@ class ItemContract(Model):
         default="status_detail", description="Reason written next to status `error`."
     )
     status_only_attributes: list[ColumnName] = Field(
-        default_factory=lambda: ["status", "status_detail", "status_at", "applied_at"],
+        default_factory=lambda: ["status", "status_detail"],
         description="An update changing only these attributes is a status update: ignored.",
     )
     status_values: list[str] = Field(

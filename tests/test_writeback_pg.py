@@ -1,0 +1,356 @@
+"""Writeback handler against a REAL PostgreSQL server (tests/servers.py starts it).
+
+Rows changed are measured by AFTER row triggers counting into a side table (they fire only
+for rows really inserted, updated or deleted) and by each row's xmin.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from handlers import writeback
+from handlers.writeback import DbApiExecutor, process
+from tests.servers import DbServer, postgres  # noqa: F401
+from tests.writeback_support import MotoStream, Records, config, item
+
+TABLE = "dmsbus-test-ingest-orders"
+LEGACY = "sales.orders"
+
+SCHEMA = """
+CREATE SCHEMA sales;
+CREATE TABLE sales.orders (
+    order_id bigint PRIMARY KEY,
+    amount numeric(12,2),
+    note text,
+    customer varchar(20),
+    row_version bigint
+);
+CREATE TABLE sales.changes (n bigint NOT NULL);
+INSERT INTO sales.changes VALUES (0);
+CREATE FUNCTION sales.count_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE sales.changes SET n = n + 1; RETURN NULL; END $$;
+CREATE TRIGGER counted AFTER INSERT OR UPDATE OR DELETE ON sales.orders
+    FOR EACH ROW EXECUTE FUNCTION sales.count_change();
+"""
+
+
+class StatusRecorder:
+    """Stands in for the DynamoDB client: records the conditional status updates."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {}
+
+    def statuses(self) -> dict[str, str]:
+        return {c["Key"]["id"]["N"]: c["ExpressionAttributeValues"][":s"]["S"]
+                for c in self.calls}
+
+
+class Legacy:
+    """The legacy database of one test: its own database on the shared server."""
+
+    def __init__(self, server: DbServer) -> None:
+        self.db = server.fresh_database("wb_pg")
+        admin = self.db.admin_connect()
+        cur = admin.cursor()
+        for statement in SCHEMA.split(";\n"):
+            if statement.strip():
+                cur.execute(statement)
+        cur.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA sales TO {self.db.user}")
+        cur.execute(f"GRANT USAGE ON SCHEMA sales TO {self.db.user}")
+        admin.close()
+        self.conn = self.db.connect(autocommit=True)  # the handler's connection
+        self.executor = DbApiExecutor(self.conn, "postgres")
+        self.check = self.db.connect(autocommit=True)
+
+    def rows(self) -> dict[int, tuple[Any, ...]]:
+        cur = self.check.cursor()
+        cur.execute("SELECT order_id, amount, note, customer, row_version FROM sales.orders")
+        return {r[0]: tuple(r[1:]) for r in cur.fetchall()}
+
+    def xmins(self) -> dict[int, str]:
+        cur = self.check.cursor()
+        cur.execute("SELECT order_id, xmin::text FROM sales.orders")
+        return dict(cur.fetchall())
+
+    def changes(self) -> int:
+        cur = self.check.cursor()
+        cur.execute("SELECT n FROM sales.changes")
+        return int(cur.fetchone()[0])
+
+    def seed(self, order_id: int, version: int, amount: str = "1.00") -> None:
+        cur = self.check.cursor()
+        cur.execute(
+            "INSERT INTO sales.orders VALUES (%s, %s, 'legacy', 'c0', %s)",
+            (order_id, Decimal(amount), version),
+        )
+
+
+@pytest.fixture
+def legacy(postgres: DbServer) -> Legacy:  # noqa: F811 - the fixture imported above
+    return Legacy(postgres)
+
+
+CFG = config(TABLE, LEGACY)
+
+
+def test_inserts_updates_and_deletes_land_in_one_statement(legacy: Legacy) -> None:
+    # GIVEN inserts of three orders, an update of one and a delete of another
+    r = Records(TABLE)
+    o1, o2, o3 = item(1, 1), item(2, 1), item(3, 1)
+    o1b = item(1, 2, amount="99.99", note="it's \"quoted\"\nnew line ünïcode")
+    batch = [r.insert(o1), r.insert(o2), r.insert(o3), r.modify(o1, o1b), r.remove(o2)]
+    status = StatusRecorder()
+    # WHEN the batch is written back
+    result = process(batch, CFG, legacy.executor, status)
+    # THEN the legacy table holds the newest state, in one round trip
+    assert result.failures == []
+    assert legacy.rows() == {
+        1: (Decimal("99.99"), "it's \"quoted\"\nnew line ünïcode", "c1", 2),
+        3: (Decimal("10.50"), "n", "c1", 1),
+    }
+    assert result.round_trips == 1
+    assert legacy.changes() == 2  # o1 inserted at v2 (collapsed), o3 inserted; o2 never existed
+    # AND the upserted items are marked applied, conditional on their version
+    assert status.statuses() == {"1": "applied", "3": "applied"}
+    call = next(c for c in status.calls if c["Key"]["id"]["N"] == "1")
+    assert call["ConditionExpression"] == "#v = :v AND #s <> :s"
+    assert call["ExpressionAttributeValues"][":v"] == {"N": "2"}
+
+
+def test_update_and_delete_of_existing_rows_follow_the_version_guard(legacy: Legacy) -> None:
+    # GIVEN legacy rows at versions 3 and 5
+    legacy.seed(10, 3)
+    legacy.seed(11, 5)
+    r = Records(TABLE)
+    # WHEN an update to v4 of 10, and deletes of 11 carrying v4 (older) and then v5
+    result = process([r.modify(item(10, 3), item(10, 4, amount="4.00"))], CFG,
+                     legacy.executor, None)
+    process([r.remove(item(11, 4))], CFG, legacy.executor, None)
+    # THEN 10 is updated, 11 survives the older delete
+    assert result.rows_changed == 1
+    assert legacy.rows()[10] == (Decimal("4.00"), "n", "c1", 4)
+    assert 11 in legacy.rows()
+    # AND a delete that is not older removes it
+    deleted = process([r.remove(item(11, 5))], CFG, legacy.executor, None)
+    assert deleted.rows_changed == 1
+    assert 11 not in legacy.rows()
+
+
+def test_out_of_order_versions_never_go_back(legacy: Legacy) -> None:
+    # GIVEN order 20 at v3 already written back
+    r = Records(TABLE)
+    process([r.insert(item(20, 3, amount="3.00"))], CFG, legacy.executor, None)
+    before = legacy.changes()
+    # WHEN v2 arrives late (alone, and inside a batch with a v1 as well)
+    late = process([r.insert(item(20, 2, amount="2.00"))], CFG, legacy.executor, None)
+    mixed = process(
+        [r.insert(item(21, 5, amount="5.00")), r.insert(item(21, 4, amount="4.00")),
+         r.insert(item(20, 1, amount="1.00"))],
+        CFG, legacy.executor, None,
+    )
+    # THEN the rows keep their newest versions
+    assert late.rows_changed == 0
+    assert mixed.rows_changed == 1
+    assert legacy.rows()[20] == (Decimal("3.00"), "n", "c1", 3)
+    assert legacy.rows()[21] == (Decimal("5.00"), "n", "c1", 5)
+    assert legacy.changes() == before + 1
+
+
+def test_duplicates_in_a_batch_collapse_to_one_row_change(legacy: Legacy) -> None:
+    # GIVEN the same change delivered three times and two versions of another key
+    r = Records(TABLE)
+    same = item(30, 1)
+    batch = [r.insert(same), r.insert(same), r.insert(same),
+             r.insert(item(31, 1)), r.modify(item(31, 1), item(31, 2, note="second"))]
+    # WHEN written back
+    result = process(batch, CFG, legacy.executor, None)
+    # THEN one row change per key
+    assert result.rows_changed == 2
+    assert legacy.changes() == 2
+    assert legacy.rows()[31] == (Decimal("10.50"), "second", "c1", 2)
+
+
+def test_replayed_batch_changes_zero_rows(legacy: Legacy) -> None:
+    # GIVEN a mixed batch that was written back once
+    legacy.seed(40, 1)
+    r = Records(TABLE)
+    batch = [r.insert(item(41, 1)), r.modify(item(41, 1), item(41, 2)),
+             r.remove(item(40, 1)), r.insert(item(42, 7)), r.insert(item(43, 1))]
+    first = process(batch, CFG, legacy.executor, None)
+    rows, xmins, changes = legacy.rows(), legacy.xmins(), legacy.changes()
+    # WHEN the very same batch is delivered again (Lambda retry / replay)
+    again = process(batch, CFG, legacy.executor, None)
+    # THEN nothing changes: no row touched (xmin), no trigger fired, same content
+    assert first.rows_changed == 4
+    assert again.rows_changed == 0
+    assert legacy.changes() == changes
+    assert legacy.xmins() == xmins
+    assert legacy.rows() == rows
+
+
+def test_poison_record_in_the_middle_is_isolated(legacy: Legacy) -> None:
+    # GIVEN five changes; the third has a customer too long for varchar(20)
+    r = Records(TABLE)
+    batch = [r.insert(item(50, 1)), r.insert(item(51, 1)),
+             r.insert(item(52, 1, customer="x" * 21)),
+             r.insert(item(53, 1)), r.insert(item(54, 1))]
+    status = StatusRecorder()
+    # WHEN written back
+    result = process(batch, CFG, legacy.executor, status)
+    # THEN the two before it are applied, its sequence number is the batch item failure
+    assert result.response() == {
+        "batchItemFailures": [{"itemIdentifier": batch[2]["dynamodb"]["SequenceNumber"]}]
+    }
+    assert sorted(legacy.rows()) == [50, 51]
+    assert "22001" in result.poison[0][1]  # string_data_right_truncation, named in the log
+    # AND its item is marked error with the reason; the others applied
+    assert status.statuses() == {"50": "applied", "51": "applied", "52": "error"}
+    error_call = next(c for c in status.calls if c["Key"]["id"]["N"] == "52")
+    assert "22001" in error_call["ExpressionAttributeValues"][":d"]["S"]
+    # AND the retry from the failed record (as Lambda does) isolates it again at once
+    retry = process(batch[2:], CFG, legacy.executor, None)
+    assert retry.failures == [batch[2]["dynamodb"]["SequenceNumber"]]
+    assert sorted(legacy.rows()) == [50, 51]
+
+
+def test_record_missing_a_key_is_reported_without_touching_the_database(
+    legacy: Legacy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a change whose image lacks the version attribute, after a good one
+    r = Records(TABLE)
+    bad = item(61, 1)
+    del bad["version"]
+    batch = [r.insert(item(60, 1)), r.insert(bad), r.insert(item(62, 1))]
+    # WHEN written back
+    result = process(batch, CFG, legacy.executor, None)
+    # THEN the good one before it is applied and the bad one is reported with a clear reason
+    assert result.failures == [batch[1]["dynamodb"]["SequenceNumber"]]
+    assert sorted(legacy.rows()) == [60]
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert any("version attribute 'version' missing" in e.get("reason", "") for e in logged)
+
+
+def test_dms_echo_ttl_delete_and_status_only_update_are_not_written_back(
+    legacy: Legacy,
+) -> None:
+    # GIVEN a row written back at v1
+    r = Records(TABLE)
+    process([r.insert(item(70, 1))], CFG, legacy.executor, None)
+    changes = legacy.changes()
+    # WHEN DMS replicates legacy rows (images without the status marker), the handler's own
+    # status update comes back, and TTL expires an item
+    dms_echo = [r.insert(item(71, 9, status=None)),
+                r.modify(item(70, 1, status=None), item(70, 2, amount="7.77", status=None))]
+    status_only = r.modify(item(70, 1, status="accepted"), item(70, 1, status="applied"))
+    ttl = r.remove(item(70, 1, status="applied"), ttl=True)
+    result = process([*dms_echo, status_only, ttl], CFG, legacy.executor, None)
+    # THEN nothing is written back and nothing is reported
+    assert result.failures == []
+    assert result.applied == []
+    assert result.round_trips == 0
+    assert legacy.changes() == changes
+    assert legacy.rows() == {70: (Decimal("10.50"), "n", "c1", 1)}
+    assert sorted(result.skipped) == [
+        "TTL delete (userIdentity dynamodb.amazonaws.com)",
+        "no write-path marker 'status': not written by the write path (DMS replication "
+        "or another writer)",
+        "status-only update",
+    ]
+
+
+def test_moto_stream_end_to_end_marks_items_applied_without_a_loop(
+    legacy: Legacy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    with mock_aws():
+        # GIVEN a write-path table in moto with a stream, written like the IngestApi does
+        stream = MotoStream("dmsbus-test-ingest-orders-e2e")
+        cfg = config(stream.table, LEGACY)
+        ddb = stream.ddb
+        ddb.put_item(TableName=stream.table, Item=item(80, 1))
+        ddb.put_item(TableName=stream.table, Item=item(81, 1, note="to delete"))
+        ddb.update_item(
+            TableName=stream.table, Key={"id": {"N": "80"}},
+            UpdateExpression="SET amount = :a, version = :v2, #s = :acc",
+            ConditionExpression="version = :v1",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":a": {"N": "80.80"}, ":v1": {"N": "1"},
+                                       ":v2": {"N": "2"}, ":acc": {"S": "accepted"}},
+        )
+        ddb.delete_item(TableName=stream.table, Key={"id": {"N": "81"}})
+        # WHEN the stream's records are written back
+        first = process(stream.read(), cfg, legacy.executor, ddb)
+        # THEN the legacy row has v2 and the item says applied
+        assert first.failures == []
+        assert legacy.rows() == {80: (Decimal("80.80"), "n", "c1", 2)}
+        got = ddb.get_item(TableName=stream.table, Key={"id": {"N": "80"}})["Item"]
+        assert got["status"] == {"S": "applied"}
+        changes = legacy.changes()
+        # WHEN the status update's own stream record and a DMS-style put come back
+        ddb.put_item(TableName=stream.table,
+                     Item={"id": {"N": "82"}, "amount": {"N": "1"}, "version": {"N": "1"}})
+        echo = stream.read()
+        second = process(echo, cfg, legacy.executor, ddb)
+        # THEN they are recognised and nothing is written back (no loop)
+        assert [r["eventName"] for r in echo] == ["MODIFY", "INSERT"]
+        assert second.applied == []
+        assert second.skipped == {
+            "status-only update": 1,
+            "no write-path marker 'status': not written by the write path (DMS replication "
+            "or another writer)": 1,
+        }
+        assert legacy.changes() == changes
+        # AND a replay of the first batch writes nothing and no new status update
+        assert stream.read() == []
+
+
+def test_handler_entry_reads_the_secret_and_reports_failures(
+    legacy: Legacy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    with mock_aws():
+        # GIVEN the handler's config and its Secrets Manager secret (moto)
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="legacy-writeback-pg",
+            SecretString=json.dumps({"username": legacy.db.user,
+                                     "password": legacy.db.password}),
+        )
+        raw = {
+            "target": {"kind": "postgres", "host": legacy.db.host, "port": legacy.db.port,
+                       "database": legacy.db.dbname, "secret_arn": secret["ARN"],
+                       "tls": False},
+            "tables": {TABLE: {"legacy_table": LEGACY, "key_columns": {"id": "order_id"},
+                               "columns": {"amount": "amount"},
+                               "version_column": "row_version"}},
+        }
+        monkeypatch.setenv("WRITEBACK_CONFIG", json.dumps(raw))
+        monkeypatch.setattr(writeback, "_STATE", {})
+        boto3.client("dynamodb").create_table(
+            TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        r = Records(TABLE)
+        bad = item(91, 1, amount="1e20")  # numeric(12,2) overflow
+        event = {"Records": [r.insert(item(90, 1)), r.insert(bad), r.insert(item(92, 1))]}
+        # WHEN Lambda invokes the handler
+        response = writeback.handler(event, None)
+        # THEN the record before the poison is applied; the poison is the failure
+        assert response == {"batchItemFailures": [
+            {"itemIdentifier": event["Records"][1]["dynamodb"]["SequenceNumber"]}]}
+        assert sorted(legacy.rows()) == [90]
+        # AND the connection is reused by the next invocation of the same container
+        executor = writeback._STATE["executor"]
+        writeback.handler({"Records": [r.insert(item(93, 1))]}, None)
+        assert writeback._STATE["executor"] is executor
+        assert sorted(legacy.rows()) == [90, 93]
