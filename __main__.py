@@ -6,8 +6,10 @@ Nothing is declared before the whole stack config has been validated.
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 
 from components.alarm_topic import AlarmTopic, AlarmTopicArgs
+from components.dashboard import Dashboard, DashboardArgs
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
 from components.stream_mapping import MappingSettings
 from components.streamed_table import KeySpec, Scaling, StreamedTable, StreamedTableArgs
@@ -100,8 +102,22 @@ bus = KinesisBus(
     ),
 )
 
+# -- the first place an operator looks -------------------------------------------------
+dashboard = Dashboard(
+    "ops",
+    DashboardArgs(
+        dashboard_name=f"{settings.name_prefix}pipeline",
+        region=aws.get_region_output().region,
+        bus_stream_name=bus.stream_name,
+        functions={"fan-in": bus.fanin_function_name},
+        queues={"fan-in DLQ": bus.dlq_name},
+        tables={logical: t.table_name for logical, t in tables.items()},
+    ),
+)
+
 pulumi.export("bus_stream_name", bus.stream_name)
 pulumi.export("bus_stream_arn", bus.stream_arn)
 pulumi.export("fanin_dlq_url", bus.dlq_url)
 pulumi.export("overflow_bucket", bus.overflow_bucket)
+pulumi.export("dashboard", dashboard.dashboard_name)
 pulumi.export("tables", {logical: t.table_name for logical, t in tables.items()})

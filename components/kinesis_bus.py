@@ -120,6 +120,7 @@ class KinesisBus(pulumi.ComponentResource):
     stream_arn: pulumi.Output[str]
     fanin_function_name: pulumi.Output[str]
     dlq_url: pulumi.Output[str]
+    dlq_name: pulumi.Output[str]
     overflow_bucket: pulumi.Output[str]
 
     def __init__(
@@ -172,6 +173,7 @@ class KinesisBus(pulumi.ComponentResource):
         self.stream_arn = self.stream.arn
         self.fanin_function_name = self.function.name
         self.dlq_url = self.dlq.url
+        self.dlq_name = self.dlq.name
         self.overflow_bucket = self.overflow.bucket
         self.register_outputs(
             {
@@ -179,6 +181,7 @@ class KinesisBus(pulumi.ComponentResource):
                 "stream_arn": self.stream_arn,
                 "fanin_function_name": self.fanin_function_name,
                 "dlq_url": self.dlq_url,
+                "dlq_name": self.dlq_name,
                 "overflow_bucket": self.overflow_bucket,
             }
         )

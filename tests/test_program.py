@@ -264,3 +264,52 @@ def test_offline_plan_exits_nonzero_on_bad_stack_file(
     assert "stack 'broken'" in err
     assert "dms-event-bus:tables.orders.partition_key.type" in err
     assert plan_main(["--stack", "nope"]) == 2
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_dashboard_references_only_resources_in_the_graph(stack: str) -> None:
+    plan = plan_of(stack)
+    (board,) = plan.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert board.inputs["dashboardName"] == f"dmsbus-{stack}-pipeline"
+    body = json.loads(board.inputs["dashboardBody"])
+    # every dimension value names a resource this stack declares, by its physical name
+    declared: dict[str, set[str]] = {}
+    for r in plan.resources:
+        for key in ("name", "replicationTaskId", "replicationInstanceId",
+                    "replicationConfigIdentifier"):
+            if isinstance(r.inputs.get(key), str):
+                declared.setdefault(r.type, set()).add(r.inputs[key])
+    by_dimension = {
+        "StreamName": declared.get("aws:kinesis/stream:Stream", set()),
+        "FunctionName": declared.get("aws:lambda/function:Function", set()),
+        "QueueName": declared.get("aws:sqs/queue:Queue", set()),
+        "TableName": declared.get(TABLE, set()),
+        "ReplicationTaskIdentifier": declared.get("aws:dms/replicationTask:ReplicationTask", set()),
+        "ReplicationInstanceIdentifier": declared.get(
+            "aws:dms/replicationInstance:ReplicationInstance", set()
+        ),
+    }
+    seen_metrics = set()
+    for widget in body["widgets"]:
+        for row in widget["properties"]["metrics"]:
+            namespace, metric, *rest = row
+            seen_metrics.add((namespace, metric))
+            dims = rest[:-1] if isinstance(rest[-1], dict) else rest
+            for key, value in zip(dims[::2], dims[1::2], strict=True):
+                if key in by_dimension:
+                    assert value in by_dimension[key], f"{metric}: {key}={value} is dangling"
+    assert {
+        ("AWS/Kinesis", "IncomingRecords"),
+        ("AWS/Kinesis", "IncomingBytes"),
+        ("AWS/Kinesis", "WriteProvisionedThroughputExceeded"),
+        ("AWS/Lambda", "IteratorAge"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    } <= seen_metrics
+    # every stream-consumer function and every queue of the stack is on the board
+    on_board = {
+        v for row in (r for w in body["widgets"] for r in w["properties"]["metrics"])
+        for v in row if isinstance(v, str)
+    }
+    assert declared["aws:sqs/queue:Queue"] <= on_board
+    assert declared["aws:lambda/function:Function"] <= on_board
