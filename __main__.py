@@ -23,17 +23,16 @@ kms_key_arn = settings.encryption.kms_key_arn
 
 def table_args(logical: str, table: TableSettings) -> StreamedTableArgs:
     cap = table.capacity
-    provisioned = isinstance(cap, ProvisionedCapacity)
+    read = write = None
+    if isinstance(cap, ProvisionedCapacity):
+        read = Scaling(cap.read.min, cap.read.max, cap.read.target_utilization)
+        write = Scaling(cap.write.min, cap.write.max, cap.write.target_utilization)
     return StreamedTableArgs(
         table_name=settings.physical_table_name(logical),
         partition_key=KeySpec(table.partition_key.name, table.partition_key.type),
         sort_key=KeySpec(table.sort_key.name, table.sort_key.type) if table.sort_key else None,
-        read=Scaling(cap.read.min, cap.read.max, cap.read.target_utilization)
-        if provisioned
-        else None,
-        write=Scaling(cap.write.min, cap.write.max, cap.write.target_utilization)
-        if provisioned
-        else None,
+        read=read,
+        write=write,
         kms_key_arn=kms_key_arn,
         deletion_protection=table.deletion_protection,
         alarm_topic_arn=alarm_topic_arn,

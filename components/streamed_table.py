@@ -112,12 +112,10 @@ class StreamedTable(pulumi.ComponentResource):
     def _create_table(self) -> aws.dynamodb.Table:
         args = self._args
         keys = [args.partition_key] + ([args.sort_key] if args.sort_key else [])
-        provisioned = {}
-        ignore: list[str] = []
-        if args.read is not None and args.write is not None:
-            provisioned = {"read_capacity": args.read.min, "write_capacity": args.write.min}
-            # autoscaling owns the live capacity; Pulumi must not reset it on every `up`
-            ignore = ["readCapacity", "writeCapacity"]
+        read_capacity = args.read.min if args.read is not None else None
+        write_capacity = args.write.min if args.write is not None else None
+        # autoscaling owns the live capacity; Pulumi must not reset it on every `up`
+        ignore = ["readCapacity", "writeCapacity"] if args.provisioned else []
         return aws.dynamodb.Table(
             f"{self._name}-table",
             name=args.table_name,
@@ -133,7 +131,8 @@ class StreamedTable(pulumi.ComponentResource):
             ),
             deletion_protection_enabled=args.deletion_protection,
             tags=dict(args.tags),
-            **provisioned,
+            read_capacity=read_capacity,
+            write_capacity=write_capacity,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 ignore_changes=ignore,

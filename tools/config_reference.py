@@ -104,7 +104,7 @@ def render() -> str:
             )
             sep = "" if path.endswith(":") else "."
             origin = get_origin(field.annotation)
-            suffix = {dict: ".<name>", list: "[]"}.get(origin, "")  # type: ignore[call-overload]
+            suffix = ".<name>" if origin is dict else "[]" if origin is list else ""
             for sub in _models_in(field.annotation):
                 queue.append((sub, f"{path}{sep}{key}{suffix}"))
         lines.append("")
