@@ -70,13 +70,13 @@ class FieldSettings(Model):
 
     @model_validator(mode="after")
     def _constraints_fit_type(self) -> FieldSettings:
-        string_only = {
+        string_only: dict[str, object] = {
             "max_length": self.max_length,
             "min_length": self.min_length,
             "pattern": self.pattern,
             "enum": self.enum,
         }
-        number_only = {"minimum": self.minimum, "maximum": self.maximum}
+        number_only: dict[str, object] = {"minimum": self.minimum, "maximum": self.maximum}
         if self.type != "string":
             for key, value in string_only.items():
                 if value is not None:
