@@ -1,0 +1,886 @@
+"""DmsSource: change data capture from the legacy database into the waypoint tables.
+
+Declares the replication capacity (a replication instance, or a DMS Serverless replication
+config), its network (subnet group, security group: never public), the IAM roles (DynamoDB
+target access scoped to this environment's tables, Secrets Manager access for the source
+credentials, optionally the account-wide dms-vpc-role / dms-cloudwatch-logs-role), the source
+endpoint (credentials only from Secrets Manager, TLS by default), the DynamoDB target
+endpoint, the full-load-and-CDC task with generated table mappings and task settings, the
+event notifications and the latency / liveness alarms.
+
+The table mappings and task settings are pure functions (`build_table_mappings`,
+`build_task_settings`) so they are tested directly as well as through the component.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.common import assume_role_json, metric_alarm, policy_json
+from settings.core import TableSettings
+from settings.dms import (
+    DmsSettings,
+    InstanceCapacity,
+    ServerlessCapacity,
+    WildcardSelection,
+    dms_problems,
+    source_of,
+)
+
+TYPE = "dms-event-bus:index:DmsSource"
+
+#: DynamoDB tables DMS itself writes to on a DynamoDB target (exceptions of full load / apply).
+DMS_CONTROL_TABLES = ("awsdms_apply_exceptions", "awsdms_full_load_exceptions")
+#: Managed policies of the account-wide roles DMS looks up by name.
+VPC_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole"
+LOGS_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonDMSCloudWatchLogsRole"
+#: Task log components: source reads, target writes, the task itself.
+LOG_COMPONENTS = (
+    "SOURCE_UNLOAD",
+    "SOURCE_CAPTURE",
+    "TARGET_LOAD",
+    "TARGET_APPLY",
+    "TASK_MANAGER",
+)
+
+
+# -- pure builders ------------------------------------------------------------------------
+
+
+def build_table_mappings(
+    tables: Mapping[str, TableSettings],
+    dms: DmsSettings,
+    name_prefix: str,
+) -> dict[str, Any]:
+    """The DMS table-mapping document for the declared tables and the wildcards.
+
+    - one `selection` include per declared table (exact schema + table);
+    - one `object-mapping` rule `map-record-to-record` per declared table: target table
+      `<name_prefix><logical>` (the table StreamedTable created), partition/sort key =
+      the declared key columns, excluded columns left out;
+    - per wildcard: a `selection` include (schema + pattern), one `selection` exclude per
+      excluded pattern, and `transformation` rules `convert-lowercase` + `add-prefix`
+      (`<name_prefix><table_prefix>`), so DMS names the tables it creates at runtime
+      `<name_prefix><table_prefix><lowercased source table>` — the names adoption expects.
+
+    Raises ValueError if the inputs are inconsistent (the same checks as the stack config).
+    """
+    problems = dms_problems(dms, tables)
+    if problems:
+        raise ValueError(
+            "table mappings: " + "; ".join(f"{_dotted(loc)}: {msg}" for loc, msg, _ in problems)
+        )
+    rules: list[dict[str, Any]] = []
+
+    def add(rule: dict[str, Any]) -> None:
+        number = len(rules) + 1
+        rules.append({"rule-id": str(number), "rule-name": f"{number}-{rule.pop('name')}", **rule})
+
+    for logical in sorted(tables):
+        schema, name = source_of(logical, tables[logical], dms.default_schema)
+        add(
+            {
+                "name": f"select-{logical}",
+                "rule-type": "selection",
+                "object-locator": {"schema-name": schema, "table-name": name},
+                "rule-action": "include",
+            }
+        )
+    for logical in sorted(tables):
+        table = tables[logical]
+        schema, name = source_of(logical, table, dms.default_schema)
+        params: dict[str, Any] = {"partition-key-name": table.partition_key.name}
+        if table.sort_key is not None:
+            params["sort-key-name"] = table.sort_key.name
+        extra = dms.tables.get(logical)
+        if extra is not None and extra.exclude_columns:
+            params["exclude-columns"] = list(extra.exclude_columns)
+        add(
+            {
+                "name": f"map-{logical}",
+                "rule-type": "object-mapping",
+                "rule-action": "map-record-to-record",
+                "object-locator": {"schema-name": schema, "table-name": name},
+                "target-table-name": f"{name_prefix}{logical}",
+                "mapping-parameters": params,
+            }
+        )
+    for i, wildcard in enumerate(dms.wildcards):
+        rules.extend(_wildcard_rules(i, wildcard, name_prefix, len(rules)))
+    document = {"rules": rules}
+    _check_mappings(document)
+    return document
+
+
+def _wildcard_rules(
+    index: int, wildcard: WildcardSelection, name_prefix: str, offset: int
+) -> list[dict[str, Any]]:
+    schema = wildcard.schema_name
+    assert schema is not None  # validated: a wildcard always names its schema
+    locator = {"schema-name": schema, "table-name": wildcard.table_pattern}
+    bodies: list[tuple[str, dict[str, Any]]] = [
+        (
+            f"wildcard{index}-select",
+            {"rule-type": "selection", "object-locator": locator, "rule-action": "include"},
+        )
+    ]
+    for j, pattern in enumerate(wildcard.exclude):
+        bodies.append(
+            (
+                f"wildcard{index}-exclude{j}",
+                {
+                    "rule-type": "selection",
+                    "object-locator": {"schema-name": schema, "table-name": pattern},
+                    "rule-action": "exclude",
+                },
+            )
+        )
+    bodies.append(
+        (
+            f"wildcard{index}-lowercase",
+            {
+                "rule-type": "transformation",
+                "rule-target": "table",
+                "object-locator": dict(locator),
+                "rule-action": "convert-lowercase",
+            },
+        )
+    )
+    bodies.append(
+        (
+            f"wildcard{index}-prefix",
+            {
+                "rule-type": "transformation",
+                "rule-target": "table",
+                "object-locator": dict(locator),
+                "rule-action": "add-prefix",
+                "value": f"{name_prefix}{wildcard.table_prefix}",
+            },
+        )
+    )
+    out = []
+    for k, (name, body) in enumerate(bodies):
+        number = offset + k + 1
+        out.append({"rule-id": str(number), "rule-name": f"{number}-{name}", **body})
+    return out
+
+
+def _check_mappings(document: dict[str, Any]) -> None:
+    """Structural checks DMS would otherwise report only when the task is created."""
+    rules = document["rules"]
+    ids = [r["rule-id"] for r in rules]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"table mappings: duplicate rule-id in {ids}")
+    names = [r["rule-name"] for r in rules]
+    if len(set(names)) != len(names):
+        raise ValueError(f"table mappings: duplicate rule-name in {names}")
+    targets = [r["target-table-name"] for r in rules if r["rule-type"] == "object-mapping"]
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"table mappings: two tables map to one target in {targets}")
+    includes = [r for r in rules if r["rule-type"] == "selection" and r["rule-action"] == "include"]
+    if not includes:
+        raise ValueError("table mappings: no table selected")
+    for rule in rules:
+        if rule["rule-type"] == "object-mapping":
+            target = rule["target-table-name"]
+            if not 3 <= len(target) <= 255:
+                raise ValueError(f"table mappings: DynamoDB table name {target!r} too long/short")
+    if len(json.dumps(document)) > 2_000_000:
+        raise ValueError("table mappings: larger than DMS's 2 MB limit; split the task")
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
+                   for i, p in enumerate(loc))
+
+
+def build_task_settings(dms: DmsSettings) -> dict[str, Any]:
+    """Replication task settings: full load into the pre-created tables, then CDC.
+
+    `TargetTablePrepMode: DO_NOTHING` keeps the declared tables (streams already on), so the
+    full load itself flows onto the bus. Errors are logged and escalate to suspending the
+    table (never silently skipped forever); recoverable errors (network, throttling) are
+    retried with backoff. A dropped or truncated source table never deletes target data.
+    """
+    task = dms.task
+    return {
+        "TargetMetadata": {
+            "TargetSchema": "",
+            "SupportLobs": True,
+            "FullLobMode": False,
+            "LobChunkSize": 0,
+            "LimitedSizeLobMode": True,
+            "LobMaxSize": task.lob_max_size_kb,
+            "BatchApplyEnabled": False,
+            "ParallelLoadThreads": task.parallel_load_threads,
+            "ParallelLoadBufferSize": 0 if task.parallel_load_threads == 0 else 500,
+        },
+        "FullLoadSettings": {
+            "TargetTablePrepMode": "DO_NOTHING",
+            "CreatePkAfterFullLoad": False,
+            "StopTaskCachedChangesApplied": False,
+            "StopTaskCachedChangesNotApplied": False,
+            "MaxFullLoadSubTasks": task.max_full_load_subtasks,
+            "TransactionConsistencyTimeout": 600,
+            "CommitRate": task.commit_rate,
+        },
+        "Logging": {
+            "EnableLogging": True,
+            "LogComponents": [
+                {"Id": component, "Severity": task.log_severity} for component in LOG_COMPONENTS
+            ],
+        },
+        "ControlTablesSettings": {
+            "HistoryTimeslotInMinutes": 5,
+            "HistoryTableEnabled": False,
+            "SuspendedTablesTableEnabled": False,
+            "StatusTableEnabled": False,
+        },
+        "StreamBufferSettings": {
+            "StreamBufferCount": 3,
+            "StreamBufferSizeInMB": 8,
+            "CtrlStreamBufferSizeInMB": 5,
+        },
+        "ChangeProcessingDdlHandlingPolicy": {
+            "HandleSourceTableDropped": False,
+            "HandleSourceTableTruncated": False,
+            "HandleSourceTableAltered": True,
+        },
+        "ChangeProcessingTuning": {
+            "BatchApplyPreserveTransaction": True,
+            "BatchApplyTimeoutMin": 1,
+            "BatchApplyTimeoutMax": 30,
+            "BatchApplyMemoryLimit": 500,
+            "BatchSplitSize": 0,
+            "MinTransactionSize": 1000,
+            "CommitTimeout": 1,
+            "MemoryLimitTotal": 1024,
+            "MemoryKeepTime": 60,
+            "StatementCacheSize": 50,
+        },
+        "ErrorBehavior": {
+            "DataErrorPolicy": "LOG_ERROR",
+            "DataTruncationErrorPolicy": "LOG_ERROR",
+            "DataErrorEscalationPolicy": "SUSPEND_TABLE",
+            "DataErrorEscalationCount": 50,
+            "TableErrorPolicy": "SUSPEND_TABLE",
+            "TableErrorEscalationPolicy": "STOP_TASK",
+            "TableErrorEscalationCount": 0,
+            "RecoverableErrorCount": -1,
+            "RecoverableErrorInterval": 5,
+            "RecoverableErrorThrottling": True,
+            "RecoverableErrorThrottlingMax": 1800,
+            "RecoverableErrorStopRetryAfterThrottlingMax": False,
+            "ApplyErrorDeletePolicy": "IGNORE_RECORD",
+            "ApplyErrorInsertPolicy": "LOG_ERROR",
+            "ApplyErrorUpdatePolicy": "LOG_ERROR",
+            "ApplyErrorEscalationPolicy": "LOG_ERROR",
+            "ApplyErrorEscalationCount": 0,
+            "ApplyErrorFailOnTruncationDdl": False,
+            "FullLoadIgnoreConflicts": True,
+            "FailOnTransactionConsistencyBreached": False,
+            "FailOnNoTablesCaptured": True,
+        },
+        "ValidationSettings": {"EnableValidation": False},
+    }
+
+
+def physical_table_names(tables: Mapping[str, TableSettings], name_prefix: str) -> dict[str, str]:
+    """Logical -> physical name of every declared table (what the task writes to)."""
+    return {logical: f"{name_prefix}{logical}" for logical in sorted(tables)}
+
+
+def _iam_table_pattern(name_prefix: str, wildcard: WildcardSelection) -> str:
+    """IAM resource name pattern for the tables a wildcard makes DMS create (lowercased)."""
+    pattern = wildcard.table_pattern.lower().replace("%", "*").replace("_", "?")
+    return f"{name_prefix}{wildcard.table_prefix}{pattern}"
+
+
+# -- the component ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DmsSourceArgs:
+    environment: str
+    """Environment name; physical names start with `dmsbus-<environment>-`."""
+    dms: DmsSettings
+    """The stack's `dms` config section (capacity, network, source, selection, task, alarms)."""
+    tables: Mapping[str, TableSettings]
+    """The declared waypoint tables (logical name -> settings); their keys drive the mapping."""
+    notification_topic_arn: pulumi.Input[str]
+    """SNS topic for DMS events and alarms (its policy must let events.amazonaws.com publish
+    for serverless state-change events)."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """Every declared StreamedTable AND its event source mapping: the task starts after them."""
+    kms_key_arn: str | None = None
+    """Customer-managed KMS key for the replication storage and endpoint; None: aws/dms."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags on every resource."""
+
+    def __post_init__(self) -> None:
+        if not self.tables:
+            raise ValueError("DmsSourceArgs.tables: expected at least one declared table")
+        problems = dms_problems(self.dms, self.tables)
+        if problems:
+            loc, msg, _ = problems[0]
+            raise ValueError(f"DmsSourceArgs.dms: {_dotted(loc)}: {msg}")
+        for i, dep in enumerate(self.depends_on):
+            if not isinstance(dep, pulumi.Resource):
+                raise ValueError(
+                    f"DmsSourceArgs.depends_on[{i}]: expected a pulumi.Resource, found {dep!r}"
+                )
+
+    @property
+    def name_prefix(self) -> str:
+        return f"dmsbus-{self.environment}-"
+
+
+class DmsSource(pulumi.ComponentResource):
+    """CDC from the legacy database into the declared (and wildcard-created) tables."""
+
+    task_arn: pulumi.Output[str]
+    physical_table_names: dict[str, str]
+    table_mappings: str
+    replication_instance_arn: pulumi.Output[str] | None
+    security_group_id: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: DmsSourceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        self._prefix = args.name_prefix
+        self._tags = {**args.tags, "component": "DmsSource"}
+        self._child = pulumi.ResourceOptions(parent=self)
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        self._account = identity.account_id
+        self._region = region.region
+
+        self.table_mappings = json.dumps(
+            build_table_mappings(args.tables, args.dms, self._prefix), indent=None
+        )
+        task_settings = json.dumps(build_task_settings(args.dms))
+        self.physical_table_names = physical_table_names(args.tables, self._prefix)
+
+        account_roles = self._create_account_roles()
+        security_group = self._create_security_group()
+        subnet_group = self._create_subnet_group(account_roles)
+        target_role, target_policy = self._create_target_role()
+        secrets_role, secrets_policy = self._create_secrets_role()
+        source = self._create_source_endpoint(secrets_role, secrets_policy)
+        target = self._create_target_endpoint(target_role, target_policy)
+
+        self.replication_instance_arn = None
+        capacity = args.dms.capacity
+        if isinstance(capacity, InstanceCapacity):
+            instance = self._create_instance(capacity, subnet_group, security_group, account_roles)
+            self.replication_instance_arn = instance.replication_instance_arn
+            task = self._create_task(instance, source, target, task_settings)
+            self.task_arn = task.replication_task_arn
+            self._create_instance_events(instance, task)
+            dimensions: dict[str, pulumi.Input[str]] = {
+                "ReplicationInstanceIdentifier": instance.replication_instance_id,
+                "ReplicationTaskIdentifier": f"{self._prefix}cdc",
+            }
+        else:
+            config = self._create_serverless(
+                capacity=capacity,
+                subnet_group=subnet_group,
+                security_group=security_group,
+                source=source,
+                target=target,
+                task_settings=task_settings,
+            )
+            self.task_arn = config.arn
+            self._create_serverless_events(config)
+            dimensions = {"ReplicationConfigIdentifier": f"{self._prefix}cdc"}
+        self.security_group_id = security_group.id
+        self._create_alarms(dimensions)
+
+        self.register_outputs(
+            {
+                "task_arn": self.task_arn,
+                "physical_table_names": self.physical_table_names,
+                "table_mappings": self.table_mappings,
+                "security_group_id": self.security_group_id,
+            }
+        )
+
+    # -- IAM ---------------------------------------------------------------------------
+
+    def _create_account_roles(self) -> list[pulumi.Resource]:
+        """The account-wide roles DMS finds by name. `existing`: nothing is declared."""
+        if self._args.dms.account_roles == "existing":
+            return []
+        created: list[pulumi.Resource] = []
+        for role_name, policy_arn, short in (
+            ("dms-vpc-role", VPC_ROLE_POLICY, "vpc-role"),
+            ("dms-cloudwatch-logs-role", LOGS_ROLE_POLICY, "logs-role"),
+        ):
+            role = aws.iam.Role(
+                f"{self._name}-{short}",
+                name=role_name,
+                assume_role_policy=assume_role_json("dms.amazonaws.com"),
+                tags=self._tags,
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            )
+            attachment = aws.iam.RolePolicyAttachment(
+                f"{self._name}-{short}-policy",
+                role=role.name,
+                policy_arn=policy_arn,
+                opts=self._child,
+            )
+            created += [role, attachment]
+        return created
+
+    def _table_arn(self, table_name: str) -> pulumi.Output[str]:
+        return pulumi.Output.format(
+            "arn:aws:dynamodb:{0}:{1}:table/{2}", self._region, self._account, table_name
+        )
+
+    def _create_target_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        """DynamoDB target access: this environment's tables and DMS's control tables only.
+
+        Declared tables by exact ARN; wildcard tables by their name pattern (DMS creates
+        them, hence CreateTable); no DeleteTable on any data table.
+        """
+        data_tables = [self._table_arn(t) for t in self.physical_table_names.values()]
+        data_tables += [
+            self._table_arn(_iam_table_pattern(self._prefix, w)) for w in self._args.dms.wildcards
+        ]
+        control_tables = [self._table_arn(t) for t in DMS_CONTROL_TABLES]
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "EnvironmentTables",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeTable",
+                    "dynamodb:CreateTable",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:BatchWriteItem",
+                    "dynamodb:GetItem",
+                ],
+                "Resource": data_tables,
+            },
+            {
+                "Sid": "DmsControlTables",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeTable",
+                    "dynamodb:CreateTable",
+                    "dynamodb:DeleteTable",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:BatchWriteItem",
+                ],
+                "Resource": control_tables,
+            },
+            {
+                # ListTables has no resource-level permissions; it reads no data.
+                "Sid": "ListTables",
+                "Effect": "Allow",
+                "Action": ["dynamodb:ListTables"],
+                "Resource": "*",
+            },
+        ]
+        role = aws.iam.Role(
+            f"{self._name}-target-role",
+            name=f"{self._prefix}dms-target",
+            assume_role_policy=self._dms_trust(),
+            tags=self._tags,
+            opts=self._child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{self._name}-target-policy",
+            role=role.id,
+            policy=policy_json(statements),
+            opts=self._child,
+        )
+        return role, policy
+
+    def _dms_trust(self) -> pulumi.Output[str]:
+        """Trust DMS (global and regional principal, as the Secrets Manager docs require),
+        only on behalf of this account."""
+        return pulumi.Output.json_dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {
+                            "Service": [
+                                "dms.amazonaws.com",
+                                pulumi.Output.format("dms.{0}.amazonaws.com", self._region),
+                            ]
+                        },
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": self._account}},
+                    }
+                ],
+            }
+        )
+
+    def _create_secrets_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        """Read the one source secret (and decrypt it with its key, through Secrets Manager)."""
+        source = self._args.dms.source
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "SourceSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": [source.secret_arn],
+            }
+        ]
+        if source.secret_kms_key_arn:
+            statements.append(
+                {
+                    "Sid": "DecryptSecret",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt"],
+                    "Resource": [source.secret_kms_key_arn],
+                    "Condition": {
+                        "StringEquals": {
+                            "kms:ViaService": pulumi.Output.format(
+                                "secretsmanager.{0}.amazonaws.com", self._region
+                            )
+                        }
+                    },
+                }
+            )
+        role = aws.iam.Role(
+            f"{self._name}-secrets-role",
+            name=f"{self._prefix}dms-secrets",
+            assume_role_policy=self._dms_trust(),
+            tags=self._tags,
+            opts=self._child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{self._name}-secrets-policy",
+            role=role.id,
+            policy=policy_json(statements),
+            opts=self._child,
+        )
+        return role, policy
+
+    # -- network -----------------------------------------------------------------------
+
+    def _create_security_group(self) -> aws.ec2.SecurityGroup:
+        """No ingress at all; egress to the source port and to AWS APIs on 443 only."""
+        net = self._args.dms.network
+        port = self._args.dms.source.effective_port
+        egress = [
+            aws.ec2.SecurityGroupEgressArgs(
+                description="AWS APIs (DynamoDB, Secrets Manager, KMS, CloudWatch)",
+                protocol="tcp",
+                from_port=443,
+                to_port=443,
+                cidr_blocks=list(net.https_egress_cidrs),
+            )
+        ]
+        if net.source_cidrs:
+            egress.append(
+                aws.ec2.SecurityGroupEgressArgs(
+                    description="legacy database",
+                    protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    cidr_blocks=list(net.source_cidrs),
+                )
+            )
+        if net.source_security_group_id:
+            egress.append(
+                aws.ec2.SecurityGroupEgressArgs(
+                    description="legacy database (security group)",
+                    protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    security_groups=[net.source_security_group_id],
+                )
+            )
+        group = aws.ec2.SecurityGroup(
+            f"{self._name}-sg",
+            name=f"{self._prefix}dms",
+            description=f"DMS replication of {self._prefix[:-1]}: no ingress",
+            vpc_id=net.vpc_id,
+            ingress=[],
+            egress=egress,
+            tags=self._tags,
+            opts=self._child,
+        )
+        if net.source_security_group_id:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{self._name}-source-ingress",
+                security_group_id=net.source_security_group_id,
+                referenced_security_group_id=group.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                description=f"DMS replication of {self._prefix[:-1]}",
+                tags=self._tags,
+                opts=self._child,
+            )
+        return group
+
+    def _create_subnet_group(
+        self, account_roles: list[pulumi.Resource]
+    ) -> aws.dms.ReplicationSubnetGroup:
+        return aws.dms.ReplicationSubnetGroup(
+            f"{self._name}-subnets",
+            replication_subnet_group_id=f"{self._prefix}dms",
+            replication_subnet_group_description=f"DMS replication of {self._prefix[:-1]}",
+            subnet_ids=list(self._args.dms.network.subnet_ids),
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=account_roles),
+        )
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    def _create_source_endpoint(
+        self, secrets_role: aws.iam.Role, secrets_policy: aws.iam.RolePolicy
+    ) -> aws.dms.Endpoint:
+        """Credentials, host and port come from the secret; nothing secret is an input here."""
+        source = self._args.dms.source
+        engine_settings: dict[str, Any] = {}
+        if source.engine in ("postgres", "aurora-postgresql"):
+            engine_settings["postgres_settings"] = aws.dms.EndpointPostgresSettingsArgs(
+                heartbeat_enable=True,
+                heartbeat_frequency=5,
+                fail_tasks_on_lob_truncation=True,
+                slot_name=source.slot_name,
+            )
+        elif source.engine in ("mysql", "aurora", "mariadb"):
+            engine_settings["mysql_settings"] = aws.dms.EndpointMysqlSettingsArgs(
+                events_poll_interval=5,
+            )
+        elif source.engine == "oracle":
+            engine_settings["oracle_settings"] = aws.dms.EndpointOracleSettingsArgs(
+                fail_task_on_lob_truncation=True,
+                use_logminer_reader=True,
+            )
+        # sqlserver: no settings block in pulumi-aws 7; the defaults (MS-CDC) apply.
+        return aws.dms.Endpoint(
+            f"{self._name}-source",
+            endpoint_id=f"{self._prefix}source",
+            endpoint_type="source",
+            engine_name=source.engine,
+            database_name=source.database,
+            secrets_manager_arn=source.secret_arn,
+            secrets_manager_access_role_arn=secrets_role.arn,
+            ssl_mode=source.ssl_mode,
+            certificate_arn=source.certificate_arn,
+            kms_key_arn=self._args.kms_key_arn,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[secrets_policy]),
+            **engine_settings,
+        )
+
+    def _create_target_endpoint(
+        self, target_role: aws.iam.Role, target_policy: aws.iam.RolePolicy
+    ) -> aws.dms.Endpoint:
+        """DynamoDB target; TLS is always on for DynamoDB (its ssl_mode setting is `none`)."""
+        return aws.dms.Endpoint(
+            f"{self._name}-target",
+            endpoint_id=f"{self._prefix}target",
+            endpoint_type="target",
+            engine_name="dynamodb",
+            service_access_role=target_role.arn,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[target_policy]),
+        )
+
+    # -- capacity and task -------------------------------------------------------------
+
+    def _create_instance(
+        self,
+        capacity: InstanceCapacity,
+        subnet_group: aws.dms.ReplicationSubnetGroup,
+        security_group: aws.ec2.SecurityGroup,
+        account_roles: list[pulumi.Resource],
+    ) -> aws.dms.ReplicationInstance:
+        instance_id = f"{self._prefix}replication"
+        # DMS writes task logs to this group; creating it first sets its retention.
+        aws.cloudwatch.LogGroup(
+            f"{self._name}-task-logs",
+            name=f"dms-tasks-{instance_id}",
+            retention_in_days=self._args.dms.task.log_retention_days,
+            tags=self._tags,
+            opts=self._child,
+        )
+        return aws.dms.ReplicationInstance(
+            f"{self._name}-instance",
+            replication_instance_id=instance_id,
+            replication_instance_class=capacity.instance_class,
+            allocated_storage=capacity.allocated_storage_gb,
+            multi_az=capacity.multi_az,
+            engine_version=capacity.engine_version,
+            auto_minor_version_upgrade=capacity.auto_minor_version_upgrade,
+            preferred_maintenance_window=capacity.preferred_maintenance_window,
+            publicly_accessible=False,
+            kms_key_arn=self._args.kms_key_arn,
+            replication_subnet_group_id=subnet_group.replication_subnet_group_id,
+            vpc_security_group_ids=[security_group.id],
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=account_roles),
+        )
+
+    def _create_task(
+        self,
+        instance: aws.dms.ReplicationInstance,
+        source: aws.dms.Endpoint,
+        target: aws.dms.Endpoint,
+        task_settings: str,
+    ) -> aws.dms.ReplicationTask:
+        task_id = f"{self._prefix}cdc"
+        return aws.dms.ReplicationTask(
+            f"{self._name}-task",
+            replication_task_id=task_id,
+            resource_identifier=task_id,
+            migration_type="full-load-and-cdc",
+            replication_instance_arn=instance.replication_instance_arn,
+            source_endpoint_arn=source.endpoint_arn,
+            target_endpoint_arn=target.endpoint_arn,
+            table_mappings=self.table_mappings,
+            replication_task_settings=task_settings,
+            start_replication_task=self._args.dms.task.start,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self._args.depends_on)),
+        )
+
+    def _create_serverless(
+        self,
+        *,
+        capacity: ServerlessCapacity,
+        subnet_group: aws.dms.ReplicationSubnetGroup,
+        security_group: aws.ec2.SecurityGroup,
+        source: aws.dms.Endpoint,
+        target: aws.dms.Endpoint,
+        task_settings: str,
+    ) -> aws.dms.ReplicationConfig:
+        """DMS Serverless: the replication config is capacity and task in one resource."""
+        config_id = f"{self._prefix}cdc"
+        return aws.dms.ReplicationConfig(
+            f"{self._name}-replication",
+            replication_config_identifier=config_id,
+            resource_identifier=config_id,
+            replication_type="full-load-and-cdc",
+            source_endpoint_arn=source.endpoint_arn,
+            target_endpoint_arn=target.endpoint_arn,
+            table_mappings=self.table_mappings,
+            replication_settings=task_settings,
+            start_replication=self._args.dms.task.start,
+            compute_config=aws.dms.ReplicationConfigComputeConfigArgs(
+                replication_subnet_group_id=subnet_group.replication_subnet_group_id,
+                vpc_security_group_ids=[security_group.id],
+                min_capacity_units=capacity.min_capacity_units,
+                max_capacity_units=capacity.max_capacity_units,
+                multi_az=capacity.multi_az,
+                kms_key_id=self._args.kms_key_arn,
+                preferred_maintenance_window=capacity.preferred_maintenance_window,
+            ),
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self._args.depends_on)),
+        )
+
+    # -- operations --------------------------------------------------------------------
+
+    def _create_instance_events(
+        self, instance: aws.dms.ReplicationInstance, task: aws.dms.ReplicationTask
+    ) -> None:
+        topic = self._args.notification_topic_arn
+        aws.dms.EventSubscription(
+            f"{self._name}-task-events",
+            name=f"{self._prefix}dms-task",
+            sns_topic_arn=topic,
+            source_type="replication-task",
+            source_ids=[task.replication_task_id],
+            event_categories=["failure", "state change"],
+            enabled=True,
+            tags=self._tags,
+            opts=self._child,
+        )
+        aws.dms.EventSubscription(
+            f"{self._name}-instance-events",
+            name=f"{self._prefix}dms-instance",
+            sns_topic_arn=topic,
+            source_type="replication-instance",
+            source_ids=[instance.replication_instance_id],
+            event_categories=["failure", "failover", "low storage"],
+            enabled=True,
+            tags=self._tags,
+            opts=self._child,
+        )
+
+    def _create_serverless_events(self, config: aws.dms.ReplicationConfig) -> None:
+        """DMS event subscriptions do not cover serverless replications; their state
+        changes arrive as EventBridge events, routed to the same topic."""
+        rule = aws.cloudwatch.EventRule(
+            f"{self._name}-replication-events",
+            name=f"{self._prefix}dms-replication",
+            description="DMS Serverless replication state changes and failures",
+            event_pattern=pulumi.Output.json_dumps(
+                {"source": ["aws.dms"], "resources": [config.arn]}
+            ),
+            tags=self._tags,
+            opts=self._child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{self._name}-replication-events-target",
+            rule=rule.name,
+            arn=self._args.notification_topic_arn,
+            opts=self._child,
+        )
+
+    def _create_alarms(self, dimensions: Mapping[str, pulumi.Input[str]]) -> None:
+        alarms = self._args.dms.alarms
+        topic = self._args.notification_topic_arn
+        for metric, threshold in (
+            ("CDCLatencySource", alarms.cdc_latency_source_seconds),
+            ("CDCLatencyTarget", alarms.cdc_latency_target_seconds),
+        ):
+            metric_alarm(
+                f"{self._name}-{metric.lower()}",
+                description=f"{self._prefix}cdc: {metric} above {threshold}s for "
+                f"{alarms.evaluation_minutes} min",
+                namespace="AWS/DMS",
+                metric=metric,
+                dimensions=dimensions,
+                threshold=threshold,
+                topic_arn=topic,
+                parent=self,
+                statistic="Maximum",
+                period=60,
+                evaluation_periods=alarms.evaluation_minutes,
+                tags=self._tags,
+            )
+        if self._args.dms.task.start:
+            # No DMS metric reports the task state; a running CDC task publishes latency
+            # every minute, so silence means it left the running state.
+            aws.cloudwatch.MetricAlarm(
+                f"{self._name}-not-running",
+                alarm_description=f"{self._prefix}cdc published no CDC metrics for "
+                f"{alarms.not_reporting_minutes} min: the task is not running",
+                namespace="AWS/DMS",
+                metric_name="CDCLatencySource",
+                dimensions=dict(dimensions),
+                statistic="SampleCount",
+                period=300,
+                evaluation_periods=max(1, alarms.not_reporting_minutes // 5),
+                threshold=1,
+                comparison_operator="LessThanThreshold",
+                treat_missing_data="breaching",
+                alarm_actions=[topic],
+                ok_actions=[topic],
+                tags=self._tags,
+                opts=self._child,
+            )
