@@ -1,8 +1,9 @@
 """StreamedTable: one waypoint DynamoDB table with its stream on.
 
 Declared mode: Pulumi creates the table, stream on, before the DMS task starts, so the
-full load itself flows through the stream. (Adopted mode — a table DMS created at runtime —
-exposes the same outputs.)
+full load itself flows through the stream. Adopted mode (`adopt=AdoptSpec(...)`): DMS created
+the table at runtime; the AdoptedTable dynamic resource takes it over (stream on, capacity,
+PITR, SSE, tags, backfill) and the component exposes the same outputs, autoscaling and alarms.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.common import metric_alarm
+from providers.adopted_table import AdoptedTable
 
 TYPE = "dms-event-bus:index:StreamedTable"
 
@@ -37,11 +39,38 @@ class Scaling:
 
 
 @dataclass(frozen=True)
+class AdoptSpec:
+    """Adopted mode: the table is created by DMS at runtime and taken over, not declared."""
+
+    logical_name: str
+    """Name in envelopes (`table`) of the backfilled rows."""
+    backfill_function_name: pulumi.Input[str] | None = None
+    """Backfill Lambda started once after the stream is on; None: no backfill."""
+    wait_timeout_seconds: int = 1800
+    """How long adoption waits for DMS to create the table."""
+    backfill_segments: int = 4
+    """Parallel scan segments of the backfill (one invocation each)."""
+    replace_stream: bool = False
+    """Allow replacing an existing stream of another view type."""
+
+    def __post_init__(self) -> None:
+        if self.wait_timeout_seconds <= 0:
+            raise ValueError(
+                f"AdoptSpec.wait_timeout_seconds: expected > 0, found {self.wait_timeout_seconds}"
+            )
+        if not 1 <= self.backfill_segments <= 1000:
+            raise ValueError(
+                f"AdoptSpec.backfill_segments: expected 1..1000, found {self.backfill_segments}"
+            )
+
+
+@dataclass(frozen=True)
 class StreamedTableArgs:
     table_name: str
     """Physical table name (carries the environment prefix)."""
-    partition_key: KeySpec
-    """Partition key (first key column of the source table)."""
+    partition_key: KeySpec | None = None
+    """Partition key (first key column of the source table); required when declared.
+    Adopted tables keep the key schema DMS gave them."""
     sort_key: KeySpec | None = None
     """Sort key (second key column), if the source key is composite."""
     read: Scaling | None = None
@@ -56,8 +85,15 @@ class StreamedTableArgs:
     """Topic for the table's throttling alarm."""
     tags: Mapping[str, str] = field(default_factory=dict)
     """Tags on every resource."""
+    adopt: AdoptSpec | None = None
+    """Adopted mode; None: declared (Pulumi creates the table)."""
 
     def __post_init__(self) -> None:
+        if self.adopt is None and self.partition_key is None:
+            raise ValueError(
+                "StreamedTableArgs.partition_key: expected a key for a declared table "
+                "(or adopt=AdoptSpec(...) for a table DMS creates), found None"
+            )
         if not 3 <= len(self.table_name) <= 255:
             raise ValueError(
                 f"StreamedTableArgs.table_name: expected 3..255 characters, "
@@ -73,12 +109,20 @@ class StreamedTableArgs:
                 raise ValueError(
                     f"StreamedTableArgs.{dim}: expected 1 <= min <= max, found {scaling}"
                 )
-        if self.sort_key is not None and self.sort_key.name == self.partition_key.name:
+        if (
+            self.sort_key is not None
+            and self.partition_key is not None
+            and self.sort_key.name == self.partition_key.name
+        ):
             raise ValueError("StreamedTableArgs.sort_key: expected a different attribute")
 
     @property
     def provisioned(self) -> bool:
         return self.read is not None
+
+    @property
+    def mode(self) -> Literal["declared", "adopted"]:
+        return "declared" if self.adopt is None else "adopted"
 
 
 class StreamedTable(pulumi.ComponentResource):
@@ -94,13 +138,21 @@ class StreamedTable(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         self._name = name
         self._args = args
-        table = self._create_table()
-        self.table = table
-        self.table_name = table.name
-        self.table_arn = table.arn
-        self.stream_arn = table.stream_arn
-        self.scaling = self._create_autoscaling(table.name) if args.provisioned else []
-        self.alarms = self._create_alarms(table.name)
+        self.table: aws.dynamodb.Table | AdoptedTable
+        if args.adopt is None:
+            table = self._create_table()
+            self.table = table
+            self.table_name = table.name
+            self.table_arn = table.arn
+            self.stream_arn = table.stream_arn
+        else:
+            adopted = self._adopt_table(args.adopt)
+            self.table = adopted
+            self.table_name = adopted.table_name
+            self.table_arn = adopted.table_arn
+            self.stream_arn = adopted.stream_arn
+        self.scaling = self._create_autoscaling(self.table_name) if args.provisioned else []
+        self.alarms = self._create_alarms(self.table_name)
         self.register_outputs(
             {
                 "table_name": self.table_name,
@@ -109,8 +161,35 @@ class StreamedTable(pulumi.ComponentResource):
             }
         )
 
+    def _adopt_table(self, adopt: AdoptSpec) -> AdoptedTable:
+        """The DMS-created table, taken over; `delete` never deletes it (see docs/adoption.md)."""
+        args = self._args
+        return AdoptedTable(
+            f"{self._name}-table",
+            {
+                "table_name": args.table_name,
+                "logical_name": adopt.logical_name,
+                "region": aws.config.region,
+                "wait_timeout_seconds": adopt.wait_timeout_seconds,
+                "billing_mode": "PROVISIONED" if args.provisioned else "PAY_PER_REQUEST",
+                # initial units only: autoscaling owns the live capacity afterwards
+                "read_capacity": args.read.min if args.read else None,
+                "write_capacity": args.write.min if args.write else None,
+                "point_in_time_recovery": True,
+                "sse_enabled": True,
+                "kms_key_arn": args.kms_key_arn,
+                "deletion_protection": args.deletion_protection,
+                "tags": dict(args.tags),
+                "replace_stream": adopt.replace_stream,
+                "backfill_function_name": adopt.backfill_function_name,
+                "backfill_segments": adopt.backfill_segments,
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _create_table(self) -> aws.dynamodb.Table:
         args = self._args
+        assert args.partition_key is not None  # checked in StreamedTableArgs
         keys = [args.partition_key] + ([args.sort_key] if args.sort_key else [])
         read_capacity = args.read.min if args.read is not None else None
         write_capacity = args.write.min if args.write is not None else None
