@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
+from .adoption import AdoptionSettings
 from .base import PROJECT, ConfigError, EnvName, LogicalName, Model, problems_of
 from .core import (
     AlarmSettings,
@@ -50,6 +51,7 @@ class StackSettings(Model):
     ingest_api: IngestSettings | None = None
     dms: DmsSettings | None = None
     writeback: WritebackSettings | None = None
+    adoption: AdoptionSettings = Field(default_factory=AdoptionSettings)
 
     @model_validator(mode="after")
     def _check_dms(self) -> StackSettings:
