@@ -1,0 +1,411 @@
+"""LegacyWriteback: changes of chosen tables' streams written back to the legacy database.
+
+Owns the writeback Lambda (in the VPC: subnets and security groups from config), its
+least-privilege role, an encrypted SQS DLQ, one DynamoDB Streams event source mapping per
+table (the shared `stream_mapping`: bisect, bounded retries and record age,
+ReportBatchItemFailures, on-failure DLQ, TRIM_HORIZON) and the alarms. The handler
+(`handlers/writeback.py`) is version-guarded and loop-free; see docs/writeback.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.common import (
+    LAMBDA_ARCH,
+    LAMBDA_RUNTIME,
+    encrypted_queue,
+    metric_alarm,
+    service_role,
+)
+from components.lambda_package import build_package
+from components.stream_mapping import MappingSettings, stream_mapping
+from settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
+
+TYPE = "dms-event-bus:index:LegacyWriteback"
+
+#: Files of the writeback Lambda package.
+WRITEBACK_MODULES = ["handlers/writeback.py", "handlers/writeback_sql.py"]
+#: Pure-Python driver bundled for each direct target (the Data API needs only boto3).
+DRIVERS = {"postgres": ["pg8000>=1.31,<2"], "mysql": ["PyMySQL>=1.1,<2"], "data_api": []}
+#: Lambda's limit on the total size of a function's environment variables.
+ENV_LIMIT_BYTES = 4096
+#: The handler's own metrics (embedded metric format).
+METRICS_NAMESPACE = "DmsEventBus/Writeback"
+
+
+@dataclass(frozen=True)
+class WritebackTable:
+    """One DynamoDB table whose stream is written back (a key of `settings.tables`)."""
+
+    logical_name: str
+    """Logical name: the key of its mapping under `settings.tables`."""
+    table_name: str
+    """Physical DynamoDB table name (the handler finds the mapping by it)."""
+    table_arn: pulumi.Input[str]
+    """Table ARN: the handler's status UpdateItem is allowed on exactly this table."""
+    stream_arn: pulumi.Input[str]
+    """The table's stream ARN (NEW_AND_OLD_IMAGES)."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """Resources the mapping waits for (e.g. the table, its adoption)."""
+
+
+@dataclass(frozen=True)
+class LegacyWritebackArgs:
+    name_prefix: str
+    """Prefix of every physical name, e.g. `dmsbus-dev-`."""
+    settings: WritebackSettings
+    """The validated `writeback` config section: target, VPC, mappings, item contract,
+    function and mapping tuning."""
+    tables: Sequence[WritebackTable]
+    """Exactly one entry per `settings.tables` key."""
+    alarm_topic_arn: pulumi.Input[str] | None = None
+    """SNS topic for alarms (None: alarms without actions)."""
+    kms_key_arn: str | None = None
+    """Customer-managed KMS key (DLQ, logs, environment); None: AWS-managed keys."""
+    iterator_age_ms: int = 300_000
+    """IteratorAge alarm threshold."""
+    dlq_depth: int = 1
+    """DLQ depth alarm threshold."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags on every resource."""
+
+    def __post_init__(self) -> None:
+        if not self.name_prefix or not self.name_prefix.endswith("-"):
+            raise ValueError(
+                f"LegacyWritebackArgs.name_prefix: expected e.g. 'dmsbus-dev-', "
+                f"found {self.name_prefix!r}"
+            )
+        given = [t.logical_name for t in self.tables]
+        dupes = sorted({n for n in given if given.count(n) > 1})
+        if dupes:
+            raise ValueError(f"LegacyWritebackArgs.tables: expected each table once, found "
+                             f"{dupes} twice")
+        wanted = set(self.settings.tables)
+        if set(given) != wanted:
+            raise ValueError(
+                "LegacyWritebackArgs.tables: expected one entry per settings.tables key "
+                f"{sorted(wanted)}, found {sorted(given)}"
+            )
+        size = len(self.handler_config_json()) + len("WRITEBACK_CONFIG")
+        if size > ENV_LIMIT_BYTES:
+            raise ValueError(
+                f"LegacyWritebackArgs.settings: the handler config is {size} bytes, more than "
+                f"Lambda's {ENV_LIMIT_BYTES}-byte environment limit (map fewer columns per "
+                "table or split the tables over two LegacyWriteback components)"
+            )
+
+    def handler_config_json(self) -> str:
+        physical = {t.logical_name: t.table_name for t in self.tables}
+        return json.dumps(self.settings.handler_config(physical), separators=(",", ":"),
+                          sort_keys=True)
+
+
+class LegacyWriteback(pulumi.ComponentResource):
+    """The writeback Lambda on the chosen streams, its DLQ and alarms."""
+
+    function_name: pulumi.Output[str]
+    function_arn: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    dlq_url: pulumi.Output[str]
+    dlq_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: LegacyWritebackArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        self._account = identity.account_id
+        self._region = region.region
+        self._function_name = f"{args.name_prefix}writeback"
+
+        self.dlq = encrypted_queue(
+            f"{name}-dlq",
+            queue_name=f"{args.name_prefix}writeback-dlq",
+            kms_key_arn=args.kms_key_arn,
+            parent=self,
+            tags=self._tags,
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{self._function_name}",
+            retention_in_days=args.settings.function.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.role, policy = service_role(
+            name,
+            role_name=f"{args.name_prefix}writeback",
+            service="lambda.amazonaws.com",
+            statements=self._statements(),
+            parent=self,
+            tags=self._tags,
+        )
+        self.function = self._create_function(policy)
+        mapping = args.settings.mapping
+        settings = MappingSettings(
+            batch_size=mapping.batch_size,
+            batching_window_seconds=mapping.batching_window_seconds,
+            parallelization_factor=mapping.parallelization_factor,
+            maximum_retry_attempts=mapping.maximum_retry_attempts,
+            maximum_record_age_seconds=mapping.maximum_record_age_seconds,
+        )
+        self.mappings = {
+            table.logical_name: stream_mapping(
+                f"{name}-{table.logical_name}-mapping",
+                function_name=self.function.name,
+                stream_arn=table.stream_arn,
+                dlq_arn=self.dlq.arn,
+                settings=settings,
+                parent=self,
+                depends_on=[policy, *table.depends_on],
+            )
+            for table in args.tables
+        }
+        self.alarms = self._create_alarms()
+
+        self.function_name = self.function.name
+        self.function_arn = self.function.arn
+        self.role_arn = self.role.arn
+        self.dlq_url = self.dlq.url
+        self.dlq_arn = self.dlq.arn
+        self.register_outputs(
+            {
+                "function_name": self.function_name,
+                "function_arn": self.function_arn,
+                "role_arn": self.role_arn,
+                "dlq_url": self.dlq_url,
+                "dlq_arn": self.dlq_arn,
+            }
+        )
+
+    # -- the role -----------------------------------------------------------------------
+    def _arn(self, service: str, resource: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat(
+            f"arn:aws:{service}:", self._region, ":", self._account, ":", resource
+        )
+
+    def _statements(self) -> list[dict[str, Any]]:
+        args = self._args
+        settings = args.settings
+        target = settings.target
+        contract = settings.item_contract
+        tables = list(args.tables)
+        status_attributes = sorted(
+            {contract.status_attribute, contract.status_detail_attribute}
+            | {a for t in tables for a in settings.tables[t.logical_name].key_columns}
+            | {settings.tables[t.logical_name].version_attribute for t in tables}
+        )
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "ReadTheChosenStreams",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                ],
+                "Resource": [t.stream_arn for t in tables],
+            },
+            {
+                "Sid": "ListTheChosenStreams",
+                "Effect": "Allow",
+                "Action": ["dynamodb:ListStreams"],
+                "Resource": [
+                    self._arn("dynamodb", f"table/{t.table_name}/stream/*") for t in tables
+                ],
+            },
+            {
+                # status/status_detail only, conditional on the version: see set_status()
+                "Sid": "SetTheItemStatus",
+                "Effect": "Allow",
+                "Action": ["dynamodb:UpdateItem"],
+                "Resource": [t.table_arn for t in tables],
+                "Condition": {
+                    "ForAllValues:StringEquals": {"dynamodb:Attributes": status_attributes},
+                    "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"},
+                },
+            },
+            {
+                "Sid": "ReadTheDatabaseSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": [target.secret_arn],
+            },
+            {
+                "Sid": "OnFailureDestination",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": [self.dlq.arn],
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [pulumi.Output.concat(self.log_group.arn, ":*")],
+            },
+            # What AWSLambdaVPCAccessExecutionRole grants, scoped where EC2 allows it:
+            # Describe* has no resource-level permissions.
+            {
+                "Sid": "VpcDescribe",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+                "Resource": ["*"],
+            },
+            {
+                "Sid": "VpcNetworkInterfaces",
+                "Effect": "Allow",
+                "Action": ["ec2:CreateNetworkInterface"],
+                "Resource": [
+                    self._arn("ec2", "network-interface/*"),
+                    *[self._arn("ec2", f"subnet/{s}") for s in settings.vpc.subnet_ids],
+                    *[self._arn("ec2", f"security-group/{g}")
+                      for g in settings.vpc.security_group_ids],
+                ],
+            },
+            {
+                "Sid": "VpcNetworkInterfaceLifecycle",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                "Resource": [self._arn("ec2", "network-interface/*")],
+            },
+        ]
+        if isinstance(target, DataApiTarget):
+            statements.append(
+                {
+                    "Sid": "RdsDataApiOnTheCluster",
+                    "Effect": "Allow",
+                    "Action": [
+                        "rds-data:ExecuteStatement",
+                        "rds-data:BatchExecuteStatement",
+                        "rds-data:BeginTransaction",
+                        "rds-data:CommitTransaction",
+                        "rds-data:RollbackTransaction",
+                    ],
+                    "Resource": [target.cluster_arn],
+                }
+            )
+        if args.kms_key_arn:
+            statements.append(
+                {
+                    "Sid": "UseTheDataKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": [args.kms_key_arn],
+                }
+            )
+        return statements
+
+    # -- the function -------------------------------------------------------------------
+    def _create_function(self, policy: aws.iam.RolePolicy) -> aws.lambda_.Function:
+        args = self._args
+        settings = args.settings
+        target = settings.target
+        kind = target.kind
+        description = {
+            "data_api": "Writeback to the legacy database through the RDS Data API",
+            "postgres": "Writeback to the legacy PostgreSQL database (pg8000)",
+            "mysql": "Writeback to the legacy MySQL/MariaDB database (PyMySQL)",
+        }[kind]
+        if isinstance(target, SqlTarget):
+            description += f" at {target.host}:{target.effective_port}"
+        return aws.lambda_.Function(
+            f"{self._name}-function",
+            name=self._function_name,
+            description=description[:256],
+            runtime=LAMBDA_RUNTIME,
+            architectures=[LAMBDA_ARCH],
+            handler="handlers.writeback.handler",
+            code=build_package(WRITEBACK_MODULES, DRIVERS[kind], LAMBDA_ARCH),
+            role=self.role.arn,
+            memory_size=settings.function.memory_mb,
+            timeout=settings.function.timeout_seconds,
+            reserved_concurrent_executions=settings.function.reserved_concurrency,
+            kms_key_arn=args.kms_key_arn,
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=list(settings.vpc.subnet_ids),
+                security_group_ids=list(settings.vpc.security_group_ids),
+            ),
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={"WRITEBACK_CONFIG": args.handler_config_json()}
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=self.log_group.name
+            ),
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
+        )
+
+    # -- alarms -------------------------------------------------------------------------
+    def _create_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
+        args = self._args
+        topic = args.alarm_topic_arn
+        fn = {"FunctionName": self.function.name}
+        return [
+            metric_alarm(
+                f"{self._name}-errors",
+                description="Writeback invocations fail as a whole (database unreachable, "
+                "credentials, throttling): the batch is retried, then goes to the DLQ.",
+                namespace="AWS/Lambda",
+                metric="Errors",
+                dimensions=fn,
+                threshold=0,
+                topic_arn=topic,
+                parent=self,
+                tags=self._tags,
+            ),
+            metric_alarm(
+                f"{self._name}-iterator-age",
+                description="Changes wait too long before reaching the legacy database "
+                "(writeback behind or retrying a failing batch).",
+                namespace="AWS/Lambda",
+                metric="IteratorAge",
+                dimensions=fn,
+                statistic="Maximum",
+                threshold=args.iterator_age_ms,
+                topic_arn=topic,
+                parent=self,
+                tags=self._tags,
+            ),
+            metric_alarm(
+                f"{self._name}-poison",
+                description="A record the legacy database rejects (type mismatch, missing "
+                "key): its item has status 'error' with the reason; it ends in the DLQ.",
+                namespace=METRICS_NAMESPACE,
+                metric="Poison",
+                dimensions={"Function": self.function.name},
+                threshold=0,
+                topic_arn=topic,
+                parent=self,
+                tags=self._tags,
+            ),
+            metric_alarm(
+                f"{self._name}-dlq-depth",
+                description="Writeback batches that were given up on are in the DLQ (stream "
+                "positions, not data): read the item, fix the cause, write it again.",
+                namespace="AWS/SQS",
+                metric="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": self.dlq.name},
+                statistic="Maximum",
+                threshold=args.dlq_depth,
+                comparison="GreaterThanOrEqualToThreshold",
+                topic_arn=topic,
+                parent=self,
+                tags=self._tags,
+            ),
+        ]

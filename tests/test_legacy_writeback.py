@@ -1,0 +1,193 @@
+"""LegacyWriteback under Pulumi mocks: the Lambda in the VPC, the stream mappings' safety
+settings, the role scoped to exactly the chosen streams/tables/secret/cluster, DLQ, alarms."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.legacy_writeback import LegacyWriteback, LegacyWritebackArgs, WritebackTable
+from policy import rules
+from settings.writeback import WritebackSettings
+from tools.mockrun import ACCOUNT, Plan, run_program
+
+PREFIX = "dmsbus-wbt-"
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:legacy-pg-AbCdEf"
+CLUSTER = "arn:aws:rds:eu-west-1:123456789012:cluster:legacy-aurora"
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:dmsbus-wbt-alarms"
+
+
+def table_arn(name: str) -> str:
+    return f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/{name}"
+
+
+def stream_arn(name: str) -> str:
+    return f"{table_arn(name)}/stream/2026-01-01T00:00:00.000"
+
+
+def writeback_settings(target: dict[str, Any]) -> WritebackSettings:
+    return WritebackSettings.model_validate({
+        "target": target,
+        "vpc": {"subnet_ids": ["subnet-0a1b2c3d4e5f60718", "subnet-1a1b2c3d4e5f60718"],
+                "security_group_ids": ["sg-0a1b2c3d4e5f60718"]},
+        "tables": {
+            "orders": {"legacy_table": "sales.orders", "key_columns": {"id": "order_id"},
+                       "columns": {"amount": "amount", "note": "note"},
+                       "version_column": "row_version"},
+            "customers": {"origin": "tables", "legacy_table": "sales.customers",
+                          "key_columns": {"customer_id": "customer_id"},
+                          "columns": {"name": "name"}},
+        },
+        "function": {"memory_mb": 256, "timeout_seconds": 30, "reserved_concurrency": 4},
+        "mapping": {"batch_size": 250, "batching_window_seconds": 2,
+                    "maximum_retry_attempts": 3, "maximum_record_age_seconds": 3600},
+    })
+
+
+POSTGRES = {"kind": "postgres", "host": "legacy.internal", "database": "sales",
+            "secret_arn": SECRET, "tls": True}
+DATA_API = {"kind": "data_api", "cluster_arn": CLUSTER, "secret_arn": SECRET,
+            "database": "sales"}
+
+TABLES = [
+    WritebackTable("orders", f"{PREFIX}ingest-orders", table_arn(f"{PREFIX}ingest-orders"),
+                   stream_arn(f"{PREFIX}ingest-orders")),
+    WritebackTable("customers", f"{PREFIX}customers", table_arn(f"{PREFIX}customers"),
+                   stream_arn(f"{PREFIX}customers")),
+]
+
+
+def plan_for(target: dict[str, Any], **extra: Any) -> Plan:
+    args = LegacyWritebackArgs(name_prefix=PREFIX, settings=writeback_settings(target),
+                               tables=TABLES, alarm_topic_arn=TOPIC, tags={"team": "t"},
+                               **extra)
+
+    def program() -> None:
+        LegacyWriteback("writeback", args)
+
+    return run_program("wbt", {"aws:region": "eu-west-1"}, program)
+
+
+@pytest.fixture(scope="module")
+def pg_plan() -> Plan:
+    return plan_for(POSTGRES)
+
+
+@pytest.fixture(scope="module")
+def data_api_plan() -> Plan:
+    return plan_for(DATA_API)
+
+
+def statements(plan: Plan) -> dict[str, dict[str, Any]]:
+    policy = plan.named("writeback-policy")
+    return {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
+
+
+def test_lambda_runs_in_the_configured_vpc_with_the_handler_config(pg_plan: Plan) -> None:
+    # GIVEN the component for a direct PostgreSQL target
+    fn = pg_plan.named("writeback-function")
+    component = pg_plan.named("writeback")
+    # THEN the function is a python3.14 arm64 Lambda in the configured subnets and SGs
+    assert component.type == "dms-event-bus:index:LegacyWriteback"
+    assert fn.parent == component.urn
+    assert fn.inputs["runtime"] == "python3.14"
+    assert fn.inputs["architectures"] == ["arm64"]
+    assert fn.inputs["handler"] == "handlers.writeback.handler"
+    assert fn.inputs["name"] == f"{PREFIX}writeback"
+    assert fn.inputs["vpcConfig"] == {
+        "subnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-1a1b2c3d4e5f60718"],
+        "securityGroupIds": ["sg-0a1b2c3d4e5f60718"],
+    }
+    assert fn.inputs["memorySize"] == 256
+    assert fn.inputs["timeout"] == 30
+    assert fn.inputs["reservedConcurrentExecutions"] == 4
+    # AND the handler's config maps physical tables to their legacy tables
+    config = json.loads(fn.inputs["environment"]["variables"]["WRITEBACK_CONFIG"])
+    assert config["target"] == {**POSTGRES, "port": 5432, "connect_timeout_seconds": 5}
+    assert config["tables"][f"{PREFIX}ingest-orders"]["legacy_table"] == "sales.orders"
+    assert config["tables"][f"{PREFIX}customers"]["key_columns"] == {
+        "customer_id": "customer_id"}
+    assert config["contract"]["status_attribute"] == "status"
+
+
+def test_one_safe_stream_mapping_per_table(pg_plan: Plan) -> None:
+    mappings = pg_plan.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    # THEN one mapping per chosen stream, with the configured tuning and every safety net
+    assert sorted(m.inputs["eventSourceArn"] for m in mappings) == sorted(
+        t.stream_arn for t in TABLES)
+    dlq = pg_plan.named("writeback-dlq")
+    for m in mappings:
+        assert m.inputs["startingPosition"] == "TRIM_HORIZON"
+        assert m.inputs["batchSize"] == 250
+        assert m.inputs["maximumBatchingWindowInSeconds"] == 2
+        assert m.inputs["bisectBatchOnFunctionError"] is True
+        assert m.inputs["maximumRetryAttempts"] == 3
+        assert m.inputs["maximumRecordAgeInSeconds"] == 3600
+        assert m.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert m.inputs["destinationConfig"]["onFailure"]["destinationArn"] == \
+            dlq.outputs["arn"]
+        assert m.inputs["functionName"] == f"{PREFIX}writeback"
+    # AND the DLQ is KMS-encrypted
+    assert dlq.inputs["kmsMasterKeyId"] == "alias/aws/sqs"
+    assert dlq.inputs["name"] == f"{PREFIX}writeback-dlq"
+
+
+def test_role_is_scoped_to_exactly_the_chosen_resources(pg_plan: Plan) -> None:
+    sts = statements(pg_plan)
+    # THEN stream reads on exactly the two streams, status writes on exactly the two tables
+    assert sorted(sts["ReadTheChosenStreams"]["Resource"]) == sorted(
+        t.stream_arn for t in TABLES)
+    assert sts["SetTheItemStatus"]["Action"] == ["dynamodb:UpdateItem"]
+    assert sorted(sts["SetTheItemStatus"]["Resource"]) == sorted(t.table_arn for t in TABLES)
+    assert sts["SetTheItemStatus"]["Condition"]["ForAllValues:StringEquals"][
+        "dynamodb:Attributes"] == ["customer_id", "id", "status", "status_detail", "version"]
+    # AND the secret is readable, exactly it; the DLQ takes messages; no Data API here
+    assert sts["ReadTheDatabaseSecret"]["Resource"] == [SECRET]
+    assert sts["OnFailureDestination"]["Resource"] == [
+        pg_plan.named("writeback-dlq").outputs["arn"]]
+    assert "RdsDataApiOnTheCluster" not in sts
+    # AND ENI permissions for the VPC, scoped to the configured subnets and SGs
+    eni = sts["VpcNetworkInterfaces"]["Resource"]
+    assert f"arn:aws:ec2:eu-west-1:{ACCOUNT}:subnet/subnet-0a1b2c3d4e5f60718" in eni
+    assert f"arn:aws:ec2:eu-west-1:{ACCOUNT}:security-group/sg-0a1b2c3d4e5f60718" in eni
+    # AND nothing grants a data action on '*' (the project's policy rule agrees)
+    policy = pg_plan.named("writeback-policy")
+    assert rules.statement_problems(policy.inputs["policy"]) == []
+
+
+def test_data_api_target_gets_rds_data_on_exactly_the_cluster(data_api_plan: Plan) -> None:
+    sts = statements(data_api_plan)
+    assert sts["RdsDataApiOnTheCluster"]["Resource"] == [CLUSTER]
+    assert "rds-data:ExecuteStatement" in sts["RdsDataApiOnTheCluster"]["Action"]
+    assert sts["ReadTheDatabaseSecret"]["Resource"] == [SECRET]
+    fn = data_api_plan.named("writeback-function")
+    assert fn.inputs["vpcConfig"]["subnetIds"] == ["subnet-0a1b2c3d4e5f60718",
+                                                   "subnet-1a1b2c3d4e5f60718"]
+
+
+def test_alarms_go_to_the_topic(pg_plan: Plan) -> None:
+    alarms = {a.name: a for a in pg_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert sorted(alarms) == ["writeback-dlq-depth", "writeback-errors",
+                              "writeback-iterator-age", "writeback-poison"]
+    for alarm in alarms.values():
+        assert alarm.inputs["alarmActions"] == [TOPIC]
+    assert alarms["writeback-dlq-depth"].inputs["dimensions"] == {
+        "QueueName": f"{PREFIX}writeback-dlq"}
+    assert alarms["writeback-poison"].inputs["namespace"] == "DmsEventBus/Writeback"
+    assert alarms["writeback-iterator-age"].inputs["threshold"] == 300000
+
+
+def test_every_resource_passes_the_policy_rules(pg_plan: Plan) -> None:
+    resources = [{"type": r.type, "name": r.name, "urn": r.urn, "props": r.inputs,
+                  "dependencies": r.dependencies} for r in pg_plan.resources]
+    assert rules.check_all(resources) == []
+
+
+def test_args_name_the_bad_field() -> None:
+    settings = writeback_settings(POSTGRES)
+    with pytest.raises(ValueError, match=r"LegacyWritebackArgs.tables: expected one entry"):
+        LegacyWritebackArgs(name_prefix=PREFIX, settings=settings, tables=TABLES[:1])
+    with pytest.raises(ValueError, match=r"LegacyWritebackArgs.name_prefix"):
+        LegacyWritebackArgs(name_prefix="dmsbus", settings=settings, tables=TABLES)
