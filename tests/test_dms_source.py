@@ -1,0 +1,762 @@
+"""DmsSource under Pulumi mocks, its pure table-mapping / task-settings builders, and the
+`dms` config section's checks (bad config fails in `load_settings`, before any resource).
+
+Each test builds a small program: declared StreamedTables, one stream mapping per table
+(as KinesisBus declares them), then the DmsSource depending on both.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from components.dms_source import (
+    DMS_CONTROL_TABLES,
+    DmsSource,
+    DmsSourceArgs,
+    build_table_mappings,
+    build_task_settings,
+)
+from components.stream_mapping import MappingSettings, stream_mapping
+from components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
+from settings import ConfigError, StackSettings, load_settings
+from settings.stackfile import project_config, read_stack_config
+from tools.mockrun import ACCOUNT, Declared, Plan, run_program
+
+TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:dmsbus-test-alarms"
+SECRET_ARN = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:erp-source-AbC123"
+#: What the secret holds. It must never appear in any resource input or output.
+SECRET_VALUE = "Erp-S3cret-4711!"
+TASK = "aws:dms/replicationTask:ReplicationTask"
+CONFIG = "aws:dms/replicationConfig:ReplicationConfig"
+INSTANCE = "aws:dms/replicationInstance:ReplicationInstance"
+ENDPOINT = "aws:dms/endpoint:Endpoint"
+ROLE = "aws:iam/role:Role"
+MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+TABLE = "aws:dynamodb/table:Table"
+
+
+def realistic_raw(**dms_overrides: Any) -> dict[str, Any]:
+    """A legacy ERP: single and composite keys, a default schema, an audit wildcard."""
+    raw: dict[str, Any] = {
+        "tables": {
+            "customers": {
+                "source": {"schema": "sales", "table": "customers"},
+                "partition_key": {"name": "customer_id", "type": "N"},
+            },
+            "orders": {"partition_key": {"name": "order_id", "type": "N"}},
+            "order_lines": {
+                "partition_key": {"name": "order_id", "type": "N"},
+                "sort_key": {"name": "line_no", "type": "N"},
+            },
+            "price_list": {
+                "source": {"schema": "catalog", "table": "PRICE_LIST"},
+                "partition_key": {"name": "SKU", "type": "S"},
+                "sort_key": {"name": "VALID_FROM", "type": "S"},
+            },
+        },
+        "dms": {
+            "capacity": {"mode": "serverless", "min_capacity_units": 1, "max_capacity_units": 8},
+            "network": {
+                "vpc_id": "vpc-0123456789abcdef0",
+                "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                "source_cidrs": ["10.20.0.0/24"],
+            },
+            "source": {
+                "engine": "postgres",
+                "server": "erp.db.internal",
+                "database": "erp",
+                "secret_arn": SECRET_ARN,
+            },
+            "default_schema": "sales",
+            "tables": {
+                "order_lines": {"primary_key": ["order_id", "line_no"]},
+                "customers": {"exclude_columns": ["internal_notes", "legacy_flags"]},
+            },
+            "wildcards": [
+                {
+                    "schema": "audit",
+                    "table_pattern": "%",
+                    "exclude": ["tmp_%", "%_bak"],
+                    "table_prefix": "audit_",
+                },
+                {"schema": "sales", "table_pattern": "promo_%"},
+            ],
+            "task": {"start": True},
+        },
+    }
+    raw["dms"].update(copy.deepcopy(dms_overrides))
+    return raw
+
+
+def settings_of(raw: dict[str, Any], stack: str = "test") -> StackSettings:
+    return load_settings(stack, raw)
+
+
+def run_dms(
+    settings: StackSettings, *, kms_key_arn: str | None = None, name: str = "dms"
+) -> Plan:
+    """Declare the tables, one stream mapping per table, then the DmsSource."""
+    assert settings.dms is not None
+
+    def program() -> None:
+        depends: list[pulumi.Resource] = []
+        for logical, table in settings.tables.items():
+            streamed = StreamedTable(
+                f"table-{logical}",
+                StreamedTableArgs(
+                    table_name=settings.physical_table_name(logical),
+                    partition_key=KeySpec(table.partition_key.name, table.partition_key.type),
+                    sort_key=KeySpec(table.sort_key.name, table.sort_key.type)
+                    if table.sort_key
+                    else None,
+                ),
+            )
+            mapping = stream_mapping(
+                f"fanin-{logical}",
+                function_name="dmsbus-test-fanin",
+                stream_arn=streamed.stream_arn,
+                dlq_arn=f"arn:aws:sqs:eu-west-1:{ACCOUNT}:dmsbus-test-dlq",
+                settings=MappingSettings(),
+                parent=streamed,
+            )
+            depends += [streamed, mapping]
+        source = DmsSource(
+            name,
+            DmsSourceArgs(
+                environment=settings.environment,
+                dms=settings.dms,  # type: ignore[arg-type]
+                tables=settings.tables,
+                notification_topic_arn=TOPIC,
+                depends_on=depends,
+                kms_key_arn=kms_key_arn,
+                tags={"environment": settings.environment},
+            ),
+        )
+        pulumi.export("physical_table_names", source.physical_table_names)
+        pulumi.export("table_mappings", source.table_mappings)
+
+    return run_program(settings.environment, {"aws:region": "eu-west-1"}, program)
+
+
+def only(plan: Plan, type_: str) -> Declared:
+    found = plan.of_type(type_)
+    assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
+    return found[0]
+
+
+def endpoint(plan: Plan, kind: str) -> Declared:
+    return next(r for r in plan.of_type(ENDPOINT) if r.inputs["endpointType"] == kind)
+
+
+def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (path, leaf) of nested inputs, JSON strings (policies, mappings) included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield f"{path}.{key}", key
+            yield from walk(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from walk(item, f"{path}[{i}]")
+    elif isinstance(value, str) and value[:1] in "{[":
+        try:
+            yield from walk(json.loads(value), path)
+        except ValueError:
+            yield path, value
+    else:
+        yield path, value
+
+
+# -- the pure table-mapping builder -------------------------------------------------------
+
+
+def test_table_mappings_for_a_realistic_config() -> None:
+    # GIVEN explicit tables (default schema, composite keys, excluded columns) and two
+    # wildcards, one with exclusions and an extra name prefix
+    settings = settings_of(realistic_raw())
+    assert settings.dms is not None
+    # WHEN the mapping document is built
+    doc = build_table_mappings(settings.tables, settings.dms, "dmsbus-test-")
+    rules = doc["rules"]
+    # THEN every rule has a unique id and name, in one sequence
+    assert [r["rule-id"] for r in rules] == [str(i) for i in range(1, len(rules) + 1)]
+    assert len({r["rule-name"] for r in rules}) == len(rules)
+    # AND each declared table is selected exactly, from its own or the default schema
+    includes = {
+        (r["object-locator"]["schema-name"], r["object-locator"]["table-name"])
+        for r in rules
+        if r["rule-type"] == "selection" and r["rule-action"] == "include"
+    }
+    assert includes == {
+        ("sales", "customers"),
+        ("sales", "orders"),
+        ("sales", "order_lines"),
+        ("catalog", "PRICE_LIST"),
+        ("audit", "%"),
+        ("sales", "promo_%"),
+    }
+    # AND each declared table is mapped record-to-record onto its prefixed table with its keys
+    maps = {
+        r["target-table-name"]: r for r in rules if r["rule-type"] == "object-mapping"
+    }
+    assert set(maps) == {
+        "dmsbus-test-customers",
+        "dmsbus-test-orders",
+        "dmsbus-test-order_lines",
+        "dmsbus-test-price_list",
+    }
+    assert all(r["rule-action"] == "map-record-to-record" for r in maps.values())
+    assert maps["dmsbus-test-order_lines"]["mapping-parameters"] == {
+        "partition-key-name": "order_id",
+        "sort-key-name": "line_no",
+    }
+    assert maps["dmsbus-test-price_list"]["object-locator"] == {
+        "schema-name": "catalog",
+        "table-name": "PRICE_LIST",
+    }
+    assert maps["dmsbus-test-price_list"]["mapping-parameters"] == {
+        "partition-key-name": "SKU",
+        "sort-key-name": "VALID_FROM",
+    }
+    assert maps["dmsbus-test-orders"]["mapping-parameters"] == {"partition-key-name": "order_id"}
+    assert maps["dmsbus-test-customers"]["mapping-parameters"] == {
+        "partition-key-name": "customer_id",
+        "exclude-columns": ["internal_notes", "legacy_flags"],
+    }
+    # AND the wildcard's exclusions are selection excludes in the wildcard's schema
+    excludes = [
+        r["object-locator"] for r in rules if r["rule-type"] == "selection" and
+        r["rule-action"] == "exclude"
+    ]
+    assert excludes == [
+        {"schema-name": "audit", "table-name": "tmp_%"},
+        {"schema-name": "audit", "table-name": "%_bak"},
+    ]
+    # AND wildcard tables are lowercased and get the environment (+ extra) prefix
+    transforms = [
+        (r["object-locator"]["schema-name"], r["rule-action"], r.get("value"))
+        for r in rules
+        if r["rule-type"] == "transformation"
+    ]
+    assert transforms == [
+        ("audit", "convert-lowercase", None),
+        ("audit", "add-prefix", "dmsbus-test-audit_"),
+        ("sales", "convert-lowercase", None),
+        ("sales", "add-prefix", "dmsbus-test-"),
+    ]
+    assert all(
+        r["rule-target"] == "table" for r in rules if r["rule-type"] == "transformation"
+    )
+    # AND the document is plain JSON DMS accepts in size
+    assert len(json.dumps(doc)) < 2_000_000
+
+
+def test_table_mappings_refuse_inconsistent_input() -> None:
+    # GIVEN settings that bypass the stack validation (a component used on its own)
+    settings = settings_of(realistic_raw())
+    assert settings.dms is not None
+    overlapping = settings.dms.wildcards[0].model_copy(update={"schema_name": "sales"})
+    bad = settings.dms.model_copy(update={"wildcards": [overlapping]})
+    # WHEN the wildcard (sales.%) also matches declared tables THEN building fails, naming it
+    with pytest.raises(ValueError, match=r"dms\.wildcards\[0\]\.table_pattern"):
+        build_table_mappings(settings.tables, bad, "dmsbus-test-")
+
+
+def test_task_settings_keep_the_declared_tables_and_log() -> None:
+    settings = settings_of(realistic_raw(task={"start": False, "parallel_load_threads": 4}))
+    assert settings.dms is not None
+    doc = build_task_settings(settings.dms)
+    assert doc["FullLoadSettings"]["TargetTablePrepMode"] == "DO_NOTHING"
+    assert doc["Logging"]["EnableLogging"] is True
+    assert {c["Id"] for c in doc["Logging"]["LogComponents"]} >= {
+        "SOURCE_CAPTURE",
+        "TARGET_APPLY",
+        "TARGET_LOAD",
+        "TASK_MANAGER",
+    }
+    assert doc["TargetMetadata"]["ParallelLoadThreads"] == 4
+    errors = doc["ErrorBehavior"]
+    assert errors["RecoverableErrorCount"] == -1  # transient errors: retry, never give up
+    assert errors["DataErrorEscalationPolicy"] == "SUSPEND_TABLE"
+    assert errors["FailOnNoTablesCaptured"] is True
+    # a dropped or truncated source table never deletes waypoint data
+    ddl = doc["ChangeProcessingDdlHandlingPolicy"]
+    assert ddl["HandleSourceTableDropped"] is False and ddl["HandleSourceTableTruncated"] is False
+    assert doc["ChangeProcessingTuning"]["BatchApplyPreserveTransaction"] is True
+
+
+# -- the component under mocks ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def serverless_plan() -> Plan:
+    return run_dms(settings_of(realistic_raw()))
+
+
+@pytest.fixture(scope="module")
+def instance_plan() -> Plan:
+    raw = realistic_raw(
+        capacity={
+            "mode": "instance",
+            "instance_class": "dms.r6i.large",
+            "allocated_storage_gb": 200,
+            "multi_az": True,
+            "engine_version": "3.5.4",
+        },
+        account_roles="create",
+    )
+    kms = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1f2e3d4c-5b6a-4789-9abc-def012345678"
+    return run_dms(settings_of(raw, "prod"), kms_key_arn=kms)
+
+
+def test_component_type_and_children(instance_plan: Plan) -> None:
+    component = only(instance_plan, "dms-event-bus:index:DmsSource")
+    children = instance_plan.children_of(component)
+    assert children, "every resource of the component is its child"
+    assert all(c.name.startswith("dms-") for c in children)
+    assert instance_plan.exports["physical_table_names"] == {
+        "customers": "dmsbus-prod-customers",
+        "order_lines": "dmsbus-prod-order_lines",
+        "orders": "dmsbus-prod-orders",
+        "price_list": "dmsbus-prod-price_list",
+    }
+
+
+def test_task_carries_the_generated_mappings_and_settings(instance_plan: Plan) -> None:
+    task = only(instance_plan, TASK)
+    prod = settings_of(realistic_raw(), "prod")
+    assert prod.dms is not None
+    assert json.loads(task.inputs["tableMappings"]) == build_table_mappings(
+        prod.tables, prod.dms, "dmsbus-prod-"
+    )
+    assert task.inputs["migrationType"] == "full-load-and-cdc"
+    assert task.inputs["startReplicationTask"] is True
+    assert task.inputs["replicationTaskId"] == "dmsbus-prod-cdc"
+    settings_doc = json.loads(task.inputs["replicationTaskSettings"])
+    assert settings_doc["FullLoadSettings"]["TargetTablePrepMode"] == "DO_NOTHING"
+    assert settings_doc["Logging"]["EnableLogging"] is True
+
+
+def test_task_depends_on_every_table_and_its_stream_mapping(instance_plan: Plan) -> None:
+    task = only(instance_plan, TASK)
+    tables = instance_plan.of_type(TABLE)
+    mappings = instance_plan.of_type(MAPPING)
+    assert len(tables) == 4 and len(mappings) == 4
+    for resource in tables + mappings:
+        assert resource.urn in task.dependencies, f"task does not wait for {resource.name}"
+
+
+def test_serverless_config_depends_on_every_table_and_mapping(serverless_plan: Plan) -> None:
+    config = only(serverless_plan, CONFIG)
+    for resource in serverless_plan.of_type(TABLE) + serverless_plan.of_type(MAPPING):
+        assert resource.urn in config.dependencies, f"config does not wait for {resource.name}"
+
+
+def test_replication_instance_is_private_sized_and_encrypted(instance_plan: Plan) -> None:
+    instance = only(instance_plan, INSTANCE)
+    assert instance.inputs["publiclyAccessible"] is False
+    assert instance.inputs["multiAz"] is True
+    assert instance.inputs["replicationInstanceClass"] == "dms.r6i.large"
+    assert instance.inputs["allocatedStorage"] == 200
+    assert instance.inputs["engineVersion"] == "3.5.4"
+    assert instance.inputs["kmsKeyArn"].startswith("arn:aws:kms:")
+    assert instance.inputs["replicationSubnetGroupId"] == "dmsbus-prod-dms"
+    subnets = only(instance_plan, "aws:dms/replicationSubnetGroup:ReplicationSubnetGroup")
+    assert len(subnets.inputs["subnetIds"]) == 2
+    group = only(instance_plan, "aws:ec2/securityGroup:SecurityGroup")
+    assert not group.inputs.get("ingress"), "nothing may connect to the replication instance"
+    ports = {(e["fromPort"], tuple(e.get("cidrBlocks", []))) for e in group.inputs["egress"]}
+    assert (5432, ("10.20.0.0/24",)) in ports
+    # the instance sits in exactly this group (the mock id of `dmsbus-prod-dms`)
+    assert instance.inputs["vpcSecurityGroupIds"] == [f"{group.inputs['name']}-id"]
+    assert not instance_plan.of_type(CONFIG), "instance mode declares no serverless config"
+
+
+def test_serverless_capacity(serverless_plan: Plan) -> None:
+    config = only(serverless_plan, CONFIG)
+    compute = config.inputs["computeConfig"]
+    assert compute["minCapacityUnits"] == 1 and compute["maxCapacityUnits"] == 8
+    assert compute["replicationSubnetGroupId"] == "dmsbus-test-dms"
+    assert len(compute["vpcSecurityGroupIds"]) == 1
+    assert config.inputs["replicationType"] == "full-load-and-cdc"
+    assert config.inputs["startReplication"] is True
+    assert json.loads(config.inputs["replicationSettings"])["FullLoadSettings"][
+        "TargetTablePrepMode"
+    ] == "DO_NOTHING"
+    assert not serverless_plan.of_type(INSTANCE) and not serverless_plan.of_type(TASK)
+    # serverless state changes reach the topic through EventBridge
+    target = only(serverless_plan, "aws:cloudwatch/eventTarget:EventTarget")
+    assert target.inputs["arn"] == TOPIC
+    pattern = json.loads(only(serverless_plan, "aws:cloudwatch/eventRule:EventRule").inputs[
+        "eventPattern"
+    ])
+    assert pattern["source"] == ["aws.dms"]
+
+
+def test_source_endpoint_uses_the_secret_and_tls(instance_plan: Plan) -> None:
+    source = endpoint(instance_plan, "source")
+    assert source.inputs["engineName"] == "postgres"
+    assert source.inputs["endpointId"] == "dmsbus-prod-source"
+    assert source.inputs["databaseName"] == "erp"
+    assert source.inputs["sslMode"] == "require"
+    assert source.inputs["secretsManagerArn"] == SECRET_ARN
+    secrets_role = next(r for r in instance_plan.of_type(ROLE) if r.name == "dms-secrets-role")
+    assert source.inputs["secretsManagerAccessRoleArn"] == secrets_role.outputs["arn"]
+    for key in ("password", "username", "serverName", "port"):
+        assert key not in source.inputs, f"{key} must come from the secret, not an input"
+    pg = source.inputs["postgresSettings"]
+    assert pg["heartbeatEnable"] is True and pg["failTasksOnLobTruncation"] is True
+    # the secrets role reads this one secret only
+    policy = json.loads(instance_plan.named("dms-secrets-policy").inputs["policy"])
+    [statement] = policy["Statement"]
+    assert statement["Resource"] == [SECRET_ARN]
+    assert set(statement["Action"]) == {
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+    }
+
+
+@pytest.mark.parametrize(
+    ("engine", "block", "extra"),
+    [
+        ("mysql", "mysqlSettings", {}),
+        ("mariadb", "mysqlSettings", {}),
+        ("aurora", "mysqlSettings", {}),
+        ("aurora-postgresql", "postgresSettings", {"database": "erp"}),
+        (
+            "oracle",
+            "oracleSettings",
+            {
+                "database": "ERPPDB",
+                "ssl_mode": "verify-ca",
+                "certificate_arn": f"arn:aws:dms:eu-west-1:{ACCOUNT}:cert:ORACLECA",
+            },
+        ),
+        ("sqlserver", None, {"database": "erp", "ssl_mode": "verify-full",
+                             "certificate_arn": f"arn:aws:dms:eu-west-1:{ACCOUNT}:cert:MSCA"}),
+    ],
+)
+def test_source_endpoint_settings_per_engine(
+    engine: str, block: str | None, extra: dict[str, Any]
+) -> None:
+    source_cfg = {
+        "engine": engine,
+        "server": "legacy.db.internal",
+        "secret_arn": SECRET_ARN,
+        **extra,
+    }
+    plan = run_dms(settings_of(realistic_raw(source=source_cfg), f"e{len(engine)}"))
+    source = endpoint(plan, "source")
+    assert source.inputs["engineName"] == engine
+    assert source.inputs["sslMode"] == extra.get("ssl_mode", "require")
+    if "certificate_arn" in extra:
+        assert source.inputs["certificateArn"] == extra["certificate_arn"]
+    blocks = {k for k in source.inputs if k.endswith("Settings")}
+    assert blocks == ({block} if block else set())
+    egress_ports = {e["fromPort"] for e in only(plan, "aws:ec2/securityGroup:SecurityGroup")
+                    .inputs["egress"]}
+    assert {"postgres": 5432, "aurora-postgresql": 5432, "oracle": 1521, "sqlserver": 1433}.get(
+        engine, 3306
+    ) in egress_ports
+
+
+def test_target_endpoint_is_dynamodb_with_a_scoped_role(instance_plan: Plan) -> None:
+    target = endpoint(instance_plan, "target")
+    assert target.inputs["engineName"] == "dynamodb"
+    role = instance_plan.named("dms-target-role")
+    assert target.inputs["serviceAccessRole"] == role.outputs["arn"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    [statement] = trust["Statement"]
+    assert "dms.amazonaws.com" in statement["Principal"]["Service"]
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
+    policy = json.loads(instance_plan.named("dms-target-policy").inputs["policy"])
+    prefix = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/"
+    for statement in policy["Statement"]:
+        if statement["Sid"] == "ListTables":
+            assert statement["Action"] == ["dynamodb:ListTables"]
+            continue
+        for resource in statement["Resource"]:
+            assert resource.startswith(prefix), resource
+            name = resource[len(prefix):]
+            assert name.startswith("dmsbus-prod-") or name in DMS_CONTROL_TABLES, name
+        assert "*" not in statement["Resource"]
+    data = next(s for s in policy["Statement"] if s["Sid"] == "EnvironmentTables")
+    assert "dynamodb:DeleteTable" not in data["Action"], "DMS never deletes waypoint tables"
+    assert f"{prefix}dmsbus-prod-orders" in data["Resource"]
+    assert f"{prefix}dmsbus-prod-audit_*" in data["Resource"]  # wildcard tables DMS creates
+    assert f"{prefix}dmsbus-prod-promo?*" in data["Resource"]
+
+
+def test_no_secret_value_anywhere(instance_plan: Plan, serverless_plan: Plan) -> None:
+    # GIVEN the secret holds the database password; WHEN both capacity modes are declared
+    # THEN no input or output of any resource carries it, or any password-like key
+    for plan in (instance_plan, serverless_plan):
+        for resource in plan.resources:
+            for where, value in [*walk(resource.inputs), *walk(resource.outputs)]:
+                text = str(value)
+                assert SECRET_VALUE not in text, f"{resource.name}{where}"
+                assert not re.search(r"passw(or)?d", text, re.IGNORECASE), (
+                    f"{resource.name}{where}: {text}"
+                )
+        # AND the program never reads the secret (nothing secret can reach the state)
+        assert not [t for t, _ in plan.invokes if "secretsmanager" in t.lower()]
+
+
+def test_account_roles_created_once_per_account(instance_plan: Plan) -> None:
+    names = {r.inputs.get("name") for r in instance_plan.of_type(ROLE)}
+    assert {"dms-vpc-role", "dms-cloudwatch-logs-role"} <= names
+    attachments = {
+        r.inputs["policyArn"].rsplit("/", 1)[-1]
+        for r in instance_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    }
+    assert attachments == {"AmazonDMSVPCManagementRole", "AmazonDMSCloudWatchLogsRole"}
+    # the subnet group waits for dms-vpc-role (DMS checks it when the group is created)
+    group = only(instance_plan, "aws:dms/replicationSubnetGroup:ReplicationSubnetGroup")
+    vpc_role = next(
+        r for r in instance_plan.of_type(ROLE) if r.inputs.get("name") == "dms-vpc-role"
+    )
+    assert vpc_role.urn in group.dependencies
+
+
+def test_existing_account_roles_are_not_declared(serverless_plan: Plan) -> None:
+    names = {r.inputs.get("name") for r in serverless_plan.of_type(ROLE)}
+    assert not names & {"dms-vpc-role", "dms-cloudwatch-logs-role"}
+    assert names == {"dmsbus-test-dms-target", "dmsbus-test-dms-secrets"}
+
+
+def test_events_and_alarms_instance_mode(instance_plan: Plan) -> None:
+    subs = {r.inputs["sourceType"]: r for r in instance_plan.of_type(
+        "aws:dms/eventSubscription:EventSubscription")}
+    assert set(subs) == {"replication-task", "replication-instance"}
+    task_sub = subs["replication-task"]
+    assert set(task_sub.inputs["eventCategories"]) == {"failure", "state change"}
+    assert task_sub.inputs["sourceIds"] == ["dmsbus-prod-cdc"]
+    assert all(s.inputs["snsTopicArn"] == TOPIC for s in subs.values())
+    alarms = [
+        r
+        for r in instance_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if r.inputs.get("namespace") == "AWS/DMS"
+    ]
+    latency = [a for a in alarms if a.inputs["comparisonOperator"].startswith("Greater")]
+    assert {a.inputs["metricName"] for a in latency} == {"CDCLatencySource", "CDCLatencyTarget"}
+    for alarm in latency:
+        assert alarm.inputs["dimensions"]["ReplicationTaskIdentifier"] == "dmsbus-prod-cdc"
+        assert alarm.inputs["dimensions"]["ReplicationInstanceIdentifier"] == (
+            "dmsbus-prod-replication"
+        )
+        assert alarm.inputs["alarmActions"] == [TOPIC]
+    source_alarm = instance_plan.named("dms-cdclatencysource")
+    assert source_alarm.inputs["threshold"] == 300
+    not_running = instance_plan.named("dms-not-running")
+    assert not_running.inputs["treatMissingData"] == "breaching"
+    assert not_running.inputs["comparisonOperator"] == "LessThanThreshold"
+
+
+def test_no_liveness_alarm_when_the_task_is_not_started() -> None:
+    plan = run_dms(settings_of(realistic_raw(task={"start": False}), "idle"))
+    assert only(plan, CONFIG).inputs["startReplication"] is False
+    names = {r.name for r in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert "dms-not-running" not in names
+    assert {"dms-cdclatencysource", "dms-cdclatencytarget"} <= names
+
+
+def test_args_validation_names_the_field() -> None:
+    settings = settings_of(realistic_raw())
+    assert settings.dms is not None
+    with pytest.raises(ValueError, match=r"DmsSourceArgs\.depends_on\[0\]"):
+        DmsSourceArgs(
+            environment="test",
+            dms=settings.dms,
+            tables=settings.tables,
+            notification_topic_arn=TOPIC,
+            depends_on=["not-a-resource"],  # type: ignore[list-item]
+        )
+    with pytest.raises(ValueError, match=r"DmsSourceArgs\.tables"):
+        DmsSourceArgs(
+            environment="test", dms=settings.dms, tables={}, notification_topic_arn=TOPIC
+        )
+
+
+# -- bad config fails in load_settings, with the key path ---------------------------------
+
+
+def config_error(raw: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings("dev", raw)
+    return str(caught.value)
+
+
+def _mutate(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    raw = realistic_raw()
+    change(raw)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "words"),
+    [
+        (
+            lambda r: r["dms"]["source"].update(engine="db2"),
+            "dms-event-bus:dms.source.engine",
+            ["'postgres'", "'db2'"],
+        ),
+        (
+            lambda r: r["dms"]["wildcards"].append({"table_pattern": "%"}),
+            "dms-event-bus:dms.wildcards[2].schema",
+            ["source schema", "found nothing"],
+        ),
+        (
+            lambda r: r["dms"]["tables"].update(orders={"primary_key": ["order_id", "region"]}),
+            "dms-event-bus:tables.orders.sort_key",
+            ["'region'", "overwrite"],
+        ),
+        (
+            lambda r: r["dms"]["tables"].update(order_lines={"primary_key": ["order_id"]}),
+            "dms-event-bus:dms.tables.order_lines.primary_key",
+            ["'line_no'"],
+        ),
+        (
+            lambda r: r["dms"]["tables"].update(orders={"exclude_columns": ["order_id"]}),
+            "dms-event-bus:dms.tables.orders.exclude_columns[0]",
+            ["key column", "'order_id'"],
+        ),
+        (
+            lambda r: r["dms"]["tables"].update(invoices={"exclude_columns": []}),
+            "dms-event-bus:dms.tables.invoices",
+            ["declared table", "'invoices'"],
+        ),
+        (
+            lambda r: r["dms"]["wildcards"].append({"schema": "sales", "table_pattern": "order%"}),
+            "dms-event-bus:dms.wildcards[2].table_pattern",
+            ["sales.orders", "sales.order_lines"],
+        ),
+        (
+            lambda r: r["dms"]["wildcards"].append(
+                {"schema": "sales", "table_pattern": "order%", "exclude": ["orders"]}
+            ),
+            "dms-event-bus:dms.wildcards[2].exclude",
+            ["sales.orders", "removes it"],
+        ),
+        (
+            lambda r: r["dms"]["wildcards"][0].update(exclude=["%"]),
+            "dms-event-bus:dms.wildcards[0].exclude[0]",
+            ["narrower"],
+        ),
+        (
+            lambda r: r["dms"]["source"].update(password="hunter2"),
+            "dms-event-bus:dms.source.password",
+            ["no such key"],
+        ),
+        (
+            lambda r: r["dms"]["source"].update(ssl_mode="none"),
+            "dms-event-bus:dms.source.ssl_mode",
+            ["allow_unencrypted"],
+        ),
+        (
+            lambda r: r["dms"]["source"].update(ssl_mode="verify-full"),
+            "dms-event-bus:dms.source.certificate_arn",
+            ["verify-full"],
+        ),
+        (
+            lambda r: r["dms"]["source"].update(engine="oracle", database="ERP"),
+            "dms-event-bus:dms.source.ssl_mode",
+            ["verify-ca", "'require'"],
+        ),
+        (
+            lambda r: r["dms"]["source"].update(secret_arn="arn:aws:ssm:eu-west-1:1:parameter/x"),
+            "dms-event-bus:dms.source.secret_arn",
+            ["secretsmanager"],
+        ),
+        (
+            lambda r: r["dms"]["capacity"].update(max_capacity_units=3),
+            "dms-event-bus:dms.capacity.max_capacity_units",
+            ["one of"],
+        ),
+        (
+            lambda r: r["dms"]["capacity"].update(mode="provisioned"),
+            "dms-event-bus:dms.capacity",
+            ["'instance'", "'serverless'"],
+        ),
+        (
+            lambda r: r["dms"].update(default_schema=None),
+            "dms-event-bus:tables.orders.source",
+            ["default_schema"],
+        ),
+        (
+            lambda r: r["dms"]["network"].update(subnet_ids=["subnet-0123456789abcdef0"]),
+            "dms-event-bus:dms.network.subnet_ids",
+            ["at least 2"],
+        ),
+    ],
+    ids=[
+        "unknown-engine",
+        "wildcard-without-schema",
+        "key-column-missing",
+        "key-column-not-in-source-key",
+        "key-column-excluded",
+        "dms-table-not-declared",
+        "wildcard-overlaps-declared",
+        "exclude-removes-declared",
+        "exclude-everything",
+        "password-key",
+        "ssl-none",
+        "verify-without-certificate",
+        "oracle-ssl",
+        "not-a-secret-arn",
+        "bad-dcu",
+        "unknown-capacity-mode",
+        "no-schema-for-table",
+        "one-subnet",
+    ],
+)
+def test_bad_dms_config_fails_with_the_key_path(
+    change: Callable[[dict[str, Any]], None], path: str, words: list[str]
+) -> None:
+    text = config_error(_mutate(change))
+    assert "stack 'dev'" in text
+    assert f"{path}:" in text, text
+    for word in words:
+        assert word in text, f"{word!r} not in {text}"
+
+
+def test_bad_config_fails_before_any_resource_is_declared() -> None:
+    # GIVEN a program that reads the config first, as __main__ does
+    raw = _mutate(lambda r: r["dms"]["source"].update(engine="db2"))
+    declared: list[str] = []
+
+    def program() -> None:
+        settings = load_settings("dev", raw)
+        declared.append("reached")
+        aws.sns.Topic("never")
+        assert settings
+
+    # WHEN it runs THEN it fails in the config step and nothing is declared
+    with pytest.raises(ConfigError, match=r"dms\.source\.engine"):
+        run_program("dev", {"aws:region": "eu-west-1"}, program)
+    assert declared == []
+
+
+@pytest.mark.parametrize(("stack", "mode"), [("dev", "serverless"), ("prod", "instance")])
+def test_stack_files_declare_dms(stack: str, mode: str) -> None:
+    settings = load_settings(stack, project_config(read_stack_config(stack)))
+    assert settings.dms is not None
+    assert settings.dms.capacity.mode == mode
+    plan = run_dms(settings)
+    assert plan.exports["physical_table_names"] == {
+        logical: settings.physical_table_name(logical) for logical in sorted(settings.tables)
+    }
+    if mode == "instance":
+        instance = only(plan, INSTANCE)
+        assert instance.inputs["multiAz"] is True
+        assert instance.inputs["publiclyAccessible"] is False
+        # the prod source uses full verification with a CA certificate
+        assert endpoint(plan, "source").inputs["sslMode"] == "verify-full"
+    else:
+        assert only(plan, CONFIG).inputs["computeConfig"]["maxCapacityUnits"] <= 4
