@@ -51,12 +51,11 @@ POSTGRES = {"kind": "postgres", "host": "legacy.internal", "database": "sales",
 DATA_API = {"kind": "data_api", "cluster_arn": CLUSTER, "secret_arn": SECRET,
             "database": "sales"}
 
-TABLES = [
-    WritebackTable("orders", f"{PREFIX}ingest-orders", table_arn(f"{PREFIX}ingest-orders"),
-                   stream_arn(f"{PREFIX}ingest-orders")),
-    WritebackTable("customers", f"{PREFIX}customers", table_arn(f"{PREFIX}customers"),
-                   stream_arn(f"{PREFIX}customers")),
-]
+PHYSICAL = {"orders": f"{PREFIX}ingest-orders", "customers": f"{PREFIX}customers"}
+STREAMS = sorted(stream_arn(p) for p in PHYSICAL.values())
+TABLE_ARNS = sorted(table_arn(p) for p in PHYSICAL.values())
+TABLES = [WritebackTable(logical, p, table_arn(p), stream_arn(p))
+          for logical, p in PHYSICAL.items()]
 
 
 def plan_for(target: dict[str, Any], **extra: Any) -> Plan:
@@ -115,8 +114,7 @@ def test_lambda_runs_in_the_configured_vpc_with_the_handler_config(pg_plan: Plan
 def test_one_safe_stream_mapping_per_table(pg_plan: Plan) -> None:
     mappings = pg_plan.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
     # THEN one mapping per chosen stream, with the configured tuning and every safety net
-    assert sorted(m.inputs["eventSourceArn"] for m in mappings) == sorted(
-        t.stream_arn for t in TABLES)
+    assert sorted(m.inputs["eventSourceArn"] for m in mappings) == STREAMS
     dlq = pg_plan.named("writeback-dlq")
     for m in mappings:
         assert m.inputs["startingPosition"] == "TRIM_HORIZON"
@@ -137,10 +135,9 @@ def test_one_safe_stream_mapping_per_table(pg_plan: Plan) -> None:
 def test_role_is_scoped_to_exactly_the_chosen_resources(pg_plan: Plan) -> None:
     sts = statements(pg_plan)
     # THEN stream reads on exactly the two streams, status writes on exactly the two tables
-    assert sorted(sts["ReadTheChosenStreams"]["Resource"]) == sorted(
-        t.stream_arn for t in TABLES)
+    assert sorted(sts["ReadTheChosenStreams"]["Resource"]) == STREAMS
     assert sts["SetTheItemStatus"]["Action"] == ["dynamodb:UpdateItem"]
-    assert sorted(sts["SetTheItemStatus"]["Resource"]) == sorted(t.table_arn for t in TABLES)
+    assert sorted(sts["SetTheItemStatus"]["Resource"]) == TABLE_ARNS
     assert sts["SetTheItemStatus"]["Condition"]["ForAllValues:StringEquals"][
         "dynamodb:Attributes"] == ["customer_id", "id", "status", "status_detail", "version"]
     # AND the secret is readable, exactly it; the DLQ takes messages; no Data API here
