@@ -1,0 +1,358 @@
+"""Source preflight against REAL PostgreSQL and MariaDB servers (tests/servers.py starts
+them on loopback: one configured for DMS CDC, one not)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.servers import (  # noqa: F401
+    DbServer,
+    mariadb,
+    mariadb_misconfigured,
+    postgres,
+    postgres_misconfigured,
+)
+from tools import preflight
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _args(server: DbServer, engine: str, *extra: str, port: int | None = None) -> list[str]:
+    return [
+        "--engine",
+        engine,
+        "--host",
+        server.host,
+        "--port",
+        str(port or server.port),
+        "--database",
+        server.dbname,
+        "--user",
+        server.user,
+        "--password-env",
+        "PREFLIGHT_TEST_PW",
+        "--ssl",
+        "disable",
+        *extra,
+    ]
+
+
+def _run(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    server: DbServer,
+    engine: str,
+    *extra: str,
+    password: str | None = None,
+    port: int | None = None,
+) -> tuple[int, dict[str, str], str]:
+    """Run the CLI entry point; return (exit code, {check: line}, stderr)."""
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", server.password if password is None else password)
+    code = preflight.main(_args(server, engine, *extra, port=port))
+    out, err = capsys.readouterr()
+    lines = {}
+    for line in out.splitlines():
+        if line.startswith(("PASS ", "FAIL ")):
+            name = line.split(" ", 1)[1].split(":", 1)[0]
+            lines[name] = line
+    return code, lines, err
+
+
+@pytest.fixture
+def pg(postgres: DbServer) -> DbServer:  # noqa: F811 - the session server imported above
+    return postgres
+
+
+@pytest.fixture
+def pg_bad(postgres_misconfigured: DbServer) -> DbServer:  # noqa: F811
+    return postgres_misconfigured
+
+
+@pytest.fixture
+def maria(mariadb: DbServer) -> DbServer:  # noqa: F811
+    return mariadb
+
+
+@pytest.fixture
+def maria_bad(mariadb_misconfigured: DbServer) -> DbServer:  # noqa: F811
+    return mariadb_misconfigured
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def test_postgres_configured_for_cdc_passes_every_check(pg, capsys, monkeypatch):
+    # GIVEN a PostgreSQL with wal_level=logical, 10 slots/senders and a REPLICATION user
+    # WHEN the preflight runs
+    code, lines, err = _run(capsys, monkeypatch, pg, "postgres")
+    # THEN every check passes and the exit code is 0
+    assert code == 0, (lines, err)
+    assert set(lines) == {
+        "wal_level",
+        "max_replication_slots",
+        "max_wal_senders",
+        "replication privilege",
+        "primary keys",
+    }
+    assert all(line.startswith("PASS ") for line in lines.values())
+    assert "wal_level=logical" in lines["wal_level"]
+
+
+def test_postgres_misconfigured_reports_each_failing_check(pg_bad, capsys, monkeypatch):
+    # GIVEN wal_level=replica, 1 slot, 1 sender and a user without REPLICATION
+    code, lines, _ = _run(capsys, monkeypatch, pg_bad, "postgres")
+    # THEN each of those checks fails, with what was found and the fix
+    assert code == 1
+    for name, found in (
+        ("wal_level", "wal_level=replica"),
+        ("max_replication_slots", "max_replication_slots=1"),
+        ("max_wal_senders", "max_wal_senders=1"),
+        ("replication privilege", "no REPLICATION attribute"),
+    ):
+        assert lines[name].startswith(f"FAIL {name}: "), lines[name]
+        assert found in lines[name]
+        assert " — fix: " in lines[name]
+    assert "rds.logical_replication=1" in lines["wal_level"]
+    assert "GRANT rds_replication TO app" in lines["replication privilege"]
+    assert lines["primary keys"].startswith("PASS ")
+
+
+def test_postgres_table_without_primary_key_is_found(pg, capsys, monkeypatch):
+    # GIVEN a database with a keyed table and an unkeyed one in schema legacy
+    db = pg.fresh_database("pf_nopk")
+    conn = db.connect(autocommit=True)
+    cur = conn.cursor()
+    cur.execute("CREATE SCHEMA legacy")
+    cur.execute("CREATE SCHEMA other")
+    cur.execute("CREATE TABLE legacy.orders (id bigint PRIMARY KEY, note text)")
+    cur.execute("CREATE TABLE legacy.audit_log (at timestamp, what text)")
+    cur.execute("CREATE TABLE other.fine (id int PRIMARY KEY)")
+    conn.close()
+    # WHEN the preflight checks schema legacy
+    code, lines, _ = _run(capsys, monkeypatch, db, "postgres", "--schemas", "legacy")
+    # THEN the unkeyed table is named, the keyed one is not, and the run fails
+    assert code == 1
+    assert lines["primary keys"].startswith("FAIL primary keys: 1 table(s)")
+    assert "legacy.audit_log" in lines["primary keys"]
+    assert "legacy.orders" not in lines["primary keys"]
+    # AND restricted to a schema without such tables, everything passes
+    code, lines, _ = _run(capsys, monkeypatch, db, "postgres", "--schemas", "other")
+    assert code == 0, lines
+    # AND with no --schemas, every user schema is searched
+    code, lines, _ = _run(capsys, monkeypatch, db, "postgres")
+    assert "legacy.audit_log" in lines["primary keys"]
+
+
+def test_postgres_unknown_schema_fails(pg, capsys, monkeypatch):
+    code, lines, _ = _run(capsys, monkeypatch, pg, "postgres", "--schemas", "nope_pf")
+    assert code == 1
+    assert lines["schemas"].startswith("FAIL schemas: ")
+    assert "not found: nope_pf" in lines["schemas"]
+
+
+def test_postgres_rds_replication_membership_counts_as_privilege(pg, capsys, monkeypatch):
+    # GIVEN a login without REPLICATION that is a member of rds_replication (as on RDS)
+    user = f"pf_rds_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    admin = pg.admin_connect()
+    cur = admin.cursor()
+    cur.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication') "
+        "THEN CREATE ROLE rds_replication NOLOGIN; END IF; END $$"
+    )
+    cur.execute(f"CREATE ROLE {user} LOGIN NOREPLICATION PASSWORD '{password}'")
+    cur.execute(f"GRANT rds_replication TO {user}")
+    admin.close()
+    server = replace(pg, user=user, password=password)
+    # WHEN the preflight runs as that login
+    code, lines, _ = _run(capsys, monkeypatch, server, "postgres")
+    # THEN the privilege check passes through the membership
+    assert code == 0, lines
+    assert "member of rds_replication" in lines["replication privilege"]
+
+
+def test_postgres_tasks_option_raises_the_slot_requirement(pg, capsys, monkeypatch):
+    # GIVEN 10 slots: 12 DMS tasks would not fit
+    code, lines, _ = _run(capsys, monkeypatch, pg, "postgres", "--tasks", "12")
+    assert code == 1
+    assert "need >= 12" in lines["max_replication_slots"]
+    assert lines["max_replication_slots"].startswith("FAIL ")
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+
+def test_mariadb_configured_for_cdc_passes_every_check(maria, capsys, monkeypatch):
+    # GIVEN MariaDB with binlog on, ROW / FULL / NONE, 7-day retention, replication grants
+    code, lines, err = _run(capsys, monkeypatch, maria, "mariadb")
+    # THEN every check passes
+    assert code == 0, (lines, err)
+    assert set(lines) == {
+        "log_bin",
+        "binlog_format",
+        "binlog_row_image",
+        "binlog_checksum",
+        "binlog retention",
+        "replication privilege",
+        "primary keys",
+    }
+    assert all(line.startswith("PASS ") for line in lines.values())
+
+
+def test_mariadb_misconfigured_reports_each_failing_check(maria_bad, capsys, monkeypatch):
+    # GIVEN binlog off, STATEMENT / MINIMAL / CRC32 and 1 hour of retention
+    code, lines, _ = _run(capsys, monkeypatch, maria_bad, "mysql")
+    # THEN each is reported as failing with what was found and the fix
+    assert code == 1
+    for name, found in (
+        ("log_bin", "log_bin=OFF"),
+        ("binlog_format", "binlog_format=STATEMENT"),
+        ("binlog_row_image", "binlog_row_image=MINIMAL"),
+        ("binlog_checksum", "binlog_checksum=CRC32"),
+        ("binlog retention", "binlog_expire_logs_seconds=3600 (1.0 h)"),
+    ):
+        assert lines[name].startswith(f"FAIL {name}: "), lines[name]
+        assert found in lines[name]
+        assert " — fix: " in lines[name]
+    assert "binlog_expire_logs_seconds >= 86400" in lines["binlog retention"]
+
+
+def test_mariadb_table_without_primary_key_is_found(maria, capsys, monkeypatch):
+    db = maria.fresh_database("pf_nopk")
+    conn = db.connect(autocommit=True)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE orders (id bigint PRIMARY KEY, note text)")
+    cur.execute("CREATE TABLE audit_log (at datetime, what text)")
+    conn.close()
+    code, lines, _ = _run(capsys, monkeypatch, db, "mariadb")
+    assert code == 1
+    assert lines["primary keys"].startswith("FAIL primary keys: 1 table(s)")
+    assert f"{db.dbname}.audit_log" in lines["primary keys"]
+    assert f"{db.dbname}.orders" not in lines["primary keys"]
+
+
+def test_mariadb_user_without_replication_grants_fails(maria, capsys, monkeypatch):
+    user = f"pf_nogrant_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    admin = maria.admin_connect()
+    cur = admin.cursor()
+    cur.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (user, password))
+    cur.execute(f"GRANT SELECT ON {maria.dbname}.* TO %s@'127.0.0.1'", (user,))
+    admin.close()
+    server = replace(maria, user=user, password=password)
+    code, lines, _ = _run(capsys, monkeypatch, server, "mariadb")
+    assert code == 1
+    assert lines["replication privilege"].startswith("FAIL replication privilege: ")
+    assert "GRANT REPLICATION CLIENT, REPLICATION SLAVE" in lines["replication privilege"]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
+def test_unreachable_port_is_one_line_exit_2(kind, request, capsys, monkeypatch):
+    server = request.getfixturevalue(kind)
+    code, lines, err = _run(capsys, monkeypatch, server, kind, port=_closed_port())
+    assert code == 2
+    assert lines == {}
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("preflight: cannot connect to ")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
+def test_bad_password_is_one_line_exit_2(kind, request, capsys, monkeypatch):
+    server = request.getfixturevalue(kind)
+    code, lines, err = _run(capsys, monkeypatch, server, kind, password="wrong-password")
+    assert code == 2
+    assert lines == {}
+    assert len(err.strip().splitlines()) == 1
+    assert ("authentication failed" in err) or ("Access denied" in err)
+    assert "wrong-password" not in err and server.password not in err
+
+
+def test_cli_process_unreachable_host_prints_no_traceback(pg):
+    # GIVEN the real command line (python -m tools.preflight) and a closed port
+    env = {**os.environ, "PREFLIGHT_TEST_PW": "x"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.preflight",
+            *_args(pg, "postgres", port=_closed_port()),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # THEN one line on stderr, exit 2, nothing on stdout
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_password_env_is_one_line_exit_2(pg, capsys, monkeypatch):
+    monkeypatch.delenv("PREFLIGHT_TEST_PW", raising=False)
+    code = preflight.main(_args(pg, "postgres"))
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip() == "preflight: environment variable PREFLIGHT_TEST_PW is not set"
+
+
+# --------------------------------------------------------------------------- Secrets Manager
+
+
+def test_password_from_secrets_manager_secret(pg, capsys):
+    # GIVEN an RDS-style secret (username, password, host, port, dbname) in moto
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name="eu-west-1")
+        arn = sm.create_secret(
+            Name=f"dmsbus-test-source-{secrets.token_hex(3)}",
+            SecretString=json.dumps(
+                {
+                    "engine": "postgres",
+                    "username": pg.user,
+                    "password": pg.password,
+                    "host": pg.host,
+                    "port": pg.port,
+                    "dbname": pg.dbname,
+                }
+            ),
+        )["ARN"]
+        # WHEN the preflight gets only the secret ARN
+        code = preflight.main(["--engine", "postgres", "--secret-arn", arn, "--ssl", "disable"])
+        out, err = capsys.readouterr()
+        # THEN it connects with the secret's credentials and everything passes
+        assert code == 0, (out, err)
+        assert f"user {pg.user}" in out
+        assert pg.password not in out + err
+
+        # AND a secret that does not exist is one line, exit 2
+        missing = arn.rsplit(":", 1)[0] + ":dmsbus-test-nope-AbCdEf"
+        code = preflight.main(["--engine", "postgres", "--secret-arn", missing, "--ssl", "disable"])
+        out, err = capsys.readouterr()
+        assert code == 2
+        assert out == ""
+        assert len(err.strip().splitlines()) == 1
+        assert err.startswith(f"preflight: cannot read secret {missing}")
