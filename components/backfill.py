@@ -1,0 +1,296 @@
+"""Backfill: the Lambda that publishes the rows adopted tables held before their stream was on.
+
+AdoptedTable invokes it once per table (asynchronously) right after enabling the stream; it
+fans out one invocation per scan segment and re-invokes itself to continue large tables
+(`handlers/backfill.py`). Owns the function, its log group, a least-privilege role (scan
+exactly the adopted tables, put on the bus, write overflow objects, invoke itself), the
+asynchronous-invoke settings (bounded retries, an encrypted on-failure queue holding the
+event to redrive), the recursion setting that lets it continue itself, and two alarms.
+
+Wiring (the function name is needed by the adopted tables before the bus exists, and the
+function needs the bus): pass a `pulumi.deferred_output()` as the adopted tables'
+`backfill_function_name` and resolve it with `Backfill.function_name`; see docs/adoption.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from components.common import (
+    LAMBDA_ARCH,
+    LAMBDA_RUNTIME,
+    encrypted_queue,
+    metric_alarm,
+    service_role,
+)
+from components.lambda_package import build_package
+
+TYPE = "dms-event-bus:index:Backfill"
+
+#: Files of the backfill Lambda package (nothing beyond the runtime's boto3).
+BACKFILL_MODULES = ["handlers/backfill.py", "handlers/envelope.py", "handlers/bus.py"]
+
+
+@dataclass(frozen=True)
+class BackfillArgs:
+    name_prefix: str
+    """Prefix of every physical name, e.g. `dmsbus-dev-`."""
+    table_names: Sequence[str]
+    """Physical names of the adopted tables it may scan (at least one)."""
+    bus_stream_name: pulumi.Input[str]
+    """The bus (Kinesis stream) name."""
+    bus_stream_arn: pulumi.Input[str]
+    """The bus ARN (for the role)."""
+    overflow_bucket: pulumi.Input[str]
+    """Bucket for rows too large for one bus record."""
+    overflow_bucket_arn: pulumi.Input[str]
+    """Its ARN (for the role)."""
+    memory_mb: int = 512
+    """Function memory."""
+    timeout_seconds: int = 900
+    """Function timeout; the handler hands on to a new invocation well before it."""
+    reserve_ms: int = 60_000
+    """Time kept for one more page: below it the handler continues in a new invocation."""
+    page_items: int = 500
+    """Scan page size (500 = one PutRecords call)."""
+    max_retry_attempts: int = 2
+    """Lambda's retries of a failed asynchronous invocation (0..2)."""
+    max_event_age_seconds: int = 6 * 3600
+    """Oldest event Lambda still retries (60..21600)."""
+    kms_key_arn: str | None = None
+    """Customer-managed KMS key; None: AWS-managed keys."""
+    alarm_topic_arn: pulumi.Input[str] | None = None
+    """SNS topic for the alarms."""
+    log_retention_days: int = 30
+    """Log retention."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags on every resource."""
+
+    def __post_init__(self) -> None:
+        if not self.table_names:
+            raise ValueError("BackfillArgs.table_names: expected at least one table, found none")
+        if not 128 <= self.memory_mb <= 10240:
+            raise ValueError(f"BackfillArgs.memory_mb: expected 128..10240, found {self.memory_mb}")
+        if not 60 <= self.timeout_seconds <= 900:
+            raise ValueError(
+                f"BackfillArgs.timeout_seconds: expected 60..900, found {self.timeout_seconds}"
+            )
+        if not 1000 <= self.reserve_ms < self.timeout_seconds * 1000:
+            raise ValueError(
+                "BackfillArgs.reserve_ms: expected 1000..timeout, found "
+                f"{self.reserve_ms} (timeout {self.timeout_seconds}s)"
+            )
+        if not 1 <= self.page_items <= 10000:
+            raise ValueError(f"BackfillArgs.page_items: expected 1..10000, found {self.page_items}")
+        if not 0 <= self.max_retry_attempts <= 2:
+            raise ValueError(
+                f"BackfillArgs.max_retry_attempts: expected 0..2, found {self.max_retry_attempts}"
+            )
+        if not 60 <= self.max_event_age_seconds <= 21600:
+            raise ValueError(
+                "BackfillArgs.max_event_age_seconds: expected 60..21600, found "
+                f"{self.max_event_age_seconds}"
+            )
+
+
+class Backfill(pulumi.ComponentResource):
+    """The backfill function and what keeps a failed backfill from going unnoticed."""
+
+    function_name: pulumi.Output[str]
+    function_arn: pulumi.Output[str]
+    dlq_url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: BackfillArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        self._tags = dict(args.tags)
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        self._account = identity.account_id
+        self._region = region.region
+        self._function_name = f"{args.name_prefix}backfill"
+
+        self.dlq = encrypted_queue(
+            f"{name}-dlq",
+            queue_name=f"{args.name_prefix}backfill-dlq",
+            kms_key_arn=args.kms_key_arn,
+            parent=self,
+            tags=self._tags,
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{self._function_name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.function = self._create_function()
+        self._create_invoke_settings()
+        self.alarms = self._create_alarms()
+
+        self.function_name = self.function.name
+        self.function_arn = self.function.arn
+        self.dlq_url = self.dlq.url
+        self.register_outputs(
+            {
+                "function_name": self.function_name,
+                "function_arn": self.function_arn,
+                "dlq_url": self.dlq_url,
+            }
+        )
+
+    def _arn(self, service: str, resource: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat(
+            "arn:aws:", service, ":", self._region, ":", self._account, ":", resource
+        )
+
+    def _statements(self) -> list[dict]:
+        args = self._args
+        statements: list[dict] = [
+            {
+                "Sid": "ScanTheAdoptedTables",
+                "Effect": "Allow",
+                "Action": ["dynamodb:Scan", "dynamodb:DescribeTable"],
+                "Resource": [self._arn("dynamodb", f"table/{t}") for t in sorted(args.table_names)],
+            },
+            {
+                "Sid": "PutOnTheBus",
+                "Effect": "Allow",
+                "Action": ["kinesis:PutRecord", "kinesis:PutRecords",
+                           "kinesis:DescribeStreamSummary"],
+                "Resource": [args.bus_stream_arn],
+            },
+            {
+                "Sid": "WriteOverflow",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": [pulumi.Output.concat(args.overflow_bucket_arn, "/*")],
+            },
+            {
+                "Sid": "ContinueItself",
+                "Effect": "Allow",
+                "Action": ["lambda:InvokeFunction"],
+                "Resource": [self._arn("lambda", f"function:{self._function_name}")],
+            },
+            {
+                "Sid": "OnFailureDestination",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": [self.dlq.arn],
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [pulumi.Output.concat(self.log_group.arn, ":*")],
+            },
+        ]
+        if args.kms_key_arn:
+            statements.append(
+                {
+                    "Sid": "UseTheDataKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": [args.kms_key_arn],
+                }
+            )
+        return statements
+
+    def _create_function(self) -> aws.lambda_.Function:
+        args = self._args
+        role, policy = service_role(
+            self._name,
+            role_name=f"{args.name_prefix}backfill",
+            service="lambda.amazonaws.com",
+            statements=self._statements(),
+            parent=self,
+            tags=self._tags,
+        )
+        self._policy = policy
+        return aws.lambda_.Function(
+            f"{self._name}-function",
+            name=self._function_name,
+            description="Backfill: rows adopted tables held before their stream, as snapshots",
+            runtime=LAMBDA_RUNTIME,
+            architectures=[LAMBDA_ARCH],
+            handler="handlers.backfill.handler",
+            code=build_package(BACKFILL_MODULES),
+            role=role.arn,
+            memory_size=args.memory_mb,
+            timeout=args.timeout_seconds,
+            kms_key_arn=args.kms_key_arn,
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "BUS_STREAM_NAME": args.bus_stream_name,
+                    "OVERFLOW_BUCKET": args.overflow_bucket,
+                    "BACKFILL_RESERVE_MS": str(args.reserve_ms),
+                    "BACKFILL_PAGE_ITEMS": str(args.page_items),
+                }
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=self.log_group.name
+            ),
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
+        )
+
+    def _create_invoke_settings(self) -> None:
+        args = self._args
+        child = pulumi.ResourceOptions(parent=self)
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{self._name}-async",
+            function_name=self.function.name,
+            maximum_retry_attempts=args.max_retry_attempts,
+            maximum_event_age_in_seconds=args.max_event_age_seconds,
+            destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+                on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
+                    destination=self.dlq.arn
+                )
+            ),
+            opts=child,
+        )
+        # The handler continues a large table by invoking itself: an intended loop.
+        aws.lambda_.FunctionRecursionConfig(
+            f"{self._name}-recursion",
+            function_name=self.function.name,
+            recursive_loop="Allow",
+            opts=child,
+        )
+
+    def _create_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
+        args = self._args
+        return [
+            metric_alarm(
+                f"{self._name}-errors",
+                description="A backfill invocation failed; Lambda retries it, then the event "
+                "goes to the backfill DLQ (redrive: invoke the function with the message body).",
+                namespace="AWS/Lambda",
+                metric="Errors",
+                dimensions={"FunctionName": self.function.name},
+                threshold=0,
+                topic_arn=args.alarm_topic_arn,
+                parent=self,
+                tags=self._tags,
+            ),
+            metric_alarm(
+                f"{self._name}-dlq-depth",
+                description="A backfill event gave up after its retries: some rows of an "
+                "adopted table are not on the bus yet. Redrive it from the backfill DLQ.",
+                namespace="AWS/SQS",
+                metric="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": self.dlq.name},
+                statistic="Maximum",
+                threshold=0,
+                topic_arn=args.alarm_topic_arn,
+                parent=self,
+                tags=self._tags,
+            ),
+        ]
