@@ -256,8 +256,10 @@ class IngestApi(pulumi.ComponentResource):
         cfg = args.settings
         tags = dict(args.tags)
 
-        region = aws.get_region(opts=pulumi.InvokeOptions(parent=self)).region
-        account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
+        invoke = pulumi.InvokeOptions(parent=self)
+        region = aws.get_region(opts=invoke).region
+        account = aws.get_caller_identity(opts=invoke).account_id
+        dns_suffix = aws.get_partition(opts=invoke).dns_suffix
 
         tables = {e: self._create_table(e, spec, tags) for e, spec in cfg.entities.items()}
         self.table_names = {e: t.name for e, t in tables.items()}
@@ -352,7 +354,9 @@ class IngestApi(pulumi.ComponentResource):
             self._create_usage_plan(api, stage, tags) if cfg.auth == "api_key" else {}
         )
 
-        self.url = stage.invoke_url
+        self.url = pulumi.Output.concat(
+            "https://", api.id, ".execute-api.", region, ".", dns_suffix, "/", stage.stage_name
+        )
         self.rest_api_id = api.id
         self.stage_name = stage.stage_name
         self.execution_arn = api.execution_arn
