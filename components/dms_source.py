@@ -349,6 +349,7 @@ class DmsSource(pulumi.ComponentResource):
     table_mappings: str
     replication_instance_arn: pulumi.Output[str] | None
     security_group_id: pulumi.Output[str]
+    metric_dimensions: dict[str, str]
 
     def __init__(
         self, name: str, args: DmsSourceArgs, opts: pulumi.ResourceOptions | None = None
@@ -386,8 +387,8 @@ class DmsSource(pulumi.ComponentResource):
             task = self._create_task(instance, source, target, task_settings)
             self.task_arn = task.replication_task_arn
             self._create_instance_events(instance, task)
-            dimensions: dict[str, pulumi.Input[str]] = {
-                "ReplicationInstanceIdentifier": instance.replication_instance_id,
+            dimensions = {
+                "ReplicationInstanceIdentifier": f"{self._prefix}replication",
                 "ReplicationTaskIdentifier": f"{self._prefix}cdc",
             }
         else:
@@ -403,6 +404,7 @@ class DmsSource(pulumi.ComponentResource):
             self._create_serverless_events(config)
             dimensions = {"ReplicationConfigIdentifier": f"{self._prefix}cdc"}
         self.security_group_id = security_group.id
+        self.metric_dimensions = dimensions
         self._create_alarms(dimensions)
 
         self.register_outputs(
@@ -411,6 +413,7 @@ class DmsSource(pulumi.ComponentResource):
                 "physical_table_names": self.physical_table_names,
                 "table_mappings": self.table_mappings,
                 "security_group_id": self.security_group_id,
+                "metric_dimensions": self.metric_dimensions,
             }
         )
 
@@ -841,7 +844,7 @@ class DmsSource(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _create_alarms(self, dimensions: Mapping[str, pulumi.Input[str]]) -> None:
+    def _create_alarms(self, dimensions: Mapping[str, str]) -> None:
         alarms = self._args.dms.alarms
         topic = self._args.notification_topic_arn
         for metric, threshold in (

@@ -142,6 +142,7 @@ def run_dms(
         )
         pulumi.export("physical_table_names", source.physical_table_names)
         pulumi.export("table_mappings", source.table_mappings)
+        pulumi.export("metric_dimensions", source.metric_dimensions)
 
     return run_program(settings.environment, {"aws:region": "eu-west-1"}, program)
 
@@ -552,6 +553,8 @@ def test_events_and_alarms_instance_mode(instance_plan: Plan) -> None:
             "dmsbus-prod-replication"
         )
         assert alarm.inputs["alarmActions"] == [TOPIC]
+    # the same dimensions are an output (for the dashboard)
+    assert instance_plan.exports["metric_dimensions"] == latency[0].inputs["dimensions"]
     source_alarm = instance_plan.named("dms-cdclatencysource")
     assert source_alarm.inputs["threshold"] == 300
     not_running = instance_plan.named("dms-not-running")
