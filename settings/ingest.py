@@ -169,13 +169,16 @@ class IngestSettings(Model):
         default=None, ge=1, description="auth api_key only: requests per key and day."
     )
     stage_name: StageName = Field(default="v1", description="Stage name, part of the URL.")
-    throttling: ThrottleSettings = Field(default_factory=ThrottleSettings)
+    throttling: ThrottleSettings = Field(
+        default_factory=ThrottleSettings,
+        description="Stage-wide rate and burst limits (and the usage plan's, with api_key).",
+    )
     max_body_bytes: int = Field(
         default=65_536,
         ge=256,
         le=MAX_BODY_LIMIT,
         description="Largest accepted body (measured in characters by the mapping template, "
-        "see docs/ingest-api.md); larger bodies get 413 and nothing is written.",
+        "see docs/ingest-api.md); larger bodies get 400 and nothing is written.",
     )
     access_log_retention_days: int = Field(
         default=90, description="Retention of the access log group (a CloudWatch value)."
