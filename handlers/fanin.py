@@ -1,0 +1,256 @@
+"""Fan-in: every change of every waypoint table onto the ONE Kinesis bus.
+
+Entry point `handler(event, context)`, invoked by one DynamoDB Streams event source mapping
+per table (ReportBatchItemFailures on, bisect on error, bounded retries, on-failure DLQ).
+
+Environment:
+    BUS_STREAM_NAME    the bus (Kinesis stream name)
+    OVERFLOW_BUCKET    bucket for changes too large for one bus record
+    TABLES             JSON object {"<physical table>": "<logical name>"}
+    MAX_RECORD_BYTES   largest bus record (default 1000000); bigger -> overflow bucket
+    MAX_PUT_ATTEMPTS   PutRecords attempts per chunk (default 5)
+
+For each batch, in order: each record becomes an envelope (`handlers.envelope`); the
+envelopes go on the bus through the shared publisher (`handlers.bus`: as few PutRecords calls
+as the limits allow, only failed entries retried with backoff and jitter, oversize changes
+through the overflow bucket). The response names the EARLIEST record not on the bus in
+`batchItemFailures`, so Lambda checkpoints everything before it and retries from there —
+never skipping ahead. A record that cannot be converted (a poison record) stops the batch at
+that record: the ones before it are put, it is reported with its reason in the log, and
+Lambda's bisect and bounded retries isolate it into the DLQ without blocking the shard.
+
+Logs are JSON lines; metrics are CloudWatch embedded metric format (no API calls).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from handlers import bus
+from handlers.envelope import Envelope, EnvelopeError, physical_table_of, stream_envelope
+
+#: Time kept back from Lambda's remaining time for the response and the logs.
+RESERVE_SECONDS = 2.0
+
+_clients: dict[str, Any] = {}
+
+
+def _client(service: str) -> Any:
+    client = _clients.get(service)
+    if client is None:
+        import boto3  # lazily: the cold start pays for it only when a batch arrives
+
+        client = _clients[service] = boto3.client(service)
+    return client
+
+
+class _LazyS3:
+    """S3 client created only when a change actually overflows."""
+
+    def put_object(self, **kwargs: Any) -> Any:
+        return _client("s3").put_object(**kwargs)
+
+
+class Config:
+    """The fan-in's settings (from the environment in Lambda)."""
+
+    __slots__ = ("max_attempts", "max_record_bytes", "overflow_bucket", "stream_name", "tables")
+
+    def __init__(
+        self,
+        *,
+        stream_name: str,
+        tables: Mapping[str, str],
+        overflow_bucket: str | None = None,
+        max_record_bytes: int = bus.DEFAULT_MAX_RECORD_BYTES,
+        max_attempts: int = bus.DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.stream_name = stream_name
+        self.tables = dict(tables)
+        self.overflow_bucket = overflow_bucket or None
+        self.max_record_bytes = max_record_bytes
+        self.max_attempts = max_attempts
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        problems = []
+        stream = env.get("BUS_STREAM_NAME", "")
+        if not stream:
+            problems.append("BUS_STREAM_NAME is not set (the bus stream name)")
+        tables: Any = {}
+        try:
+            tables = json.loads(env.get("TABLES", ""))
+            if not isinstance(tables, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in tables.items()
+            ):
+                raise ValueError
+        except ValueError:
+            problems.append(
+                'TABLES must be a JSON object {"<physical table>": "<logical name>"}, '
+                f"found {env.get('TABLES')!r:.80}"
+            )
+        numbers = {}
+        for name, default in (
+            ("MAX_RECORD_BYTES", bus.DEFAULT_MAX_RECORD_BYTES),
+            ("MAX_PUT_ATTEMPTS", bus.DEFAULT_MAX_ATTEMPTS),
+        ):
+            text = env.get(name, str(default))
+            if not text.isdigit() or int(text) < 1:
+                problems.append(f"{name} must be a positive integer, found {text!r}")
+            else:
+                numbers[name] = int(text)
+        if problems:
+            raise ValueError("fan-in configuration: " + "; ".join(problems))
+        return cls(
+            stream_name=stream,
+            tables=tables,
+            overflow_bucket=env.get("OVERFLOW_BUCKET"),
+            max_record_bytes=numbers["MAX_RECORD_BYTES"],
+            max_attempts=numbers["MAX_PUT_ATTEMPTS"],
+        )
+
+
+_config_cache: dict[tuple[str | None, ...], Config] = {}
+_ENV_NAMES = ("BUS_STREAM_NAME", "OVERFLOW_BUCKET", "TABLES", "MAX_RECORD_BYTES",
+              "MAX_PUT_ATTEMPTS")
+
+
+def config() -> Config:
+    """The configuration of the current environment (parsed once per distinct value)."""
+    key = tuple(os.environ.get(name) for name in _ENV_NAMES)
+    cached = _config_cache.get(key)
+    if cached is None:
+        _config_cache.clear()
+        cached = _config_cache[key] = Config.from_env(os.environ)
+    return cached
+
+
+class Outcome:
+    """What one batch did; `batch_item_failures` is the Lambda partial-batch response."""
+
+    __slots__ = ("batch_item_failures", "converted", "per_table", "poison", "result")
+
+    def __init__(self) -> None:
+        self.batch_item_failures: list[dict[str, str]] = []
+        self.converted = 0
+        self.per_table: dict[str, int] = {}  # logical table -> changes now on the bus
+        self.poison: str | None = None  # reason, when a record could not be converted
+        self.result = bus.PutResult()
+
+
+def _sequence_number(record: Mapping[str, Any]) -> str:
+    try:
+        seq = record["dynamodb"]["SequenceNumber"]
+    except (KeyError, TypeError):
+        return ""  # Lambda then retries (and bisects) the whole batch
+    return seq if isinstance(seq, str) else ""
+
+
+def _convert(record: Mapping[str, Any], tables: Mapping[str, str]) -> Envelope:
+    physical = physical_table_of(record)
+    logical = tables.get(physical)
+    if logical is None:
+        raise EnvelopeError(
+            f"table {physical!r} is not in TABLES ({', '.join(sorted(tables)) or 'empty'}): "
+            "the fan-in's configuration does not cover this stream"
+        )
+    return stream_envelope(record, logical, physical_table=physical)
+
+
+def process_records(
+    records: Sequence[Mapping[str, Any]],
+    cfg: Config,
+    *,
+    kinesis: Any,
+    s3: Any,
+    sleep: Callable[[float], None] = time.sleep,
+    time_left: bus.TimeLeft | None = None,
+) -> Outcome:
+    """Convert and publish one batch; see the module docstring."""
+    outcome = Outcome()
+    envelopes: list[Envelope] = []
+    for record in records:
+        try:
+            envelopes.append(_convert(record, cfg.tables))
+        except EnvelopeError as error:
+            outcome.poison = str(error)
+            bus.log(
+                "error",
+                "poison record: cannot convert to an envelope; reported so Lambda retries, "
+                "bisects and, after its bounded retries, sends it to the on-failure DLQ",
+                reason=str(error),
+                eventID=record.get("eventID") if isinstance(record, Mapping) else None,
+                sequenceNumber=_sequence_number(record),
+                eventSourceARN=record.get("eventSourceARN")
+                if isinstance(record, Mapping) else None,
+            )
+            break
+    outcome.converted = len(envelopes)
+    if envelopes:
+        outcome.result = bus.put_envelopes(
+            envelopes,
+            kinesis=kinesis,
+            s3=s3,
+            stream_name=cfg.stream_name,
+            overflow_bucket=cfg.overflow_bucket,
+            max_record_bytes=cfg.max_record_bytes,
+            max_attempts=cfg.max_attempts,
+            sleep=sleep,
+            time_left=time_left,
+        )
+    first_failed = outcome.result.first_failed
+    for env in envelopes[:first_failed]:
+        outcome.per_table[env.table] = outcome.per_table.get(env.table, 0) + 1
+    if first_failed is None and outcome.poison is not None:
+        first_failed = len(envelopes)  # the poison record itself
+    if first_failed is not None:
+        seq = _sequence_number(records[first_failed])
+        outcome.batch_item_failures = [{"itemIdentifier": seq}]
+        if outcome.result.error:
+            bus.log(
+                "warning",
+                "records not on the bus after bounded retries; Lambda retries from the "
+                "earliest of them",
+                reason=outcome.result.error,
+                sequenceNumber=seq,
+                notPut=len(records) - first_failed,
+            )
+    return outcome
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    records = event.get("Records") or []
+    cfg = config()
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+
+    def time_left() -> float:
+        return float(remaining()) / 1000.0 - RESERVE_SECONDS if remaining else float("inf")
+
+    outcome = process_records(
+        records,
+        cfg,
+        kinesis=_client("kinesis"),
+        s3=_clients.get("s3") or _LazyS3(),
+        time_left=time_left if remaining else None,
+    )
+    result = outcome.result
+    bus.emf(
+        {"Stream": cfg.stream_name},
+        {
+            "Records": len(records),
+            "Published": result.put,
+            "PublishedBytes": result.bytes,
+            "PutRecordsCalls": result.calls,
+            "RetriedEntries": result.retried,
+            "Overflowed": result.overflowed,
+            "NotPublished": len(records) - result.put,
+            "PoisonRecords": 1 if outcome.poison else 0,
+        },
+    )
+    for table, count in outcome.per_table.items():
+        bus.emf({"Table": table}, {"ChangesPublished": count})
+    return {"batchItemFailures": outcome.batch_item_failures}
