@@ -258,7 +258,6 @@ class IngestApi(pulumi.ComponentResource):
 
         invoke = pulumi.InvokeOptions(parent=self)
         region = aws.get_region(opts=invoke).region
-        account = aws.get_caller_identity(opts=invoke).account_id
         dns_suffix = aws.get_partition(opts=invoke).dns_suffix
 
         tables = {e: self._create_table(e, spec, tags) for e, spec in cfg.entities.items()}
@@ -277,7 +276,7 @@ class IngestApi(pulumi.ComponentResource):
             tags=tags,
             opts=self._child,
         )
-        role = self._create_role(api, tables, region, account, tags)
+        role = self._create_role(tables, tags)
         validator = aws.apigateway.RequestValidator(
             f"{name}-validator",
             rest_api=api.id,
@@ -404,15 +403,18 @@ class IngestApi(pulumi.ComponentResource):
         )
 
     def _create_role(
-        self,
-        api: aws.apigateway.RestApi,
-        tables: dict[str, aws.dynamodb.Table],
-        region: str,
-        account: str,
-        tags: dict[str, str],
+        self, tables: dict[str, aws.dynamodb.Table], tags: dict[str, str]
     ) -> aws.iam.Role:
-        """Role API Gateway assumes for the integrations: three actions on these tables only."""
-        trust = pulumi.Output.json_dumps(
+        """Role API Gateway assumes for the integrations: three actions on these tables only.
+
+        The trust policy has no `aws:SourceAccount`/`aws:SourceArn` condition on purpose: API
+        Gateway does not set those keys when it assumes an integration's credentials role, so
+        such a condition denies every AssumeRole and every request ends in a 500 ("API Gateway
+        does not have permission to assume the provided role"). Only principals of this account
+        with `iam:PassRole` on the role can attach it to an integration (PassRole never crosses
+        accounts), and the role can do nothing but the three item actions on these tables.
+        """
+        trust = json.dumps(
             {
                 "Version": "2012-10-17",
                 "Statement": [
@@ -420,14 +422,6 @@ class IngestApi(pulumi.ComponentResource):
                         "Effect": "Allow",
                         "Principal": {"Service": "apigateway.amazonaws.com"},
                         "Action": "sts:AssumeRole",
-                        "Condition": {
-                            "StringEquals": {"aws:SourceAccount": account},
-                            "ArnLike": {
-                                "aws:SourceArn": pulumi.Output.concat(
-                                    "arn:aws:execute-api:", region, ":", account, ":", api.id, "/*"
-                                )
-                            },
-                        },
                     }
                 ],
             }
