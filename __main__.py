@@ -10,6 +10,7 @@ import pulumi_aws as aws
 
 from components.alarm_topic import AlarmTopic, AlarmTopicArgs
 from components.dashboard import Dashboard, DashboardArgs
+from components.dms_source import DmsSource, DmsSourceArgs
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
 from components.stream_mapping import MappingSettings
 from components.streamed_table import KeySpec, Scaling, StreamedTable, StreamedTableArgs
@@ -101,6 +102,22 @@ bus = KinesisBus(
     ),
 )
 
+# -- change data capture from the legacy database (after every stream and mapping) -----
+dms: DmsSource | None = None
+if settings.dms is not None:
+    dms = DmsSource(
+        "dms",
+        DmsSourceArgs(
+            environment=settings.environment,
+            dms=settings.dms,
+            tables=settings.tables,
+            notification_topic_arn=alarm_topic_arn,
+            depends_on=[*tables.values(), *bus.mappings.values()],
+            kms_key_arn=kms_key_arn,
+            tags=tags,
+        ),
+    )
+
 # -- the first place an operator looks -------------------------------------------------
 dashboard = Dashboard(
     "ops",
@@ -110,6 +127,7 @@ dashboard = Dashboard(
         bus_stream_name=bus.stream_name,
         functions={"fan-in": bus.fanin_function_name},
         queues={"fan-in DLQ": bus.dlq_name},
+        dms_dimensions=dms.metric_dimensions if dms else None,
         tables={logical: t.table_name for logical, t in tables.items()},
     ),
 )
@@ -120,3 +138,6 @@ pulumi.export("fanin_dlq_url", bus.dlq_url)
 pulumi.export("overflow_bucket", bus.overflow_bucket)
 pulumi.export("dashboard", dashboard.dashboard_name)
 pulumi.export("tables", {logical: t.table_name for logical, t in tables.items()})
+if dms is not None:
+    pulumi.export("dms_task_arn", dms.task_arn)
+    pulumi.export("dms_tables", dms.physical_table_names)

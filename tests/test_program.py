@@ -31,6 +31,7 @@ ACCOUNT_WIDE_ACTIONS = {
     "cloudwatch:PutMetricData",
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
+    "dynamodb:ListTables",  # DMS DynamoDB target: account-level listing, reads no data
 }
 
 
