@@ -18,11 +18,21 @@ from moto import mock_aws
 from components.ingest_api import (
     ID_PATTERN,
     WRITER,
+    IngestApi,
+    IngestApiArgs,
     mapping_templates,
     request_schema,
 )
 from settings.ingest import EntitySettings, IngestSettings
-from tests.apigw_vtl import Request, escape_javascript, render_request, render_response
+from tests.apigw_vtl import (
+    DeclaredApi,
+    Request,
+    Response,
+    escape_javascript,
+    render_request,
+    render_response,
+)
+from tools.mockrun import Declared, Plan, run_program
 
 MAX_BODY = 4096
 SETTINGS = IngestSettings.model_validate(
@@ -631,3 +641,157 @@ def test_escape_javascript_emulation_matches_commons_lang() -> None:
     # The emulated $util.escapeJavaScript follows Commons Lang 2 (what API Gateway runs): it
     # escapes ' as \' (not valid JSON) — why the templates use $input.json for values instead.
     assert escape_javascript("it's \"x\"/\n😀é") == "it\\'s \\\"x\\\"\\/\\n\\uD83D\\uDE00\\u00E9"
+
+
+# --------------------------------------------------------------------------- the declared API
+
+
+PREFIX = "dmsbus-e2e-"
+KEYS = {"shop_svc": "shop-key-value"}
+
+
+def declared_plan(cfg: IngestSettings) -> Plan:
+    def program() -> None:
+        IngestApi("ingest", IngestApiArgs(settings=cfg, name_prefix=PREFIX))
+
+    return run_program("e2e", {"aws:region": "eu-west-1"}, program)
+
+
+@pytest.fixture(scope="module")
+def iam_resources() -> list[Declared]:
+    return declared_plan(SETTINGS).resources
+
+
+@pytest.fixture(scope="module")
+def key_resources() -> list[Declared]:
+    cfg = SETTINGS.model_copy(
+        update={"auth": "api_key", "api_key_consumers": list(KEYS)}
+    )
+    return declared_plan(IngestSettings.model_validate(cfg.model_dump())).resources
+
+
+class Api:
+    """The API as IngestApi declares it, in front of moto's DynamoDB (tables created here)."""
+
+    def __init__(self, resources: list[Declared], *, api_keys: frozenset[str] = frozenset()):
+        self.db = Dynamo()
+        self.tables = {e: f"{PREFIX}ingest-{e}" for e in SETTINGS.entities}
+        for entity, spec in SETTINGS.entities.items():
+            self.db.create_table(self.tables[entity], ttl=spec.request_like)
+        self.http = DeclaredApi(resources, self.db.send, api_keys=api_keys)
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> Response:
+        kwargs.setdefault("signed", True)
+        return self.http.call(method, path, **kwargs)
+
+    def items(self, entity: str = "order_requests") -> list[dict[str, Any]]:
+        return self.db.items(self.tables[entity])
+
+    def writeback_marks(self, item_id: str, status: str, detail: str | None = None) -> None:
+        """What LegacyWriteback does after applying: a status-only update."""
+        names = {"#s": "status"}
+        values: dict[str, Any] = {":s": {"S": status}}
+        update = "SET #s = :s"
+        if detail is not None:
+            update += ", status_detail = :d"
+            values[":d"] = {"S": detail}
+        self.db.client.update_item(
+            TableName=self.tables["order_requests"], Key={"id": {"S": item_id}},
+            UpdateExpression=update, ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def api(aws_env: None, iam_resources: list[Declared]) -> Iterator[Api]:
+    with mock_aws():
+        yield Api(iam_resources)
+
+
+ORDER = {"customer_id": 42, "amount": 19.99, "currency": "EUR", "note": 'say "hi"\nünï 😀'}
+
+
+def body_of(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def test_e2e_post_then_retry_returns_the_same_id_and_creates_nothing(api: Api) -> None:
+    # GIVEN a POST with an Idempotency-Key
+    first = api("POST", "/order_requests", body=body_of(ORDER),
+                headers={"Idempotency-Key": "order-42"}, request_id="req-1")  # fmt: skip
+    # THEN 202 with the id, one item written
+    assert (first.status, first.json()) == (202, {"id": "order-42", "status": "accepted"})
+    (stored,) = api.items()
+    # WHEN the client retries (same key, later, even with another body)
+    retry = api("POST", "/order_requests", body=body_of({**ORDER, "amount": 5}),
+                headers={"Idempotency-Key": "order-42"}, request_id="req-2",
+                request_time_epoch=1_763_900_000_000)  # fmt: skip
+    # THEN 202 with the same id, and the table holds exactly the first item, unchanged
+    assert retry.status == 202
+    assert retry.json() == {"id": "order-42", "status": "accepted", "version": 1,
+                            "duplicate": True}  # fmt: skip
+    assert api.items() == [stored]
+    assert stored["amount"] == {"N": "19.99"} and stored["request_id"] == {"S": "req-1"}
+
+
+def test_e2e_without_key_the_request_id_is_the_id(api: Api) -> None:
+    out = api("POST", "/order_requests", body=body_of(ORDER), request_id="req-77")
+    assert (out.status, out.json()) == (202, {"id": "req-77", "status": "accepted"})
+    assert [i["id"] for i in api.items()] == [{"S": "req-77"}]
+
+
+def test_e2e_key_comes_from_the_header_not_the_query_string(api: Api) -> None:
+    # a query parameter of the same name must not choose the id (nor smuggle one in)
+    out = api("POST", "/order_requests", body=body_of(ORDER), query={"Idempotency-Key": "q-1"},
+              headers={"Idempotency-Key": "h-1"})  # fmt: skip
+    assert out.json()["id"] == "h-1"
+    assert [i["id"] for i in api.items()] == [{"S": "h-1"}]
+    only_query = api("POST", "/order_requests", body=body_of(ORDER),
+                     query={"Idempotency-Key": "q-2"}, request_id="req-q2")  # fmt: skip
+    assert only_query.json()["id"] == "req-q2"
+
+
+def test_e2e_put_with_expected_version_then_conflict(api: Api) -> None:
+    api("POST", "/order_requests", body=body_of(ORDER), headers={"Idempotency-Key": "o-1"})
+    update = {"customer_id": 42, "amount": 25, "expected_version": 1}
+    # WHEN the client updates with the version it read
+    ok = api("PUT", "/order_requests/o-1", body=body_of(update))
+    assert (ok.status, ok.json()) == (202, {"id": "o-1", "status": "accepted", "version": 2})
+    after = api.items()
+    # AND a second writer still holds version 1
+    stale = api("PUT", "/order_requests/o-1", body=body_of({**update, "amount": 26}))
+    # THEN 409 with the current version, nothing changed
+    assert stale.status == 409
+    assert stale.json()["current_version"] == 2
+    assert api.items() == after
+    assert after[0]["amount"] == {"N": "25"} and after[0]["version"] == {"N": "2"}
+
+
+def test_e2e_put_unknown_id_is_404_and_creates_nothing(api: Api) -> None:
+    out = api("PUT", "/order_requests/nobody",
+              body=body_of({"customer_id": 1, "amount": 1, "expected_version": 1}))  # fmt: skip
+    assert out.status == 404
+    assert api.items() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [("accepted", None), ("applied", None), ("error", 'legacy said "no"\nconstraint x')],
+)
+def test_e2e_get_reports_the_status(api: Api, status: str, detail: str | None) -> None:
+    api("POST", "/order_requests", body=body_of(ORDER), headers={"Idempotency-Key": "g-1"})
+    if status != "accepted":
+        api.writeback_marks("g-1", status, detail)
+    out = api("GET", "/order_requests/g-1")
+    assert out.status == 200
+    got = out.json()
+    assert got["status"] == status
+    assert got.get("status_detail") == detail
+    assert got["id"] == "g-1" and got["version"] == 1
+    assert got["data"] == ORDER
+
+
+def test_e2e_get_unknown_is_404(api: Api) -> None:
+    out = api("GET", "/order_requests/nope")
+    assert out.status == 404
+    assert out.json()["message"] == "no item with this id"
