@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,12 +90,46 @@ class AdoptionError(Exception):
     """Adoption cannot proceed; the message says what to do."""
 
 
+class _UniquePaths(list[str]):
+    """A loader's search paths that ignore a path already present: every boto3 Session
+    appends its own data path to its loader's list, which would grow the shared list by one
+    entry per session."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+_LOADER: list[Any] = []
+_LOADER_LOCK = threading.Lock()
+
+
+def _shared_loader(core: Any) -> Any:
+    """One botocore data loader for all sessions of this process (service models are
+    read-only and cached by the loader; loading them again costs ~50-200 ms per session)."""
+    with _LOADER_LOCK:
+        if not _LOADER:
+            import botocore.loaders
+
+            paths = _UniquePaths()
+            data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore
+            for path in (data_path or "").split(os.pathsep):
+                if path:
+                    paths.append(os.path.expanduser(os.path.expandvars(path)))
+            _LOADER.append(botocore.loaders.Loader(extra_search_paths=paths))
+        return _LOADER[0]
+
+
 def session() -> Any:
     """A fresh boto3 session per operation: the default session is not thread-safe, and
-    the Pulumi engine calls the provider from several threads."""
+    the Pulumi engine calls the provider from several threads. The sessions share one
+    botocore data loader (read-only service models, cached), which keeps a session cheap."""
     import boto3
+    import botocore.session
 
-    return boto3.session.Session()
+    core = botocore.session.Session()
+    core.register_component("data_loader", _shared_loader(core))
+    return boto3.session.Session(botocore_session=core)
 
 
 def _now() -> str:

@@ -513,3 +513,28 @@ def test_the_serialized_provider_loads_in_the_dynamic_provider_process() -> None
     # THEN it is the provider and works
     assert out.strip() == "AdoptedTableProvider ['table_name']"
     assert base64.b64decode(blob)
+
+
+def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the provider's own session factory (not the recording one of the other tests)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    first = adopted_table.session()
+    loader = first._session.get_component("data_loader")
+    paths = list(loader.search_paths)
+    # WHEN many operations each build their session (boto3 appends its data path each time)
+    sessions = [adopted_table.session() for _ in range(25)]
+    # THEN they share the loader, its search paths stay as they were, without duplicates
+    assert all(s._session.get_component("data_loader") is loader for s in sessions)
+    assert list(loader.search_paths) == paths
+    assert len(set(paths)) == len(paths)
+    assert any(p.endswith("boto3/data") for p in paths)
+    # AND clients from them work (moto)
+    with mock_aws():
+        name = unique()
+        dms_table(name)
+        client = sessions[-1].client("dynamodb", region_name=REGION)
+        assert name in client.list_tables()["TableNames"]
