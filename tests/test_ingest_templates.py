@@ -795,3 +795,132 @@ def test_e2e_get_unknown_is_404(api: Api) -> None:
     out = api("GET", "/order_requests/nope")
     assert out.status == 404
     assert out.json()["message"] == "no item with this id"
+
+
+MALFORMED = {
+    "not json": "{customer_id: 42, amount: 1",
+    "empty body": "",
+    "not an object": "[42, 1]",
+    "missing required": body_of({"amount": 1}),
+    "wrong type": body_of({"customer_id": "42", "amount": 1}),
+    "unknown property": body_of({**ORDER, "status": "applied"}),
+    "string too long": body_of({**ORDER, "note": "x" * 2001}),
+    "not in enum": body_of({**ORDER, "currency": "GBP"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+@pytest.mark.parametrize("verb", ["POST", "PUT"])
+def test_e2e_malformed_body_is_400_with_the_reason_and_nothing_written(
+    api: Api, case: str, verb: str
+) -> None:
+    api("POST", "/order_requests", body=body_of(ORDER), headers={"Idempotency-Key": "m-1"})
+    before = api.items()
+    path = "/order_requests" if verb == "POST" else "/order_requests/m-1"
+    out = api(verb, path, body=MALFORMED[case], headers={"Idempotency-Key": "m-2"})
+    assert out.status == 400
+    assert out.integration_status is None  # refused before any template ran
+    got = out.json()  # the gateway response is valid JSON, quotes in the reason included
+    assert got["message"] == "Invalid request body"
+    assert got["reason"].startswith("[") and len(got["reason"]) > 2
+    assert api.items() == before
+
+
+@pytest.mark.parametrize("verb", ["POST", "PUT"])
+def test_e2e_oversized_body_is_400_and_nothing_written(api: Api, verb: str) -> None:
+    api("POST", "/order_requests", body=body_of(ORDER), headers={"Idempotency-Key": "big"})
+    before = api.items()
+    fields = {**ORDER, "expected_version": 1} if verb == "PUT" else ORDER
+    padded = body_of(fields) + " " * MAX_BODY  # valid for the model, too large for the API
+    path = "/order_requests" if verb == "POST" else "/order_requests/big"
+    out = api(verb, path, body=padded, headers={"Idempotency-Key": "big-2"})
+    assert out.status == 400
+    assert out.integration_status == 400  # DynamoDB refused the marked request
+    assert out.json()["message"] == f"body larger than {MAX_BODY} bytes; nothing written"
+    assert api.items() == before
+
+
+def test_e2e_other_content_types_are_415_and_nothing_written(api: Api) -> None:
+    out = api("POST", "/order_requests", body=body_of(ORDER), content_type="text/plain")
+    assert out.status == 415
+    assert api.items() == []
+
+
+def test_e2e_malformed_idempotency_key_is_400(api: Api) -> None:
+    out = api("POST", "/order_requests", body=body_of(ORDER),
+              headers={"Idempotency-Key": 'k", "x": "y'})  # fmt: skip
+    assert out.status == 400
+    assert out.json()["message"].startswith("Idempotency-Key must match")
+    assert api.items() == []
+
+
+def test_e2e_number_out_of_dynamodb_range_is_400(api: Api) -> None:
+    out = api("POST", "/order_requests", body='{"customer_id": 1, "amount": 1e400}')
+    assert out.status == 400
+    assert "could not be stored" in out.json()["message"]
+    assert api.items() == []
+
+
+@pytest.mark.parametrize("verb", ["POST", "PUT", "GET"])
+def test_e2e_missing_table_is_500_never_the_aws_error(api: Api, verb: str) -> None:
+    # GIVEN the table is gone (DynamoDB answers ResourceNotFoundException, HTTP 400)
+    api.db.client.delete_table(TableName=api.tables["order_requests"])
+    body = body_of({**ORDER, "expected_version": 1}) if verb == "PUT" else body_of(ORDER)
+    path = "/order_requests" if verb == "POST" else "/order_requests/x-1"
+    out = api(verb, path, body="" if verb == "GET" else body)
+    # THEN the client gets a plain 500, not DynamoDB's error body
+    assert out.integration_status == 400
+    assert out.status == 500
+    assert set(out.json()) == {"message", "request_id"}
+    assert "ResourceNotFound" not in out.text and "arn:aws" not in out.text
+
+
+@pytest.mark.parametrize(
+    ("verb", "path"),
+    [("POST", "/order_requests"), ("PUT", "/order_requests/a"), ("GET", "/order_requests/a")],
+)
+def test_e2e_iam_auth_unsigned_is_403_and_nothing_written(api: Api, verb: str, path: str) -> None:
+    body = body_of({**ORDER, "expected_version": 1}) if verb == "PUT" else body_of(ORDER)
+    out = api(verb, path, body=body, signed=False)
+    assert out.status == 403
+    assert out.json()["message"] == "Missing Authentication Token"
+    assert api.items() == []
+
+
+@pytest.mark.parametrize(
+    ("verb", "path"),
+    [("DELETE", "/order_requests/a"), ("GET", "/order_requests"), ("POST", "/nothing_here"),
+     ("POST", "/order_requests/a/b")],
+)  # fmt: skip
+def test_e2e_no_other_routes(api: Api, verb: str, path: str) -> None:
+    api("POST", "/order_requests", body=body_of(ORDER), headers={"Idempotency-Key": "a"})
+    before = api.items()
+    out = api(verb, path, body=body_of(ORDER))
+    assert out.status == 403
+    assert api.items() == before
+
+
+def test_e2e_api_key_auth(aws_env: None, key_resources: list[Declared]) -> None:
+    with mock_aws():
+        api = Api(key_resources, api_keys=frozenset(KEYS.values()))
+        # unsigned is fine with a key; without one, or with a wrong one, 403 and nothing written
+        for key in (None, "guessed"):
+            out = api("POST", "/order_requests", body=body_of(ORDER), signed=False, api_key=key)
+            assert out.status == 403
+        assert api.items() == []
+        ok = api("POST", "/order_requests", body=body_of(ORDER), signed=False,
+                 api_key=KEYS["shop_svc"], headers={"Idempotency-Key": "k-1"})  # fmt: skip
+        assert (ok.status, ok.json()["id"]) == (202, "k-1")
+        got = api("GET", "/order_requests/k-1", signed=False, api_key=KEYS["shop_svc"])
+        assert got.json()["status"] == "accepted"
+
+
+def test_e2e_both_entities_are_served_by_their_own_table(api: Api) -> None:
+    out = api("POST", "/customer_profiles", body=body_of({"name": "Zoë", "vip": True}),
+              headers={"Idempotency-Key": "p-1"})  # fmt: skip
+    assert out.status == 202
+    assert api.items("order_requests") == []
+    (item,) = api.items("customer_profiles")
+    assert item["name"] == {"S": "Zoë"} and "expires_at" not in item
+    assert api("GET", "/order_requests/p-1").status == 404
+    assert api("GET", "/customer_profiles/p-1").json()["data"] == {"name": "Zoë", "vip": True}
