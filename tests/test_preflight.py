@@ -356,3 +356,107 @@ def test_password_from_secrets_manager_secret(pg, capsys):
         assert out == ""
         assert len(err.strip().splitlines()) == 1
         assert err.startswith(f"preflight: cannot read secret {missing}")
+
+
+def test_unresolvable_host_is_one_line_exit_2(capsys, monkeypatch):
+    # GIVEN a host name that cannot resolve (.invalid is reserved, RFC 2606)
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", "x")
+    for engine in ("postgres", "mariadb"):
+        code = preflight.main(
+            [
+                "--engine",
+                engine,
+                "--host",
+                "db.example.invalid",
+                "--database",
+                "app",
+                "--user",
+                "dms",
+                "--password-env",
+                "PREFLIGHT_TEST_PW",
+            ]
+        )
+        out, err = capsys.readouterr()
+        # THEN one line naming where it tried to connect, exit 2
+        assert code == 2
+        assert out == ""
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith(
+            f"preflight: cannot connect to {engine.replace('mariadb', 'mysql')}"
+            " at db.example.invalid:"
+        )
+
+
+def test_password_is_never_a_command_line_option(capsys):
+    # GIVEN --password on the command line (not an abbreviation of --password-env)
+    with pytest.raises(SystemExit) as exc:
+        preflight.main(["--engine", "postgres", "--host", "h", "--password", "s3cr3t-value"])
+    # THEN a usage error (exit 2) that does not echo the value
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "--password is not accepted: use --password-env VAR or --secret-arn ARN" in err
+    assert "s3cr3t-value" not in err
+
+
+def test_no_password_source_is_one_line_exit_2(capsys):
+    code = preflight.main(["--engine", "postgres", "--host", "h", "--database", "d", "--user", "u"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip() == (
+        "preflight: no password source: give --password-env VAR or --secret-arn ARN"
+    )
+
+
+@pytest.mark.parametrize("engine", ["aurora-postgresql", "aurora", "mysql"])
+def test_dms_engine_names_select_the_right_checks(engine, request, capsys, monkeypatch):
+    # GIVEN a DMS engine name that speaks the PostgreSQL or MySQL protocol
+    server = request.getfixturevalue("postgres" if "postgres" in engine else "mariadb")
+    code, lines, err = _run(capsys, monkeypatch, server, engine)
+    # THEN the engine's own checks run (all pass on the configured servers)
+    assert code == 0, (lines, err)
+    assert ("wal_level" in lines) == ("postgres" in engine)
+    assert ("binlog_format" in lines) == ("postgres" not in engine)
+
+
+@pytest.mark.parametrize(
+    ("engine", "names"),
+    [
+        (
+            "oracle",
+            [
+                "ARCHIVELOG mode",
+                "archived log retention",
+                "minimal supplemental logging",
+                "primary-key supplemental logging",
+                "DMS user privileges",
+                "primary keys",
+            ],
+        ),
+        (
+            "sqlserver",
+            [
+                "recovery model",
+                "full backup taken",
+                "MS-CDC on the database",
+                "MS-CDC on each replicated table",
+                "MS-Replication",
+                "CDC capture job and retention",
+            ],
+        ),
+    ],
+)
+def test_oracle_and_sqlserver_list_their_checks_and_exit_3(engine, names, capsys):
+    # GIVEN an engine without a driver here: no connection is attempted (no password needed)
+    code = preflight.main(["--engine", engine, "--host", "db.example.invalid"])
+    out, err = capsys.readouterr()
+    # THEN each check is printed with the query to run and the fix, and the exit code says
+    # "not verified" (3), which is non-zero: a pipeline gate does not pass silently
+    assert code == preflight.EXIT_MANUAL == 3
+    assert err == ""
+    lines = out.splitlines()
+    assert lines[0] == f"# {engine}: not connected (no driver here); run these by hand"
+    manual = [line for line in lines[1:] if line.startswith("MANUAL ")]
+    assert len(manual) == len(names) == len(lines) - 1
+    for line, name in zip(manual, names, strict=True):
+        assert line.startswith(f"MANUAL {name}")
+        assert " — fix: " in line

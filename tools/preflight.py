@@ -432,6 +432,7 @@ def manual_lines(engine: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m tools.preflight",
         description="Check a legacy database's CDC prerequisites for AWS DMS.",
     )

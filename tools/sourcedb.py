@@ -55,8 +55,18 @@ def protocol_of(engine: str) -> str:
     raise SourceError(f"engine {engine!r} cannot be connected to from here")
 
 
+class _RefusePassword(argparse.Action):
+    """``--password VALUE`` is refused without echoing VALUE (it would land in shell
+    history and process lists; argparse would otherwise print it back)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        parser.error("--password is not accepted: use --password-env VAR or --secret-arn ARN")
+
+
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    """The connection options shared by the tools."""
+    """The connection options shared by the tools. Build ``parser`` with
+    ``allow_abbrev=False`` so ``--password`` is not taken for ``--password-env``."""
+    parser.add_argument("--password", action=_RefusePassword, help=argparse.SUPPRESS)
     parser.add_argument("--host", help="source host (default: from the secret)")
     parser.add_argument("--port", type=int, help="source port (default: engine default)")
     parser.add_argument("--database", help="database name (default: from the secret)")
