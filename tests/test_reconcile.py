@@ -1,0 +1,488 @@
+"""Reconcile against a REAL PostgreSQL (and MariaDB) source and moto's DynamoDB.
+
+The DynamoDB items are written here the way DMS's DynamoDB target writes them: either typed
+by hand (the DMS formats, independent of tools.dms_types) or converted from PostgreSQL's
+text output with ``postgres_text_to_dynamodb`` (what the e2e CDC stand-in uses)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.servers import DbServer, mariadb, postgres  # noqa: F401
+from tools import reconcile
+from tools.dms_types import postgres_text_to_dynamodb
+
+BIG = "12345678901234567890123456789012345678"  # 38 digits: DynamoDB's maximum precision
+REGION = "eu-west-1"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def ddb() -> Iterator[Any]:
+    with mock_aws():
+        yield boto3.client("dynamodb", region_name=REGION)
+
+
+def _table(ddb: Any, keys: list[tuple[str, str]]) -> str:
+    name = f"dmsbus-test-{secrets.token_hex(4)}"
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
+            for i, (k, _) in enumerate(keys)
+        ],
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def _sql(db: DbServer, *statements: str) -> None:
+    conn = db.connect(autocommit=True)
+    cur = conn.cursor()
+    for statement in statements:
+        cur.execute(statement)
+    conn.close()
+
+
+def _load_like_dms(db: DbServer, qualified: str, ddb: Any, target: str) -> int:
+    """Copy every row into DynamoDB as DMS does, from PostgreSQL's text output."""
+    schema, table = qualified.split(".")
+    conn = db.connect(autocommit=True)
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (qualified,),
+    )
+    cols = [(str(n), str(t)) for n, t in cur.fetchall()]
+    cur.execute(f"SELECT {', '.join(f'{n}::text' for n, _ in cols)} FROM {schema}.{table}")
+    count = 0
+    for row in cur.fetchall():
+        item = {}
+        for (name, pg_type), text in zip(cols, row, strict=True):
+            attr = postgres_text_to_dynamodb(pg_type, text)
+            if attr is not None:
+                item[name] = attr
+        ddb.put_item(TableName=target, Item=item)
+        count += 1
+    conn.close()
+    return count
+
+
+class _Counting:
+    """Wraps a boto3 client or a DB-API connection and counts calls (to see the pages)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.scans = inner, 0
+        self.selects: list[str] = []
+
+    def scan(self, **kwargs: Any) -> Any:
+        self.scans += 1
+        return self.inner.scan(**kwargs)
+
+    def cursor(self) -> Any:
+        outer, cur = self, self.inner.cursor()
+
+        class Cur:
+            def execute(self, sql: str, params: Any = None) -> Any:
+                if sql.startswith("SELECT") and " LIMIT " in sql:
+                    outer.selects.append(sql)
+                return cur.execute(sql, params) if params is not None else cur.execute(sql)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(cur, name)
+
+        return Cur()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _cli(db: DbServer, monkeypatch: pytest.MonkeyPatch, *tables: str, extra: tuple = ()) -> list:
+    monkeypatch.setenv("RECONCILE_TEST_PW", db.password)
+    return [
+        "--engine",
+        db.engine,
+        "--host",
+        db.host,
+        "--port",
+        str(db.port),
+        "--database",
+        db.dbname,
+        "--user",
+        db.user,
+        "--password-env",
+        "RECONCILE_TEST_PW",
+        "--ssl",
+        "disable",
+        "--region",
+        REGION,
+        *[a for t in tables for a in ("--table", t)],
+        *extra,
+    ]
+
+
+ORDERS = (
+    "CREATE SCHEMA legacy",
+    "CREATE TABLE legacy.orders (id bigint PRIMARY KEY, amount numeric(38,0), "
+    "price numeric(12,2), ordered date, at timestamp(3), at_tz timestamptz, paid boolean, "
+    "note text, blob bytea, doc jsonb, ratio double precision)",
+    "INSERT INTO legacy.orders SELECT g, "
+    f"CASE WHEN g % 5 = 0 THEN NULL ELSE {BIG} - g END, g * 1.25, "
+    "date '2024-02-29' + g, timestamp '2024-01-01 10:00:00.5' + g * interval '1 minute', "
+    "timestamptz '2024-06-30 23:30:00+02' + g * interval '1 second', g % 2 = 0, "
+    "CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ✓ ü ' || g END, "
+    "decode(lpad(to_hex(g), 4, '0'), 'hex'), jsonb_build_object('g', g), g / 3.0 "
+    "FROM generate_series(1, 53) g",
+)
+
+
+@pytest.fixture
+def orders(postgres: DbServer, ddb: Any) -> tuple[DbServer, str]:  # noqa: F811
+    db = postgres.fresh_database("rc")
+    _sql(db, *ORDERS)
+    target = _table(ddb, [("id", "N")])
+    assert _load_like_dms(db, "legacy.orders", ddb, target) == 53
+    return db, target
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def test_identical_data_reports_zero_differences_reading_both_sides_in_pages(orders, ddb):
+    # GIVEN 53 rows copied into DynamoDB as DMS writes them (NULLs dropped, 38-digit numbers,
+    # dates, timestamps, timestamptz in UTC, booleans as "true"/"false", bytea as B)
+    db, target = orders
+    conn, client = _Counting(db.connect(autocommit=True)), _Counting(ddb)
+    mapping = reconcile.TableMapping.parse(f"legacy.orders={target}:id")
+    # WHEN reconciling with pages of 7
+    result = reconcile.reconcile(conn, "postgres", [mapping], client, page_size=7)
+    # THEN no differences, both counts 53
+    (table,) = result.tables
+    assert result.ok
+    assert (table.source_rows, table.target_items) == (53, 53)
+    assert (table.missing, table.extra, table.different) == (0, 0, 0)
+    # AND both sides were read in pages: 8 keyset SELECTs (7*7 + 4) and at least 8 Scans
+    assert len(conn.selects) == 8
+    assert all("LIMIT 7" in s for s in conn.selects)
+    assert client.scans >= 8
+
+
+def test_cli_identical_data_exit_0(orders, monkeypatch, capsys):
+    db, target = orders
+    code = reconcile.main(_cli(db, monkeypatch, f"legacy.orders={target}:id"))
+    out, err = capsys.readouterr()
+    assert code == 0, (out, err)
+    assert out.splitlines() == [
+        f"OK   legacy.orders -> {target}: source 53 rows, target 53 items, "
+        "missing 0, extra 0, different 0"
+    ]
+
+
+def test_missing_extra_and_changed_items_are_each_found(orders, ddb, monkeypatch, capsys):
+    # GIVEN one item deleted, one item that is not in the source, one value changed
+    db, target = orders
+    ddb.delete_item(TableName=target, Key={"id": {"N": "7"}})
+    ddb.put_item(TableName=target, Item={"id": {"N": "1000"}, "note": {"S": "stray"}})
+    ddb.update_item(
+        TableName=target,
+        Key={"id": {"N": "12"}},
+        UpdateExpression="SET price = :p",
+        ExpressionAttributeValues={":p": {"N": "15.01"}},  # source: 15.00
+    )
+    # WHEN the command runs
+    code = reconcile.main(
+        _cli(db, monkeypatch, f"legacy.orders={target}:id", extra=("--page-size", "10"))
+    )
+    out, err = capsys.readouterr()
+    # THEN exit 1 and each kind is reported with its key; the column, never the value
+    assert code == 1, err
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"DIFF legacy.orders -> {target}: source 53 rows, target 53 items, "
+        "missing 1, extra 1, different 1"
+    )
+    assert '  missing   {"id": "7"}' in lines
+    assert '  extra     {"id": "1000"}' in lines
+    assert '  different {"id": "12"} columns: price' in lines
+    assert "15.01" not in out and "stray" not in out
+
+
+def test_json_output_has_totals_and_samples(orders, ddb, monkeypatch, capsys):
+    db, target = orders
+    for i in (2, 3, 4):
+        ddb.delete_item(TableName=target, Key={"id": {"N": str(i)}})
+    code = reconcile.main(
+        _cli(db, monkeypatch, f"legacy.orders={target}:id", extra=("--json", "--sample", "2"))
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert doc["ok"] is False
+    (table,) = doc["tables"]
+    assert table["missing"] == 3
+    assert len(table["missing_sample"]) == 2  # a sample, and the total
+    assert {s["id"] for s in table["missing_sample"]} <= {"2", "3", "4"}
+
+
+def test_each_changed_column_kind_is_found(orders, ddb):
+    # GIVEN one change per column kind, each on its own row
+    db, target = orders
+    changes = {
+        1: ("amount", {"N": BIG}),  # last digit differs (source BIG - 1): no float rounding
+        2: ("ordered", {"S": "2024-03-03"}),  # one day off
+        3: ("note", {"S": "not NULL"}),  # NULL in the source (column dropped by DMS)
+        4: ("paid", {"S": "false"}),  # source true
+        5: ("at_tz", {"S": "2024-06-30 23:30:05"}),  # source is 21:30:05 UTC
+        6: ("blob", {"B": b"\x00\x07"}),  # source 0x0006
+    }
+    for key, (col, attr) in changes.items():
+        ddb.update_item(
+            TableName=target,
+            Key={"id": {"N": str(key)}},
+            UpdateExpression="SET #c = :v",
+            ExpressionAttributeNames={"#c": col},
+            ExpressionAttributeValues={":v": attr},
+        )
+    # AND one column present in the source dropped from its item
+    ddb.update_item(TableName=target, Key={"id": {"N": "8"}}, UpdateExpression="REMOVE note")
+    conn = db.connect(autocommit=True)
+    result = reconcile.reconcile(
+        conn, "postgres", [reconcile.TableMapping.parse(f"legacy.orders={target}:id")], ddb
+    )
+    (table,) = result.tables
+    assert table.different == 7
+    found = {int(d["key"]["id"]): d["columns"] for d in table.different_sample}
+    assert found == {**{k: [c] for k, (c, _) in changes.items()}, 8: ["note"]}
+
+
+def test_dms_formats_compare_equal_when_the_values_are(postgres, ddb):  # noqa: F811
+    # GIVEN rows with a 38-digit number, dates, times, NULL columns and decimals
+    db = postgres.fresh_database("rc_fmt")
+    _sql(
+        db,
+        "CREATE TABLE acct (id numeric(38,0) PRIMARY KEY, balance numeric(38,2), "
+        "opened date, seen timestamp(6), seen_tz timestamptz, at time, active boolean, "
+        "nick text, big bigint)",
+        f"INSERT INTO acct VALUES ({BIG}, 12345678901234567890123456789012.50, "
+        "'2024-02-29', '2024-02-29 23:59:59.120000', '2024-02-29 23:59:59+01', '08:00:00', "
+        "true, NULL, NULL)",
+        "INSERT INTO acct VALUES (-1, -0.10, '1999-12-31', '2000-01-01 00:00:00', "
+        "'2000-01-01 00:00:00+00', '23:59:59.5', false, 'x', 9223372036854775807)",
+    )
+    target = _table(ddb, [("id", "N")])
+    # WHEN DynamoDB holds them in the forms DMS may write (typed here by hand): NULL columns
+    # absent, numbers without/with trailing zeros, ISO 'T' or space, fractions trimmed or not
+    ddb.put_item(
+        TableName=target,
+        Item={
+            "id": {"N": BIG},
+            "balance": {"N": "12345678901234567890123456789012.5"},
+            "opened": {"S": "2024-02-29"},
+            "seen": {"S": "2024-02-29T23:59:59.12"},
+            "seen_tz": {"S": "2024-02-29 22:59:59"},
+            "at": {"S": "08:00:00.000000"},
+            "active": {"S": "true"},
+        },
+    )
+    ddb.put_item(
+        TableName=target,
+        Item={
+            "id": {"N": "-1"},
+            "balance": {"N": "-0.10"},
+            "opened": {"S": "1999-12-31 00:00:00"},
+            "seen": {"S": "2000-01-01 00:00:00.000"},
+            "seen_tz": {"S": "2000-01-01T00:00:00Z"},
+            "at": {"S": "23:59:59.500"},
+            "active": {"BOOL": False},  # MapBooleanAsBoolean
+            "nick": {"S": "x"},
+            "big": {"N": "9223372036854775807"},
+            "ignored": {"S": "attributes not in the source are not compared"},
+        },
+    )
+    conn = db.connect(autocommit=True)
+    result = reconcile.reconcile(
+        conn, "postgres", [reconcile.TableMapping.parse(f"public.acct={target}:id")], ddb
+    )
+    # THEN they compare equal
+    (table,) = result.tables
+    assert table.ok, table.lines()
+    assert (table.source_rows, table.target_items) == (2, 2)
+
+    # AND an explicit NULL attribute means the same as a dropped column
+    ddb.update_item(
+        TableName=target,
+        Key={"id": {"N": BIG}},
+        UpdateExpression="SET nick = :n",
+        ExpressionAttributeValues={":n": {"NULL": True}},
+    )
+    assert reconcile.reconcile(
+        conn, "postgres", [reconcile.TableMapping.parse(f"public.acct={target}:id")], ddb
+    ).ok
+
+
+def test_composite_keys_and_chosen_columns(postgres, ddb):  # noqa: F811
+    # GIVEN order lines keyed (order_id, line_no), 3 lines per order
+    db = postgres.fresh_database("rc_lines")
+    _sql(
+        db,
+        "CREATE TABLE lines (order_id text, line_no int, qty int, memo text, "
+        "PRIMARY KEY (order_id, line_no))",
+        "INSERT INTO lines SELECT 'o-' || lpad(o::text, 3, '0'), l, o * l, 'm' "
+        "FROM generate_series(1, 9) o, generate_series(1, 3) l",
+    )
+    target = _table(ddb, [("order_id", "S"), ("line_no", "N")])
+    assert _load_like_dms(db, "public.lines", ddb, target) == 27
+    ddb.delete_item(TableName=target, Key={"order_id": {"S": "o-004"}, "line_no": {"N": "2"}})
+    ddb.update_item(
+        TableName=target,
+        Key={"order_id": {"S": "o-009"}, "line_no": {"N": "3"}},
+        UpdateExpression="SET memo = :m",
+        ExpressionAttributeValues={":m": {"S": "changed"}},
+    )
+    conn = _Counting(db.connect(autocommit=True))
+    # WHEN only the key and qty are compared, with pages of 4 (keyset over both key columns)
+    mapping = reconcile.TableMapping.parse(f"public.lines={target}:order_id,line_no:qty")
+    (table,) = reconcile.reconcile(conn, "postgres", [mapping], ddb, page_size=4).tables
+    # THEN the missing line is found by its two-column key; memo was not compared
+    assert (table.source_rows, table.missing, table.extra, table.different) == (27, 1, 0, 0)
+    assert table.missing_sample == [{"order_id": "o-004", "line_no": "2"}]
+    assert len(conn.selects) == 7  # 6 full pages of 4 + the last page of 3
+
+
+def test_target_pages_compare_a_replica_the_same_way(orders):
+    # GIVEN a replica (e.g. the e2e consumer's) that can give its rows as DynamoDB items
+    db, _ = orders
+    conn = db.connect(autocommit=True)
+    cur = conn.cursor()
+    cur.execute("SELECT id::text, price::text FROM legacy.orders o ORDER BY o.id")
+    replica = [{"id": {"N": i}, "price": {"N": p}} for i, p in cur.fetchall()]
+    replica[10]["price"] = {"N": "0"}
+    mapping = reconcile.TableMapping.parse("legacy.orders=replica:id:price")
+    # WHEN its pages are reconciled instead of a DynamoDB Scan
+    table = reconcile.reconcile_table(
+        conn, "postgres", mapping, None, target_pages=[replica[:20], replica[20:]]
+    )
+    # THEN the changed row is found
+    assert (table.source_rows, table.target_items, table.different) == (53, 53, 1)
+    assert table.different_sample == [{"key": {"id": "11"}, "columns": ["price"]}]
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+
+def test_mariadb_source_identical_then_changed(mariadb, ddb):  # noqa: F811
+    db = mariadb.fresh_database("rc")
+    _sql(
+        db,
+        "SET time_zone = '+00:00'",
+        "CREATE TABLE orders (id int PRIMARY KEY, amount decimal(38,0), price decimal(10,2), "
+        "at datetime(3), stamp timestamp NULL, t time, flags bit(3), note varchar(20)) "
+        "DEFAULT CHARSET=utf8mb4",
+        f"INSERT INTO orders VALUES (1, {BIG}, 9.90, '2024-02-29 10:00:00.250', "
+        "'2024-02-29 10:00:00', '-01:30:00', b'101', NULL), "
+        "(2, 0, 0.00, '1999-12-31 23:59:59.000', NULL, '12:00:00', b'000', 'ü ✓')",
+    )
+    target = _table(ddb, [("id", "N")])
+    ddb.put_item(
+        TableName=target,
+        Item={
+            "id": {"N": "1"},
+            "amount": {"N": BIG},
+            "price": {"N": "9.9"},
+            "at": {"S": "2024-02-29 10:00:00.25"},
+            "stamp": {"S": "2024-02-29 10:00:00"},  # the session/server zone is UTC here
+            "t": {"S": "-01:30:00"},
+            "flags": {"N": "5"},
+        },
+    )
+    ddb.put_item(
+        TableName=target,
+        Item={
+            "id": {"N": "2"},
+            "amount": {"N": "0"},
+            "price": {"N": "0"},
+            "at": {"S": "1999-12-31 23:59:59"},
+            "t": {"S": "12:00:00"},
+            "flags": {"N": "0"},
+            "note": {"S": "ü ✓"},
+        },
+    )
+    conn = db.connect(autocommit=True)
+    mapping = reconcile.TableMapping.parse(f"{db.dbname}.orders={target}:id")
+    (table,) = reconcile.reconcile(conn, "mariadb", [mapping], ddb, page_size=1).tables
+    assert table.ok, table.lines()
+    ddb.update_item(
+        TableName=target,
+        Key={"id": {"N": "1"}},
+        UpdateExpression="SET amount = :a",
+        ExpressionAttributeValues={":a": {"N": BIG[:-1] + "9"}},
+    )
+    (table,) = reconcile.reconcile(conn, "mariadb", [mapping], ddb).tables
+    assert table.different_sample == [{"key": {"id": "1"}, "columns": ["amount"]}]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _one_line_exit_2(code: int, capsys: pytest.CaptureFixture[str]) -> str:
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err.strip()
+
+
+def test_unknown_source_table_is_one_line(orders, monkeypatch, capsys):
+    db, target = orders
+    code = reconcile.main(_cli(db, monkeypatch, f"legacy.nope={target}:id"))
+    err = _one_line_exit_2(code, capsys)
+    assert err == "reconcile: source table legacy.nope not found (or no access)"
+
+
+def test_unknown_key_column_is_one_line(orders, monkeypatch, capsys):
+    db, target = orders
+    code = reconcile.main(_cli(db, monkeypatch, f"legacy.orders={target}:order_no"))
+    assert _one_line_exit_2(code, capsys) == "reconcile: legacy.orders: no column(s) order_no"
+
+
+def test_missing_dynamodb_table_is_one_line(orders, monkeypatch, capsys):
+    db, _ = orders
+    code = reconcile.main(_cli(db, monkeypatch, "legacy.orders=dmsbus-test-absent:id"))
+    err = _one_line_exit_2(code, capsys)
+    assert err.startswith("reconcile: ") and "ResourceNotFoundException" in err
+
+
+def test_bad_table_spec_is_one_line(orders, monkeypatch, capsys):
+    db, _ = orders
+    code = reconcile.main(_cli(db, monkeypatch, "orders-without-schema"))
+    err = _one_line_exit_2(code, capsys)
+    assert err.startswith("reconcile: bad --table 'orders-without-schema'")
+
+
+def test_bad_password_is_one_line(orders, monkeypatch, capsys):
+    db, target = orders
+    args = _cli(db, monkeypatch, f"legacy.orders={target}:id")
+    monkeypatch.setenv("RECONCILE_TEST_PW", "wrong-password")
+    err = _one_line_exit_2(reconcile.main(args), capsys)
+    assert err.startswith("reconcile: cannot connect to postgres at ")
+    assert "authentication failed" in err and "wrong-password" not in err
+
+
+def test_password_option_is_refused_without_echo(capsys):
+    with pytest.raises(SystemExit) as exc:
+        reconcile.main(["--engine", "postgres", "--table", "a.b=t:id", "--password", "pw-value"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "--password is not accepted" in err and "pw-value" not in err

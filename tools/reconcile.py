@@ -1,0 +1,462 @@
+"""Reconcile: do the DynamoDB waypoint tables hold exactly the legacy rows?
+
+DMS data validation does not support a DynamoDB target, so this is the proof. For each
+chosen table it reads the source in keyset-paginated pages and the DynamoDB table in Scan
+pages, converts each source row the way DMS writes it (``tools.dms_types``), and compares
+per key a hash of the mapped columns. It reports the counts, and the missing (in the source,
+not in DynamoDB), extra (in DynamoDB, not in the source) and different keys: totals and a
+sample of each (differences name the columns, never their values).
+
+    python -m tools.reconcile --engine postgres --host db.internal --database app \\
+        --user reader --password-env PGPASSWORD --region eu-west-1 \\
+        --table public.orders=dmsbus-prod-orders:order_id \\
+        --table sales.order_lines=dmsbus-prod-order_lines:order_id,line_no:order_id,line_no,qty
+
+``--table SCHEMA.TABLE=DYNAMODB_TABLE:KEY[,KEY2][:COL,COL...]`` (columns default to every
+source column). Exit 0: no difference; 1: differences; 2: usage, credentials or connection
+problem (one line on stderr). Memory: one entry (key + 16-byte hash) per source row.
+
+Python API: :func:`reconcile` returns a :class:`ReconcileResult`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tools.dms_types import Canonical, Category, canonical, canonical_value, category_of, digest
+from tools.sourcedb import (
+    MYSQL_LIKE,
+    POSTGRES_LIKE,
+    SourceError,
+    add_connection_args,
+    connect,
+    params_from_args,
+    protocol_of,
+)
+
+EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+DEFAULT_PAGE = 1000
+DEFAULT_SAMPLE = 10
+
+
+class ReconcileError(Exception):
+    """A problem that stops the comparison (bad mapping, unknown table or column)."""
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """One source table and the DynamoDB table DMS writes it to."""
+
+    source: str  # "schema.table" (MySQL: "database.table")
+    target: str  # physical DynamoDB table name
+    keys: tuple[str, ...]  # key columns = the DynamoDB key attributes (DMS object mapping)
+    columns: tuple[str, ...] | None = None  # compared columns; None = every source column
+
+    @classmethod
+    def parse(cls, spec: str) -> TableMapping:
+        """``schema.table=target:key1,key2[:col1,col2]``."""
+        source, sep, rest = spec.partition("=")
+        parts = rest.split(":")
+        if not sep or "." not in source or len(parts) not in (2, 3) or not parts[0]:
+            raise ReconcileError(
+                f"bad --table {spec!r}: expected SCHEMA.TABLE=DYNAMODB_TABLE:KEY[,KEY][:COLS]"
+            )
+        keys = tuple(k.strip() for k in parts[1].split(",") if k.strip())
+        if not keys:
+            raise ReconcileError(f"bad --table {spec!r}: no key column")
+        cols = (
+            tuple(c.strip() for c in parts[2].split(",") if c.strip()) if len(parts) == 3 else None
+        )
+        return cls(source=source.strip(), target=parts[0].strip(), keys=keys, columns=cols or None)
+
+
+@dataclass
+class TableReport:
+    """The comparison of one table. Samples hold canonical key values (as text)."""
+
+    source: str
+    target: str
+    keys: list[str]
+    source_rows: int = 0
+    target_items: int = 0
+    missing: int = 0
+    extra: int = 0
+    different: int = 0
+    missing_sample: list[dict[str, str]] = field(default_factory=list)
+    extra_sample: list[dict[str, str]] = field(default_factory=list)
+    different_sample: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.extra or self.different)
+
+    def lines(self) -> list[str]:
+        head = (
+            f"{'OK  ' if self.ok else 'DIFF'} {self.source} -> {self.target}: "
+            f"source {self.source_rows} rows, target {self.target_items} items, "
+            f"missing {self.missing}, extra {self.extra}, different {self.different}"
+        )
+        out = [head]
+        out += [f"  missing   {json.dumps(k)}" for k in self.missing_sample]
+        out += [f"  extra     {json.dumps(k)}" for k in self.extra_sample]
+        out += [
+            f"  different {json.dumps(d['key'])} columns: {', '.join(d['columns'])}"
+            for d in self.different_sample
+        ]
+        return out
+
+
+@dataclass
+class ReconcileResult:
+    tables: list[TableReport]
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tables)
+
+    def to_json(self) -> str:
+        return json.dumps({"ok": self.ok, "tables": [asdict(t) for t in self.tables]}, indent=2)
+
+
+# --------------------------------------------------------------------------- source side
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    category: Category
+    sql_type: str  # PostgreSQL format_type / MySQL COLUMN_TYPE
+
+
+class _Source:
+    """Keyset-paginated reads of one source table through a DB-API connection."""
+
+    def __init__(self, conn: Any, engine: str, mapping: TableMapping) -> None:
+        self.conn, self.engine, self.mapping = conn, engine, mapping
+        self.schema, _, self.table = mapping.source.partition(".")
+        all_cols = self._columns()
+        if not all_cols:
+            raise ReconcileError(f"source table {mapping.source} not found (or no access)")
+        by_name = {c.name: c for c in all_cols}
+        wanted = list(mapping.columns) if mapping.columns else [c.name for c in all_cols]
+        for k in mapping.keys:
+            if k not in wanted:
+                wanted.insert(0, k)
+        unknown = [c for c in wanted if c not in by_name]
+        if unknown:
+            raise ReconcileError(f"{mapping.source}: no column(s) {', '.join(unknown)}")
+        self.columns = [by_name[c] for c in wanted]
+        self.key_columns = [by_name[k] for k in mapping.keys]
+
+    def q(self, name: str) -> str:
+        return (
+            f'"{name.replace(chr(34), chr(34) * 2)}"'
+            if self.engine == "postgres"
+            else (f"`{name.replace('`', '``')}`")
+        )
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, tuple(params)) if params else cur.execute(sql)
+            return [tuple(r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+
+    def _columns(self) -> list[_Column]:
+        if self.engine == "postgres":
+            rows = self._rows(
+                "SELECT a.attname, c.data_type, format_type(a.atttypid, a.atttypmod) "
+                "FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = t.relnamespace "
+                "JOIN information_schema.columns c ON c.table_schema = n.nspname "
+                "AND c.table_name = t.relname AND c.column_name = a.attname "
+                "WHERE n.nspname = %s AND t.relname = %s AND a.attnum > 0 "
+                "AND NOT a.attisdropped ORDER BY a.attnum",
+                (self.schema, self.table),
+            )
+        else:
+            rows = self._rows(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                (self.schema, self.table),
+            )
+        return [_Column(str(n), category_of(self.engine, str(t)), str(f)) for n, t, f in rows]
+
+    def _expr(self, col: _Column) -> str:
+        """Select expression giving the value in the form DMS reads it."""
+        q = self.q(col.name)
+        if self.engine == "postgres":
+            if col.sql_type == "money":
+                return f"{q}::numeric"
+            if col.category in ("string", "time"):
+                return f"{q}::text"
+            return q
+        if col.sql_type.startswith("bit"):
+            return f"CAST({q} AS UNSIGNED)"
+        if col.category == "time":
+            return f"CAST({q} AS CHAR)"
+        return q
+
+    def _param(self, col: _Column) -> str:
+        return f"CAST(%s AS {col.sql_type})" if self.engine == "postgres" else "%s"
+
+    def _select(self) -> str:
+        exprs = [self._expr(c) for c in self.columns] + [self.q(c.name) for c in self.key_columns]
+        return f"SELECT {', '.join(exprs)} FROM {self.q(self.schema)}.{self.q(self.table)}"
+
+    def pages(self, page_size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows in key order; the raw key values are appended to each row."""
+        keys = ", ".join(self.q(c.name) for c in self.key_columns)
+        after = (
+            f"({keys}) > ({', '.join(self._param(c) for c in self.key_columns)})"
+            if len(self.key_columns) > 1
+            else f"{keys} > {self._param(self.key_columns[0])}"
+        )
+        last: tuple[Any, ...] | None = None
+        while True:
+            where = f" WHERE {after}" if last is not None else ""
+            sql = f"{self._select()}{where} ORDER BY {keys} LIMIT {int(page_size)}"
+            rows = self._rows(sql, last or ())
+            if not rows:
+                return
+            yield rows
+            if len(rows) < page_size:
+                return
+            last = rows[-1][len(self.columns) :]
+
+    def fetch(self, raw_key: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        cond = " AND ".join(f"{self.q(c.name)} = {self._param(c)}" for c in self.key_columns)
+        rows = self._rows(f"{self._select()} WHERE {cond}", raw_key)
+        return rows[0] if rows else None
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _canon_row(
+    columns: list[_Column], values: Sequence[Any], boolean_as_boolean: bool
+) -> dict[str, Canonical | None]:
+    return {
+        c.name: canonical_value(v, c.category, boolean_as_boolean=boolean_as_boolean)
+        for c, v in zip(columns, values, strict=False)
+    }
+
+
+def _canon_item(columns: list[_Column], item: dict[str, Any]) -> dict[str, Canonical | None]:
+    return {c.name: canonical(item.get(c.name), c.category) for c in columns}
+
+
+def _key_text(key_columns: list[_Column], canon: dict[str, Canonical | None]) -> str:
+    return json.dumps([canon[c.name] for c in key_columns], separators=(",", ":"))
+
+
+def _key_sample(key_columns: list[_Column], canon: dict[str, Canonical | None]) -> dict[str, str]:
+    return {c.name: (canon[c.name] or ("", "NULL"))[1] for c in key_columns}
+
+
+def _scan(
+    dynamodb: Any, table: str, names: list[str], page_size: int, consistent: bool
+) -> Iterator[list[dict[str, Any]]]:
+    placeholders = {f"#c{i}": n for i, n in enumerate(names)}
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "Limit": page_size,
+        "ProjectionExpression": ", ".join(placeholders),
+        "ExpressionAttributeNames": placeholders,
+        "ConsistentRead": consistent,
+    }
+    while True:
+        page = dynamodb.scan(**kwargs)
+        yield page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def reconcile_table(
+    conn: Any,
+    engine: str,
+    mapping: TableMapping,
+    dynamodb: Any,
+    *,
+    page_size: int = DEFAULT_PAGE,
+    sample: int = DEFAULT_SAMPLE,
+    boolean_as_boolean: bool = False,
+    consistent_read: bool = False,
+    target_pages: Iterable[list[dict[str, Any]]] | None = None,
+) -> TableReport:
+    """Compare one table. ``engine``: postgres | mysql | mariadb (or a DMS engine name).
+
+    The target is ``mapping.target`` read with ``dynamodb`` (a boto3 client) in Scan pages,
+    or, when given, ``target_pages``: pages of items in DynamoDB's attribute form from
+    anywhere else (e.g. a consumer's replica), compared the same way."""
+    proto = protocol_of(engine)
+    src = _Source(conn, proto, mapping)
+    cols, key_cols = src.columns, src.key_columns
+    report = TableReport(source=mapping.source, target=mapping.target, keys=list(mapping.keys))
+
+    # pass 1: the source, page by page -> {key: (hash, raw key)}
+    seen: dict[str, tuple[bytes, tuple[Any, ...]]] = {}
+    for rows in src.pages(page_size):
+        for row in rows:
+            canon = _canon_row(cols, row[: len(cols)], boolean_as_boolean)
+            seen[_key_text(key_cols, canon)] = (digest(canon), row[len(cols) :])
+            report.source_rows += 1
+
+    # pass 2: DynamoDB Scan pages, matched against the source hashes
+    different: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    if target_pages is None:
+        target_pages = _scan(
+            dynamodb, mapping.target, [c.name for c in cols], page_size, consistent_read
+        )
+    for items in target_pages:
+        for item in items:
+            report.target_items += 1
+            canon = _canon_item(cols, item)
+            key = _key_text(key_cols, canon)
+            found = seen.pop(key, None)
+            if found is None:
+                report.extra += 1
+                if len(report.extra_sample) < sample:
+                    report.extra_sample.append(_key_sample(key_cols, canon))
+            elif found[0] != digest(canon):
+                report.different += 1
+                if len(different) < sample:
+                    different.append((found[1], item))
+
+    report.missing = len(seen)
+    for key in list(seen)[:sample]:
+        pairs = json.loads(key)
+        report.missing_sample.append(
+            {c.name: (p[1] if p else "NULL") for c, p in zip(key_cols, pairs, strict=True)}
+        )
+
+    # differing columns for the sample: re-read those source rows (names only, no values)
+    for raw_key, item in different:
+        target = _canon_item(cols, item)
+        fresh = src.fetch(raw_key)
+        source = _canon_row(cols, fresh[: len(cols)], boolean_as_boolean) if fresh else {}
+        changed = [c.name for c in cols if source.get(c.name) != target.get(c.name)]
+        report.different_sample.append(
+            {"key": _key_sample(key_cols, target), "columns": changed or ["(changed since read)"]}
+        )
+    return report
+
+
+def reconcile(
+    conn: Any,
+    engine: str,
+    mappings: Sequence[TableMapping],
+    dynamodb: Any,
+    *,
+    page_size: int = DEFAULT_PAGE,
+    sample: int = DEFAULT_SAMPLE,
+    boolean_as_boolean: bool = False,
+    consistent_read: bool = False,
+) -> ReconcileResult:
+    """Compare every mapping; ``dynamodb`` is a boto3 DynamoDB client."""
+    if protocol_of(engine) == "mysql":
+        cur = conn.cursor()
+        cur.execute("SET time_zone = '+00:00'")  # TIMESTAMP values in UTC, as DMS reads them
+        cur.close()
+    return ReconcileResult(
+        [
+            reconcile_table(
+                conn,
+                engine,
+                m,
+                dynamodb,
+                page_size=page_size,
+                sample=sample,
+                boolean_as_boolean=boolean_as_boolean,
+                consistent_read=consistent_read,
+            )
+            for m in mappings
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False,
+        prog="python -m tools.reconcile",
+        description="Compare legacy source tables with their DynamoDB waypoint tables.",
+    )
+    parser.add_argument("--engine", required=True, choices=sorted(POSTGRES_LIKE | MYSQL_LIKE))
+    add_connection_args(parser)
+    parser.add_argument(
+        "--table",
+        action="append",
+        required=True,
+        metavar="SCHEMA.TABLE=DDB_TABLE:KEYS[:COLS]",
+        help="a table to compare (repeat for more)",
+    )
+    parser.add_argument("--endpoint-url", help="DynamoDB endpoint (e.g. DynamoDB Local)")
+    parser.add_argument("--page-size", type=int, default=DEFAULT_PAGE)
+    parser.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, help="keys shown per kind")
+    parser.add_argument(
+        "--boolean-as-boolean",
+        action="store_true",
+        help="the DMS source endpoint sets MapBooleanAsBoolean (PostgreSQL)",
+    )
+    parser.add_argument(
+        "--consistent-read", action="store_true", help="strongly consistent Scan (2x RCU)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, dynamodb: Any = None, secrets_client: Any = None
+) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        mappings = [TableMapping.parse(spec) for spec in args.table]
+        params = params_from_args(args, args.engine, secrets_client)
+        if dynamodb is None:
+            import boto3
+
+            dynamodb = boto3.client(
+                "dynamodb", region_name=args.region, endpoint_url=args.endpoint_url
+            )
+        conn = connect(params)
+        try:
+            result = reconcile(
+                conn,
+                args.engine,
+                mappings,
+                dynamodb,
+                page_size=args.page_size,
+                sample=args.sample,
+                boolean_as_boolean=args.boolean_as_boolean,
+                consistent_read=args.consistent_read,
+            )
+        finally:
+            conn.close()
+    except (SourceError, ReconcileError) as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # DynamoDB errors (no table, no credentials), query failures
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"reconcile: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(result.to_json())
+    else:
+        for table in result.tables:
+            for line in table.lines():
+                print(line)
+    return EXIT_OK if result.ok else EXIT_DIFFERENT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
