@@ -51,6 +51,17 @@ STATUSES: dict[Kind, tuple[str, tuple[str, ...]]] = {
     "get": ("200", ("200", "400", "404", "429", "500")),
 }
 
+#: Method request parameters per method (True: required).
+PARAMETERS: dict[Kind, dict[str, bool]] = {
+    "post": {"method.request.header.Idempotency-Key": False},
+    "put": {"method.request.path.id": True},
+    "get": {"method.request.path.id": True},
+}
+
+#: Integration response selection: DynamoDB's HTTP status (regex) -> the method status it maps
+#: to before the template's `responseOverride`; anything else takes the success mapping.
+ERROR_PATTERNS: dict[str, str] = {"400": r"4\d{2}", "500": r"5\d{2}"}
+
 #: Gateway responses: API Gateway's own errors (validation, auth, throttling) as JSON.
 GATEWAY_RESPONSES: dict[str, str] = {
     "BAD_REQUEST_BODY": (
@@ -304,6 +315,14 @@ class IngestApi(pulumi.ComponentResource):
                 )
             )
         fingerprint["gateway_responses"] = GATEWAY_RESPONSES
+        # Everything else a deployment snapshots that comes from code, not config: a change to
+        # any of it must redeploy the stage, or the stage keeps serving the old methods.
+        fingerprint["shape"] = {
+            "actions": ACTIONS,
+            "statuses": STATUSES,
+            "parameters": PARAMETERS,
+            "error_patterns": ERROR_PATTERNS,
+        }
         redeploy = hashlib.sha256(
             json.dumps(fingerprint, sort_keys=True).encode("utf-8")
         ).hexdigest()
@@ -499,9 +518,9 @@ class IngestApi(pulumi.ComponentResource):
         )
         deps: list[pulumi.Resource] = []
         routes: list[tuple[Kind, aws.apigateway.Resource, dict[str, bool]]] = [
-            ("post", collection, {"method.request.header.Idempotency-Key": False}),
-            ("put", item, {"method.request.path.id": True}),
-            ("get", item, {"method.request.path.id": True}),
+            ("post", collection, PARAMETERS["post"]),
+            ("put", item, PARAMETERS["put"]),
+            ("get", item, PARAMETERS["get"]),
         ]
         for kind, resource, params in routes:
             deps.extend(
@@ -572,8 +591,8 @@ class IngestApi(pulumi.ComponentResource):
         responses.extend(method_responses.values())
         mapped = [
             (success, None, templates[f"{kind}_response_ok"]),
-            ("400", r"4\d{2}", templates[f"{kind}_response_400"]),
-            ("500", r"5\d{2}", templates["response_500"]),
+            ("400", ERROR_PATTERNS["400"], templates[f"{kind}_response_400"]),
+            ("500", ERROR_PATTERNS["500"], templates["response_500"]),
         ]
         for status, pattern, template in mapped:
             responses.append(

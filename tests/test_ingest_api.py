@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components import ingest_api
 from components.ingest_api import (
     GATEWAY_RESPONSES,
     IngestApi,
@@ -331,6 +332,24 @@ def test_deployment_redeploys_when_the_api_changes() -> None:
     assert same_a == same_b
     assert changed != same_a
     assert re.fullmatch(r"[0-9a-f]{64}", same_a)
+
+
+def test_deployment_redeploys_when_the_method_shape_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Method responses, parameters and selection patterns come from code, not config; the
+    # stage serves a snapshot, so a change to them must change the trigger too.
+    def trigger() -> str:
+        return plan_of(settings()).named("ingest-deployment").inputs["triggers"]["redeployment"]
+
+    before = trigger()
+    monkeypatch.setattr(ingest_api, "ERROR_PATTERNS", {"400": r"4\d{2}", "500": r"5\d\d"})
+    patterns = trigger()
+    monkeypatch.setattr(
+        ingest_api, "STATUSES", {**ingest_api.STATUSES, "get": ("200", ("200", "400", "500"))}
+    )
+    statuses = trigger()
+    assert len({before, patterns, statuses}) == 3
 
 
 def test_deployment_waits_for_every_method_and_mapping(iam_plan: Plan) -> None:
