@@ -1,0 +1,471 @@
+"""Redrive the fan-in's failed batches from its on-failure DLQ back onto the bus.
+
+    python -m tools.redrive --queue-url URL [--dry-run] [--max-messages N]
+        [--function-name NAME | --tables JSON --stream-name NAME [--overflow-bucket B]]
+
+A message in the DLQ does not hold the records: Lambda sends the metadata of the failed batch
+(`DDBStreamBatchInfo`: stream ARN, shard, first and last sequence number). For each message
+this tool
+
+1. re-reads that sequence range from the DynamoDB stream (GetShardIterator AT_SEQUENCE_NUMBER,
+   then GetRecords until past the last sequence number) — possible only while the records
+   are within the stream's 24-hour retention;
+2. converts the records with the fan-in's own code (`handlers.envelope.stream_envelope`) and
+   puts them on the bus with the fan-in's own publisher (`handlers.bus`: retries, overflow);
+3. deletes the message only once every record of its range is on the bus.
+
+A message whose range has expired (TrimmedDataAccessException, the shard or stream is gone, or
+the range cannot be read to its end) is never deleted: it is reported and left in the queue
+for a decision (re-sync the table from the source; see docs/runbook.md). `--dry-run` reads and
+reports, changes nothing (the messages become visible again right away).
+
+The table mapping (physical table -> logical name the envelopes carry), the bus stream and the
+overflow bucket are read from the fan-in function's environment (`--function-name`), or given
+with `--tables '{"dmsbus-prod-orders": "orders"}' --stream-name ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Publisher = Callable[[list[Any]], object]
+"""Puts envelopes on the bus; raises (`handlers.bus.PublishError`) when some could not be put
+after its retries."""
+
+EXPIRED_ERRORS = {"TrimmedDataAccessException", "ResourceNotFoundException"}
+EMPTY_POLLS = 5  # consecutive empty GetRecords pages before a range counts as unreadable
+PAGE_LIMIT = 1000  # GetRecords maximum
+
+
+class RangeExpired(Exception):
+    """The records of a failed batch are no longer readable from the stream."""
+
+
+@dataclass
+class BatchInfo:
+    """`DDBStreamBatchInfo` of a Lambda on-failure record."""
+
+    stream_arn: str
+    shard_id: str
+    start: str
+    end: str
+    batch_size: int | None = None
+    first_arrival: str | None = None
+
+    @property
+    def physical_table(self) -> str:
+        parts = self.stream_arn.split("/")
+        if len(parts) < 4 or not parts[0].endswith(":table") or parts[2] != "stream":
+            raise ValueError(f"not a DynamoDB stream ARN: {self.stream_arn!r}")
+        return parts[1]
+
+
+@dataclass
+class Outcome:
+    """What happened to one DLQ message."""
+
+    message_id: str
+    status: str  # redriven | would-redrive | expired | failed | unrecognised
+    detail: str = ""
+    stream_arn: str | None = None
+    shard_id: str | None = None
+    start: str | None = None
+    end: str | None = None
+    batch_size: int | None = None
+    records: int = 0
+    deleted: bool = False
+    condition: str | None = None
+
+    @property
+    def kept(self) -> bool:
+        return not self.deleted
+
+
+@dataclass
+class Report:
+    dry_run: bool
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing needs a decision: every message was redriven (or would be)."""
+        return all(o.status in ("redriven", "would-redrive") for o in self.outcomes)
+
+    def summary(self) -> str:
+        records = sum(o.records for o in self.outcomes if o.status == "redriven")
+        parts = [
+            f"{len(self.outcomes)} message(s)",
+            f"{self.count('redriven')} redriven ({records} record(s), messages deleted)",
+            f"{self.count('would-redrive')} would be redriven (dry run)",
+            f"{self.count('expired')} expired (kept)",
+            f"{self.count('failed')} failed (kept)",
+            f"{self.count('unrecognised')} unrecognised (kept)",
+        ]
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "summary": self.summary(),
+            "messages": [asdict(o) for o in self.outcomes],
+        }
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def parse_message(body: str) -> tuple[BatchInfo, dict[str, Any]]:
+    """The batch of a Lambda on-failure record (DynamoDB Streams source). Raises ValueError."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise ValueError("body is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("DDBStreamBatchInfo"), dict):
+        raise ValueError("no DDBStreamBatchInfo: not a DynamoDB Streams on-failure record")
+    info = doc["DDBStreamBatchInfo"]
+    missing = [
+        k for k in ("streamArn", "shardId", "startSequenceNumber", "endSequenceNumber")
+        if not info.get(k)
+    ]
+    if missing:
+        raise ValueError(f"DDBStreamBatchInfo lacks {', '.join(missing)}")
+    batch = BatchInfo(
+        stream_arn=str(info["streamArn"]),
+        shard_id=str(info["shardId"]),
+        start=str(info["startSequenceNumber"]),
+        end=str(info["endSequenceNumber"]),
+        batch_size=info.get("batchSize"),
+        first_arrival=info.get("approximateArrivalOfFirstRecord"),
+    )
+    if not (batch.start.isdigit() and batch.end.isdigit()) or int(batch.start) > int(batch.end):
+        raise ValueError(f"bad sequence range {batch.start}..{batch.end}")
+    batch.physical_table  # noqa: B018 - validates the ARN
+    raw_context = doc.get("requestContext")
+    context: dict[str, Any] = raw_context if isinstance(raw_context, dict) else {}
+    return batch, context
+
+
+# --- reading the stream -----------------------------------------------------------------------
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or "") or None
+    return None
+
+
+def read_range(streams: Any, batch: BatchInfo) -> list[dict[str, Any]]:
+    """Every record of the shard with start <= sequence number <= end, in order.
+
+    Raises RangeExpired when the range is no longer (completely) readable.
+    """
+    start, end = int(batch.start), int(batch.end)
+
+    def iterator(kind: str, seq: str) -> str | None:
+        try:
+            out = streams.get_shard_iterator(
+                StreamArn=batch.stream_arn,
+                ShardId=batch.shard_id,
+                ShardIteratorType=kind,
+                SequenceNumber=seq,
+            )
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in EXPIRED_ERRORS:
+                raise RangeExpired(f"{code}: {exc}") from None
+            raise
+        shard_iterator: str | None = out.get("ShardIterator")
+        return shard_iterator
+
+    records: list[dict[str, Any]] = []
+    shard_iterator = iterator("AT_SEQUENCE_NUMBER", batch.start)
+    empty = 0
+    renewed = False
+    while shard_iterator:
+        try:
+            page = streams.get_records(ShardIterator=shard_iterator, Limit=PAGE_LIMIT)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code == "ExpiredIteratorException" and not renewed:
+                # An iterator lives 15 minutes; get a fresh one once, after what we have.
+                renewed = True
+                last = records[-1]["dynamodb"]["SequenceNumber"] if records else None
+                shard_iterator = (
+                    iterator("AFTER_SEQUENCE_NUMBER", last)
+                    if last
+                    else iterator("AT_SEQUENCE_NUMBER", batch.start)
+                )
+                continue
+            if code in EXPIRED_ERRORS or code == "ExpiredIteratorException":
+                raise RangeExpired(f"{code}: {exc}") from None
+            raise
+        page_records = page.get("Records") or []
+        for record in page_records:
+            seq = int(record["dynamodb"]["SequenceNumber"])
+            if seq < start:
+                continue
+            if seq > end:
+                return _complete(records, batch)
+            records.append(record)
+            if seq == end:
+                return _complete(records, batch)
+        empty = 0 if page_records else empty + 1
+        if empty >= EMPTY_POLLS:
+            break
+        shard_iterator = page.get("NextShardIterator")
+    return _complete(records, batch)
+
+
+def _complete(records: list[dict[str, Any]], batch: BatchInfo) -> list[dict[str, Any]]:
+    """`records` if they reach the end of the range; RangeExpired if the range is broken."""
+    if not records:
+        raise RangeExpired(f"no record of {batch.start}..{batch.end} is readable any more")
+    first = records[0]["dynamodb"]["SequenceNumber"]
+    if first != batch.start:
+        raise RangeExpired(f"the range starts at {first}, not {batch.start}: head trimmed")
+    if int(records[-1]["dynamodb"]["SequenceNumber"]) < int(batch.end):
+        # Without the end, a record might be missing: do not claim the batch redriven.
+        raise RangeExpired(
+            f"read {len(records)} record(s) up to "
+            f"{records[-1]['dynamodb']['SequenceNumber']}, not up to {batch.end}"
+        )
+    return records
+
+
+# --- the redrive ------------------------------------------------------------------------------
+
+
+def _convert(records: Sequence[Mapping[str, Any]], batch: BatchInfo, logical: str) -> list[Any]:
+    from handlers.envelope import stream_envelope
+
+    physical = batch.physical_table
+    return [stream_envelope(r, logical, physical_table=physical) for r in records]
+
+
+def redrive_message(
+    message: Mapping[str, Any],
+    *,
+    sqs: Any,
+    streams: Any,
+    publish: Publisher,
+    queue_url: str,
+    tables: Mapping[str, str],
+    dry_run: bool,
+) -> Outcome:
+    """Redrive one SQS message (as `receive_message` returns it)."""
+    message_id = str(message.get("MessageId"))
+    try:
+        batch, context = parse_message(str(message.get("Body", "")))
+    except ValueError as exc:
+        return Outcome(message_id, "unrecognised", str(exc))
+    outcome = Outcome(
+        message_id,
+        "failed",
+        stream_arn=batch.stream_arn,
+        shard_id=batch.shard_id,
+        start=batch.start,
+        end=batch.end,
+        batch_size=batch.batch_size,
+        condition=context.get("condition"),
+    )
+    logical = tables.get(batch.physical_table)
+    if logical is None:
+        outcome.detail = (
+            f"table {batch.physical_table!r} is not in the fan-in's TABLES "
+            f"({', '.join(sorted(tables)) or 'empty'})"
+        )
+        return outcome
+    try:
+        records = read_range(streams, batch)
+    except RangeExpired as exc:
+        outcome.status = "expired"
+        outcome.detail = f"past the stream's retention, not redriven: {exc}"
+        return outcome
+    outcome.records = len(records)
+    try:
+        envelopes = _convert(records, batch, logical)
+    except ValueError as exc:  # EnvelopeError: the record is still poison
+        outcome.detail = f"a record still cannot be converted: {exc}"
+        return outcome
+    if dry_run:
+        outcome.status = "would-redrive"
+        outcome.detail = f"{len(envelopes)} record(s) of {logical} readable"
+        return outcome
+    try:
+        publish(envelopes)
+    except Exception as exc:
+        outcome.detail = (
+            f"the bus did not take all {len(envelopes)} record(s) ({exc}); message kept "
+            "(a rerun puts the batch again, consumers dedupe by id)"
+        )
+        return outcome
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    outcome.status = "redriven"
+    outcome.deleted = True
+    outcome.detail = f"{len(envelopes)} record(s) of {logical} put on the bus"
+    return outcome
+
+
+def redrive(
+    *,
+    sqs: Any,
+    streams: Any,
+    publish: Publisher,
+    queue_url: str,
+    tables: Mapping[str, str],
+    dry_run: bool = False,
+    max_messages: int | None = None,
+    wait_seconds: int = 2,
+    visibility_seconds: int = 900,
+    log: Callable[[str], None] = lambda _line: None,
+) -> Report:
+    """Work through the DLQ; returns what happened to each message."""
+    report = Report(dry_run=dry_run)
+    seen: set[str] = set()
+    kept: list[str] = []  # receipt handles to make visible again at the end
+    try:
+        while max_messages is None or len(report.outcomes) < max_messages:
+            want = 10 if max_messages is None else min(10, max_messages - len(report.outcomes))
+            got = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=want,
+                WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=visibility_seconds,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            fresh = [m for m in got if m["MessageId"] not in seen]
+            kept += [m["ReceiptHandle"] for m in got if m["MessageId"] in seen]
+            if not fresh:
+                break
+            for message in fresh:
+                seen.add(message["MessageId"])
+                outcome = redrive_message(
+                    message,
+                    sqs=sqs,
+                    streams=streams,
+                    publish=publish,
+                    queue_url=queue_url,
+                    tables=tables,
+                    dry_run=dry_run,
+                )
+                report.outcomes.append(outcome)
+                if outcome.kept:
+                    kept.append(message["ReceiptHandle"])
+                log(_line(outcome))
+    finally:
+        for handle in kept:
+            # Visible again now, for the next run or an operator; never deleted silently.
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+            )
+    return report
+
+
+def _line(o: Outcome) -> str:
+    where = f"{o.stream_arn} {o.shard_id} {o.start}..{o.end}" if o.stream_arn else "-"
+    return f"{o.status:13} {o.message_id} {where} records={o.records} {o.detail}"
+
+
+# --- wiring to AWS ----------------------------------------------------------------------------
+
+
+def fanin_environment(lambda_client: Any, function_name: str) -> dict[str, str]:
+    config = lambda_client.get_function_configuration(FunctionName=function_name)
+    variables: dict[str, str] = config.get("Environment", {}).get("Variables", {})
+    return variables
+
+
+def bus_publisher(
+    kinesis: Any, s3: Any, stream_name: str, overflow_bucket: str | None, max_record_bytes: int
+) -> Publisher:
+    """The fan-in's own publisher (`handlers.bus`), bound to clients and settings."""
+    from handlers import bus
+
+    return bus.redrive_publisher(
+        kinesis=kinesis,
+        s3=s3,
+        stream_name=stream_name,
+        overflow_bucket=overflow_bucket,
+        max_record_bytes=max_record_bytes,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.redrive",
+        description="Redrive failed fan-in batches from the on-failure DLQ onto the bus.",
+    )
+    parser.add_argument("--queue-url", required=True, help="URL of the fan-in's DLQ")
+    parser.add_argument("--dry-run", action="store_true", help="read and report only")
+    parser.add_argument("--max-messages", type=int, default=None, help="stop after N messages")
+    parser.add_argument(
+        "--function-name", help="fan-in function: TABLES, BUS_STREAM_NAME, ... from its env"
+    )
+    parser.add_argument("--tables", help='JSON {"<physical table>": "<logical name>"}')
+    parser.add_argument("--stream-name", help="the bus (Kinesis stream name)")
+    parser.add_argument("--overflow-bucket", help="bucket for changes too large for a record")
+    parser.add_argument("--max-record-bytes", type=int, default=None)
+    parser.add_argument("--region", help="AWS region (default: the environment's)")
+    parser.add_argument("--wait-seconds", type=int, default=2, help="SQS long-poll seconds")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import boto3
+
+    session = boto3.session.Session(region_name=args.region)
+    env: dict[str, str] = {}
+    if args.function_name:
+        env = fanin_environment(session.client("lambda"), args.function_name)
+    tables_json = args.tables or env.get("TABLES")
+    stream_name = args.stream_name or env.get("BUS_STREAM_NAME")
+    if not tables_json or not stream_name:
+        print(
+            "error: need --function-name (the fan-in) or --tables and --stream-name",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        tables = json.loads(tables_json)
+    except ValueError:
+        print(f"error: --tables is not JSON: {tables_json!r}", file=sys.stderr)
+        return 2
+    max_bytes = args.max_record_bytes or int(env.get("MAX_RECORD_BYTES", "1000000"))
+    publish = bus_publisher(
+        session.client("kinesis"),
+        session.client("s3"),
+        stream_name,
+        args.overflow_bucket or env.get("OVERFLOW_BUCKET"),
+        max_bytes,
+    )
+    report = redrive(
+        sqs=session.client("sqs"),
+        streams=session.client("dynamodbstreams"),
+        publish=publish,
+        queue_url=args.queue_url,
+        tables=tables,
+        dry_run=args.dry_run,
+        max_messages=args.max_messages,
+        wait_seconds=args.wait_seconds,
+        log=(lambda _line: None) if args.json else print,
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.summary())
+    return 0 if report.clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
