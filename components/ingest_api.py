@@ -287,7 +287,7 @@ class IngestApi(pulumi.ComponentResource):
             tags=tags,
             opts=self._child,
         )
-        role = self._create_role(tables, tags)
+        role = self._create_role(tables, region, tags)
         validator = aws.apigateway.RequestValidator(
             f"{name}-validator",
             rest_api=api.id,
@@ -422,9 +422,10 @@ class IngestApi(pulumi.ComponentResource):
         )
 
     def _create_role(
-        self, tables: dict[str, aws.dynamodb.Table], tags: dict[str, str]
+        self, tables: dict[str, aws.dynamodb.Table], region: str, tags: dict[str, str]
     ) -> aws.iam.Role:
-        """Role API Gateway assumes for the integrations: three actions on these tables only.
+        """Role API Gateway assumes for the integrations: three actions on these tables only
+        (and, with a customer-managed key, that key through DynamoDB).
 
         The trust policy has no `aws:SourceAccount`/`aws:SourceArn` condition on purpose: API
         Gateway does not set those keys when it assumes an integration's credentials role, so
@@ -453,26 +454,32 @@ class IngestApi(pulumi.ComponentResource):
             tags=tags,
             opts=self._child,
         )
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "IngestTables",
+                "Effect": "Allow",
+                "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"],
+                "Resource": [t.arn for t in tables.values()],
+            }
+        ]
+        if self._args.kms_key_arn:
+            # Tables under a customer-managed key: DynamoDB uses the key on the caller's behalf,
+            # so the caller needs it too -- only through DynamoDB in this region.
+            statements.append(
+                {
+                    "Sid": "TableKeyThroughDynamoDB",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": [self._args.kms_key_arn],
+                    "Condition": {
+                        "StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}
+                    },
+                }
+            )
         aws.iam.RolePolicy(
             f"{self._name}-integration-policy",
             role=role.id,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "IngestTables",
-                            "Effect": "Allow",
-                            "Action": [
-                                "dynamodb:PutItem",
-                                "dynamodb:UpdateItem",
-                                "dynamodb:GetItem",
-                            ],
-                            "Resource": [t.arn for t in tables.values()],
-                        }
-                    ],
-                }
-            ),
+            policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
             opts=self._child,
         )
         return role

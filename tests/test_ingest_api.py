@@ -251,6 +251,23 @@ def test_role_policy_is_exactly_three_actions_on_exactly_these_tables(iam_plan: 
     assert policy.inputs["role"] == "dmsbus-dev-ingest-apigw-id"
 
 
+def test_role_may_use_the_customer_key_only_through_dynamodb(key_plan: Plan) -> None:
+    # GIVEN tables encrypted with a customer-managed key
+    (policy,) = of(key_plan, "rolePolicy:RolePolicy")
+    tables_statement, key_statement = json.loads(policy.inputs["policy"])["Statement"]
+    # THEN the table statement is unchanged and the key is usable only via DynamoDB here
+    assert sorted(tables_statement["Resource"]) == sorted(
+        t.outputs["arn"] for t in of(key_plan, "table:Table")
+    )
+    assert key_statement == {
+        "Sid": "TableKeyThroughDynamoDB",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": [KMS],
+        "Condition": {"StringEquals": {"kms:ViaService": "dynamodb.eu-west-1.amazonaws.com"}},
+    }
+
+
 def test_role_trust_is_api_gateway_without_source_conditions(iam_plan: Plan) -> None:
     # API Gateway does not populate aws:SourceAccount / aws:SourceArn when it assumes an
     # integration's credentials role: a condition on them denies the AssumeRole and every
