@@ -1,0 +1,670 @@
+"""The local pipeline harness (TEST SUPPORT ONLY — not a product component).
+
+    PostgreSQL (real, wal_level=logical)
+      │ logical slot (test_decoding)             tests/e2e/cdc.py        (DMS stand-in)
+      ▼
+    moto DynamoDB waypoint tables, streams on
+      │ DynamoDB Streams                         tests/e2e/esm.py        (Lambda ESM stand-in)
+      ▼
+    handlers.fanin.handler  (the project's real fan-in, in-process)
+      │ moto Kinesis (+ overflow bucket, DLQ in moto SQS; tools.redrive)
+      ▼
+    BusConsumer -> Replica                       tests/e2e/consumer.py   (docs/bus.md rule)
+
+    app-owned table (moto) --stream--> handlers.writeback.handler --> PostgreSQL (echo path)
+    DMS-created table --providers.adopted_table--> handlers.backfill.handler --> bus
+
+Everything is stepped explicitly (`Pipeline.step`), single-threaded, so every fault is
+injected at an exact point and every run is deterministic. `Pipeline.run_until_quiet` fails
+when the pipeline does not go quiet within a bounded number of rounds. `Pipeline.reconcile`
+compares the PostgreSQL source, the DynamoDB tables and the consumer replica row by row.
+
+moto must be active (`moto.mock_aws`) around a Pipeline; set AWS_ACCOUNT_ID_ENDPOINT_MODE=
+disabled and fake credentials first (tests/conftest.py does).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from tests.e2e.cdc import CdcStandIn, SimulatedCrash, TableMap, source_columns, source_rows
+from tests.e2e.consumer import BusConsumer, Replica, loads, row_key
+from tests.e2e.dmsvalues import dms_item
+from tests.e2e.esm import LambdaContext, SimulatedTimeout, StreamMapping
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+__all__ = [
+    "ACCOUNT",
+    "REGION",
+    "KinesisFaults",
+    "Pipeline",
+    "SimulatedCrash",
+    "SimulatedTimeout",
+    "Source",
+]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source table of the pipeline."""
+
+    source: str  # schema.table in PostgreSQL
+    logical: str  # logical name (envelope `table`)
+    keys: tuple[tuple[str, str], ...]  # (column, DynamoDB key type "N"/"S")
+
+    @property
+    def key_names(self) -> list[str]:
+        return [k for k, _ in self.keys]
+
+
+# ------------------------------------------------------------------------- fault injection
+
+
+@dataclass
+class Injection:
+    """What happens to one PutRecords call."""
+
+    whole: str | None = None  # error code: the whole call fails, nothing is written
+    entries: dict[int, str] = field(default_factory=dict)  # entry index -> error code
+    stop_after: int | None = None  # write this many entries, then the function is killed
+
+
+class KinesisFaults:
+    """A Kinesis client whose PutRecords/PutRecord fail as a plan says; the rest is moto's.
+
+    `plan(call_number, entries)` returns an Injection or None (call numbers start at 1).
+    """
+
+    def __init__(self, client: Any, plan: Callable[[int, list[dict[str, Any]]],
+                                                   Injection | None] | None = None) -> None:
+        self._client = client
+        self.plan = plan
+        self.calls = 0
+        self.failed_entries = 0
+        self.written: list[str] = []  # partition keys written, in order
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    @property
+    def exceptions(self) -> Any:
+        return self._client.exceptions
+
+    def _error(self, code: str, op: str) -> Exception:
+        from botocore.exceptions import ClientError
+
+        return ClientError({"Error": {"Code": code, "Message": f"injected {code}"}}, op)
+
+    def put_records(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        entries = list(kwargs["Records"])
+        inj = self.plan(self.calls, entries) if self.plan else None
+        if inj is None:
+            inj = Injection()
+        if inj.whole:
+            self.failed_entries += len(entries)
+            raise self._error(inj.whole, "PutRecords")
+        if inj.stop_after is not None:
+            keep = entries[: inj.stop_after]
+            if keep:
+                self._client.put_records(**{**kwargs, "Records": keep})
+                self.written.extend(e["PartitionKey"] for e in keep)
+            raise SimulatedTimeout(
+                f"Task timed out after {inj.stop_after} of {len(entries)} entries"
+            )
+        good = [e for i, e in enumerate(entries) if i not in inj.entries]
+        real: dict[str, Any] = self._client.put_records(**{**kwargs, "Records": good}) \
+            if good else {"Records": [], "FailedRecordCount": 0}
+        results = iter(real["Records"])
+        out: list[dict[str, Any]] = []
+        for i, entry in enumerate(entries):
+            if i in inj.entries:
+                out.append({"ErrorCode": inj.entries[i],
+                            "ErrorMessage": f"injected {inj.entries[i]}"})
+            else:
+                result = next(results)
+                out.append(result)
+                if "ErrorCode" not in result:
+                    self.written.append(entry["PartitionKey"])
+        failed = sum(1 for r in out if "ErrorCode" in r)
+        self.failed_entries += failed
+        return {**real, "Records": out, "FailedRecordCount": failed}
+
+    def put_record(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        entry = {"Data": kwargs["Data"], "PartitionKey": kwargs["PartitionKey"]}
+        inj = self.plan(self.calls, [entry]) if self.plan else None
+        if inj is not None and (inj.whole or 0 in inj.entries):
+            self.failed_entries += 1
+            raise self._error(inj.whole or inj.entries[0], "PutRecord")
+        if inj is not None and inj.stop_after == 0:
+            raise SimulatedTimeout("Task timed out before the put")
+        out: dict[str, Any] = self._client.put_record(**kwargs)
+        self.written.append(kwargs["PartitionKey"])
+        return out
+
+
+# ------------------------------------------------------------------------------ pipeline
+
+
+class _Env:
+    """Sets environment variables and puts the old values back on close."""
+
+    def __init__(self) -> None:
+        self._old: dict[str, str | None] = {}
+
+    def set(self, name: str, value: str) -> None:
+        if name not in self._old:
+            self._old[name] = os.environ.get(name)
+        os.environ[name] = value
+
+    def restore(self) -> None:
+        for name, value in self._old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._old.clear()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Pipeline:
+    """The whole local pipeline around one PostgreSQL database (see the module doc)."""
+
+    def __init__(  # noqa: PLR0913 - the knobs the fault tests turn
+        self,
+        db: Any,
+        sources: list[Source],
+        *,
+        env: str = "e2e",
+        batch_size: int = 100,
+        maximum_retry_attempts: int = 3,
+        max_record_bytes: int | None = None,
+        shards: int = 2,
+        on_envelope: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.sources: dict[str, Source] = {s.logical: s for s in sources}
+        self.prefix = f"dmsbus-{env}-"
+        self.batch_size = batch_size
+        self.maximum_retry_attempts = maximum_retry_attempts
+        self.max_record_bytes = max_record_bytes
+        self.shards = shards
+        self.on_envelope = on_envelope
+        self.token = secrets.token_hex(3)
+        self.stream_name = f"{self.prefix}bus-{self.token}"
+        self.bucket = f"{self.prefix}overflow-{self.token}"
+        self.slot = f"e2e_{self.token}"
+        self._env = _Env()
+        self.ddb = boto3.client("dynamodb", region_name=REGION)
+        self.streams = boto3.client("dynamodbstreams", region_name=REGION)
+        self.kinesis_real = boto3.client("kinesis", region_name=REGION)
+        self.kinesis = KinesisFaults(self.kinesis_real)
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.secrets = boto3.client("secretsmanager", region_name=REGION)
+        self.fanin_dlq = self.sqs.create_queue(QueueName=f"{self.prefix}fanin-dlq-{self.token}")[
+            "QueueUrl"]
+        self.writeback_dlq = self.sqs.create_queue(
+            QueueName=f"{self.prefix}writeback-dlq-{self.token}")["QueueUrl"]
+        self.fanin_mappings: dict[str, StreamMapping] = {}
+        self.writeback_mappings: dict[str, StreamMapping] = {}
+        self.record_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self.fanin_calls = 0
+        self.backfill_queue: list[dict[str, Any]] = []
+        self.backfill_runs: list[dict[str, Any]] = []
+        self.writeback_role: tuple[str, str] | None = None
+        self.conn = db.connect(autocommit=True)
+        # The test servers run with synchronous_commit=off; logical decoding only sees
+        # flushed WAL, so commits of this database flush (every new session inherits it).
+        self.sql(f"ALTER DATABASE {_quote(db.dbname)} SET synchronous_commit = on")
+        self.sql("SET synchronous_commit = on")
+        self.cdc = CdcStandIn(self.conn, self.ddb, {}, self.slot)
+        self.consumer = BusConsumer(self.kinesis_real, self.stream_name, self.s3,
+                                    Replica(), on_envelope)
+        self.wildcard_schema: str | None = None
+        self.adopted: dict[str, Source] = {}
+
+    # ------------------------------------------------------------------ set-up
+
+    def physical(self, logical: str) -> str:
+        return f"{self.prefix}{logical}-{self.token}"
+
+    def start(self, *, full_load: bool = True) -> Pipeline:
+        """Rule 1: declared tables exist with streams on, then the slot, then the full load."""
+        self.kinesis_real.create_stream(StreamName=self.stream_name, ShardCount=self.shards)
+        self.s3.create_bucket(Bucket=self.bucket,
+                              CreateBucketConfiguration={"LocationConstraint": REGION})
+        for src in self.sources.values():
+            self._declare(src)
+        self._configure_fanin()
+        self.cdc.create_slot()
+        if full_load:
+            self.cdc.full_load()
+        return self
+
+    def _declare(self, src: Source) -> None:
+        name = self.physical(src.logical)
+        key_types = dict(src.keys)
+        self.ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
+                       for i, k in enumerate(src.key_names)],
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": key_types[k]}
+                                  for k in src.key_names],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        self.cdc.tables[src.source] = TableMap(src.source, name, src.key_names)
+        self._map_fanin(src)
+
+    def _map_fanin(self, src: Source) -> None:
+        name = self.physical(src.logical)
+        arn = self.ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+        self.fanin_mappings[src.logical] = StreamMapping(
+            streams=self.streams, stream_arn=arn, function=self._fanin,
+            function_name=f"{self.prefix}fanin", sqs=self.sqs, dlq_url=self.fanin_dlq,
+            batch_size=self.batch_size, maximum_retry_attempts=self.maximum_retry_attempts,
+        )
+
+    def fanin_tables(self) -> dict[str, str]:
+        tables = {**self.sources, **self.adopted}
+        return {self.physical(s.logical): s.logical for s in tables.values()}
+
+    def _configure_fanin(self) -> None:
+        self._env.set("BUS_STREAM_NAME", self.stream_name)
+        self._env.set("OVERFLOW_BUCKET", self.bucket)
+        self._env.set("TABLES", json.dumps(self.fanin_tables(), separators=(",", ":")))
+        if self.max_record_bytes is not None:
+            self._env.set("MAX_RECORD_BYTES", str(self.max_record_bytes))
+        from tests.e2e import fanin_adapter
+
+        fanin_adapter.reset(kinesis=self.kinesis, s3=self.s3)
+
+    def _fanin(self, event: dict[str, Any], context: Any) -> Any:
+        from tests.e2e import fanin_adapter
+
+        self.fanin_calls += 1
+        if self.record_hook is not None:
+            event = {"Records": [self.record_hook(r) for r in event["Records"]]}
+        return fanin_adapter.invoke(event, context)
+
+    # ------------------------------------------------------------------ the write path
+
+    def add_writeback(self, logical: str, table: str, *, columns: dict[str, str],
+                      key_columns: dict[str, str], key_types: dict[str, str],
+                      column_types: dict[str, str] | None = None) -> str:
+        """An app-owned table (stream on) written back to `table` by the real writeback
+        handler, connected as its own PostgreSQL role through a Secrets Manager secret."""
+        name = f"{self.prefix}app-{logical}-{self.token}"
+        self.ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
+                       for i, k in enumerate(key_columns)],
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": key_types[k]}
+                                  for k in key_columns],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        user, password = self._writeback_login()
+        secret = self.secrets.create_secret(
+            Name=f"{self.prefix}writeback-{self.token}-{logical}",
+            SecretString=json.dumps({"username": user, "password": password}),
+        )["ARN"]
+        config = {
+            "target": {"kind": "postgres", "host": self.db.host, "port": self.db.port,
+                       "database": self.db.dbname, "secret_arn": secret, "tls": False},
+            "tables": {name: {"legacy_table": table, "key_columns": key_columns,
+                              "columns": columns, "column_types": column_types or {}}},
+        }
+        self._env.set("WRITEBACK_CONFIG", json.dumps(config))
+        from handlers import writeback
+
+        writeback._STATE.clear()
+        arn = self.ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+        self.writeback_mappings[logical] = StreamMapping(
+            streams=self.streams, stream_arn=arn, function=writeback.handler,
+            function_name=f"{self.prefix}writeback", sqs=self.sqs, dlq_url=self.writeback_dlq,
+            batch_size=self.batch_size, maximum_retry_attempts=self.maximum_retry_attempts,
+        )
+        self.install_audit(table)
+        return name
+
+    def _writeback_login(self) -> tuple[str, str]:
+        if self.writeback_role is None:
+            user, password = f"wb_{self.token}", secrets.token_urlsafe(12)
+            admin = self.db.admin_connect(self.db.dbname)
+            cur = admin.cursor()
+            cur.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+            cur.execute(f"GRANT ALL ON SCHEMA public TO {user}")
+            cur.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {user}")
+            admin.close()
+            self.writeback_role = (user, password)
+        return self.writeback_role
+
+    def install_audit(self, table: str) -> None:
+        """Row trigger logging every committed write (who, key, version): the proof that
+        nothing is written back twice."""
+        cur = self.conn.cursor()
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS e2e_audit (n bigserial PRIMARY KEY, tbl text, op text, "
+            "row_key text, version numeric, who text, at timestamptz DEFAULT clock_timestamp())"
+        )
+        cur.execute(
+            "CREATE OR REPLACE FUNCTION e2e_audit_row() RETURNS trigger AS $$ BEGIN "
+            "IF TG_OP = 'DELETE' THEN INSERT INTO e2e_audit(tbl, op, row_key, version, who) "
+            "VALUES (TG_TABLE_NAME, TG_OP, OLD.id::text, OLD.version, current_user); "
+            "RETURN OLD; END IF; "
+            "INSERT INTO e2e_audit(tbl, op, row_key, version, who) "
+            "VALUES (TG_TABLE_NAME, TG_OP, NEW.id::text, NEW.version, current_user); "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        schema, name = table.split(".", 1)
+        cur.execute(
+            f"CREATE TRIGGER e2e_audit_{name} AFTER INSERT OR UPDATE OR DELETE ON "
+            f"{_quote(schema)}.{_quote(name)} FOR EACH ROW EXECUTE FUNCTION e2e_audit_row()"
+        )
+        if self.writeback_role is not None:
+            cur.execute(f"GRANT ALL ON e2e_audit, e2e_audit_n_seq TO {self.writeback_role[0]}")
+        cur.close()
+
+    def writeback_writes(self) -> list[tuple[str, str, str, Any]]:
+        """(table, op, key, version) of every write the writeback role committed."""
+        if self.writeback_role is None:
+            return []
+        cur = self.conn.cursor()
+        cur.execute("SELECT tbl, op, row_key, version FROM e2e_audit WHERE who = %s ORDER BY n",
+                    (self.writeback_role[0],))
+        rows = [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in cur.fetchall()]
+        cur.close()
+        return rows
+
+    def written_back_twice(self) -> list[tuple[str, str, str, Any]]:
+        """Writes of the same (table, op, key, version) committed more than once."""
+        seen: set[tuple[str, str, str, Any]] = set()
+        twice = []
+        for write in self.writeback_writes():
+            if write in seen:
+                twice.append(write)
+            seen.add(write)
+        return twice
+
+    def app_put(self, logical: str, item: dict[str, Any]) -> None:
+        """A new service's write through the write path (status `accepted`)."""
+        name = f"{self.prefix}app-{logical}-{self.token}"
+        self.ddb.put_item(TableName=name, Item={**item, "status": {"S": "accepted"}})
+
+    def app_ttl_expire(self, logical: str, key: dict[str, Any]) -> None:
+        """DynamoDB's TTL deleting an app item: the REMOVE record carries the service's
+        userIdentity (moto does not run TTL; the harness marks the record)."""
+        name = f"{self.prefix}app-{logical}-{self.token}"
+        mapping = self.writeback_mappings[logical]
+        mapping.pending()
+        self.ddb.delete_item(TableName=name, Key=key)
+        before = sum(len(b) for b in mapping._buffers.values())
+        mapping.pending()
+        for buffer in mapping._buffers.values():
+            for record in buffer:
+                if record["eventName"] == "REMOVE":
+                    mapping.ttl.add(record["dynamodb"]["SequenceNumber"])
+        assert sum(len(b) for b in mapping._buffers.values()) == before + 1
+
+    # ------------------------------------------------------------------ adoption
+
+    def enable_wildcard(self, schema: str = "public", exclude: tuple[str, ...] = ()) -> None:
+        """DMS table mapping with a wildcard: tables that appear in `schema` later get a
+        DynamoDB table created by 'DMS' (no stream) and are replicated from then on."""
+        self.wildcard_schema = schema
+        self._wildcard_exclude = set(exclude) | {"e2e_audit"}
+
+    def discover_new_tables(self) -> list[str]:
+        """What DMS does for a table that appears under a wildcard mapping: create the
+        target table (key = primary key, no stream) and full-load it."""
+        if self.wildcard_schema is None:
+            return []
+        cur = self.conn.cursor()
+        cur.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'", (self.wildcard_schema,))
+        names = sorted(str(r[0]) for r in cur.fetchall())
+        cur.close()
+        created = []
+        for name in names:
+            qualified = f"{self.wildcard_schema}.{name}"
+            if qualified in self.cdc.tables or name in self._wildcard_exclude:
+                continue
+            keys = self._primary_key(qualified)
+            logical = name
+            src = Source(qualified, logical, tuple(keys))
+            physical = self.physical(logical)
+            self.ddb.create_table(
+                TableName=physical,
+                KeySchema=[{"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
+                           for i, (k, _) in enumerate(keys)],
+                AttributeDefinitions=[{"AttributeName": k, "AttributeType": t}
+                                      for k, t in keys],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            self.cdc.tables[qualified] = TableMap(qualified, physical, src.key_names)
+            self.cdc.full_load([qualified])
+            self.adopted[logical] = src
+            created.append(logical)
+        return created
+
+    def _primary_key(self, qualified: str) -> list[tuple[str, str]]:
+        schema, table = qualified.split(".", 1)
+        cur = self.conn.cursor()
+        cur.execute(
+            "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_index i "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass "
+            "AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            (schema, table))
+        rows = cur.fetchall()
+        cur.close()
+        numeric = {"smallint", "integer", "bigint", "numeric"}
+        return [(str(n), "N" if str(t) in numeric else "S") for n, t in rows]
+
+    def adopt(self, logical: str, *, interrupt_before_backfill: bool = False) -> dict[str, Any]:
+        """Run the real AdoptedTable provider's create against the DMS-created table; the
+        backfill invoke it makes is captured and run through the real backfill handler.
+        `interrupt_before_backfill` kills the run between enabling the stream and the
+        backfill invoke (raises SimulatedCrash)."""
+        from providers import adopted_table
+
+        physical = self.physical(logical)
+        invokes: list[dict[str, Any]] = []
+
+        def make_session() -> Any:
+            sess = boto3.session.Session(region_name=REGION)
+
+            def on_invoke(params: dict[str, Any], **_: Any) -> Any:
+                # Lambda's asynchronous invoke answers 202 and queues the event; the harness
+                # queues it and runs the real backfill handler in the next rounds
+                if interrupt_before_backfill:
+                    raise SimulatedCrash("adoption killed before the backfill invoke")
+                invokes.append(json.loads(params["body"]))
+                request_id = secrets.token_hex(16)
+                return _Accepted(), {"StatusCode": 202,
+                                     "ResponseMetadata": {"RequestId": request_id,
+                                                          "HTTPStatusCode": 202}}
+
+            sess.events.register("before-call.lambda.Invoke", on_invoke)
+            return sess
+
+        original = adopted_table.session
+        adopted_table.session = make_session
+        try:
+            props = {"table_name": physical, "logical_name": logical, "region": REGION,
+                     "poll_seconds": 0.01, "wait_timeout_seconds": 5,
+                     "backfill_function_name": f"{self.prefix}backfill",
+                     "backfill_segments": 2}
+            result = adopted_table.AdoptedTableProvider().create(props)
+        finally:
+            adopted_table.session = original
+        if logical not in self.fanin_mappings:
+            # the next `pulumi up` declares the fan-in mapping for the adopted stream
+            self._map_fanin(self.adopted[logical])
+            self._env.set("TABLES", json.dumps(self.fanin_tables(), separators=(",", ":")))
+            from tests.e2e import fanin_adapter
+
+            fanin_adapter.reset(kinesis=self.kinesis, s3=self.s3)
+        self.backfill_queue.extend(invokes)
+        return dict(result.outs or {})
+
+    def _run_backfill(self) -> int:
+        if not self.backfill_queue:
+            return 0
+        from handlers import backfill
+
+        queue = self.backfill_queue
+
+        class _Lambda:
+            def invoke(self, **kwargs: Any) -> dict[str, Any]:
+                queue.append(json.loads(kwargs["Payload"]))
+                return {"StatusCode": 202}
+
+        backfill._clients.clear()
+        backfill._clients.update({"lambda": _Lambda(), "kinesis": self.kinesis,
+                                  "s3": self.s3, "dynamodb": self.ddb})
+        self._env.set("BACKFILL_PAGE_ITEMS", "25")
+        done = 0
+        while queue:
+            event = queue.pop(0)
+            self.backfill_runs.append(backfill.handler(
+                event, LambdaContext(f"{self.prefix}backfill", timeout_ms=900_000)))
+            done += 1
+        return done
+
+    # ------------------------------------------------------------------ running
+
+    def step(self) -> int:
+        """One round: CDC, fan-in mappings, writeback mappings, backfill, consumer.
+        Returns the amount of work done (0 = quiet)."""
+        self.discover_new_tables()
+        work = self.cdc.step()
+        for mapping in list(self.fanin_mappings.values()):
+            work += int(mapping.step())
+        for mapping in list(self.writeback_mappings.values()):
+            work += int(mapping.step())
+        work += self._run_backfill()
+        work += self.consumer.step()
+        return work
+
+    def run_until_quiet(self, max_rounds: int = 60) -> int:
+        """Step until a round does nothing; the round count (bounded, else AssertionError)."""
+        for rounds in range(1, max_rounds + 1):
+            if not self.step():
+                return rounds
+        raise AssertionError(f"pipeline not quiet after {max_rounds} rounds")
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        cur.execute(statement, params)
+        try:
+            rows = [tuple(r) for r in cur.fetchall()]
+        except Exception:  # noqa: BLE001 - statements without a result set
+            rows = []
+        cur.close()
+        return rows
+
+    def dlq_messages(self, which: str = "fanin") -> list[dict[str, Any]]:
+        url = self.fanin_dlq if which == "fanin" else self.writeback_dlq
+        out: list[dict[str, Any]] = []
+        while True:
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                           VisibilityTimeout=0)
+            msgs: list[dict[str, Any]] = got.get("Messages", [])
+            new = [m for m in msgs if m["MessageId"] not in {o["MessageId"] for o in out}]
+            if not new:
+                return out
+            out.extend(new)
+
+    # ------------------------------------------------------------------ reconcile
+
+    def reconcile(self) -> list[str]:
+        """Differences between the PostgreSQL source, the DynamoDB tables and the replica
+        (an empty list = all three hold the same rows with the same values)."""
+        diffs: list[str] = []
+        tables = {**self.sources, **self.adopted}
+        for src in tables.values():
+            source = {}
+            for cols in source_rows(self.conn, src.source):
+                row = _normal(dms_item(cols))
+                source[row_key({k: row[k] for k in src.key_names})] = row
+            dynamo = {}
+            for item in _scan(self.ddb, self.physical(src.logical)):
+                row = _normal(item)
+                dynamo[row_key({k: row[k] for k in src.key_names})] = row
+            replica = self.consumer.replica.live(src.logical)
+            for name, other in (("dynamodb", dynamo), ("replica", replica)):
+                for key in sorted(source.keys() - other.keys()):
+                    diffs.append(f"{src.logical} {key}: in source, missing in {name}")
+                for key in sorted(other.keys() - source.keys()):
+                    diffs.append(f"{src.logical} {key}: in {name}, not in source")
+                for key in sorted(source.keys() & other.keys()):
+                    if source[key] != other[key]:
+                        diffs.append(f"{src.logical} {key}: source {source[key]!r} != "
+                                     f"{name} {other[key]!r}")
+        return diffs
+
+    def columns(self, qualified: str) -> list[tuple[str, str]]:
+        return source_columns(self.conn, qualified)
+
+    def close(self) -> None:
+        try:
+            self.cdc.drop_slot()
+        except Exception:  # noqa: BLE001 - best effort on a broken connection
+            pass
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self._env.restore()
+
+
+class _Accepted:
+    """The HTTP side of a short-circuited botocore call (Lambda's 202 Accepted)."""
+
+    status_code = 202
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only
+    content = b""
+
+
+def _scan(ddb: Any, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = ddb.scan(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _normal(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as the replica holds rows: the envelope's JSON, exact numbers."""
+    from handlers.envelope import image_json
+
+    row: dict[str, Any] = loads(image_json(item))
+    return row
+
+
+def import_optional(module: str) -> Any | None:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
