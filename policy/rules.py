@@ -26,6 +26,8 @@ Resource = Mapping[str, Any]
 
 KINESIS_STREAM = "aws:kinesis/stream:Stream"
 SQS_QUEUE = "aws:sqs/queue:Queue"
+SNS_TOPIC = "aws:sns/topic:Topic"
+AWS_MANAGED_SNS_KEY = "alias/aws/sns"
 DYNAMODB_TABLE = "aws:dynamodb/table:Table"
 EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 DMS_INSTANCE = "aws:dms/replicationInstance:ReplicationInstance"
@@ -194,6 +196,29 @@ def _sqs_encrypted(_type: str, props: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _sns_customer_key(_type: str, props: Mapping[str, Any]) -> list[str]:
+    try:
+        key = prop(props, "kmsMasterKeyId")
+    except Exception as exc:
+        if _is_unknown(exc):
+            return []  # computed from a key declared in the same stack: not the AWS-managed one
+        raise
+    if not key:
+        return [
+            "expected kmsMasterKeyId (a customer-managed KMS key), found none: the topic is "
+            "not encrypted"
+        ]
+    lowered = str(key).strip().lower()
+    if lowered == AWS_MANAGED_SNS_KEY or lowered.endswith(":" + AWS_MANAGED_SNS_KEY):
+        return [
+            f"expected a customer-managed KMS key, found {key!r}: CloudWatch alarms, "
+            "EventBridge rules and DMS event subscriptions cannot publish to a topic encrypted "
+            "with the AWS-managed key (their notifications are dropped); use a key whose policy "
+            "lets them use it (components.alarm_topic creates one)"
+        ]
+    return []
+
+
 def _table_streams_and_protection(_type: str, props: Mapping[str, Any]) -> list[str]:
     problems = []
     if prop(props, "streamEnabled") is not True:
@@ -355,6 +380,13 @@ SQS_ENCRYPTED = ResourceRule(
     (SQS_QUEUE,),
     _sqs_encrypted,
 )
+SNS_CUSTOMER_KEY = ResourceRule(
+    "sns-topic-customer-managed-key",
+    "SNS topics are encrypted with a customer-managed KMS key (never aws/sns, which alarms, "
+    "EventBridge and DMS cannot publish through).",
+    (SNS_TOPIC,),
+    _sns_customer_key,
+)
 TABLE_STREAMS = ResourceRule(
     "dynamodb-table-streamed-and-protected",
     "Every DynamoDB table streams NEW_AND_OLD_IMAGES, with PITR and KMS encryption.",
@@ -467,6 +499,7 @@ S3_ENCRYPTED_AND_PRIVATE = StackRule(
 RESOURCE_RULES: tuple[ResourceRule, ...] = (
     KINESIS_ENCRYPTED,
     SQS_ENCRYPTED,
+    SNS_CUSTOMER_KEY,
     TABLE_STREAMS,
     STREAM_MAPPING_SAFE,
     DMS_INSTANCE_PRIVATE,

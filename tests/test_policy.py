@@ -13,6 +13,7 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 from pulumi_policy.policy import PolicyCustomTimeouts
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from policy import rules
 from settings.stackfile import stack_files
@@ -239,6 +240,41 @@ def test_encryption_and_network_rules_fire(rule, resource, expected):
     assert messages, f"{rule.name} did not fire"
     assert any(expected in m for m in messages), messages
     assert f"'{resource['name']}'" in messages[0]
+
+
+def topic(**props: Any) -> dict[str, Any]:
+    return {"type": rules.SNS_TOPIC, "name": "alarms-topic", "props": props}
+
+
+@pytest.mark.parametrize(
+    ("props", "expected"),
+    [
+        ({}, "expected kmsMasterKeyId (a customer-managed KMS key), found none"),
+        ({"kmsMasterKeyId": ""}, "found none"),
+        ({"kmsMasterKeyId": "alias/aws/sns"}, "found 'alias/aws/sns': CloudWatch alarms"),
+        (
+            {"kms_master_key_id": "arn:aws:kms:eu-west-1:123456789012:alias/aws/sns"},
+            "cannot publish to a topic encrypted with the AWS-managed key",
+        ),
+    ],
+)
+def test_sns_rule_fires_without_a_customer_managed_key(props, expected):
+    messages = rules.SNS_CUSTOMER_KEY.validate(topic(**props))
+    assert len(messages) == 1, messages
+    assert expected in messages[0]
+    assert messages[0].startswith("aws:sns/topic:Topic 'alarms-topic': ")
+
+
+def test_sns_rule_passes_a_customer_key_and_a_key_not_known_before_the_update():
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert rules.SNS_CUSTOMER_KEY.validate(topic(kmsMasterKeyId=key)) == []
+    assert rules.SNS_CUSTOMER_KEY.validate(topic(kmsMasterKeyId="alias/dmsbus-dev-alarms")) == []
+    # during a preview, the ARN of a key created in the same update is unknown: it cannot be
+    # the AWS-managed alias, so the rule passes (CrossGuard raises on reading unknowns)
+    preview = unknown_checking_proxy({"kmsMasterKeyId": UNKNOWN_STRING_VALUE, "name": "t"})
+    assert rules.SNS_CUSTOMER_KEY.validate(
+        {"type": rules.SNS_TOPIC, "name": "t", "props": preview}
+    ) == []
 
 
 def test_kinesis_rule_wants_a_key_too():
