@@ -938,3 +938,39 @@ def test_e2e_get_leaves_out_a_value_stored_with_another_type(api: Api) -> None:
     assert out.status == 200
     assert "note" not in out.json()["data"]
     assert out.json()["data"]["customer_id"] == 42
+
+
+DYNAMODB_FAILURES = {
+    "throttled": (400, AWS_ERRORS["throttled"][0], 429),
+    "access denied": (400, AWS_ERRORS["denied"][0], 500),
+    "internal error": (500, '{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError",'
+                            '"message":"Internal server error"}', 500),
+    "unavailable": (503, '{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable"}', 500),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("failure", sorted(DYNAMODB_FAILURES))
+@pytest.mark.parametrize("verb", ["POST", "PUT", "GET"])
+def test_e2e_dynamodb_failures_are_mapped(
+    iam_resources: list[Declared], verb: str, failure: str
+) -> None:
+    # GIVEN DynamoDB answers with an error (what moto cannot be made to do)
+    status, answer, expected = DYNAMODB_FAILURES[failure]
+    sent: list[str] = []
+
+    def failing(action: str, request_json: str) -> tuple[int, str]:
+        sent.append(action)
+        json.loads(request_json)  # the template still rendered valid JSON
+        return status, answer
+
+    http = DeclaredApi(iam_resources, failing)
+    body = body_of({**ORDER, "expected_version": 1}) if verb == "PUT" else body_of(ORDER)
+    path = "/order_requests" if verb == "POST" else "/order_requests/x-1"
+    # WHEN a valid request reaches it
+    out = http.call(verb, path, body="" if verb == "GET" else body, signed=True)
+    # THEN the client gets the mapped status and our own body, never DynamoDB's
+    assert sent == [{"POST": "PutItem", "PUT": "UpdateItem", "GET": "GetItem"}[verb]]
+    assert (out.integration_status, out.status) == (status, expected)
+    assert set(out.json()) == {"message", "request_id"}
+    assert "Exception" not in out.text and "arn:aws" not in out.text
+    assert "InternalServerError" not in out.text
