@@ -518,6 +518,11 @@ def _stack(ingest: Any) -> dict[str, Any]:
             "> 0",
         ),
         ({"entities": {}}, "dms-event-bus:ingest_api.entities", "at least 1"),
+        (
+            {"entities": {"o": {"ttl_days": 3, "fields": {"n": {"type": "integer"}}}}},
+            "dms-event-bus:ingest_api.entities.o",
+            "ttl_days: expected it only with request_like: true",
+        ),
     ],
 )
 def test_bad_config_names_the_key_path(ingest: Any, path: str, words: str) -> None:
