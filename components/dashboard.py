@@ -26,17 +26,37 @@ class DashboardArgs:
     bus_stream_name: pulumi.Input[str]
     """The Kinesis bus."""
     functions: Mapping[str, pulumi.Input[str]]
-    """Stream-consumer Lambda functions by label (e.g. fan-in, writeback)."""
+    """Stream-consumer Lambda functions by label (e.g. `fan-in`, `writeback`): names or ARNs."""
     queues: Mapping[str, pulumi.Input[str]]
-    """DLQ names by label."""
+    """DLQs by label (e.g. `fan-in DLQ`, `writeback DLQ`): names, ARNs or queue URLs."""
     dms_dimensions: Mapping[str, pulumi.Input[str]] | None = None
-    """Dimensions of the DMS task metrics (instance + task identifiers); None: no DMS."""
+    """Dimensions of the DMS CDC metrics (`DmsSource.metric_dimensions`: instance + task
+    identifiers, or the serverless replication config identifier); None: no DMS."""
     tables: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Waypoint tables by logical name (write throttles)."""
 
     def __post_init__(self) -> None:
         if not self.functions:
             raise ValueError("DashboardArgs.functions: expected at least one function")
+        if self.dms_dimensions is not None and not self.dms_dimensions:
+            raise ValueError(
+                "DashboardArgs.dms_dimensions: expected the DMS metric dimensions or None, "
+                "found an empty mapping"
+            )
+
+
+def resource_name(value: str) -> str:
+    """The name CloudWatch dimensions use, from a name, an ARN or an SQS queue URL.
+
+    `arn:aws:sqs:eu-west-1:123456789012:q` -> `q`; `https://sqs.../123456789012/q` -> `q`;
+    `arn:aws:lambda:eu-west-1:123456789012:function:f` -> `f`.
+    """
+    if value.startswith("arn:"):
+        tail = value.split(":", 6)[-1]
+        return tail.removeprefix("function:").split(":")[0]
+    if value.startswith(("https://", "http://")):
+        return value.rstrip("/").rsplit("/", 1)[-1]
+    return value
 
 
 def _metric_rows(
@@ -99,8 +119,8 @@ def dashboard_body(
         widget(
             "Stream consumers: iterator age (ms)",
             [
-                _metric_rows("AWS/Lambda", "IteratorAge", {"FunctionName": fn}, "Maximum",
-                             label)
+                _metric_rows("AWS/Lambda", "IteratorAge", {"FunctionName": resource_name(fn)},
+                             "Maximum", label)
                 for label, fn in functions.items()
             ],
             0, 6,
@@ -108,7 +128,8 @@ def dashboard_body(
         widget(
             "Stream consumers: errors",
             [
-                _metric_rows("AWS/Lambda", "Errors", {"FunctionName": fn}, "Sum", label)
+                _metric_rows("AWS/Lambda", "Errors", {"FunctionName": resource_name(fn)}, "Sum",
+                             label)
                 for label, fn in functions.items()
             ],
             12, 6,
@@ -117,7 +138,7 @@ def dashboard_body(
             "DLQ depth (messages)",
             [
                 _metric_rows("AWS/SQS", "ApproximateNumberOfMessagesVisible",
-                             {"QueueName": q}, "Maximum", label)
+                             {"QueueName": resource_name(q)}, "Maximum", label)
                 for label, q in queues.items()
             ],
             0, 12,
