@@ -31,6 +31,7 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -227,6 +228,9 @@ class Pipeline:
         self.backfill_queue: list[dict[str, Any]] = []
         self.backfill_runs: list[dict[str, Any]] = []
         self.writeback_role: tuple[str, str] | None = None
+        self._writeback_secret: str | None = None
+        self._writeback_tables: dict[str, dict[str, Any]] = {}
+        self.app_writes: list[tuple[str, str, Any]] = []  # (legacy table, key, version)
         self.conn = db.connect(autocommit=True)
         # The test servers run with synchronous_commit=off; logical decoding only sees
         # flushed WAL, so commits of this database flush (every new session inherits it).
@@ -306,9 +310,15 @@ class Pipeline:
 
     def add_writeback(self, logical: str, table: str, *, columns: dict[str, str],
                       key_columns: dict[str, str], key_types: dict[str, str],
-                      column_types: dict[str, str] | None = None) -> str:
+                      column_types: dict[str, str] | None = None,
+                      waypoint: bool = True) -> str:
         """An app-owned table (stream on) written back to `table` by the real writeback
-        handler, connected as its own PostgreSQL role through a Secrets Manager secret."""
+        handler, connected as its own PostgreSQL role through a Secrets Manager secret.
+
+        `waypoint`: the writeback ALSO follows the stream of `logical`'s waypoint table (the
+        `origin: tables` mode), so every change the CDC stand-in replicates -- the echo of
+        each write-back included -- passes through the writeback handler, which must skip it.
+        """
         name = f"{self.prefix}app-{logical}-{self.token}"
         self.ddb.create_table(
             TableName=name,
@@ -319,29 +329,47 @@ class Pipeline:
             BillingMode="PAY_PER_REQUEST",
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
-        user, password = self._writeback_login()
-        secret = self.secrets.create_secret(
-            Name=f"{self.prefix}writeback-{self.token}-{logical}",
-            SecretString=json.dumps({"username": user, "password": password}),
-        )["ARN"]
-        config = {
-            "target": {"kind": "postgres", "host": self.db.host, "port": self.db.port,
-                       "database": self.db.dbname, "secret_arn": secret, "tls": False},
-            "tables": {name: {"legacy_table": table, "key_columns": key_columns,
-                              "columns": columns, "column_types": column_types or {}}},
-        }
-        self._env.set("WRITEBACK_CONFIG", json.dumps(config))
+        spec = {"legacy_table": table, "key_columns": key_columns, "columns": columns,
+                "column_types": column_types or {}}
+        self._writeback_tables[name] = spec
+        self._map_writeback(logical, name)
+        if waypoint and logical in self.sources:
+            physical = self.physical(logical)
+            self._writeback_tables[physical] = spec
+            self._map_writeback(f"waypoint:{logical}", physical)
+        self._configure_writeback()
+        self.install_audit(table)
+        return name
+
+    def _map_writeback(self, key: str, table: str) -> None:
         from handlers import writeback
 
-        writeback._STATE.clear()
-        arn = self.ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
-        self.writeback_mappings[logical] = StreamMapping(
+        arn = self.ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        self.writeback_mappings[key] = StreamMapping(
             streams=self.streams, stream_arn=arn, function=writeback.handler,
             function_name=f"{self.prefix}writeback", sqs=self.sqs, dlq_url=self.writeback_dlq,
             batch_size=self.batch_size, maximum_retry_attempts=self.maximum_retry_attempts,
         )
-        self.install_audit(table)
-        return name
+
+    def _configure_writeback(self) -> None:
+        """WRITEBACK_CONFIG as the LegacyWriteback component writes it; a cold container."""
+        from handlers import writeback
+
+        user, password = self._writeback_login()
+        if self._writeback_secret is None:
+            self._writeback_secret = self.secrets.create_secret(
+                Name=f"{self.prefix}writeback-{self.token}",
+                SecretString=json.dumps({"username": user, "password": password}),
+            )["ARN"]
+        config = {
+            "target": {"kind": "postgres", "host": self.db.host, "port": self.db.port,
+                       "database": self.db.dbname, "secret_arn": self._writeback_secret,
+                       "tls": False},
+            "tables": dict(self._writeback_tables),
+        }
+        self._env.set("WRITEBACK_CONFIG", json.dumps(config))
+        writeback._drop_connection()
+        writeback._STATE.clear()
 
     def _writeback_login(self) -> tuple[str, str]:
         if self.writeback_role is None:
@@ -392,6 +420,13 @@ class Pipeline:
         cur.close()
         return rows
 
+    def echoes(self) -> list[tuple[str, str, str, Any]]:
+        """Writes of the writeback that no new service asked for: a change that came from
+        the legacy database (through the CDC stand-in) written back to it."""
+        asked = set(self.app_writes)
+        return [w for w in self.writeback_writes()
+                if w[1] != "DELETE" and (w[0], w[2], w[3]) not in asked]
+
     def written_back_twice(self) -> list[tuple[str, str, str, Any]]:
         """Writes of the same (table, op, key, version) committed more than once."""
         seen: set[tuple[str, str, str, Any]] = set()
@@ -406,6 +441,10 @@ class Pipeline:
         """A new service's write through the write path (status `accepted`)."""
         name = f"{self.prefix}app-{logical}-{self.token}"
         self.ddb.put_item(TableName=name, Item={**item, "status": {"S": "accepted"}})
+        spec = self._writeback_tables[name]
+        key = ",".join(str(next(iter(item[k].values()))) for k in spec["key_columns"])
+        self.app_writes.append((spec["legacy_table"].split(".", 1)[1], key,
+                                Decimal(item["version"]["N"])))
 
     def app_ttl_expire(self, logical: str, key: dict[str, Any]) -> None:
         """DynamoDB's TTL deleting an app item: the REMOVE record carries the service's
@@ -610,7 +649,7 @@ class Pipeline:
                 row = _normal(item)
                 dynamo[row_key({k: row[k] for k in src.key_names})] = row
             replica = self.consumer.replica.live(src.logical)
-            for name, other in (("dynamodb", dynamo), ("replica", replica)):
+            for name, other in (("dynamodb", dynamo), ("replica", replica)):  # exact values
                 for key in sorted(source.keys() - other.keys()):
                     diffs.append(f"{src.logical} {key}: in source, missing in {name}")
                 for key in sorted(other.keys() - source.keys()):
@@ -619,7 +658,31 @@ class Pipeline:
                     if source[key] != other[key]:
                         diffs.append(f"{src.logical} {key}: source {source[key]!r} != "
                                      f"{name} {other[key]!r}")
+        for where, report in self.reconcile_reports():  # and the project's reconcile tool
+            if not report.ok:
+                diffs.extend(f"tools.reconcile ({where}): {line}" for line in report.lines())
         return diffs
+
+    def reconcile_reports(self) -> list[tuple[str, Any]]:
+        """`tools.reconcile` (the project's reconcile tool) for every table, twice: source vs
+        its DynamoDB table, and source vs the consumer's replica (fed to the tool as item
+        pages). Returns ("dynamodb" | "replica", TableReport) pairs."""
+        from tools import reconcile as tool
+        from tools.dms_types import category_of
+
+        out: list[tuple[str, Any]] = []
+        for src in {**self.sources, **self.adopted}.values():
+            mapping = tool.TableMapping(source=src.source, target=self.physical(src.logical),
+                                        keys=tuple(src.key_names))
+            out.append(("dynamodb", tool.reconcile_table(
+                self.conn, "postgres", mapping, self.ddb, consistent_read=True)))
+            binary = {name for name, typ in self.columns(src.source)
+                      if category_of("postgres", typ) == "binary"}
+            items = [_as_item(row, binary)
+                     for row in self.consumer.replica.live(src.logical).values()]
+            out.append(("replica", tool.reconcile_table(
+                self.conn, "postgres", mapping, None, target_pages=[items])))
+        return out
 
     def columns(self, qualified: str) -> list[tuple[str, str]]:
         return source_columns(self.conn, qualified)
@@ -653,6 +716,28 @@ def _scan(ddb: Any, table: str) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _as_item(row: dict[str, Any], binary: set[str]) -> dict[str, Any]:
+    """A replica row (envelope JSON: exact Decimal numbers, binary as base64 text) back in
+    DynamoDB's attribute form, for `tools.reconcile`."""
+
+    def attr(value: Any, is_binary: bool = False) -> dict[str, Any]:
+        if value is None:
+            return {"NULL": True}
+        if isinstance(value, bool):
+            return {"BOOL": value}
+        if isinstance(value, Decimal):
+            return {"N": str(value)}
+        if isinstance(value, str):
+            return {"B": value} if is_binary else {"S": value}
+        if isinstance(value, list):
+            return {"L": [attr(v) for v in value]}
+        if isinstance(value, dict):
+            return {"M": {k: attr(v) for k, v in value.items()}}
+        raise TypeError(f"unexpected value in a replica row: {value!r:.60}")
+
+    return {name: attr(value, name in binary) for name, value in row.items()}
 
 
 def _normal(item: dict[str, Any]) -> dict[str, Any]:

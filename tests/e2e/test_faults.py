@@ -46,6 +46,7 @@ def settle(p: Pipeline, max_rounds: int = 40) -> int:
     rounds = p.run_until_quiet(max_rounds)
     assert p.reconcile() == []
     assert p.written_back_twice() == []
+    assert p.echoes() == []
     return rounds
 
 
@@ -510,3 +511,42 @@ def test_15_table_added_mid_run_adopted_and_backfilled(make: Any) -> None:
     # THEN none of its rows is missing anywhere
     settle(p)
     assert len(p.consumer.replica.live("invoices")) == 80
+
+
+# ------------------------------------------------------------------- the invariant itself
+
+
+def test_invariant_detects_a_lost_change_an_extra_row_and_an_echo(make: Any) -> None:
+    # GIVEN a settled pipeline with the write path
+    p = make()
+    insert(p, 1, 5)
+    p.start()
+    writeback_orders(p)
+    settle(p)
+    assert len(p.reconcile_reports()) == 2 and all(r.ok for _, r in p.reconcile_reports())
+
+    # WHEN a change is lost on the way to DynamoDB and the replica holds a row the source
+    # does not, and a write-back happens that no service asked for
+    p.ddb.put_item(TableName=p.physical("orders"),
+                   Item={**p.ddb.get_item(TableName=p.physical("orders"),
+                                          Key={"id": {"N": "2"}})["Item"],
+                         "note": {"S": "lost change"}})
+    from decimal import Decimal
+
+    from tests.e2e.consumer import RowState, row_key
+
+    p.consumer.replica.rows["orders"][row_key({"id": Decimal(99)})] = RowState(
+        10**9, {"id": Decimal(99), "note": "ghost"})
+    wb = p.db.connect(user=p.writeback_role[0], password=p.writeback_role[1],  # type: ignore[index]
+                      autocommit=True)
+    wb.cursor().execute("UPDATE orders SET note = 'echo', version = 9 WHERE id = 3")
+    wb.close()
+
+    # THEN both comparisons see the problems (rows 2 and 3 differ, 99 is extra), and the
+    # echo is reported
+    diffs = p.reconcile()
+    assert any("2" in d and "dynamodb" in d and not d.startswith("tools") for d in diffs)
+    assert any(d.startswith("tools.reconcile (dynamodb)") and "different 2" in d for d in diffs)
+    assert any("in replica, not in source" in d for d in diffs)
+    assert any(d.startswith("tools.reconcile (replica)") and "extra 1" in d for d in diffs)
+    assert p.echoes() == [("orders", "UPDATE", "3", 9)]
