@@ -137,7 +137,10 @@ class EntitySettings(Model):
                 f"fields: expected no name the write path uses itself "
                 f"({', '.join(sorted(RESERVED_ATTRIBUTES))}), found {', '.join(clash)}"
             )
-        if "ttl_days" in self.model_fields_set and not self.request_like:
+        # Compared with the default, not with model_fields_set: a dumped and re-validated
+        # config carries the default explicitly and must stay valid.
+        default_ttl = type(self).model_fields["ttl_days"].default
+        if self.ttl_days != default_ttl and not self.request_like:
             raise ValueError(
                 "ttl_days: expected it only with request_like: true (only request-like items "
                 f"expire), found ttl_days {self.ttl_days} with request_like false"

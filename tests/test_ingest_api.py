@@ -533,6 +533,11 @@ def test_bad_config_names_the_key_path(ingest: Any, path: str, words: str) -> No
     assert words in text, text
 
 
+def test_settings_survive_a_dump_and_validate_round_trip() -> None:
+    for cfg in (settings(), settings(auth="api_key", api_key_consumers=["a_svc"])):
+        assert IngestSettings.model_validate(cfg.model_dump()) == cfg
+
+
 @pytest.mark.parametrize("stack", sorted(stack_files()))
 def test_stack_files_configure_the_api(stack: str) -> None:
     loaded = load_settings(stack, project_config(read_stack_config(stack)))
