@@ -214,7 +214,8 @@ class IngestApiArgs:
     settings: IngestSettings
     #: Prefix of every physical name (the environment's, e.g. `dmsbus-dev-`).
     name_prefix: str
-    #: Customer-managed KMS key for tables and the access log group; None: AWS-managed keys
+    #: Customer-managed KMS key ARN (not an alias) for tables, the access log group and the
+    #: integration role; None: AWS-managed keys
     #: for the tables and CloudWatch Logs' own encryption for the log group.
     kms_key_arn: str | None = None
     #: Tags on every taggable resource.
@@ -232,10 +233,13 @@ class IngestApiArgs:
                 f"ending in '-', e.g. 'dmsbus-dev-', found {self.name_prefix!r}"
             )
         if self.kms_key_arn is not None and not re.fullmatch(
-            r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+", self.kms_key_arn
+            r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/.+", self.kms_key_arn
         ):
+            # not an alias ARN: IAM statements on an alias ARN do not cover the key, and the
+            # access log group takes key ARNs only
             raise ValueError(
-                f"IngestApiArgs.kms_key_arn: expected a KMS key ARN, found {self.kms_key_arn!r}"
+                f"IngestApiArgs.kms_key_arn: expected a KMS key ARN (arn:...:key/<id>, not an "
+                f"alias), found {self.kms_key_arn!r}"
             )
 
     def table_name(self, entity: str) -> str:

@@ -471,6 +471,7 @@ def test_outputs(iam_plan: Plan) -> None:
     [
         ({"name_prefix": "Dmsbus_dev"}, "name_prefix"),
         ({"kms_key_arn": "alias/mine"}, "kms_key_arn"),
+        ({"kms_key_arn": "arn:aws:kms:eu-west-1:210987654321:alias/mine"}, "kms_key_arn"),
         ({"settings": {"entities": {}}}, "settings"),
     ],
 )
