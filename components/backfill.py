@@ -9,7 +9,10 @@ event to redrive), the recursion setting that lets it continue itself, and two a
 
 Wiring (the function name is needed by the adopted tables before the bus exists, and the
 function needs the bus): pass a `pulumi.deferred_output()` as the adopted tables'
-`backfill_function_name` and resolve it with `Backfill.function_name`; see docs/adoption.md.
+`backfill_function_name` and resolve it with `Backfill.ready_function_name` -- the function
+name, known only once the function, its asynchronous-invoke settings (retries, DLQ) and its
+recursion setting exist, so no adoption starts a backfill that could fail unnoticed or be
+stopped as a loop; see docs/adoption.md.
 """
 
 from __future__ import annotations
@@ -101,6 +104,8 @@ class Backfill(pulumi.ComponentResource):
     """The backfill function and what keeps a failed backfill from going unnoticed."""
 
     function_name: pulumi.Output[str]
+    ready_function_name: pulumi.Output[str]
+    """The function name, depending on the function and all its invoke settings."""
     function_arn: pulumi.Output[str]
     dlq_url: pulumi.Output[str]
 
@@ -133,15 +138,19 @@ class Backfill(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.function = self._create_function()
-        self._create_invoke_settings()
+        settings = self._create_invoke_settings()
         self.alarms = self._create_alarms()
 
         self.function_name = self.function.name
+        self.ready_function_name = pulumi.Output.all(
+            self.function.name, *(r.id for r in settings)
+        ).apply(lambda values: str(values[0]))
         self.function_arn = self.function.arn
         self.dlq_url = self.dlq.url
         self.register_outputs(
             {
                 "function_name": self.function_name,
+                "ready_function_name": self.ready_function_name,
                 "function_arn": self.function_arn,
                 "dlq_url": self.dlq_url,
             }
@@ -242,10 +251,10 @@ class Backfill(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
         )
 
-    def _create_invoke_settings(self) -> None:
+    def _create_invoke_settings(self) -> list[pulumi.CustomResource]:
         args = self._args
         child = pulumi.ResourceOptions(parent=self)
-        aws.lambda_.FunctionEventInvokeConfig(
+        invoke_config = aws.lambda_.FunctionEventInvokeConfig(
             f"{self._name}-async",
             function_name=self.function.name,
             maximum_retry_attempts=args.max_retry_attempts,
@@ -258,12 +267,13 @@ class Backfill(pulumi.ComponentResource):
             opts=child,
         )
         # The handler continues a large table by invoking itself: an intended loop.
-        aws.lambda_.FunctionRecursionConfig(
+        recursion = aws.lambda_.FunctionRecursionConfig(
             f"{self._name}-recursion",
             function_name=self.function.name,
             recursive_loop="Allow",
             opts=child,
         )
+        return [invoke_config, recursion]
 
     def _create_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
         args = self._args
@@ -271,7 +281,8 @@ class Backfill(pulumi.ComponentResource):
             metric_alarm(
                 f"{self._name}-errors",
                 description="A backfill invocation failed; Lambda retries it, then the event "
-                "goes to the backfill DLQ (redrive: invoke the function with the message body).",
+                "goes to the backfill DLQ (redrive: invoke the function asynchronously with the "
+                "message's requestPayload).",
                 namespace="AWS/Lambda",
                 metric="Errors",
                 dimensions={"FunctionName": self.function.name},
@@ -283,7 +294,8 @@ class Backfill(pulumi.ComponentResource):
             metric_alarm(
                 f"{self._name}-dlq-depth",
                 description="A backfill event gave up after its retries: some rows of an "
-                "adopted table are not on the bus yet. Redrive it from the backfill DLQ.",
+                "adopted table are not on the bus yet. Fix the cause, then invoke the function "
+                "asynchronously with the message's requestPayload (docs/adoption.md).",
                 namespace="AWS/SQS",
                 metric="ApproximateNumberOfMessagesVisible",
                 dimensions={"QueueName": self.dlq.name},

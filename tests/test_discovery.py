@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
 import pytest
 
-from components.discovery import adoptable_tables, discover, is_control_table, logical_name
+from components.discovery import (
+    ADOPT,
+    adoptable_tables,
+    classify,
+    discover,
+    is_control_table,
+    logical_name,
+)
 from tools.mockrun import run_program
 
 GET_TABLES = "aws:dynamodb/getTables:getTables"
@@ -31,6 +39,11 @@ ACCOUNT_TABLES = [
     "dmsbus-dev-audit_login_events",
     # the bare prefix is not a table of ours
     "dmsbus-dev-",
+    # Pulumi-owned IngestApi tables, and an environment "dev-eu" sharing the prefix
+    "dmsbus-dev-ingest-order_requests",
+    "dmsbus-dev-eu-orders",
+    # not a name DMS's lower-casing transformations produce
+    "dmsbus-dev-Invoices2",
 ]
 
 
@@ -43,6 +56,25 @@ def test_adoptable_tables_keeps_only_new_tables_of_this_environment() -> None:
     )
     # THEN exactly the DMS-created data tables of dev are adopted, sorted
     assert adopted == ["dmsbus-dev-audit_login_events", "dmsbus-dev-invoices"]
+
+
+def test_classify_says_why_each_table_of_the_environment_is_skipped() -> None:
+    verdicts = classify(
+        ACCOUNT_TABLES,
+        name_prefix="dmsbus-dev-",
+        declared_physical_names=["dmsbus-dev-customers", "dmsbus-dev-orders"],
+        exclude=["audit_login_events"],
+    )
+    # names without the prefix are someone else's: not even listed
+    assert not [n for n in verdicts if not n.startswith("dmsbus-dev-")]
+    assert verdicts["dmsbus-dev-customers"] == "declared in the stack file"
+    assert verdicts["dmsbus-dev-awsdms_full_load_exceptions"] == "a DMS control table"
+    assert "IngestApi" in verdicts["dmsbus-dev-ingest-order_requests"]
+    assert "not a logical table name" in verdicts["dmsbus-dev-eu-orders"]
+    assert "not a logical table name" in verdicts["dmsbus-dev-Invoices2"]
+    assert "not a logical table name" in verdicts["dmsbus-dev-"]
+    assert verdicts["dmsbus-dev-audit_login_events"] == "listed in adoption.exclude"
+    assert [n for n, v in verdicts.items() if v == ADOPT] == ["dmsbus-dev-invoices"]
 
 
 def test_adoptable_tables_for_another_environment() -> None:
@@ -194,3 +226,158 @@ def test_declared_mode_still_needs_a_partition_key() -> None:
 
     with pytest.raises(ValueError, match="partition_key"):
         StreamedTableArgs(table_name="dmsbus-dev-x")
+
+
+# -- the program: discovery -> adopted StreamedTables -> bus mappings, alarms, autoscaling ----
+#: The project whose __main__.py runs (a module attribute, so a patched copy can be tried).
+PROGRAM_ROOT = None
+
+#: What ListTables answers in the prod account (shared with staging, and with other teams).
+PROD_ACCOUNT_TABLES = [
+    # declared in Pulumi.prod.yaml
+    "dmsbus-prod-customers", "dmsbus-prod-orders", "dmsbus-prod-order_lines",
+    "dmsbus-prod-products", "dmsbus-prod-invoices",
+    # foreign: other environments, other teams, an environment whose name starts like ours
+    "dmsbus-staging-audit_login_events", "dmsbus-dev-orders", "billing-ledger",
+    "dmsbus-prod-eu-orders",
+    # DMS control tables
+    "awsdms_apply_exceptions", "dmsbus-prod-awsdms_full_load_exceptions",
+    # owned by the IngestApi (Pulumi), not by DMS
+    "dmsbus-prod-ingest-order_requests",
+    # created by DMS at runtime: adopted, except the one listed in adoption.exclude
+    "dmsbus-prod-audit_login_events", "dmsbus-prod-legacy_notes", "dmsbus-prod-audit_tmp",
+]
+ADOPTED = {"audit_login_events": "dmsbus-prod-audit_login_events",
+           "legacy_notes": "dmsbus-prod-legacy_notes"}
+ADOPTION_CONFIG = {
+    "capacity": {"mode": "provisioned", "read": {"min": 3, "max": 30, "target_utilization": 60},
+                 "write": {"min": 4, "max": 40, "target_utilization": 65}},
+    "wait_timeout_seconds": 900,
+    "backfill_segments": 8,
+    "backfill_memory_mb": 1024,
+    "replace_stream": ["legacy_notes"],
+    "exclude": ["audit_tmp"],
+}
+
+
+def run_prod_with_adoption(adoption: dict[str, Any] | None = None) -> Any:
+    from tools.mockrun import ROOT, run_stack
+
+    root = PROGRAM_ROOT or ROOT
+    return run_stack(
+        "prod",
+        root=root,
+        stack_dir=ROOT,
+        overrides={"dms-event-bus:adoption": adoption or ADOPTION_CONFIG},
+        invoke_answers={
+            GET_TABLES: lambda _args: {"names": PROD_ACCOUNT_TABLES, "id": "eu-west-1"}
+        },
+    )
+
+
+def test_program_adopts_exactly_the_new_tables_and_wires_them_like_declared_ones(
+    adopted_outputs: None,
+) -> None:
+    # GIVEN get_tables answering declared, foreign-prefix, control, IngestApi, excluded and new
+    # tables, and adoption configured with provisioned capacity
+    # WHEN the prod program runs under mocks
+    plan = run_prod_with_adoption()
+    # THEN it listed the tables once and adopted exactly the two new DMS tables
+    assert [token for token, _ in plan.invokes].count(GET_TABLES) == 1
+    adopted = {r.inputs["table_name"]: r for r in plan.of_type(ADOPTED_TYPE)}
+    assert sorted(adopted) == sorted(ADOPTED.values())
+    assert plan.exports["adopted_tables"] == ADOPTED
+    # AND nothing declared was adopted, nothing adopted was declared
+    declared = {r.inputs["name"] for r in plan.of_type("aws:dynamodb/table:Table")}
+    assert not declared & set(adopted)
+    assert {f"dmsbus-prod-{t}" for t in
+            ("customers", "orders", "order_lines", "products", "invoices")} <= declared
+
+    # AND each adoption carries the adoption settings and the KMS key, and starts its
+    # backfill only once the backfill function and its invoke settings exist
+    backfill_function = plan.named("backfill-function")
+    invoke_settings = [plan.named("backfill-async"), plan.named("backfill-recursion")]
+    key = "arn:aws:kms:eu-west-1:210987654321:key/1f2e3d4c-5b6a-4789-9abc-def012345678"
+    for logical, physical in ADOPTED.items():
+        res = adopted[physical]
+        inputs = res.inputs
+        assert inputs["logical_name"] == logical
+        assert inputs["billing_mode"] == "PROVISIONED"
+        assert (inputs["read_capacity"], inputs["write_capacity"]) == (3, 4)
+        assert inputs["kms_key_arn"] == key and inputs["point_in_time_recovery"] is True
+        assert inputs["wait_timeout_seconds"] == 900 and inputs["backfill_segments"] == 8
+        assert inputs["replace_stream"] is (logical == "legacy_notes")
+        assert inputs["backfill_function_name"] == "dmsbus-prod-backfill"
+        assert inputs["tags"]["environment"] == "prod"
+        for needed in [backfill_function, *invoke_settings]:
+            assert needed.urn in res.dependencies, (physical, needed.name)
+
+    # AND each adopted table gets its bus mapping, like the declared ones, from its stream
+    mappings = plan.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    fanin_mappings = [m for m in mappings if m.inputs["functionName"] == "dmsbus-prod-fanin"]
+    by_source = {m.inputs["eventSourceArn"]: m for m in fanin_mappings}
+    assert len(fanin_mappings) == len(declared) + len(ADOPTED)
+    declared_mapping = next(m for m in fanin_mappings if "table/dmsbus-prod-orders/" in
+                            m.inputs["eventSourceArn"])
+    for physical, res in adopted.items():
+        stream = res.outputs["stream_arn"]
+        mapping = by_source[stream]
+        assert res.urn in mapping.dependencies
+        same = ("startingPosition", "bisectBatchOnFunctionError", "maximumRetryAttempts",
+                "functionResponseTypes", "destinationConfig", "batchSize",
+                "parallelizationFactor", "maximumRecordAgeInSeconds")
+        assert {k: mapping.inputs.get(k) for k in same} == {
+            k: declared_mapping.inputs.get(k) for k in same}, physical
+    # ... and the fan-in knows their logical names
+    fanin = plan.named("bus-fanin")
+    tables_env = json.loads(fanin.inputs["environment"]["variables"]["TABLES"])
+    for logical, physical in ADOPTED.items():
+        assert tables_env[physical] == logical
+
+    # AND alarms and autoscaling like a declared provisioned table (orders)
+    def child_kinds(component_name: str) -> list[str]:
+        component = plan.named(component_name)
+        return sorted(r.type for r in plan.children_of(component))
+
+    orders_kinds = child_kinds("orders")
+    for logical, physical in ADOPTED.items():
+        kinds = child_kinds(f"adopted-{logical}")
+        assert kinds == sorted(
+            ADOPTED_TYPE if k == "aws:dynamodb/table:Table" else k for k in orders_kinds
+        )
+        component = plan.named(f"adopted-{logical}")
+        children = plan.children_of(component)
+        targets = [r for r in children if r.type == "aws:appautoscaling/target:Target"]
+        assert sorted((t.inputs["scalableDimension"], t.inputs["minCapacity"],
+                       t.inputs["maxCapacity"], t.inputs["resourceId"]) for t in targets) == [
+            ("dynamodb:table:ReadCapacityUnits", 3, 30, f"table/{physical}"),
+            ("dynamodb:table:WriteCapacityUnits", 4, 40, f"table/{physical}"),
+        ]
+        policies = [r for r in children if r.type == "aws:appautoscaling/policy:Policy"]
+        targets_values = sorted(
+            p.inputs["targetTrackingScalingPolicyConfiguration"]["targetValue"]
+            for p in policies)
+        assert targets_values == [60.0, 65.0]
+        (alarm,) = [r for r in children if r.type == "aws:cloudwatch/metricAlarm:MetricAlarm"]
+        assert alarm.inputs["dimensions"] == {"TableName": physical}
+        assert alarm.inputs["alarmActions"] == [
+            "arn:aws:sns:eu-west-1:210987654321:platform-oncall"]
+
+    # AND one backfill function may scan exactly the adopted tables and put on the bus
+    policy = json.loads(plan.named("backfill-policy").inputs["policy"])
+    scan = next(s for s in policy["Statement"] if s["Sid"] == "ScanTheAdoptedTables")
+    assert sorted(scan["Resource"]) == sorted(
+        f"arn:aws:dynamodb:eu-west-1:123456789012:table/{p}" for p in ADOPTED.values())
+    assert backfill_function.inputs["memorySize"] == 1024
+    env = backfill_function.inputs["environment"]["variables"]
+    assert env["BUS_STREAM_NAME"] == plan.exports["bus_stream_name"]
+    assert env["OVERFLOW_BUCKET"] == plan.exports["overflow_bucket"]
+
+
+def test_program_with_adoption_disabled_lists_nothing_and_adopts_nothing(
+    adopted_outputs: None,
+) -> None:
+    plan = run_prod_with_adoption({"enabled": False})
+    assert GET_TABLES not in [token for token, _ in plan.invokes]
+    assert plan.of_type(ADOPTED_TYPE) == []
+    assert plan.of_type("dms-event-bus:index:Backfill") == []
