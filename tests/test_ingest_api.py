@@ -545,3 +545,22 @@ def test_stack_files_configure_the_api(stack: str) -> None:
     assert loaded.ingest_api is not None, f"Pulumi.{stack}.yaml has no ingest_api section"
     plan = plan_of(loaded.ingest_api)
     assert len(of(plan, "table:Table")) == len(loaded.ingest_api.entities)
+    # throttling, auth and access-log retention of the stack file reach the stage
+    cfg = loaded.ingest_api
+    (ms,) = of(plan, "methodSettings:MethodSettings")
+    assert ms.inputs["settings"]["throttlingRateLimit"] == cfg.throttling.rate_limit
+    assert ms.inputs["settings"]["throttlingBurstLimit"] == cfg.throttling.burst_limit
+    assert plan.named("ingest-access-logs").inputs["retentionInDays"] == (
+        cfg.access_log_retention_days
+    )
+    methods = of(plan, "method:Method")
+    if cfg.auth == "iam":
+        assert {m.inputs["authorization"] for m in methods} == {"AWS_IAM"}
+        assert not of(plan, "usagePlan:UsagePlan")
+    else:
+        assert {m.inputs.get("apiKeyRequired") for m in methods} == {True}
+        (usage,) = of(plan, "usagePlan:UsagePlan")
+        assert usage.inputs["throttleSettings"] == {
+            "rateLimit": cfg.throttling.rate_limit, "burstLimit": cfg.throttling.burst_limit,
+        }  # fmt: skip
+        assert len(of(plan, "apiKey:ApiKey")) == len(cfg.api_key_consumers)
