@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -23,7 +24,8 @@ from components.alarm_topic import (
     publisher_key_statements,
 )
 from policy import rules
-from settings.stackfile import stack_files
+from settings import load_settings
+from settings.stackfile import project_config, read_stack_config, stack_files
 from tools.mockrun import ACCOUNT, Plan, run_program, run_stack
 
 REGION = "eu-west-1"
@@ -279,3 +281,22 @@ def test_no_topic_of_any_stack_uses_the_aws_managed_key(stack: str) -> None:
     resources = [{"type": r.type, "props": r.inputs, "urn": r.urn, "name": r.name,
                   "dependencies": r.dependencies} for r in plan.resources]
     assert rules.check_all(resources) == []
+
+
+def test_every_alarm_that_notifies_the_topic_is_explained_in_the_runbook() -> None:
+    """docs/runbook.md names each alarm as it is declared (the Pulumi resource name; AWS adds
+    a suffix) -- for every stack, with the writeback wired as __main__.py is to wire it."""
+    from tests.test_dashboard import wired_plan
+
+    runbook = (Path(__file__).resolve().parents[1] / "docs" / "runbook.md").read_text()
+    names: set[str] = set()
+    for stack in sorted(stack_files()):
+        tables = set(load_settings(stack, project_config(read_stack_config(stack))).tables)
+        for plan in (run_stack(stack), wired_plan(stack)):
+            for alarm in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+                table = next((t for t in tables if alarm.name.startswith(f"{t}-")), None)
+                names.add(alarm.name.replace(table, "<table>", 1) if table else alarm.name)
+    assert {"bus-fanin-errors", "writeback-errors", "dms-not-running",
+            "<table>-write-throttles"} <= names
+    missing = sorted(n for n in names if f"`{n}`" not in runbook)
+    assert missing == [], f"docs/runbook.md does not explain {missing}"

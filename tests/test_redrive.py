@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shlex
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import jsonschema
 import pytest
+from botocore import xform_name
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
@@ -617,3 +621,68 @@ def test_command_needs_a_table_mapping(capsys):
 def test_parse_rejects_what_is_not_an_on_failure_record(body, reason):
     with pytest.raises(ValueError, match=reason):
         redrive.parse_message(body)
+
+
+# --- the runbook says what the command does ---------------------------------------------------
+
+RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "runbook.md"
+
+
+def _commands(text: str, program: str) -> list[str]:
+    """Every command line starting with `program` in the runbook's code (blocks and inline
+    spans), with backslash continuations joined."""
+    code = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    outside = re.sub(r"```.*?```", "", text, flags=re.S)
+    # an inline span wrapped over lines reads as one line
+    code += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", outside)]
+    found = []
+    for chunk in code:
+        joined = re.sub(r"\\\n\s*", " ", chunk)
+        for line in joined.splitlines():
+            for match in re.finditer(re.escape(program) + r"[^`)\n]*", line):
+                found.append(" ".join(match.group(0).split()))
+    return found
+
+
+def test_the_runbook_redrive_commands_parse_and_every_option_and_status_is_explained():
+    text = RUNBOOK.read_text()
+    commands = _commands(text, "python -m tools.redrive")
+    assert len(commands) >= 3, commands
+    parser = redrive._parser()
+    for command in commands:
+        argv = shlex.split(command.replace("$DLQ_URL", "https://q").replace("${P}", "dmsbus-x-"))
+        args = parser.parse_args(argv[3:])
+        assert args.queue_url and (args.function_name or args.tables), command
+    options = {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
+    assert {o for o in options if o != "--help"} <= set(re.findall(r"--[a-z-]+", text))
+    for status in redrive.STATUSES:
+        assert f"`{status}`" in text, f"the runbook does not explain status {status!r}"
+
+
+#: Options the AWS CLI adds to every command.
+AWS_CLI_GLOBAL = {"query", "output", "region", "profile", "no-paginate", "cli-input-json"}
+
+
+def test_every_aws_cli_command_of_the_runbook_exists_with_its_options():
+    """`aws <service> <command> --option` lines are checked against botocore's models: the
+    operation (or waiter) exists and takes each option."""
+    session = botocore.session.get_session()
+    commands = _commands(RUNBOOK.read_text(), "aws ")
+    assert len(commands) >= 10, commands
+    for command in commands:
+        service, name, *rest = command.split()[1:]
+        model = session.get_service_model(service)
+        if name == "wait":
+            waiter = session.get_waiter_model(service).get_waiter(
+                {xform_name(w, "-"): w for w in session.get_waiter_model(service).waiter_names}[
+                    rest[0]
+                ]
+            )
+            operation = model.operation_model(waiter.operation)
+        else:
+            operations = {xform_name(op, "-"): op for op in model.operation_names}
+            assert name in operations, f"{command}: no such command"
+            operation = model.operation_model(operations[name])
+        members = {xform_name(m, "-") for m in operation.input_shape.members}
+        for option in re.findall(r"(?:^|\s)--([a-z0-9-]+)", command):
+            assert option in members | AWS_CLI_GLOBAL, f"{command}: no option --{option}"

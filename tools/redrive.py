@@ -37,6 +37,8 @@ Publisher = Callable[[list[Any]], object]
 """Puts envelopes on the bus; raises (`handlers.bus.PublishError`) when some could not be put
 after its retries."""
 
+#: What can happen to a DLQ message (Outcome.status); docs/runbook.md explains each.
+STATUSES = ("redriven", "would-redrive", "expired", "failed", "unrecognised")
 EXPIRED_ERRORS = {"TrimmedDataAccessException", "ResourceNotFoundException"}
 EMPTY_POLLS = 5  # consecutive empty GetRecords pages before a range counts as unreadable
 PAGE_LIMIT = 1000  # GetRecords maximum
@@ -70,7 +72,7 @@ class Outcome:
     """What happened to one DLQ message."""
 
     message_id: str
-    status: str  # redriven | would-redrive | expired | failed | unrecognised
+    status: str  # one of STATUSES
     detail: str = ""
     stream_arn: str | None = None
     shard_id: str | None = None
