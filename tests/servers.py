@@ -625,12 +625,76 @@ def mariadb_misconfigured() -> Iterator[DbServer]:
     yield from _fixture("mariadb_misconfigured")
 
 
+# --------------------------------------------------------------------------- restartable
+
+
+class RestartablePostgres:
+    """A private PostgreSQL server (configured like ``postgres``) that a test may restart:
+    the same port, data directory and users before and after. Not shared with other tests."""
+
+    def __init__(self) -> None:
+        self._running = _start_postgres(POSTGRES_GOOD, replication=True)
+        self.server = self._running.server
+        self.restarts = 0
+
+    def restart(self, *, crash: bool = True) -> None:
+        """Stop the server and start it again. ``crash``: immediate shutdown (SIGQUIT: every
+        backend is killed, no shutdown checkpoint, crash recovery at the next start), as
+        after a crash or a failover; otherwise a fast shutdown (SIGINT)."""
+        proc = self._running.proc
+        proc.send_signal(signal.SIGQUIT if crash else signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        bindir = _postgres_bin()
+        run_as: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            run_as = {"user": pw.pw_uid, "group": pw.pw_gid}
+        log = os.path.join(self._running.tmp, "postgres.log")
+        with open(log, "ab") as logfh:
+            new = subprocess.Popen(
+                [f"{bindir}/postgres", "-D", self.server.data_dir],
+                stdout=logfh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(  # noqa: PLW1509 - syscalls only, no locks
+                    signal.SIGKILL, run_as.get("user"), run_as.get("group")
+                ),
+            )
+        self._running.proc = new
+        admin = replace(self.server, dbname="postgres")
+        _wait_ready(new, lambda: admin.admin_connect().close(), log, "postgres (restart)")
+        self.restarts += 1
+
+    def stop(self) -> None:
+        self._running.stop()
+
+
+@pytest.fixture
+def postgres_restartable() -> Iterator[RestartablePostgres]:
+    """A private PostgreSQL (like ``postgres``) for one test, with ``restart()``."""
+    try:
+        handle = RestartablePostgres()
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
 __all__ = [
     "DbServer",
+    "RestartablePostgres",
     "ServerStartError",
     "get_server",
     "mariadb",
     "mariadb_misconfigured",
     "postgres",
     "postgres_misconfigured",
+    "postgres_restartable",
 ]

@@ -184,16 +184,21 @@ class CdcStandIn:
         slot: str,
         *,
         crash_hook: Callable[[str, int], None] | None = None,
+        checkpoint_every: int = 1,
     ) -> None:
         """`conn`: an autocommit DB-API connection (user with REPLICATION) to the source
         database. `tables`: source `schema.table` -> mapping. `crash_hook(point, n)` is
         called at injection points ("applied" after each applied transaction, before the
-        slot advances; "loaded" after each full-load row) and may raise SimulatedCrash."""
+        slot advances; "loaded" after each full-load row) and may raise SimulatedCrash.
+        `checkpoint_every`: the slot is advanced after this many applied transactions (and
+        at the end of each step) -- DMS also checkpoints periodically, not per transaction,
+        so a crash replays every transaction applied since its last checkpoint."""
         self.conn = conn
         self.dynamodb = dynamodb
         self.tables = tables
         self.slot = slot
         self.crash_hook = crash_hook
+        self.checkpoint_every = checkpoint_every
         self.applied_transactions = 0
         self.puts = 0
         self.deletes = 0
@@ -245,6 +250,8 @@ class CdcStandIn:
         rows = self._peek(max_changes)
         done = 0
         pending: list[Change] = []
+        unacknowledged: str | None = None  # the last applied COMMIT not checkpointed yet
+        since = 0
         for lsn, data in rows:
             if data.startswith("BEGIN"):
                 pending = []
@@ -252,15 +259,20 @@ class CdcStandIn:
                 for change in pending:
                     self.apply(change)
                 self.applied_transactions += 1
+                unacknowledged, since = lsn, since + 1
                 if self.crash_hook is not None:
                     self.crash_hook("applied", self.applied_transactions)
-                self._advance(lsn)
+                if since >= self.checkpoint_every:
+                    self._advance(lsn)
+                    unacknowledged, since = None, 0
                 done += 1
                 pending = []
             else:
                 parsed = parse_change(lsn, data)
                 if parsed is not None:
                     pending.append(parsed)
+        if unacknowledged is not None:
+            self._advance(unacknowledged)
         return done
 
     def run_until_quiet(self, max_steps: int = 100) -> int:

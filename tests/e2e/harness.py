@@ -687,6 +687,15 @@ class Pipeline:
     def columns(self, qualified: str) -> list[tuple[str, str]]:
         return source_columns(self.conn, qualified)
 
+    def reconnect(self) -> None:
+        """New connections for the harness and the CDC stand-in (after a server restart)."""
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - the old connection is usually broken already
+            pass
+        self.conn = self.db.connect(autocommit=True)
+        self.cdc.conn = self.conn
+
     def close(self) -> None:
         try:
             self.cdc.drop_slot()
