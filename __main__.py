@@ -11,6 +11,7 @@ import pulumi_aws as aws
 from components.alarm_topic import AlarmTopic, AlarmTopicArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.dms_source import DmsSource, DmsSourceArgs
+from components.ingest_api import IngestApi, IngestApiArgs
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
 from components.stream_mapping import MappingSettings
 from components.streamed_table import KeySpec, Scaling, StreamedTable, StreamedTableArgs
@@ -118,6 +119,17 @@ if settings.dms is not None:
         ),
     )
 
+# -- the write path for new services: API Gateway straight into app-owned tables -------
+ingest: IngestApi | None = None
+if settings.ingest_api is not None:
+    ingest_args = IngestApiArgs(
+        settings=settings.ingest_api,
+        name_prefix=settings.name_prefix,
+        kms_key_arn=kms_key_arn,
+        tags=tags,
+    )
+    ingest = IngestApi("ingest", ingest_args)
+
 # -- the first place an operator looks -------------------------------------------------
 dashboard = Dashboard(
     "ops",
@@ -141,3 +153,9 @@ pulumi.export("tables", {logical: t.table_name for logical, t in tables.items()}
 if dms is not None:
     pulumi.export("dms_task_arn", dms.task_arn)
     pulumi.export("dms_tables", dms.physical_table_names)
+if ingest is not None:
+    pulumi.export("ingest_api_url", ingest.url)
+    pulumi.export("ingest_api_execution_arn", ingest.execution_arn)
+    pulumi.export("ingest_tables", ingest.table_names)
+    pulumi.export("ingest_access_log_group", ingest.access_log_group)
+    pulumi.export("ingest_api_key_ids", ingest.api_key_ids)

@@ -30,7 +30,10 @@ def arn_type(service: str) -> Any:
     return Annotated[str, StringConstraints(pattern=_ARN.format(service=service))]
 
 
-KmsKeyArn = arn_type("kms")
+#: A KMS key ARN. Not an alias ARN: IAM statements on an alias do not cover the key.
+KmsKeyArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+]
 SecretArn = arn_type("secretsmanager")
 SnsTopicArn = arn_type("sns")
 

@@ -137,6 +137,19 @@ def test_secret_like_values_only_as_arns() -> None:
     assert "dms-event-bus:encryption.kms_key_arn: expected a string matching ^arn:aws" in text
 
 
+def test_kms_alias_arn_is_refused() -> None:
+    # IAM statements on an alias ARN do not cover the key: only key ARNs are accepted
+    raw = dev_config()
+    raw["encryption"] = {"kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:alias/bus"}
+    text = str(problems("dev", raw))
+    assert "dms-event-bus:encryption.kms_key_arn:" in text
+    assert "alias/bus" in text
+    raw["encryption"] = {
+        "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    }
+    assert load_settings("dev", raw).encryption.kms_key_arn is not None
+
+
 def test_bad_stack_file_declares_nothing() -> None:
     # GIVEN a stack whose config has a wrong type
     # WHEN the whole program runs under mocks
