@@ -234,7 +234,7 @@ def test_pull_request_workflow_lints_and_tests_before_previewing():
     for needed in ("'.[dev,drivers]'", "npm ci --prefix tools/node"):
         assert needed in dev_sh, f"tools/dev.sh no longer runs {needed}"
     (py,) = [s for s in _steps(checks) if str(s.get("uses", "")).startswith("actions/setup-python")]
-    assert py["with"]["python-version"] == "3.12"
+    assert py["with"]["python-version"] == "3.11"
     assert load("pr.yml")["jobs"]["checks"]["uses"] == "./.github/workflows/checks.yml"
 
 
@@ -283,3 +283,21 @@ def test_aws_access_is_oidc_only_and_permissions_are_minimal(name):
         assert job["permissions"]["contents"] == "read", job_id
         if name == "deploy.yml":
             assert "pull-requests" not in job["permissions"], job_id
+
+
+def test_ci_runs_the_python_the_project_supports_as_its_floor():
+    # CI and dev run Python 3.11 (pyproject's requires-python floor): code that needs a newer
+    # Python fails here, not only on a developer's machine. The Lambda runtime (3.14) is chosen
+    # by the components, independent of the runner's Python.
+    import tomllib
+
+    floor = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert floor == ">=3.11"
+    versions = {}
+    for path in workflow_files():
+        for job_id, job in load(path.name)["jobs"].items():
+            for step in _steps(job):
+                if str(step.get("uses", "")).startswith("actions/setup-python@"):
+                    versions[f"{path.name}:{job_id}"] = str(step["with"]["python-version"])
+    assert versions, "no setup-python step found"
+    assert set(versions.values()) == {"3.11"}, versions
