@@ -203,6 +203,7 @@ class CdcStandIn:
         self.puts = 0
         self.deletes = 0
         self.skipped_identical = 0
+        self.unchanged_toast_values = 0  # large values kept from the target's item
 
     # --------------------------------------------------------------------- slot handling
 
@@ -307,14 +308,19 @@ class CdcStandIn:
         self, mapping: TableMap, cols: list[Column], previous: list[Column] | None = None
     ) -> None:
         if any(c.unchanged_toast for c in cols):
-            # DMS reads the unchanged large value from the old image / the source
+            # an unchanged large (TOASTed) value is not in the new tuple: take it from the
+            # old image (REPLICA IDENTITY FULL), else keep the value the target holds
             old = {c.name: c for c in previous or []}
             cols = [old.get(c.name, c) if c.unchanged_toast else c for c in cols]
-        item = dms_item([(c.name, c.type, c.text) for c in cols])
+        item = dms_item([(c.name, c.type, c.text) for c in cols if not c.unchanged_toast])
         key = {k: item[k] for k in mapping.key_columns}
         current = self.dynamodb.get_item(
             TableName=mapping.target, Key=key, ConsistentRead=True
         ).get("Item")
+        for c in cols:
+            if c.unchanged_toast and current is not None and c.name in current:
+                item[c.name] = current[c.name]
+                self.unchanged_toast_values += 1
         if current == item:
             self.skipped_identical += 1
             return
