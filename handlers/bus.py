@@ -292,8 +292,8 @@ def put_envelopes(
             if not failed:
                 break
             attempt += 1
-            delay = _backoff(attempt, base_delay, max_delay)
-            out_of_time = time_left is not None and time_left() <= delay
+            delay = _backoff(attempt, base_delay, max_delay) if attempt < max_attempts else 0.0
+            out_of_time = attempt < max_attempts and time_left is not None and time_left() <= delay
             if attempt >= max_attempts or out_of_time:
                 result.first_failed = failed[0]
                 result.error = (

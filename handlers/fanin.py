@@ -85,7 +85,7 @@ class Config:
         try:
             tables = json.loads(env.get("TABLES", ""))
             if not isinstance(tables, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in tables.items()
+                isinstance(k, str) and k and isinstance(v, str) and v for k, v in tables.items()
             ):
                 raise ValueError
         except ValueError:
@@ -93,13 +93,16 @@ class Config:
                 'TABLES must be a JSON object {"<physical table>": "<logical name>"}, '
                 f"found {env.get('TABLES')!r:.80}"
             )
+        else:
+            if not tables:
+                problems.append("TABLES names no table (the fan-in would reject every record)")
         numbers = {}
         for name, default in (
             ("MAX_RECORD_BYTES", bus.DEFAULT_MAX_RECORD_BYTES),
             ("MAX_PUT_ATTEMPTS", bus.DEFAULT_MAX_ATTEMPTS),
         ):
             text = env.get(name, str(default))
-            if not text.isdigit() or int(text) < 1:
+            if not (text.isascii() and text.isdigit()) or int(text) < 1:
                 problems.append(f"{name} must be a positive integer, found {text!r}")
             else:
                 numbers[name] = int(text)
@@ -224,7 +227,12 @@ def process_records(
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     records = event.get("Records") or []
-    cfg = config()
+    try:
+        cfg = config()
+    except ValueError as error:
+        bus.log("error", "fan-in misconfigured: the whole batch fails until it is fixed",
+                reason=str(error))
+        raise
     remaining = getattr(context, "get_remaining_time_in_millis", None)
 
     def time_left() -> float:
