@@ -115,6 +115,7 @@ class LegacyWriteback(pulumi.ComponentResource):
     role_arn: pulumi.Output[str]
     dlq_url: pulumi.Output[str]
     dlq_arn: pulumi.Output[str]
+    dlq_name: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: LegacyWritebackArgs, opts: pulumi.ResourceOptions | None = None
@@ -180,6 +181,7 @@ class LegacyWriteback(pulumi.ComponentResource):
         self.role_arn = self.role.arn
         self.dlq_url = self.dlq.url
         self.dlq_arn = self.dlq.arn
+        self.dlq_name = self.dlq.name
         self.register_outputs(
             {
                 "function_name": self.function_name,
@@ -187,6 +189,7 @@ class LegacyWriteback(pulumi.ComponentResource):
                 "role_arn": self.role_arn,
                 "dlq_url": self.dlq_url,
                 "dlq_arn": self.dlq_arn,
+                "dlq_name": self.dlq_name,
             }
         )
 

@@ -21,8 +21,10 @@ Rules (docs/writeback.md):
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +37,7 @@ from handlers.writeback_sql import (
     DataError,
     DbApiExecutor,
     Executor,
+    JsonText,
     Statement,
     TableSpec,
     build_statements,
@@ -86,25 +89,28 @@ def attr_value(attr: dict[str, Any]) -> Any:
     S -> str, N -> int (integral) or exact Decimal, BOOL -> bool, NULL -> None,
     B -> bytes (Lambda delivers base64), SS/NS/BS/L/M -> JSON text with exact numbers.
     """
+    if "S" in attr:
+        return attr["S"]
+    if "N" in attr:
+        return number(attr["N"])
     (kind, value), = attr.items()
-    if kind == "S":
-        return value
-    if kind == "N":
-        return number(value)
     if kind == "BOOL":
         return bool(value)
     if kind == "NULL":
         return None
     if kind == "B":
         return value if isinstance(value, bytes | bytearray) else base64.b64decode(value)
-    return json_text(attr)
+    return JsonText(json_text(attr))
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def number(text: str) -> int | Decimal:
-    value = Decimal(text)
-    if value == value.to_integral_value() and not any(c in text for c in ".eE"):
+    """DynamoDB N text -> int when written as an integer, else the exact Decimal."""
+    if _INTEGER.fullmatch(text):
         return int(text)
-    return value
+    return Decimal(text)
 
 
 def json_text(attr: dict[str, Any]) -> str:
@@ -168,7 +174,7 @@ class Outcome:
     action: str  # "change", "skip", "poison"
     reason: str = ""
     change: Change | None = None
-    item: StatusTarget | None = None  # the item whose status reports this record
+    item: StatusTarget | None = None  # poison only: the item whose status reports it
 
 
 @dataclass(frozen=True)
@@ -220,9 +226,10 @@ class Contract:
         if old is None or new is None:
             return False
         ignored = self.status_only_attributes
-        return {k: v for k, v in old.items() if k not in ignored} == {
-            k: v for k, v in new.items() if k not in ignored
-        }
+        for name, value in new.items():
+            if name not in ignored and old.get(name) != value:
+                return False
+        return all(name in new or name in ignored for name in old)
 
 
 @dataclass(frozen=True)
@@ -244,7 +251,11 @@ class Config:
 
 def table_of(record: dict[str, Any]) -> str:
     """`arn:aws:dynamodb:<region>:<acct>:table/<name>/stream/<label>` -> `<name>`."""
-    arn = record.get("eventSourceARN", "")
+    return _table_of_arn(record.get("eventSourceARN", ""))
+
+
+@functools.lru_cache(maxsize=64)
+def _table_of_arn(arn: str) -> str:
     try:
         return arn.split(":", 5)[5].split("/")[1]
     except IndexError:
@@ -289,13 +300,13 @@ def classify(index: int, record: dict[str, Any], config: Config) -> Outcome:
         return Outcome(index, seq, "skip", "status-only update")
     item_keys = ddb.get("Keys") or {a: image[a] for a in spec.key_columns if a in image}
     version_attr = image.get(spec.version_attribute)
-    item = StatusTarget(table, item_keys, spec.version_attribute, version_attr) \
-        if version_attr else None
     try:
         change = _change(index, seq, table, spec, op, image, item_keys, version_attr)
     except Poison as exc:
+        item = StatusTarget(table, item_keys, spec.version_attribute, version_attr) \
+            if version_attr else None
         return Outcome(index, seq, "poison", str(exc), item=item)
-    return Outcome(index, seq, "change", change=change, item=item)
+    return Outcome(index, seq, "change", change=change)
 
 
 def _change(  # noqa: PLR0917 - one record's parts, called once
@@ -367,7 +378,7 @@ def statements_for(
                     [c.row for c in part if c.op == "upsert"],
                     [(list(c.key), c.version) for c in part if c.op == "delete"],
                     dialect=executor.dialect,
-                    named=executor.named,
+                    style=executor.style,
                 )
             )
     return out
@@ -415,6 +426,7 @@ def process(
         applied = changes[:bad]
         rows = executor.apply(statements_for(applied, config, executor))
         poison_outcome = outcomes[changes[bad].index]
+        poison_outcome.item = _status_target(changes[bad])
         poison_reason = f"rejected by the database: {reason}"
 
     failures: list[str] = []
@@ -457,6 +469,11 @@ def _isolate(
     return hi - 1, reason
 
 
+def _status_target(change: Change) -> StatusTarget:
+    return StatusTarget(change.table, change.item_keys, change.spec.version_attribute,
+                        change.version_attr)
+
+
 def _write_statuses(
     client: Any, contract: Contract, applied: Sequence[Change], poison: Outcome | None,
     poison_reason: str,
@@ -465,10 +482,7 @@ def _write_statuses(
     while the item still holds that version and not already that status. Returns the
     sequence number of the first record whose status write failed for another reason."""
     writes = [
-        (c.index, c.seq, StatusTarget(c.table, c.item_keys, c.spec.version_attribute,
-                                      c.version_attr), "applied", "")
-        for c in applied
-        if c.op == "upsert"
+        (c.index, c.seq, _status_target(c), "applied", "") for c in applied if c.op == "upsert"
     ]
     if poison is not None and poison.item is not None:
         writes.append((poison.index, poison.seq, poison.item, "error", poison_reason[:1000]))

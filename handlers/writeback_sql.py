@@ -1,13 +1,16 @@
 """SQL side of the legacy writeback: version-guarded multi-row statements and their executors.
 
 Pure statement builders (one statement per table per batch) for PostgreSQL and MySQL/MariaDB,
-and three executors with one interface: a DB-API connection (pg8000 or PyMySQL, both
-pure Python) and the RDS Data API. No pulumi/pydantic imports; drivers are imported lazily.
+and two executors with one interface: a DB-API connection (pg8000, whose batch goes out as one
+pipelined round trip, or PyMySQL; both pure Python) and the RDS Data API. No pulumi/pydantic
+imports; drivers are imported lazily.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,7 +18,9 @@ from typing import Any, Protocol
 
 #: PostgreSQL's wire protocol caps bind parameters at 32767 per statement; the Data API has
 #: its own request limits. Larger batches are split (still one transaction).
-MAX_PARAMS = {"postgres": 30000, "mysql": 60000, "data_api": 1000}
+MAX_PARAMS = {"postgres": 30000, "mysql": 60000, "data_api": 1000,
+              # json style: one parameter per table; split only beyond 200,000 values
+              "postgres_json": 200_000}
 INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -76,16 +81,31 @@ def quote_table(qualified: str, dialect: str) -> str:
     return ".".join(quote(part, dialect) for part in qualified.split("."))
 
 
-class Params:
-    """Collects parameter values and renders their placeholders (`%s` or `:pN`)."""
+#: Parameter styles: DB-API `format` (PyMySQL), `numbered` (PostgreSQL's own `$n`), `named`
+#: (`:pN`, the Data API), and `json` (PostgreSQL direct: a table's rows travel as ONE json
+#: parameter, expanded by json_populate_recordset into the legacy table's own row type).
+STYLES = ("format", "numbered", "named", "json")
+_MARKS: dict[str, Callable[[int], str]] = {
+    "format": lambda _n: "%s",
+    "json": "${}".format,
+    "numbered": "${}".format,
+    "named": ":p{}".format,
+}
 
-    def __init__(self, named: bool) -> None:
-        self.named = named
+
+class Params:
+    """Collects parameter values and renders their placeholders in one style."""
+
+    def __init__(self, style: str) -> None:
+        if style not in STYLES:
+            raise ValueError(f"placeholder style: expected one of {STYLES}, found {style!r}")
+        self.style = style
         self.values: list[Any] = []
+        self._mark = _MARKS[style]
 
     def add(self, value: Any, sql_type: str | None = None) -> str:
         self.values.append(value)
-        mark = f":p{len(self.values)}" if self.named else "%s"
+        mark = self._mark(len(self.values))
         return f"CAST({mark} AS {sql_type})" if sql_type else mark
 
 
@@ -95,22 +115,28 @@ def build_statements(
     deletes: Sequence[tuple[list[Any], Any]],
     *,
     dialect: str,
-    named: bool,
+    style: str,
 ) -> list[Statement]:
     """The statements applying one table's collapsed changes.
 
     `upserts`: rows of values in `spec.upsert_columns` order. `deletes`: (key values, version).
-    PostgreSQL: ONE statement (data-modifying CTEs) returning (deleted, upserted) counts.
+    PostgreSQL: ONE statement (data-modifying CTEs) returning (deleted, upserted) counts; a
+    direct connection uses the `json` style (two parameters at most, whatever the number of
+    rows), the Data API typed `:pN` parameters with `column_types` casts.
     MySQL/MariaDB: one INSERT .. ON DUPLICATE KEY UPDATE, plus one DELETE only when the batch
     also deletes rows of this table (MySQL has no data-modifying CTEs).
     """
     if dialect == "postgres":
-        return [_postgres_write(spec, upserts, deletes, named)]
+        if style == "json":
+            return [_postgres_json_write(spec, upserts, deletes)]
+        return [_postgres_write(spec, upserts, deletes, style)]
+    if style == "json":
+        raise ValueError("the json parameter style is for PostgreSQL only")
     out = []
     if deletes:
-        out.append(_mysql_delete(spec, deletes, named))
+        out.append(_mysql_delete(spec, deletes, style))
     if upserts:
-        out.append(_mysql_upsert(spec, upserts, named))
+        out.append(_mysql_upsert(spec, upserts, style))
     return out
 
 
@@ -146,10 +172,10 @@ def _postgres_write(
     spec: TableSpec,
     upserts: Sequence[list[Any]],
     deletes: Sequence[tuple[list[Any], Any]],
-    named: bool,
+    style: str,
 ) -> Statement:
     d = "postgres"
-    params = Params(named)
+    params = Params(style)
     table = quote_table(spec.legacy_table, d)
     ctes = []
     counts = []
@@ -178,9 +204,104 @@ def _postgres_write(
     return Statement(sql, params.values, spec.legacy_table, "write")
 
 
-def _mysql_upsert(spec: TableSpec, rows: Sequence[list[Any]], named: bool) -> Statement:
+class JsonText(str):
+    """A value that already is JSON text (a DynamoDB map, list or set): embedded as JSON in a
+    `json` style payload, so a json/jsonb column receives the structure and a text column its
+    text; everywhere else it is an ordinary string parameter."""
+
+
+def json_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as a JSON array of objects keyed by column name, for json_populate_recordset.
+
+    Numbers travel as JSON strings of their exact digits (the column's own input function
+    reads them: no float anywhere), bytes as bytea hex text, JsonText as embedded JSON.
+    """
+    keys = [_json_str(c) + ":" for c in columns]
+    encoders = _JSON_ENCODERS
+    return "[" + ",".join(
+        "{" + ",".join(k + encoders.get(type(v), _json_other)(v)
+                       for k, v in zip(keys, row, strict=True)) + "}"
+        for row in rows
+    ) + "]"
+
+
+_json_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _json_number(value: int | Decimal) -> str:
+    return f'"{value}"'
+
+
+def _json_other(value: Any) -> str:
+    if isinstance(value, JsonText):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        return _json_number(value)
+    if isinstance(value, bytes | bytearray):
+        return '"\\\\x' + bytes(value).hex() + '"'
+    return _json_str(str(value))
+
+
+_JSON_ENCODERS: dict[type, Callable[[Any], str]] = {
+    str: _json_str,
+    int: _json_number,
+    Decimal: _json_number,
+    type(None): lambda _v: "null",
+    bool: lambda v: "true" if v else "false",
+    JsonText: str,
+}
+
+
+def _postgres_json_write(
+    spec: TableSpec,
+    upserts: Sequence[list[Any]],
+    deletes: Sequence[tuple[list[Any], Any]],
+) -> Statement:
+    """ONE statement per table whatever the batch size: deletes and upserts each travel as a
+    single json parameter; the legacy table's row type gives every value its column's type
+    (`column_types` casts are not needed here)."""
+    d = "postgres"
+    table = quote_table(spec.legacy_table, d)
+    rowtype = f"json_populate_recordset(NULL::{table}, $%d::json)"
+    keys = list(spec.key_columns.values())
+    ver = quote(spec.version_column, d)
+    params: list[Any] = []
+    ctes, counts = [], []
+    if deletes:
+        params.append(json_rows([*keys, spec.version_column],
+                                [[*k, version] for k, version in deletes]))
+        match = " AND ".join(f"t.{quote(c, d)} = k.{quote(c, d)}" for c in keys)
+        ctes.append(
+            f"d AS (DELETE FROM {table} AS t USING {rowtype % len(params)} AS k "
+            f"WHERE {match} AND (t.{ver} IS NULL OR t.{ver} <= k.{ver}) RETURNING 1)"
+        )
+        counts.append("(SELECT count(*) FROM d)")
+    else:
+        counts.append("0")
+    if upserts:
+        cols = spec.upsert_columns
+        params.append(json_rows(cols, upserts))
+        listed = ", ".join(quote(c, d) for c in cols)
+        updated = [*spec.columns.values(), spec.version_column]
+        sets = ", ".join(f"{quote(c, d)} = EXCLUDED.{quote(c, d)}" for c in updated)
+        ctes.append(
+            f"u AS (INSERT INTO {table} AS t ({listed}) SELECT {listed} FROM "
+            f"{rowtype % len(params)} ON CONFLICT ({', '.join(quote(c, d) for c in keys)}) "
+            f"DO UPDATE SET {sets} WHERE t.{ver} IS NULL OR t.{ver} < EXCLUDED.{ver} "
+            "RETURNING 1)"
+        )
+        counts.append("(SELECT count(*) FROM u)")
+    else:
+        counts.append("0")
+    sql = f"WITH {', '.join(ctes)} SELECT {counts[0]} AS deleted, {counts[1]} AS upserted"
+    return Statement(sql, params, spec.legacy_table, "write")
+
+
+def _mysql_upsert(spec: TableSpec, rows: Sequence[list[Any]], style: str) -> Statement:
     d = "mysql"
-    params = Params(named)
+    params = Params(style)
     cols = spec.upsert_columns
     ver = quote(spec.version_column, d)
     newer = f"{ver} IS NULL OR VALUES({ver}) > {ver}"
@@ -199,9 +320,9 @@ def _mysql_upsert(spec: TableSpec, rows: Sequence[list[Any]], named: bool) -> St
 
 
 def _mysql_delete(
-    spec: TableSpec, deletes: Sequence[tuple[list[Any], Any]], named: bool
+    spec: TableSpec, deletes: Sequence[tuple[list[Any], Any]], style: str
 ) -> Statement:
-    params = Params(named)
+    params = Params(style)
     cond = _delete_condition(spec, deletes, params, "mysql", "")
     sql = f"DELETE FROM {quote_table(spec.legacy_table, 'mysql')} WHERE {cond}"
     return Statement(sql, params.values, spec.legacy_table, "delete")
@@ -218,7 +339,7 @@ class Executor(Protocol):
     """Runs a batch's statements atomically; counts its round trips to the database."""
 
     dialect: str
-    named: bool
+    style: str
     max_params: int
     round_trips: int
 
@@ -229,66 +350,91 @@ class Executor(Protocol):
         """Run and roll back; return the DataError message, or None when it would apply."""
 
 
-def _rows_changed(dialect: str, statement: Statement, rowcount: int, rows: Any) -> int:
-    if statement.kind == "write":
-        deleted, upserted = rows[0]
-        return int(deleted) + int(upserted)
-    if statement.kind == "upsert" and dialect == "mysql":
-        # affected rows: 1 per insert, 2 per update, 0 when the guard kept the row
-        return max(rowcount, 0)
-    return max(rowcount, 0)
-
-
 class DbApiExecutor:
     """A pg8000 (`postgres`) or PyMySQL (`mysql`) connection in autocommit mode.
 
-    A batch of one statement is sent alone (atomic by itself: one round trip); more
-    statements are wrapped in BEGIN/COMMIT.
-    """
+    `round_trips` counts network round trips: a request written and flushed, then its
+    answer awaited.
 
-    named = False
+    PostgreSQL: statements use the `json` parameter style (a table's rows in one json
+    parameter), and a batch's statements are sent as ONE pipeline of the extended query protocol
+    (Parse/Bind/Describe/Execute per statement, one Sync, one flush; see `pg_pipeline`), so a
+    batch is one round trip whatever its number of tables. Without BEGIN, everything before
+    the Sync runs in one implicit transaction: all statements commit together, or an error
+    rolls all of them back. A probe is wrapped in BEGIN .. ROLLBACK in the same pipeline.
+
+    MySQL/MariaDB: one statement per round trip; a batch of more than one statement is
+    wrapped in BEGIN/COMMIT (PyMySQL has no pipelining; multi-statements stay disabled).
+    """
 
     def __init__(self, connection: Any, dialect: str) -> None:
         self.connection = connection
         self.dialect = dialect
-        self.max_params = MAX_PARAMS[dialect]
+        self.style = "json" if dialect == "postgres" else "format"
+        self.max_params = MAX_PARAMS["postgres_json" if dialect == "postgres" else dialect]
         self.round_trips = 0
+        no_delay(connection)
 
-    def _is_data_error(self, exc: BaseException) -> bool:
-        return is_data_error(self.dialect, exc)
+    # -- PostgreSQL ---------------------------------------------------------------------
+    def _run_postgres(self, statements: Sequence[Statement], commit: bool) -> int:
+        steps: list[tuple[str, Sequence[Any]]] = [(s.sql, s.params) for s in statements]
+        if not commit:
+            steps = [("BEGIN", ()), *steps, ("ROLLBACK", ())]
+        self.round_trips += 1
+        try:
+            rows = pg_pipeline(self.connection, steps)
+        except Exception as exc:
+            if getattr(self.connection, "_transaction_status", None) == b"E":
+                # the probe's explicit transaction is left failed: end it
+                self._rollback()
+            if is_data_error(self.dialect, exc):
+                raise DataError(_error_text(exc)) from exc
+            raise
+        return sum(int(deleted) + int(upserted) for deleted, upserted in rows)
 
-    def _run(self, statements: Sequence[Statement], commit: bool) -> int:
+    # -- MySQL/MariaDB ------------------------------------------------------------------
+    def _execute(self, sql: str, params: Sequence[Any] | None) -> int:
+        """One statement, one round trip: its affected-row count."""
+        self.round_trips += 1
         cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def _run_mysql(self, statements: Sequence[Statement], commit: bool) -> int:
         wrap = len(statements) > 1 or not commit
         changed = 0
         try:
             if wrap:
-                self.round_trips += 1
-                cursor.execute("BEGIN")
+                self._execute("BEGIN", None)
             for statement in statements:
-                self.round_trips += 1
-                cursor.execute(statement.sql, statement.params)
-                rows = cursor.fetchall() if statement.kind == "write" else None
-                changed += _rows_changed(self.dialect, statement, cursor.rowcount, rows)
+                changed += max(self._execute(statement.sql, statement.params), 0)
             if wrap:
-                self.round_trips += 1
-                cursor.execute("COMMIT" if commit else "ROLLBACK")
+                self._execute("COMMIT" if commit else "ROLLBACK", None)
         except Exception as exc:
             if wrap:
-                self._rollback(cursor)
-            if self._is_data_error(exc):
+                self._rollback()
+            if is_data_error(self.dialect, exc):
                 raise DataError(_error_text(exc)) from exc
             raise
-        finally:
-            cursor.close()
         return changed
 
-    def _rollback(self, cursor: Any) -> None:
+    def _rollback(self) -> None:
         try:
             self.round_trips += 1
-            cursor.execute("ROLLBACK")
+            if self.dialect == "postgres":
+                self.connection.execute_simple("ROLLBACK")
+            else:
+                self.connection.cursor().execute("ROLLBACK")
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass
+
+    def _run(self, statements: Sequence[Statement], commit: bool) -> int:
+        if self.dialect == "postgres":
+            return self._run_postgres(statements, commit)
+        return self._run_mysql(statements, commit)
 
     def apply(self, statements: Sequence[Statement]) -> int:
         if not statements:
@@ -301,6 +447,77 @@ class DbApiExecutor:
         except DataError as exc:
             return str(exc)
         return None
+
+
+def pg_pipeline(connection: Any, steps: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    """Run `steps` (SQL with `$n` placeholders, values) on a pg8000 connection in ONE round
+    trip; return the result rows of all steps, in order.
+
+    Writes, for each step, Parse (unnamed statement, parameter types inferred by the server,
+    as pg8000 itself does), Bind (values as text, made by pg8000's own converters),
+    Describe (portal) and Execute; then a single Sync, and flushes once. The server answers
+    everything up to its ReadyForQuery, which pg8000's message loop reads (and raises the
+    first ErrorResponse from). After an error the server skips to the Sync; outside an
+    explicit BEGIN the whole pipeline is one implicit transaction and is rolled back.
+
+    Uses pg8000's connection internals (`_sock`, `py_types`, `handle_messages`), pinned by
+    the package's `pg8000>=1.31,<2`; tests/test_writeback_pg.py counts the round trips.
+    """
+    from pg8000.converters import make_params
+    from pg8000.core import Context
+    from pg8000.exceptions import InterfaceError
+
+    encoding = getattr(connection, "_client_encoding", "utf8")
+    out = bytearray()
+    for sql, values in steps:
+        body = bytearray(b"\x00")
+        body += sql.encode(encoding) + b"\x00" + _H.pack(0)
+        out += _message(b"P", body)
+        params = make_params(connection.py_types, values)
+        bind = bytearray(b"\x00\x00" + _H.pack(0) + _H.pack(len(params)))
+        for param in params:
+            if param is None:
+                bind += _i.pack(-1)
+            else:
+                data = param.encode(encoding)
+                bind += _i.pack(len(data)) + data
+        bind += _H.pack(0)
+        out += _message(b"B", bind)
+        out += _message(b"D", b"P\x00")
+        out += _message(b"E", b"\x00" + _i.pack(0))
+    out += _message(b"S", b"")
+    sock = getattr(connection, "_sock", None)
+    if sock is None:
+        raise InterfaceError("connection is closed")
+    try:
+        sock.write(bytes(out))
+        sock.flush()
+    except OSError as exc:
+        raise InterfaceError("network error") from exc
+    context = Context(steps[0][0] if steps else "")
+    connection.handle_messages(context)
+    return list(context.rows or [])
+
+
+_H = struct.Struct("!H")
+_i = struct.Struct("!i")
+
+
+def _message(code: bytes, body: bytes | bytearray) -> bytes:
+    return code + _i.pack(len(body) + 4) + bytes(body)
+
+
+def no_delay(connection: Any) -> None:
+    """Turn Nagle's algorithm off on a pg8000 connection's socket (PyMySQL does it itself).
+
+    A multi-row statement's Bind message spans several TCP segments; with Nagle on, the last
+    one waits for the server's delayed ACK (~40 ms per batch on Linux).
+    """
+    import socket
+
+    sock = getattr(connection, "_usock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 #: MySQL server errors that are not about the data: retry the batch, blame no record
@@ -342,7 +559,7 @@ class DataApiExecutor:
     execute_statement per statement with the transactionId, commit_transaction.
     """
 
-    named = True
+    style = "named"
 
     def __init__(
         self, client: Any, *, cluster_arn: str, secret_arn: str, database: str, dialect: str

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
+from pydantic import ValidationError
 
 from components.legacy_writeback import LegacyWriteback, LegacyWritebackArgs, WritebackTable
 from policy import rules
-from settings.writeback import WritebackSettings
+from settings.writeback import WritebackSettings, writeback_problems
 from tools.mockrun import ACCOUNT, Plan, run_program
 
 PREFIX = "dmsbus-wbt-"
@@ -64,7 +66,11 @@ def plan_for(target: dict[str, Any], **extra: Any) -> Plan:
                                **extra)
 
     def program() -> None:
-        LegacyWriteback("writeback", args)
+        wb = LegacyWriteback("writeback", args)
+        pulumi.export("writeback", {"function_name": wb.function_name,
+                                    "function_arn": wb.function_arn, "role_arn": wb.role_arn,
+                                    "dlq_name": wb.dlq_name, "dlq_url": wb.dlq_url,
+                                    "dlq_arn": wb.dlq_arn})
 
     return run_program("wbt", {"aws:region": "eu-west-1"}, program)
 
@@ -188,3 +194,125 @@ def test_args_name_the_bad_field() -> None:
         LegacyWritebackArgs(name_prefix=PREFIX, settings=settings, tables=TABLES[:1])
     with pytest.raises(ValueError, match=r"LegacyWritebackArgs.name_prefix"):
         LegacyWritebackArgs(name_prefix="dmsbus", settings=settings, tables=TABLES)
+
+
+def test_outputs_name_the_function_and_the_dlq_for_the_dashboard(pg_plan: Plan) -> None:
+    out = pg_plan.exports["writeback"]
+    dlq = pg_plan.named("writeback-dlq")
+    assert out["function_name"] == f"{PREFIX}writeback"
+    assert out["dlq_name"] == f"{PREFIX}writeback-dlq"
+    assert out["dlq_arn"] == dlq.outputs["arn"]
+    assert out["role_arn"] == pg_plan.named("writeback-role").outputs["arn"]
+
+
+def test_handler_config_carries_every_mapping_setting() -> None:
+    # GIVEN a mapping with a renamed version attribute, column types and deletes off
+    settings = WritebackSettings.model_validate({
+        "target": POSTGRES,
+        "vpc": {"subnet_ids": ["subnet-0a1b2c3d4e5f60718"],
+                "security_group_ids": ["sg-0a1b2c3d4e5f60718"]},
+        "tables": {"orders": {"legacy_table": "sales.orders",
+                              "key_columns": {"id": "order_id"},
+                              "columns": {"placed": "placed_at"},
+                              "version_attribute": "rev", "version_column": "row_version",
+                              "column_types": {"placed_at": "timestamp"},
+                              "deletes": False}},
+    })
+    # WHEN the handler's config is rendered for the physical table
+    config = settings.handler_config({"orders": f"{PREFIX}ingest-orders"})
+    # THEN the handler reads exactly these settings
+    from handlers.writeback import Config
+
+    parsed = Config.from_json(json.loads(json.dumps(config)))
+    spec = parsed.tables[f"{PREFIX}ingest-orders"]
+    assert spec.upsert_columns == ["order_id", "placed_at", "row_version"]
+    assert spec.version_attribute == "rev"
+    assert spec.column_types == {"placed_at": "timestamp"}
+    assert spec.deletes is False
+    assert parsed.contract.status_attribute == "status"
+    assert config["target"]["port"] == 5432
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "message"),
+    [
+        ({"columns": {"amount": "order_id"}}, ("tables", "orders"),
+         "expected each legacy column mapped once, found ['order_id'] repeated"),
+        ({"columns": {"amount": "row_version"}}, ("tables", "orders"),
+         "expected version_column 'row_version' to be mapped only as the version"),
+        ({"column_types": {"nope": "text"}}, ("tables", "orders"),
+         "column_types: expected mapped legacy columns, found ['nope']"),
+        ({"columns": {"status": "state"}}, (),
+         "tables.orders: expected no written attribute among "
+         "item_contract.status_only_attributes, found ['status']"),
+        ({"legacy_table": "orders"}, ("tables", "orders", "legacy_table"),
+         "String should match pattern"),
+        ({"key_columns": {}}, ("tables", "orders", "key_columns"), "at least 1 item"),
+    ],
+)
+def test_bad_mappings_fail_with_the_key_path(
+    change: dict[str, Any], loc: tuple[str, ...], message: str
+) -> None:
+    raw = {
+        "target": POSTGRES,
+        "vpc": {"subnet_ids": ["subnet-0a1b2c3d4e5f60718"],
+                "security_group_ids": ["sg-0a1b2c3d4e5f60718"]},
+        "tables": {"orders": {"legacy_table": "sales.orders",
+                              "key_columns": {"id": "order_id"},
+                              "columns": {"amount": "amount"},
+                              "version_column": "row_version", **change}},
+    }
+    with pytest.raises(ValidationError) as info:
+        WritebackSettings.model_validate(raw)
+    errors = info.value.errors()
+    assert len(errors) == 1
+    assert errors[0]["loc"] == loc
+    assert message in errors[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("target", "loc"),
+    [
+        ({"kind": "postgres", "host": "h", "database": "d", "secret_arn": "plain-password"},
+         ("target", "postgres", "secret_arn")),
+        ({"kind": "data_api", "cluster_arn": "arn:aws:rds:eu-west-1:1:cluster:x",
+          "secret_arn": SECRET, "database": "d"}, ("target", "data_api", "cluster_arn")),
+        ({"kind": "oracle", "host": "h"}, ("target",)),
+    ],
+)
+def test_bad_targets_fail_with_the_key_path(target: dict[str, Any], loc: tuple) -> None:
+    raw = {"target": target,
+           "vpc": {"subnet_ids": ["subnet-0a1b2c3d4e5f60718"],
+                   "security_group_ids": ["sg-0a1b2c3d4e5f60718"]},
+           "tables": {"orders": {"legacy_table": "sales.orders",
+                                 "key_columns": {"id": "order_id"}}}}
+    with pytest.raises(ValidationError) as info:
+        WritebackSettings.model_validate(raw)
+    assert info.value.errors()[0]["loc"] == loc
+
+
+def test_vpc_is_required_and_checked() -> None:
+    raw = {"target": POSTGRES, "vpc": {"subnet_ids": [], "security_group_ids": ["sg-1"]},
+           "tables": {"orders": {"legacy_table": "sales.orders",
+                                 "key_columns": {"id": "order_id"}}}}
+    with pytest.raises(ValidationError) as info:
+        WritebackSettings.model_validate(raw)
+    assert sorted(e["loc"] for e in info.value.errors()) == [
+        ("vpc", "security_group_ids", 0), ("vpc", "subnet_ids")]
+
+
+def test_sources_must_exist_where_their_origin_says() -> None:
+    # GIVEN orders from the ingest API (not declared) and customers from tables (wrong key)
+    settings = writeback_settings(POSTGRES)
+
+    class Declared:
+        key_names = ("id",)
+
+    problems = writeback_problems(settings, {"customers": Declared()}, {})
+    assert [(p[0], p[1]) for p in problems] == [
+        (("writeback", "tables", "orders"),
+         "expected an entity declared under `ingest_api.entities` (none), found 'orders' "
+         "(set origin: tables for a waypoint table)"),
+        (("writeback", "tables", "customers", "key_columns"),
+         "expected the key attributes of tables.customers: ['id'], found ['customer_id']"),
+    ]

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from handlers.writeback import DbApiExecutor, process
+from handlers.writeback import Config, DbApiExecutor, process
 from tests.servers import DbServer, mariadb  # noqa: F401
-from tests.writeback_support import MotoStream, Records, config, item
+from tests.writeback_support import MotoStream, Records, WireCounter, config, item
 
 TABLE = "dmsbus-test-ingest-orders"
 
@@ -26,6 +26,10 @@ SCHEMA = [
         note text,
         customer varchar(20),
         row_version bigint
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+    """CREATE TABLE order_lines (
+        order_id bigint, line_no int, sku varchar(8), row_version bigint,
+        PRIMARY KEY (order_id, line_no)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
     "CREATE TABLE changes (n bigint NOT NULL)",
     "INSERT INTO changes VALUES (0)",
@@ -50,6 +54,7 @@ class Legacy:
         self.legacy_table = f"{self.db.dbname}.orders"
         self.cfg = config(TABLE, self.legacy_table, kind="mysql")
         self.conn = self.db.connect(autocommit=True)
+        self.wire = WireCounter(self.conn)  # network round trips, counted on the connection
         self.executor = DbApiExecutor(self.conn, "mysql")
         self.check = self.db.connect(autocommit=True)
 
@@ -92,6 +97,7 @@ def test_inserts_updates_and_deletes(legacy: Legacy) -> None:
     }
     # AND deletes + upserts of one table: one DELETE and one INSERT in one transaction
     assert result.round_trips == 4  # BEGIN, DELETE, INSERT .. ON DUPLICATE KEY, COMMIT
+    assert legacy.wire.round_trips == 4
 
 
 def test_update_of_an_existing_row_changes_all_columns_then_the_version(
@@ -105,6 +111,7 @@ def test_update_of_an_existing_row_changes_all_columns_then_the_version(
                      legacy.cfg, legacy.executor, None)
     # THEN all columns take the v4 values
     assert result.round_trips == 1
+    assert legacy.wire.round_trips == 1
     assert legacy.rows()[10] == (Decimal("4.44"), "v4", "c1", 4)
 
 
@@ -159,6 +166,47 @@ def test_poison_record_in_the_middle_is_isolated(legacy: Legacy) -> None:
     assert result.failures == [batch[2]["dynamodb"]["SequenceNumber"]]
     assert sorted(legacy.rows()) == [50, 51]
     assert "1264" in result.poison[0][1]  # ER_WARN_DATA_OUT_OF_RANGE, logged
+
+
+def test_two_tables_commit_together_and_a_poison_line_is_isolated(legacy: Legacy) -> None:
+    # GIVEN a mapping of two tables and a batch whose order line has a too-long sku
+    lines_table = "dmsbus-test-ingest-order_lines"
+    cfg = Config.from_json({
+        "target": {"kind": "mysql"},
+        "tables": {
+            TABLE: {"legacy_table": legacy.legacy_table, "key_columns": {"id": "order_id"},
+                    "columns": {"amount": "amount", "note": "note", "customer": "customer"},
+                    "version_column": "row_version"},
+            lines_table: {"legacy_table": f"{legacy.db.dbname}.order_lines",
+                          "key_columns": {"id": "order_id", "line": "line_no"},
+                          "columns": {"sku": "sku"}, "version_column": "row_version"},
+        },
+    })
+    orders, lines = Records(TABLE), Records(lines_table)
+
+    def line(order_id: int, line_no: int, sku: str) -> dict[str, Any]:
+        image = {"id": {"N": str(order_id)}, "line": {"N": str(line_no)}, "sku": {"S": sku},
+                 "version": {"N": "1"}, "status": {"S": "accepted"}}
+        record = lines.insert(image)
+        record["dynamodb"]["Keys"] = {"id": image["id"], "line": image["line"]}
+        return record
+
+    good = [orders.insert(item(1, 1)), line(1, 1, "A-1")]
+    bad = line(1, 2, "TOO-LONG-SKU")
+    # WHEN a good two-table batch is written back: one transaction, one statement per table
+    first = process(good, cfg, legacy.executor, None)
+    assert first.round_trips == 4  # BEGIN, orders upsert, order_lines upsert, COMMIT
+    assert sorted(legacy.rows()) == [1]
+    # AND a batch with the poison line between two orders
+    batch = [orders.insert(item(2, 1)), bad, orders.insert(item(3, 1))]
+    result = process(batch, cfg, legacy.executor, None)
+    # THEN the order before it is applied, the line is the failure, nothing after it
+    assert result.failures == [bad["dynamodb"]["SequenceNumber"]]
+    assert sorted(legacy.rows()) == [1, 2]
+    cur = legacy.check.cursor()
+    cur.execute("SELECT order_id, line_no, sku FROM order_lines")
+    assert cur.fetchall() == ((1, 1, "A-1"),)
+    assert "1406" in result.poison[0][1]  # ER_DATA_TOO_LONG
 
 
 def test_dms_echo_ttl_and_status_only_are_not_written_back(legacy: Legacy) -> None:

@@ -15,9 +15,16 @@ import pytest
 from moto import mock_aws
 
 from handlers import writeback
-from handlers.writeback import DbApiExecutor, process
+from handlers.writeback import (
+    Config,
+    DataError,
+    DbApiExecutor,
+    classify,
+    process,
+    statements_for,
+)
 from tests.servers import DbServer, postgres  # noqa: F401
-from tests.writeback_support import MotoStream, Records, config, item
+from tests.writeback_support import MotoStream, Records, WireCounter, config, item
 
 TABLE = "dmsbus-test-ingest-orders"
 LEGACY = "sales.orders"
@@ -30,6 +37,13 @@ CREATE TABLE sales.orders (
     note text,
     customer varchar(20),
     row_version bigint
+);
+CREATE TABLE sales.order_lines (
+    order_id bigint,
+    line_no integer,
+    sku varchar(8),
+    row_version bigint,
+    PRIMARY KEY (order_id, line_no)
 );
 CREATE TABLE sales.changes (n bigint NOT NULL);
 INSERT INTO sales.changes VALUES (0);
@@ -69,6 +83,7 @@ class Legacy:
         cur.execute(f"GRANT USAGE ON SCHEMA sales TO {self.db.user}")
         admin.close()
         self.conn = self.db.connect(autocommit=True)  # the handler's connection
+        self.wire = WireCounter(self.conn)  # its network round trips, counted on the socket
         self.executor = DbApiExecutor(self.conn, "postgres")
         self.check = self.db.connect(autocommit=True)
 
@@ -86,6 +101,11 @@ class Legacy:
         cur = self.check.cursor()
         cur.execute("SELECT n FROM sales.changes")
         return int(cur.fetchone()[0])
+
+    def lines(self) -> dict[tuple[int, int], tuple[Any, ...]]:
+        cur = self.check.cursor()
+        cur.execute("SELECT order_id, line_no, sku, row_version FROM sales.order_lines")
+        return {(r[0], r[1]): tuple(r[2:]) for r in cur.fetchall()}
 
     def seed(self, order_id: int, version: int, amount: str = "1.00") -> None:
         cur = self.check.cursor()
@@ -112,13 +132,14 @@ def test_inserts_updates_and_deletes_land_in_one_statement(legacy: Legacy) -> No
     status = StatusRecorder()
     # WHEN the batch is written back
     result = process(batch, CFG, legacy.executor, status)
-    # THEN the legacy table holds the newest state, in one round trip
+    # THEN the legacy table holds the newest state, in one round trip (counted on the wire)
     assert result.failures == []
     assert legacy.rows() == {
         1: (Decimal("99.99"), "it's \"quoted\"\nnew line ünïcode", "c1", 2),
         3: (Decimal("10.50"), "n", "c1", 1),
     }
     assert result.round_trips == 1
+    assert legacy.wire.round_trips == 1
     assert legacy.changes() == 2  # o1 inserted at v2 (collapsed), o3 inserted; o2 never existed
     # AND the upserted items are marked applied, conditional on their version
     assert status.statuses() == {"1": "applied", "3": "applied"}
@@ -221,6 +242,144 @@ def test_poison_record_in_the_middle_is_isolated(legacy: Legacy) -> None:
     retry = process(batch[2:], CFG, legacy.executor, None)
     assert retry.failures == [batch[2]["dynamodb"]["SequenceNumber"]]
     assert sorted(legacy.rows()) == [50, 51]
+
+
+LINES = "dmsbus-test-ingest-order_lines"
+TWO_TABLES = Config.from_json({
+    "target": {"kind": "postgres"},
+    "tables": {
+        TABLE: {"legacy_table": LEGACY, "key_columns": {"id": "order_id"},
+                "columns": {"amount": "amount", "note": "note", "customer": "customer"},
+                "version_column": "row_version"},
+        LINES: {"legacy_table": "sales.order_lines",
+                "key_columns": {"id": "order_id", "line": "line_no"},
+                "columns": {"sku": "sku"}, "version_column": "row_version"},
+    },
+})
+
+
+def line_insert(r: Records, order_id: int, line: int, sku: str, version: int = 1
+                ) -> dict[str, Any]:
+    image = {"id": {"N": str(order_id)}, "line": {"N": str(line)}, "sku": {"S": sku},
+             "version": {"N": str(version)}, "status": {"S": "accepted"}}
+    record = r.insert(image)
+    record["dynamodb"]["Keys"] = {"id": image["id"], "line": image["line"]}
+    return record
+
+
+def test_two_tables_are_one_round_trip_and_one_transaction(legacy: Legacy) -> None:
+    # GIVEN a batch touching two legacy tables (one has a composite key)
+    orders, lines = Records(TABLE), Records(LINES)
+    batch = [orders.insert(item(1, 1)), line_insert(lines, 1, 1, "A-1"),
+             line_insert(lines, 1, 2, "B-2"), orders.remove(item(1, 1)),
+             orders.insert(item(2, 3))]
+    # WHEN written back
+    result = process(batch, TWO_TABLES, legacy.executor, None)
+    # THEN both tables changed, and the whole batch took ONE network round trip
+    # (one pipeline: a statement per table, one Sync, one implicit transaction)
+    assert result.failures == []
+    assert legacy.rows() == {2: (Decimal("10.50"), "n", "c1", 3)}
+    assert legacy.lines() == {(1, 1): ("A-1", 1), (1, 2): ("B-2", 1)}
+    assert result.rows_changed == 3
+    assert legacy.wire.round_trips == 1
+
+
+def test_a_statement_failing_in_the_pipeline_rolls_back_the_others(legacy: Legacy) -> None:
+    # GIVEN the statements of a batch whose second table's statement fails
+    orders, lines = Records(TABLE), Records(LINES)
+    records = [orders.insert(item(5, 1)), line_insert(lines, 5, 1, "TOO-LONG-SKU")]
+    changes = [classify(i, rec, TWO_TABLES).change for i, rec in enumerate(records)]
+    statements = statements_for([c for c in changes if c], TWO_TABLES, legacy.executor)
+    assert [s.table for s in statements] == [LEGACY, "sales.order_lines"]
+    # WHEN they are applied
+    with pytest.raises(DataError, match="22001"):
+        legacy.executor.apply(statements)
+    # THEN the first table's row was rolled back with it: all or nothing
+    assert legacy.rows() == {}
+    assert legacy.changes() == 0
+    # AND the connection is usable (not left inside a failed transaction)
+    assert legacy.executor.apply(statements[:1]) == 1
+    assert sorted(legacy.rows()) == [5]
+
+
+def test_poison_in_the_second_table_is_isolated(legacy: Legacy) -> None:
+    # GIVEN orders 7 and 8 around a line of order 1 whose sku is too long
+    orders, lines = Records(TABLE), Records(LINES)
+    bad = line_insert(lines, 1, 1, "TOO-LONG-SKU")
+    batch = [orders.insert(item(7, 1)), bad, orders.insert(item(8, 1))]
+    status = StatusRecorder()
+    # WHEN written back
+    result = process(batch, TWO_TABLES, legacy.executor, status)
+    # THEN the order before it is applied, the line is the failure, the order after waits
+    assert result.failures == [bad["dynamodb"]["SequenceNumber"]]
+    assert sorted(legacy.rows()) == [7]
+    assert legacy.lines() == {}
+    assert "22001" in result.poison[0][1]
+    # AND order 7's item is applied; the line's item is error (keyed by id and line)
+    assert status.statuses() == {"7": "applied", "1": "error"}
+    error_call = next(c for c in status.calls if c["Key"]["id"]["N"] == "1")
+    assert error_call["Key"] == {"id": {"N": "1"}, "line": {"N": "1"}}
+
+
+def test_type_mismatch_is_the_reported_record(legacy: Legacy) -> None:
+    # GIVEN an amount sent as a string that is not a number, between two good changes
+    r = Records(TABLE)
+    bad = item(101, 1)
+    bad["amount"] = {"S": "ten euros"}
+    batch = [r.insert(item(100, 1)), r.insert(bad), r.insert(item(102, 1))]
+    # WHEN written back
+    result = process(batch, CFG, legacy.executor, None)
+    # THEN PostgreSQL's invalid_text_representation names the record; the one before lands
+    assert result.failures == [batch[1]["dynamodb"]["SequenceNumber"]]
+    assert "22P02" in result.poison[0][1]
+    assert sorted(legacy.rows()) == [100]
+
+
+def test_record_missing_a_key_attribute_is_poison_with_a_clear_reason(legacy: Legacy) -> None:
+    # GIVEN an image without the mapped key attribute (the DynamoDB key is another one)
+    r = Records(TABLE)
+    record = r.insert(item(111, 1))
+    del record["dynamodb"]["NewImage"]["id"]
+    record["dynamodb"]["Keys"] = {"other": {"S": "x"}}
+    # WHEN written back after a good change
+    result = process([r.insert(item(110, 1)), record], CFG, legacy.executor, None)
+    # THEN the good one is applied, the bad one reported with the missing attribute named
+    assert result.failures == [record["dynamodb"]["SequenceNumber"]]
+    assert result.poison[0][1] == "missing key attribute(s) ['id'] for sales.orders"
+    assert sorted(legacy.rows()) == [110]
+
+
+def test_every_dynamodb_type_lands_exactly_in_its_column(legacy: Legacy) -> None:
+    # GIVEN a legacy table with exact numerics, boolean, bytea, jsonb, text and date columns
+    admin = legacy.db.admin_connect()
+    admin.cursor().execute(
+        "CREATE TABLE sales.kinds (id bigint PRIMARY KEY, big numeric(40,10), flag boolean, "
+        "blob bytea, doc jsonb, doc_text text, day date, tags text, row_version bigint); "
+        f"GRANT ALL ON sales.kinds TO {legacy.db.user}"
+    )
+    admin.close()
+    table = "dmsbus-test-ingest-kinds"
+    cfg = Config.from_json({"target": {"kind": "postgres"}, "tables": {table: {
+        "legacy_table": "sales.kinds", "key_columns": {"id": "id"},
+        "columns": {a: a for a in ("big", "flag", "blob", "doc", "doc_text", "day", "tags")},
+        "version_column": "row_version"}}})
+    doc = {"M": {"b": {"L": [{"S": "x \"q\" ü"}, {"N": "1E+3"}]}, "a": {"N": "1.50"}}}
+    image = {"id": {"N": "1"}, "big": {"N": "123456789012345678901234567890.1234567891"},
+             "flag": {"BOOL": True}, "blob": {"B": "AP8Kgw=="}, "doc": doc, "doc_text": doc,
+             "day": {"S": "2026-11-30"}, "tags": {"SS": ["b", "a"]}, "version": {"N": "1"},
+             "status": {"S": "accepted"}}
+    # WHEN written back (Lambda delivers B as base64)
+    result = process([Records(table).insert(image)], cfg, legacy.executor, None)
+    # THEN every value is exact: no float on the way, bytes as bytes, maps as JSON (jsonb
+    # writes 1E+3 as 1000, its own canonical form; the text column keeps the digits sent)
+    assert result.failures == []
+    cur = legacy.check.cursor()
+    cur.execute("SELECT big, flag, blob, doc::text, doc_text, day::text, tags, row_version "
+                "FROM sales.kinds")
+    assert cur.fetchall()[0] == [
+        Decimal("123456789012345678901234567890.1234567891"), True, b"\x00\xff\n\x83",
+        '{"a": 1.50, "b": ["x \\"q\\" ü", 1000]}', '{"a":1.50,"b":["x \\"q\\" ü",1E+3]}',
+        "2026-11-30", '["a","b"]', 1]
 
 
 def test_record_missing_a_key_is_reported_without_touching_the_database(

@@ -148,3 +148,56 @@ class MotoStream:
         out = self.streams.get_records(ShardIterator=self.iterator)
         self.iterator = out["NextShardIterator"]
         return [{**lambda_shape(r), "eventSourceARN": self.arn} for r in out["Records"]]
+
+
+class WireCounter:
+    """Counts a DB-API connection's network round trips, independently of the executor: a
+    request sent, then its answer read. pg8000: a flush of its socket file followed by a
+    read; PyMySQL: a packet written followed by a read."""
+
+    def __init__(self, connection: Any) -> None:
+        self.round_trips = 0
+        self._sent = False
+        if hasattr(connection, "_write_bytes"):  # PyMySQL
+            write, read = connection._write_bytes, connection._read_bytes
+
+            def write_bytes(data: bytes) -> None:
+                self._sent = True
+                write(data)
+
+            def read_bytes(num: int) -> bytes:
+                self._answer()
+                data: bytes = read(num)
+                return data
+
+            connection._write_bytes = write_bytes
+            connection._read_bytes = read_bytes
+        else:  # pg8000 writes to and reads from `_sock`, a buffered file over the socket
+            connection._sock = _CountingFile(connection._sock, self)
+
+    def _answer(self) -> None:
+        if self._sent:
+            self.round_trips += 1
+            self._sent = False
+
+
+class _CountingFile:
+    def __init__(self, inner: Any, counter: WireCounter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    def write(self, data: bytes) -> int:
+        written: int = self._inner.write(data)
+        return written
+
+    def flush(self) -> None:
+        self._counter._sent = True
+        self._inner.flush()
+
+    def read(self, size: int = -1) -> bytes:
+        self._counter._answer()
+        data: bytes = self._inner.read(size)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
