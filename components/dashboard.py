@@ -1,7 +1,9 @@
 """Dashboard: the first place an operator looks — one CloudWatch dashboard per stack.
 
 Records and bytes into the bus, bus write throttling, iterator age and errors of every stream
-consumer (fan-in, writeback), DLQ depths, and DMS CDC latency at source and target.
+consumer (fan-in, writeback), DLQ depths, DMS CDC latency at source and target, what the fan-in
+put on the bus (its embedded metrics: put, retried, not put, overflowed, poison) and waypoint
+table write throttles.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+
+from handlers.bus import METRIC_NAMESPACE
 
 TYPE = "dms-event-bus:index:Dashboard"
 
@@ -155,6 +159,22 @@ def dashboard_body(
                 12, 12,
             )
         )
+    widgets.append(
+        widget(
+            "Fan-in: changes put on the bus",
+            [
+                _metric_rows(METRIC_NAMESPACE, metric, {"Stream": bus}, "Sum", label)
+                for metric, label in (
+                    ("Published", "put"),
+                    ("RetriedEntries", "retried"),
+                    ("NotPublished", "not put (retried by Lambda)"),
+                    ("Overflowed", "via overflow bucket"),
+                    ("PoisonRecords", "poison"),
+                )
+            ],
+            0, 18,
+        )
+    )
     if tables:
         widgets.append(
             widget(
@@ -164,7 +184,7 @@ def dashboard_body(
                                  "Sum", logical)
                     for logical, t in tables.items()
                 ],
-                0, 18, 24,
+                12, 18,
             )
         )
     return json.dumps({"widgets": widgets}, sort_keys=True)

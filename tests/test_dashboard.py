@@ -92,6 +92,12 @@ def test_every_panel_the_operator_needs() -> None:
     assert panels["Waypoint tables: write throttles"][0][:4] == [
         "AWS/DynamoDB", "WriteThrottleEvents", "TableName", "dmsbus-t-orders"
     ]
+    # the fan-in's embedded metrics, exactly as handlers.fanin emits them
+    fanin_rows = panels["Fan-in: changes put on the bus"]
+    assert {(r[0], r[2], r[3]) for r in fanin_rows} == {("DmsEventBus", "Stream", "dmsbus-t-bus")}
+    assert {r[1] for r in fanin_rows} == {
+        "Published", "RetriedEntries", "NotPublished", "Overflowed", "PoisonRecords"
+    }
     for widget in body()["widgets"]:
         assert widget["properties"]["region"] == REGION
         assert widget["width"] in (12, 24) and widget["height"] == 6
@@ -212,6 +218,7 @@ def wired_plan(stack: str) -> Plan:
 #: Dimension -> (resource type, the input holding its physical name)
 DIMENSIONS = {
     "StreamName": ("aws:kinesis/stream:Stream", "name"),
+    "Stream": ("aws:kinesis/stream:Stream", "name"),  # the fan-in's embedded metrics
     "FunctionName": ("aws:lambda/function:Function", "name"),
     "QueueName": ("aws:sqs/queue:Queue", "name"),
     "ReplicationTaskIdentifier": ("aws:dms/replicationTask:ReplicationTask",
@@ -248,9 +255,31 @@ def test_wired_dashboard_names_only_resources_of_the_graph(stack: str) -> None:
                 if isinstance(v, str)}
     assert declared["FunctionName"] <= on_board
     assert declared["QueueName"] <= on_board
-    expected = {"StreamName", "FunctionName", "QueueName"}
+    expected = {"StreamName", "Stream", "FunctionName", "QueueName"}
     if stack_settings(stack).dms is not None:
         # instance mode: task + instance identifiers; serverless: the replication config's
-        expected |= {k for k in DIMENSIONS if k.startswith("Replication") and declared[k]}
-        assert expected - {"StreamName", "FunctionName", "QueueName"}
+        dms_dimensions = {k for k in DIMENSIONS if k.startswith("Replication") and declared[k]}
+        assert dms_dimensions
+        expected |= dms_dimensions
     assert expected <= checked
+
+
+def test_fanin_panel_reads_the_metrics_the_handler_emits(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The panel's namespace, dimension and metric names are those of the EMF line the fan-in
+    handler prints for a batch (an empty batch: the handler still reports it)."""
+    from handlers import fanin
+
+    monkeypatch.setenv("BUS_STREAM_NAME", "dmsbus-t-bus")
+    monkeypatch.setenv("TABLES", json.dumps({"dmsbus-t-orders": "orders"}))
+    monkeypatch.setattr(fanin, "_client", lambda service: None)  # nothing to put
+    assert fanin.handler({"Records": []}, None) == {"batchItemFailures": []}
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    emitted = {m["Name"] for m in directive["Metrics"]}
+    panel = rows(body())["Fan-in: changes put on the bus"]
+    for namespace, metric, dimension, value, _options in panel:
+        assert namespace == directive["Namespace"]
+        assert directive["Dimensions"] == [[dimension]] and line[dimension] == value
+        assert metric in emitted, f"the fan-in emits no {metric}"
