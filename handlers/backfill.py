@@ -15,8 +15,9 @@ table's stream is ENABLED. Two kinds of events:
 Why one invocation per segment rather than threads in one: every segment gets its own
 15-minute budget, memory and network, continues on its own, and a failure retries only that
 segment's current page; threads would share one budget and one retry. The start key handed on
-is always that of the first page not yet published, so a crash, a timeout or a failed put
-repeats a page — duplicate snapshots carry the same `id` — and never skips one.
+is always that of the first page not yet published. A crash or a timeout makes Lambda retry the
+invocation's event, which repeats the pages that invocation had published (duplicate snapshots
+carry the same `id`); nothing ever skips a page.
 
 A page the bus publisher could not put after its bounded retries (`bus.PublishError`):
 - after pages of this invocation were published, the segment hands on to a new invocation
@@ -47,7 +48,9 @@ DEFAULT_PAGE_ITEMS = 500
 DEFAULT_RESERVE_MS = 60_000
 
 Publish = Callable[[Sequence[Envelope]], object]
-"""Puts envelopes on the bus; raises when some could not be put after the retries."""
+"""Puts envelopes on the bus (`bus.snapshot_publisher`); raises `bus.PublishError` when some
+could not be put after its retries. Its result's counters (calls, retried, overflowed) feed the
+metrics."""
 Invoke = Callable[[dict[str, Any]], None]
 """Invokes this function asynchronously with an event."""
 
@@ -55,7 +58,7 @@ _clients: dict[str, Any] = {}
 
 
 class BackfillError(Exception):
-    """A page could not be published; the event is retried by Lambda (same start key)."""
+    """The first page of an invocation could not be published: Lambda retries the event."""
 
 
 def _client(service: str) -> Any:
