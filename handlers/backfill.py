@@ -64,8 +64,13 @@ class BackfillError(Exception):
 def _client(service: str) -> Any:
     if service not in _clients:
         import boto3
+        from botocore.config import Config
 
-        _clients[service] = boto3.client(service)
+        # The scan may meet a provisioned table's low read capacity (autoscaling catches up
+        # in minutes): adaptive retries slow the client down instead of failing the page.
+        config = Config(retries={"mode": "adaptive", "max_attempts": 10}) if (
+            service == "dynamodb") else None
+        _clients[service] = boto3.client(service, config=config)
     return _clients[service]
 
 

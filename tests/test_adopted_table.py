@@ -538,3 +538,27 @@ def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow(
         dms_table(name)
         client = sessions[-1].client("dynamodb", region_name=REGION)
         assert name in client.list_tables()["TableNames"]
+
+
+def test_adoptions_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN 16 DMS tables, and the provider's own sessions (the engine calls the provider
+    # from several threads)
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        names = [unique() for _ in range(16)]
+        for name in names:
+            dms_table(name)
+        provider = AdoptedTableProvider()
+        # WHEN they are adopted by 8 threads at once
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda n: provider.create(props(n)), names))
+        # THEN each table was adopted, on-demand with its stream, and the shared loader's
+        # search paths did not grow
+        for name, result in zip(names, results, strict=True):
+            table = ddb().describe_table(TableName=name)["Table"]
+            assert (result.outs or {})["stream_arn"] == table["LatestStreamArn"]
+            assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        paths = adopted_table._LOADER[0].search_paths
+        assert len(paths) == len(set(paths))

@@ -622,6 +622,7 @@ def test_handler_entry_point_fans_out_and_continues_through_lambda_invokes(
         results.append(backfill.handler(invoked.popleft(), Context()))
     # THEN both segments finished, some after continuing, and every row is on the bus once
     assert {r["segment"] for r in results if not r["continued"]} == {0, 1}
+    assert backfill._clients["dynamodb"].meta.config.retries["mode"] == "adaptive"
     assert any(r["continued"] for r in results)
     envelopes = bus_envelopes()
     assert len(envelopes) == 70 == len({e["id"] for e in envelopes})
