@@ -178,7 +178,8 @@ class StreamedTable(pulumi.ComponentResource):
                 "point_in_time_recovery": True,
                 "sse_enabled": True,
                 "kms_key_arn": args.kms_key_arn,
-                "deletion_protection": args.deletion_protection,
+                # on when asked; otherwise left as it is (never turned off behind someone's back)
+                "deletion_protection": True if args.deletion_protection else None,
                 "tags": dict(args.tags),
                 "replace_stream": adopt.replace_stream,
                 "backfill_function_name": adopt.backfill_function_name,

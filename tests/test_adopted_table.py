@@ -562,3 +562,15 @@ def test_adoptions_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatch)
             assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
         paths = adopted_table._LOADER[0].search_paths
         assert len(paths) == len(set(paths))
+
+
+def test_deletion_protection_someone_turned_on_is_left_on(aws: Calls) -> None:
+    # GIVEN a DMS table whose deletion protection an operator turned on
+    name = unique()
+    dms_table(name)
+    ddb().update_table(TableName=name, DeletionProtectionEnabled=True)
+    # WHEN it is adopted without asking for deletion protection (StreamedTable passes None)
+    AdoptedTableProvider().create(props(name))
+    # THEN it is still on: no UpdateTable touched it
+    assert ddb().describe_table(TableName=name)["Table"]["DeletionProtectionEnabled"] is True
+    assert not [p for p in aws.of("UpdateTable") if "DeletionProtectionEnabled" in p]

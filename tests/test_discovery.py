@@ -198,6 +198,8 @@ def test_streamed_table_in_adopted_mode_adopts_instead_of_declaring(
     assert inputs["billing_mode"] == "PROVISIONED"
     assert (inputs["read_capacity"], inputs["write_capacity"]) == (2, 3)
     assert inputs["point_in_time_recovery"] is True and inputs["sse_enabled"] is True
+    # deletion protection not asked for: left as the table has it (never switched off)
+    assert "deletion_protection" not in inputs
     assert inputs["kms_key_arn"] == "arn:aws:kms:eu-west-1:123456789012:key/k"
     assert inputs["backfill_function_name"] == "dmsbus-dev-backfill"
     assert inputs["wait_timeout_seconds"] == 600
