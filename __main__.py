@@ -51,7 +51,9 @@ else:
         "alarms",
         AlarmTopicArgs(
             topic_name=f"{settings.name_prefix}alarms",
-            kms_key_arn=kms_key_arn,
+            # its own customer-managed key, whose policy lets CloudWatch, EventBridge and DMS
+            # publish (a stack key would need those grants in its own policy)
+            kms_key_arn=None,
             email=settings.alarms.email,
             tags=tags,
         ),
