@@ -706,6 +706,14 @@ class Pipeline:
         except Exception:  # noqa: BLE001
             pass
         self._env.restore()
+        # leave the handlers' module state as a cold container would have it
+        from handlers import backfill, fanin, writeback
+
+        fanin._clients.clear()
+        fanin._config_cache.clear()
+        backfill._clients.clear()
+        writeback._drop_connection()
+        writeback._STATE.clear()
 
 
 class _Accepted:
