@@ -521,6 +521,7 @@ class AdoptedTable(pulumi.dynamic.Resource, module="dms", name="AdoptedTable"):
     stream_label: pulumi.Output[str]
     key_schema: pulumi.Output[list[dict[str, str]]]
     key_names: pulumi.Output[list[str]]
+    backfill_stream_label: pulumi.Output[str | None]
     backfill_started_at: pulumi.Output[str | None]
     backfill_request_id: pulumi.Output[str | None]
 
