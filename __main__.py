@@ -5,16 +5,26 @@ Nothing is declared before the whole stack config has been validated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pulumi
 import pulumi_aws as aws
 
 from components.alarm_topic import AlarmTopic, AlarmTopicArgs
+from components.backfill import Backfill, BackfillArgs
 from components.dashboard import Dashboard, DashboardArgs
+from components.discovery import discover, logical_name
 from components.dms_source import DmsSource, DmsSourceArgs
 from components.ingest_api import IngestApi, IngestApiArgs
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
 from components.stream_mapping import MappingSettings
-from components.streamed_table import KeySpec, Scaling, StreamedTable, StreamedTableArgs
+from components.streamed_table import (
+    AdoptSpec,
+    KeySpec,
+    Scaling,
+    StreamedTable,
+    StreamedTableArgs,
+)
 from settings import StackSettings, settings_from_pulumi
 from settings.core import ProvisionedCapacity, TableSettings
 
@@ -65,6 +75,51 @@ tables = {
     for logical, table in settings.tables.items()
 }
 
+# -- tables DMS created at runtime (wildcards, new source tables): adopted --------------
+# Adoption starts each table's backfill, so it waits for the backfill function and its
+# invoke settings; the function needs the bus, which needs the adopted streams: the name
+# is a deferred output, resolved below (docs/adoption.md).
+adoption = settings.adoption
+adopted: dict[str, StreamedTable] = {}
+backfill_function_name: pulumi.Output[str]
+resolve_backfill_function_name: Callable[[pulumi.Output[str]], None]
+backfill_function_name, resolve_backfill_function_name = pulumi.deferred_output()
+if adoption.enabled:
+    adopt_cap = adoption.capacity
+    adopt_read = adopt_write = None
+    if isinstance(adopt_cap, ProvisionedCapacity):
+        adopt_read = Scaling(
+            adopt_cap.read.min, adopt_cap.read.max, adopt_cap.read.target_utilization
+        )
+        adopt_write = Scaling(
+            adopt_cap.write.min, adopt_cap.write.max, adopt_cap.write.target_utilization
+        )
+    for physical in discover(
+        settings.name_prefix,
+        [settings.physical_table_name(logical) for logical in settings.tables],
+        exclude=adoption.exclude,
+    ):
+        logical = logical_name(physical, settings.name_prefix)
+        adopted[logical] = StreamedTable(
+            f"adopted-{logical}",
+            StreamedTableArgs(
+                table_name=physical,
+                read=adopt_read,
+                write=adopt_write,
+                kms_key_arn=kms_key_arn,
+                deletion_protection=adoption.deletion_protection,
+                alarm_topic_arn=alarm_topic_arn,
+                tags=tags,
+                adopt=AdoptSpec(
+                    logical_name=logical,
+                    backfill_function_name=backfill_function_name,
+                    wait_timeout_seconds=adoption.wait_timeout_seconds,
+                    backfill_segments=adoption.backfill_segments,
+                    replace_stream=logical in adoption.replace_stream,
+                ),
+            ),
+        )
+
 # -- the bus ---------------------------------------------------------------------------
 fanin = settings.bus.fanin
 bus = KinesisBus(
@@ -74,6 +129,11 @@ bus = KinesisBus(
         tables=[
             BusTable(logical, settings.physical_table_name(logical), t.stream_arn)
             for logical, t in tables.items()
+        ]
+        + [
+            BusTable(logical, settings.physical_table_name(logical), t.stream_arn,
+                     depends_on=[t])
+            for logical, t in adopted.items()
         ],
         stream_mode=settings.bus.stream.mode,
         shard_count=settings.bus.stream.shards,
@@ -104,6 +164,29 @@ bus = KinesisBus(
         tags=tags,
     ),
 )
+
+# -- backfill of the adopted tables' rows written before their stream -----------------
+backfill: Backfill | None = None
+if adopted:
+    backfill = Backfill(
+        "backfill",
+        BackfillArgs(
+            name_prefix=settings.name_prefix,
+            table_names=[settings.physical_table_name(logical) for logical in adopted],
+            bus_stream_name=bus.stream_name,
+            bus_stream_arn=bus.stream_arn,
+            overflow_bucket=bus.overflow_bucket,
+            overflow_bucket_arn=bus.overflow.arn,
+            memory_mb=adoption.backfill_memory_mb,
+            kms_key_arn=kms_key_arn,
+            alarm_topic_arn=alarm_topic_arn,
+            log_retention_days=fanin.log_retention_days,
+            tags=tags,
+        ),
+    )
+    resolve_backfill_function_name(backfill.ready_function_name)
+else:
+    resolve_backfill_function_name(pulumi.Output.from_input(""))
 
 # -- change data capture from the legacy database (after every stream and mapping) -----
 dms: DmsSource | None = None
@@ -140,9 +223,12 @@ dashboard = Dashboard(
         region=aws.get_region_output().region,
         bus_stream_name=bus.stream_name,
         functions={"fan-in": bus.fanin_function_name},
-        queues={"fan-in DLQ": bus.dlq_name},
+        queues={
+            "fan-in DLQ": bus.dlq_name,
+            **({"backfill DLQ": backfill.dlq_url} if backfill is not None else {}),
+        },
         dms_dimensions=dms.metric_dimensions if dms else None,
-        tables={logical: t.table_name for logical, t in tables.items()},
+        tables={logical: t.table_name for logical, t in {**tables, **adopted}.items()},
     ),
 )
 
@@ -152,6 +238,7 @@ pulumi.export("fanin_dlq_url", bus.dlq_url)
 pulumi.export("overflow_bucket", bus.overflow_bucket)
 pulumi.export("dashboard", dashboard.dashboard_name)
 pulumi.export("tables", {logical: t.table_name for logical, t in tables.items()})
+pulumi.export("adopted_tables", {logical: t.table_name for logical, t in adopted.items()})
 if dms is not None:
     pulumi.export("dms_task_arn", dms.task_arn)
     pulumi.export("dms_tables", dms.physical_table_names)

@@ -2,6 +2,7 @@
 # Developer entry point. Works on a fresh machine with Python 3.11+.
 #   tools/dev.sh plan [stack]   set up, then print the offline plan of a stack (default: dev)
 #   tools/dev.sh test [args]    set up (Python deps, database servers, actionlint), run all tests
+#   tools/dev.sh demo [args]    set up, then run the whole pipeline locally (python -m tools.demo)
 #   tools/dev.sh setup          set up only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,10 +64,13 @@ case "$cmd" in
   plan)
     setup_python
     exec "$VENV/bin/python" -m tools.plan --stack "${1:-dev}" "${@:2}" ;;
+  demo)
+    setup_python; setup_servers
+    exec "$VENV/bin/python" -m tools.demo "$@" ;;
   test)
     setup_python; setup_servers; setup_node
     "$VENV/bin/python" -m ruff check .
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *)
-    log "usage: tools/dev.sh plan [stack] | test [pytest args] | setup"; exit 2 ;;
+    log "usage: tools/dev.sh plan [stack] | test [pytest args] | demo [--full] | setup"; exit 2 ;;
 esac
