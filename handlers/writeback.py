@@ -24,7 +24,6 @@ import base64
 import functools
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +41,7 @@ from handlers.writeback_sql import (
     TableSpec,
     build_statements,
     connect,
+    json_value,
 )
 
 NAMESPACE = "DmsEventBus/Writeback"
@@ -103,14 +103,11 @@ def attr_value(attr: dict[str, Any]) -> Any:
     return JsonText(json_text(attr))
 
 
-_INTEGER = re.compile(r"-?[0-9]+")
-
-
 def number(text: str) -> int | Decimal:
     """DynamoDB N text -> int when written as an integer, else the exact Decimal."""
-    if _INTEGER.fullmatch(text):
-        return int(text)
-    return Decimal(text)
+    if "." in text or "e" in text or "E" in text:
+        return Decimal(text)
+    return int(text)
 
 
 def json_text(attr: dict[str, Any]) -> str:
@@ -149,7 +146,7 @@ def _b64(value: Any) -> str:
 # --------------------------------------------------------------------------- parsing
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One stream record that must be written back."""
 
@@ -160,12 +157,13 @@ class Change:
     op: str  # "upsert" | "delete"
     key: tuple[Any, ...]  # legacy key column values
     version: Decimal
-    row: list[Any] = field(default_factory=list)  # upsert values in spec.upsert_columns order
+    #: upsert values in spec.upsert_columns order (or, `json` style, one encoded JSON object)
+    row: list[Any] | str = field(default_factory=list)
     item_keys: dict[str, Any] = field(default_factory=dict)  # DynamoDB JSON key of the item
     version_attr: dict[str, Any] = field(default_factory=dict)  # DynamoDB JSON version
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """How one record was classified."""
 
@@ -267,8 +265,13 @@ def is_ttl_delete(record: dict[str, Any]) -> bool:
     return identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL
 
 
-def classify(index: int, record: dict[str, Any], config: Config) -> Outcome:
-    """Decide what one record means: a change to write back, a skip (and why), or poison."""
+def classify(
+    index: int, record: dict[str, Any], config: Config, *, json_row: bool = False
+) -> Outcome:
+    """Decide what one record means: a change to write back, a skip (and why), or poison.
+
+    `json_row`: build an upsert's row as one encoded JSON object (`json_row`), for an
+    executor of the `json` parameter style, instead of a list of parameter values."""
     ddb = record.get("dynamodb") or {}
     seq = str(ddb.get("SequenceNumber", ""))
     table = table_of(record)
@@ -301,7 +304,8 @@ def classify(index: int, record: dict[str, Any], config: Config) -> Outcome:
     item_keys = ddb.get("Keys") or {a: image[a] for a in spec.key_columns if a in image}
     version_attr = image.get(spec.version_attribute)
     try:
-        change = _change(index, seq, table, spec, op, image, item_keys, version_attr)
+        change = _change(index, seq, table, spec, op, image, item_keys, version_attr,
+                         json_row)
     except Poison as exc:
         item = StatusTarget(table, item_keys, spec.version_attribute, version_attr) \
             if version_attr else None
@@ -309,13 +313,14 @@ def classify(index: int, record: dict[str, Any], config: Config) -> Outcome:
     return Outcome(index, seq, "change", change=change)
 
 
-def _change(  # noqa: PLR0917 - one record's parts, called once
+def _change(  # noqa: PLR0913, PLR0917 - one record's parts, called once
     index: int, seq: str, table: str, spec: TableSpec, op: str, image: dict[str, Any],
-    item_keys: dict[str, Any], version_attr: dict[str, Any] | None,
+    item_keys: dict[str, Any], version_attr: dict[str, Any] | None, json_row: bool,
 ) -> Change:
-    missing = [a for a in spec.key_columns if a not in image]
-    if missing:
-        raise Poison(f"missing key attribute(s) {missing} for {spec.legacy_table}")
+    for attr in spec.key_columns:
+        if attr not in image:
+            missing = [a for a in spec.key_columns if a not in image]
+            raise Poison(f"missing key attribute(s) {missing} for {spec.legacy_table}")
     if not version_attr or "N" not in version_attr:
         raise Poison(
             f"version attribute '{spec.version_attribute}' missing or not a number "
@@ -323,20 +328,45 @@ def _change(  # noqa: PLR0917 - one record's parts, called once
         )
     try:
         version = Decimal(version_attr["N"])
-        key = tuple(attr_value(image[a]) for a in spec.key_columns)
-        row: list[Any] = []
-        if op == "upsert":
-            row = [
-                *key,
-                *(attr_value(image[a]) if a in image else None for a in spec.columns),
-                number(version_attr["N"]),
-            ]
+        key = tuple([attr_value(image[a]) for a in spec.key_columns])
+        row: list[Any] | str = []
+        if op == "upsert" and json_row:
+            row = _json_row(spec, image, version_attr["N"])
+        elif op == "upsert":
+            row = [*key, *[attr_value(image[a]) if a in image else None for a in spec.columns],
+                   number(version_attr["N"])]
     except (ValueError, ArithmeticError, TypeError) as exc:
         raise Poison(f"cannot convert the item's values: {exc}") from exc
-    for col, value in zip(spec.key_columns.values(), key, strict=True):
-        if value is None:
-            raise Poison(f"key column {col} would be NULL")
+    if None in key:
+        col = list(spec.key_columns.values())[key.index(None)]
+        raise Poison(f"key column {col} would be NULL")
     return Change(index, seq, table, spec, op, key, version, row, item_keys, version_attr)
+
+
+def _json_row(spec: TableSpec, image: dict[str, Any], version: str) -> str:
+    """An upsert row as the JSON object json_populate_recordset reads, straight from the
+    DynamoDB JSON: S as a JSON string, N as a string of its exact digits (DynamoDB has
+    validated them), anything else through attr_value; an attribute the item lacks is left
+    out (NULL)."""
+    parts = []
+    for attr, member in spec.json_members:
+        value = image.get(attr)
+        if value is None:
+            continue
+        text = value.get("S")
+        if text is not None:
+            parts.append(member + _json_str(text))
+            continue
+        digits = value.get("N")
+        if digits is not None:
+            parts.append(member + '"' + digits + '"')
+        else:
+            parts.append(member + json_value(attr_value(value)))
+    parts.append(spec.json_version_member + '"' + version + '"')
+    return "{" + ",".join(parts) + "}"
+
+
+_json_str = json.encoder.encode_basestring
 
 
 # --------------------------------------------------------------------------- applying
@@ -406,7 +436,8 @@ def process(
     status_client: Any | None,
 ) -> BatchResult:
     """Write one batch back. Returns the failures (at most the earliest failing record)."""
-    outcomes = [classify(i, r, config) for i, r in enumerate(records)]
+    json_row = executor.style == "json"
+    outcomes = [classify(i, r, config, json_row=json_row) for i, r in enumerate(records)]
     skipped: dict[str, int] = {}
     for o in outcomes:
         if o.action == "skip":

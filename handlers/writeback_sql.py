@@ -8,6 +8,7 @@ imports; drivers are imported lazily.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -55,6 +56,17 @@ class TableSpec:
     def upsert_columns(self) -> list[str]:
         """Key columns, then the other columns, then the version column LAST."""
         return [*self.key_columns.values(), *self.columns.values(), self.version_column]
+
+    @functools.cached_property
+    def json_members(self) -> tuple[tuple[str, str], ...]:
+        """(item attribute, `"column":`) for the key columns and the other columns, in
+        `upsert_columns` order (the version column comes from the version attribute)."""
+        return tuple((attr, _json_str(col) + ":")
+                     for attr, col in [*self.key_columns.items(), *self.columns.items()])
+
+    @functools.cached_property
+    def json_version_member(self) -> str:
+        return _json_str(self.version_column) + ":"
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,7 @@ class Params:
 
 def build_statements(
     spec: TableSpec,
-    upserts: Sequence[list[Any]],
+    upserts: Sequence[list[Any] | str],
     deletes: Sequence[tuple[list[Any], Any]],
     *,
     dialect: str,
@@ -119,24 +131,28 @@ def build_statements(
 ) -> list[Statement]:
     """The statements applying one table's collapsed changes.
 
-    `upserts`: rows of values in `spec.upsert_columns` order. `deletes`: (key values, version).
+    `upserts`: rows of values in `spec.upsert_columns` order (`json` style: or objects already
+    encoded as JSON text). `deletes`: (key values, version).
     PostgreSQL: ONE statement (data-modifying CTEs) returning (deleted, upserted) counts; a
     direct connection uses the `json` style (two parameters at most, whatever the number of
     rows), the Data API typed `:pN` parameters with `column_types` casts.
     MySQL/MariaDB: one INSERT .. ON DUPLICATE KEY UPDATE, plus one DELETE only when the batch
     also deletes rows of this table (MySQL has no data-modifying CTEs).
     """
-    if dialect == "postgres":
-        if style == "json":
-            return [_postgres_json_write(spec, upserts, deletes)]
-        return [_postgres_write(spec, upserts, deletes, style)]
+    if dialect == "postgres" and style == "json":
+        return [_postgres_json_write(spec, upserts, deletes)]
     if style == "json":
         raise ValueError("the json parameter style is for PostgreSQL only")
+    rows = [row for row in upserts if not isinstance(row, str)]
+    if len(rows) != len(upserts):
+        raise ValueError(f"pre-encoded JSON rows need the json style, not {style!r}")
+    if dialect == "postgres":
+        return [_postgres_write(spec, rows, deletes, style)]
     out = []
     if deletes:
         out.append(_mysql_delete(spec, deletes, style))
-    if upserts:
-        out.append(_mysql_upsert(spec, upserts, style))
+    if rows:
+        out.append(_mysql_upsert(spec, rows, style))
     return out
 
 
@@ -210,19 +226,26 @@ class JsonText(str):
     text; everywhere else it is an ordinary string parameter."""
 
 
-def json_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def json_rows(columns: Sequence[str], rows: Sequence[Sequence[Any] | str]) -> str:
     """Rows as a JSON array of objects keyed by column name, for json_populate_recordset.
 
     Numbers travel as JSON strings of their exact digits (the column's own input function
-    reads them: no float anywhere), bytes as bytea hex text, JsonText as embedded JSON.
+    reads them: no float anywhere), bytes as bytea hex text, JsonText as embedded JSON. A row
+    given as a str is an object already encoded that way (`handlers.writeback.json_row`).
     """
     keys = [_json_str(c) + ":" for c in columns]
     encoders = _JSON_ENCODERS
     return "[" + ",".join(
+        row if isinstance(row, str) else
         "{" + ",".join(k + encoders.get(type(v), _json_other)(v)
                        for k, v in zip(keys, row, strict=True)) + "}"
         for row in rows
     ) + "]"
+
+
+def json_value(value: Any) -> str:
+    """One parameter value as `json` style JSON (see json_rows)."""
+    return _JSON_ENCODERS.get(type(value), _json_other)(value)
 
 
 _json_str: Callable[[str], str] = json.encoder.encode_basestring
@@ -256,7 +279,7 @@ _JSON_ENCODERS: dict[type, Callable[[Any], str]] = {
 
 def _postgres_json_write(
     spec: TableSpec,
-    upserts: Sequence[list[Any]],
+    upserts: Sequence[list[Any] | str],
     deletes: Sequence[tuple[list[Any], Any]],
 ) -> Statement:
     """ONE statement per table whatever the batch size: deletes and upserts each travel as a
