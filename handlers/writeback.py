@@ -348,21 +348,19 @@ def _json_row(spec: TableSpec, image: dict[str, Any], version: str) -> str:
     DynamoDB JSON: S as a JSON string, N as a string of its exact digits (DynamoDB has
     validated them), anything else through attr_value; an attribute the item lacks is left
     out (NULL)."""
-    parts = []
+    parts: list[str] = []
+    append = parts.append
     for attr, member in spec.json_members:
         value = image.get(attr)
         if value is None:
             continue
-        text = value.get("S")
-        if text is not None:
-            parts.append(member + _json_str(text))
-            continue
-        digits = value.get("N")
-        if digits is not None:
-            parts.append(member + '"' + digits + '"')
+        if "S" in value:
+            append(member + _json_str(value["S"]))
+        elif "N" in value:
+            append(f'{member}"{value["N"]}"')
         else:
-            parts.append(member + json_value(attr_value(value)))
-    parts.append(spec.json_version_member + '"' + version + '"')
+            append(member + json_value(attr_value(value)))
+    append(f'{spec.json_version_member}"{version}"')
     return "{" + ",".join(parts) + "}"
 
 
@@ -376,15 +374,11 @@ def collapse(changes: Iterable[Change]) -> list[Change]:
     """Keep the newest change per (table, key): highest version, later record on a tie."""
     newest: dict[tuple[str, tuple[Any, ...]], Change] = {}
     for change in changes:
-        slot = (change.table, _key_id(change.key))
+        slot = (change.table, change.key)  # numerically equal keys are one legacy row
         current = newest.get(slot)
         if current is None or change.version >= current.version:
             newest[slot] = change
     return sorted(newest.values(), key=lambda c: c.index)
-
-
-def _key_id(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple((type(v).__name__, str(v)) for v in key)
 
 
 def statements_for(

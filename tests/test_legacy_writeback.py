@@ -316,3 +316,22 @@ def test_sources_must_exist_where_their_origin_says() -> None:
         (("writeback", "tables", "customers", "key_columns"),
          "expected the key attributes of tables.customers: ['id'], found ['customer_id']"),
     ]
+
+
+def test_the_docs_example_config_is_valid() -> None:
+    # GIVEN the example section in docs/writeback.md
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "writeback.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                 if "dms-event-bus:writeback" in b)
+    # WHEN it is validated like a stack file's section
+    settings = WritebackSettings.model_validate(
+        yaml.safe_load(block)["dms-event-bus:writeback"])
+    # THEN it is accepted as written
+    assert settings.target.kind == "postgres"
+    assert settings.tables["order_requests"].version_column == "row_version"
+    assert settings.mapping.batch_size == 200
