@@ -335,3 +335,28 @@ def test_the_docs_example_config_is_valid() -> None:
     assert settings.target.kind == "postgres"
     assert settings.tables["order_requests"].version_column == "row_version"
     assert settings.mapping.batch_size == 200
+
+
+@pytest.mark.parametrize(
+    ("target", "driver", "absent"),
+    [(POSTGRES, "pg8000/", "pymysql/"),
+     ({**POSTGRES, "kind": "mysql"}, "pymysql/", "pg8000/"),
+     (DATA_API, None, "pg8000/")],
+)
+def test_package_bundles_exactly_the_targets_pure_python_driver(
+    target: dict[str, Any], driver: str | None, absent: str
+) -> None:
+    # GIVEN the component for a target
+    import zipfile
+
+    fn = plan_for(target).named("writeback-function")
+    # THEN its package holds the handler modules and the target's driver (pure Python: no
+    # compiled extension), and not the other driver
+    names = zipfile.ZipFile(fn.inputs["code"].path).namelist()
+    assert {"handlers/writeback.py", "handlers/writeback_sql.py"} <= set(names)
+    assert not any(n.startswith(absent) for n in names)
+    assert not any(n.endswith((".so", ".pyd")) for n in names)
+    if driver:
+        assert f"{driver}__init__.py" in names
+    else:
+        assert not any(n.startswith("pymysql/") for n in names)
