@@ -231,29 +231,37 @@ def _list(items: list[Any], nums: list[str]) -> str:
 
 def _other(av: Any, nums: list[str]) -> str:
     """JSON text of the less common attribute values (and of malformed ones: an error)."""
-    if not isinstance(av, dict) or len(av) != 1:
+    if av.__class__ is not dict or len(av) != 1:
         raise EnvelopeError(f"attribute value must be a one-key object, found {av!r:.80}")
-    ((kind, v),) = av.items()
-    if kind == "BOOL":
-        if v is True:
-            return "true"
-        if v is False:
-            return "false"
-        raise EnvelopeError("BOOL value must be true or false")
-    if kind == "NULL":
-        return "null"
+    for kind in av:
+        v = av[kind]
     if kind == "B":
-        return _binary(v)
+        return _enc(v) if v.__class__ is str else _binary(v)
     if v.__class__ is not list:
-        raise EnvelopeError(f"{kind} value must be an array")
+        if kind == "BOOL":
+            if v is True:
+                return "true"
+            if v is False:
+                return "false"
+            raise EnvelopeError("BOOL value must be true or false")
+        if kind == "NULL":
+            return "null"
+        if kind in _SETS:
+            raise EnvelopeError(f"{kind} value must be an array")
+        raise EnvelopeError(f"unknown DynamoDB type {kind!r}")
     if kind == "SS":
-        return "[" + ",".join([_enc(s) for s in v]) + "]"
+        return "[" + ",".join(map(_enc, v)) + "]"  # TypeError for a non-string: malformed
     if kind == "NS":
         nums.extend(v)
         return "[" + ",".join(v) + "]"
     if kind == "BS":
+        if not v or v[0].__class__ is str:  # Lambda form: already base64 (bytes in it: error)
+            return "[" + ",".join(map(_enc, v)) + "]"
         return "[" + ",".join([_binary(b) for b in v]) + "]"
     raise EnvelopeError(f"unknown DynamoDB type {kind!r}")
+
+
+_SETS = frozenset({"SS", "NS", "BS"})
 
 
 def _careful(av: Any) -> Any:
@@ -278,13 +286,17 @@ _ALL_NUMBERS = re.compile(f"{_ONE_NUMBER}(?:,{_ONE_NUMBER})*+").fullmatch
 
 
 def _numbers_ok(nums: list[str]) -> bool:
-    """One regex call for all numbers of a record: are they all JSON numbers already?"""
+    """One regex call for all numbers of a record: are they all JSON numbers already?
+
+    The comma count makes sure no single value holds a comma: "1,2" would otherwise pass as
+    two numbers and break the JSON it is spliced into."""
     if not nums:
         return True
     try:
-        return _ALL_NUMBERS(",".join(nums)) is not None
+        text = ",".join(nums)
     except TypeError:  # a number that is not even a string
         return False
+    return text.count(",") == len(nums) - 1 and _ALL_NUMBERS(text) is not None
 
 
 def _image_text(image: Mapping[str, Any]) -> str:
@@ -411,13 +423,18 @@ _ISO_CACHE: dict[Any, str] = {}
 def iso_utc(when: Any) -> str:
     """ISO 8601 UTC text (`2026-01-31T12:00:00Z`, milliseconds when not whole seconds) of
     epoch seconds (int/float/Decimal/digit string) or an aware datetime."""
-    cached = _ISO_CACHE.get(when)
+    if when.__class__ is bool:  # checked first: True == 1 would hit 1's cache entry
+        raise EnvelopeError("ApproximateCreationDateTime must be epoch seconds, found a boolean")
+    try:
+        cached = _ISO_CACHE.get(when)
+    except TypeError:  # unhashable: not a time anyway
+        raise EnvelopeError(
+            f"ApproximateCreationDateTime must be epoch seconds, found {when!r:.40}"
+        ) from None
     if cached is not None:
         return cached
     if hasattr(when, "timestamp"):
         seconds = float(when.timestamp())
-    elif isinstance(when, bool):
-        raise EnvelopeError("ApproximateCreationDateTime must be epoch seconds")
     else:
         try:
             seconds = float(when)
@@ -425,19 +442,15 @@ def iso_utc(when: Any) -> str:
             raise EnvelopeError(
                 f"ApproximateCreationDateTime must be epoch seconds, found {when!r:.40}"
             ) from None
-    millis = round(seconds * 1000)
-    whole, frac = divmod(millis, 1000)
     try:
+        whole, frac = divmod(round(seconds * 1000), 1000)
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
     except (OverflowError, OSError, ValueError):
         raise EnvelopeError(f"ApproximateCreationDateTime out of range: {when!r:.40}") from None
     text = f"{text}.{frac:03d}Z" if frac else f"{text}Z"
     if len(_ISO_CACHE) > 4096:
         _ISO_CACHE.clear()
-    try:
-        _ISO_CACHE[when] = text
-    except TypeError:  # unhashable input
-        pass
+    _ISO_CACHE[when] = text
     return text
 
 
