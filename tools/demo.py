@@ -147,7 +147,7 @@ def run(out: Callable[[str], None], full: bool = False) -> int:  # noqa: PLR0915
     _offline_aws()
     from moto import mock_aws
 
-    from tests.e2e.harness import Pipeline, Source
+    from tests.e2e.harness import ENVELOPE_SCHEMA, Pipeline, Source
     from tests.servers import get_server
 
     out("starting PostgreSQL (wal_level=logical) on 127.0.0.1 ...")
@@ -155,7 +155,8 @@ def run(out: Callable[[str], None], full: bool = False) -> int:  # noqa: PLR0915
     out(f"  database {db.dbname} on port {db.port}")
     with mock_aws():
         p = Pipeline(db, [Source("public.orders", "orders", (("id", "N"),))],
-                     env="demo", on_envelope=printer(full, out))
+                     env="demo", on_envelope=printer(full, out),
+                     validate_envelopes=ENVELOPE_SCHEMA.exists())
         try:
             return _workload(p, out)
         finally:
@@ -210,7 +211,9 @@ def _workload(p: Any, out: Callable[[str], None]) -> int:
 
     _phase(out, "adoption (AdoptedTable provider): stream on, backfill publishes every existing "
            "row as a snapshot; later writes arrive as changes")
-    p.adopt("parcels")
+    outs = p.adopt("parcels")
+    out(f"  stream {outs['stream_label']} on ({outs['live_billing_mode']}); backfill started "
+        f"({outs['backfill_segments']} segments)")
     p.run_until_quiet()
     p.sql("UPDATE parcels SET label = 'handled with care' WHERE code = 'P-1'")
     p.sql("INSERT INTO parcels VALUES ('P-4', 2.000, 'after adoption')")
@@ -236,6 +239,8 @@ def _workload(p: Any, out: Callable[[str], None]) -> int:
 
 
 def _summary(p: Any, out: Callable[[str], None]) -> int:
+    from tests.e2e.harness import ENVELOPE_SCHEMA
+
     _phase(out, "reconcile: PostgreSQL = DynamoDB waypoint tables = consumer replica")
     replica = p.consumer.replica
     for where, report in p.reconcile_reports():
@@ -246,7 +251,10 @@ def _summary(p: Any, out: Callable[[str], None]) -> int:
     diffs = p.reconcile()
     writes = p.writeback_writes()
     out(f"  bus: {len(replica.received)} envelopes read, {replica.applied} applied, "
-        f"{replica.duplicates} duplicates, {replica.stale} stale (consumer rule)")
+        f"{replica.duplicates} duplicates, {replica.stale} stale (consumer rule); "
+        + (f"{p.consumer.validated} records valid against {ENVELOPE_SCHEMA.name}"
+           if p.consumer.validate else "schema ../shared/envelope.schema.json not found: "
+           "envelopes not validated"))
     out(f"  writeback: {len(writes)} row write(s) to PostgreSQL, "
         f"{len(p.written_back_twice())} repeated, {len(p.echoes())} echoes")
     for line in diffs:
@@ -296,9 +304,9 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = 
 
     with tempfile.NamedTemporaryFile("w", prefix="dmsbus-demo-", suffix=".log",
                                      delete=False, encoding="utf-8") as logs:
-        out(f"handler logs and metrics (JSON lines) go to {logs.name}")
+        out(f"handler logs and metrics (JSON lines) and provider messages go to {logs.name}")
         try:
-            with contextlib.redirect_stdout(logs):
+            with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
                 return run(out, full=args.full)
         except Exception as exc:  # a start-up problem of the local pieces: one clear line
             from tests.servers import ServerStartError

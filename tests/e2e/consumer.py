@@ -76,12 +76,17 @@ class BusConsumer:
     """Reads every shard of the bus (moto Kinesis) from TRIM_HORIZON and feeds a Replica."""
 
     def __init__(self, kinesis: Any, stream_name: str, s3: Any | None = None,
-                 replica: Replica | None = None, on_envelope: Any = None) -> None:
+                 replica: Replica | None = None, on_envelope: Any = None,
+                 validate: Any = None) -> None:
+        """`validate(envelope)`: called with every record's JSON (and every overflow
+        envelope's) before it is applied, e.g. a JSON-schema check; raises to fail."""
         self.kinesis = kinesis
         self.stream_name = stream_name
         self.s3 = s3
         self.replica = replica if replica is not None else Replica()
         self.on_envelope = on_envelope
+        self.validate = validate
+        self.validated = 0
         self._iterators: dict[str, str | None] = {}
         self.records_read = 0
         self.overflow_fetched = 0
@@ -109,7 +114,13 @@ class BusConsumer:
         self.records_read += count
         return count
 
+    def _check(self, data: bytes) -> None:
+        if self.validate is not None:
+            self.validate(json.loads(data))
+            self.validated += 1
+
     def _one(self, data: bytes) -> None:
+        self._check(data)
         env = loads(data)
         if "overflow" in env:
             env = self._fetch(env["overflow"])
@@ -122,6 +133,7 @@ class BusConsumer:
             raise AssertionError(f"overflow envelope {uri} but the consumer has no S3 client")
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        self._check(body)
         self.overflow_fetched += 1
         full: dict[str, Any] = loads(body)
         return full

@@ -32,6 +32,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -196,6 +197,7 @@ class Pipeline:
         max_record_bytes: int | None = None,
         shards: int = 2,
         on_envelope: Callable[[dict[str, Any]], None] | None = None,
+        validate_envelopes: bool = True,
     ) -> None:
         self.db = db
         self.sources: dict[str, Source] = {s.logical: s for s in sources}
@@ -238,7 +240,9 @@ class Pipeline:
         self.sql("SET synchronous_commit = on")
         self.cdc = CdcStandIn(self.conn, self.ddb, {}, self.slot)
         self.consumer = BusConsumer(self.kinesis_real, self.stream_name, self.s3,
-                                    Replica(), on_envelope)
+                                    Replica(), on_envelope,
+                                    validate=envelope_validator() if validate_envelopes
+                                    else None)
         self.wildcard_schema: str | None = None
         self.adopted: dict[str, Source] = {}
 
@@ -722,6 +726,19 @@ class _Accepted:
     status_code = 202
     headers: dict[str, str] = {}  # noqa: RUF012 - read-only
     content = b""
+
+
+#: The bus contract, beside the repository (CI clones ../shared next to it).
+ENVELOPE_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "envelope.schema.json"
+
+
+def envelope_validator() -> Callable[[dict[str, Any]], None]:
+    """Raises jsonschema.ValidationError for an envelope that breaks the bus contract."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    validator = Draft202012Validator(json.loads(ENVELOPE_SCHEMA.read_text(encoding="utf-8")),
+                                     format_checker=FormatChecker())
+    return validator.validate
 
 
 def _scan(ddb: Any, table: str) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ def test_demo_runs_the_whole_pipeline_and_reconciles() -> None:
             assert line.lstrip().startswith("OK"), line
     assert sum(" vs " in line for line in lines) == 4  # 2 tables x (DynamoDB, replica)
     assert not any(line.startswith('{"') for line in lines)  # handler logs go to the file
+    assert "17 records valid against envelope.schema.json" in out
 
 
 def test_demo_names_the_debian_package_to_install(

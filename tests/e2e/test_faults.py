@@ -49,6 +49,8 @@ def insert(p: Pipeline, first: int, count: int, note: str = "n") -> None:
 def settle(p: Pipeline, max_rounds: int = 40) -> int:
     """The invariant every fault test ends with."""
     rounds = p.run_until_quiet(max_rounds)
+    # every record read from the bus (and every overflow envelope) met the bus contract
+    assert p.consumer.validated == p.consumer.records_read + p.consumer.overflow_fetched > 0
     assert p.reconcile() == []
     assert p.written_back_twice() == []
     assert p.echoes() == []
