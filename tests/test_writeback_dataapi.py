@@ -219,3 +219,55 @@ def test_throttling_is_not_blamed_on_a_record(rds: Any) -> None:
     # WHEN a batch is written back THEN the whole batch fails (Lambda retries it)
     with pytest.raises(client.exceptions.ClientError):
         process([r.insert(item(1, 1))], make_config(), executor(client), None)
+
+
+def test_lambda_entry_with_the_data_api_target(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the handler's config for the Data API (as the component writes it) and stubbed
+    # rds-data and DynamoDB clients in the container's cache
+    import json
+
+    from handlers import writeback
+
+    raw = {"target": {"kind": "data_api", "cluster_arn": CLUSTER, "secret_arn": SECRET,
+                      "database": "sales", "engine": "postgres"},
+           "tables": {TABLE: {"legacy_table": "sales.orders", "key_columns": {"id": "order_id"},
+                              "columns": {"amount": "amount"},
+                              "version_column": "row_version"}}}
+    monkeypatch.setenv("WRITEBACK_CONFIG", json.dumps(raw))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "dmsbus-t-writeback")
+    rds = boto3.client("rds-data", region_name="eu-west-1")
+    ddb = boto3.client("dynamodb", region_name="eu-west-1")
+    monkeypatch.setattr(writeback, "_STATE", {"client:rds-data": rds, "client:dynamodb": ddb})
+    r = Records(TABLE)
+    event = {"Records": [r.insert(item(1, 3)), r.modify(item(1, 2), item(1, 2, status="applied"))]}
+    with Stubber(rds) as rds_stub, Stubber(ddb) as ddb_stub:
+        rds_stub.add_response(
+            "execute_statement", {"records": [[{"longValue": 0}, {"longValue": 1}]]},
+            {**BASE, "sql": ANY, "parameters": [
+                {"name": "p1", "value": {"longValue": 1}},
+                {"name": "p2", "value": {"stringValue": "10.50"}, "typeHint": "DECIMAL"},
+                {"name": "p3", "value": {"longValue": 3}},
+            ]},
+        )
+        ddb_stub.add_response("update_item", {}, {
+            "TableName": TABLE, "Key": {"id": {"N": "1"}},
+            "UpdateExpression": "SET #s = :s REMOVE #d",
+            "ConditionExpression": "#v = :v AND #s <> :s",
+            "ExpressionAttributeNames": {"#s": "status", "#d": "status_detail", "#v": "version"},
+            "ExpressionAttributeValues": {":s": {"S": "applied"}, ":v": {"N": "3"}},
+        })
+        # WHEN Lambda invokes the entry point
+        response = writeback.handler(event, None)
+        # THEN one statement, one conditional status update, no failures
+        rds_stub.assert_no_pending_responses()
+        ddb_stub.assert_no_pending_responses()
+    assert response == {"batchItemFailures": []}
+    # AND the embedded metrics line the poison alarm and the dashboard read
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    (metrics,) = [x for x in lines if "_aws" in x]
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "DmsEventBus/Writeback"
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Function"]]
+    assert (metrics["Function"], metrics["Applied"], metrics["Poison"], metrics["Skipped"],
+            metrics["RoundTrips"]) == ("dmsbus-t-writeback", 1, 0, 1, 1)
