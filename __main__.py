@@ -17,6 +17,7 @@ from components.discovery import discover, logical_name
 from components.dms_source import DmsSource, DmsSourceArgs
 from components.ingest_api import IngestApi, IngestApiArgs
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
+from components.legacy_writeback import LegacyWriteback, LegacyWritebackArgs, WritebackTable
 from components.stream_mapping import MappingSettings
 from components.streamed_table import (
     AdoptSpec,
@@ -215,6 +216,47 @@ if settings.ingest_api is not None:
     )
     ingest = IngestApi("ingest", ingest_args)
 
+# -- writeback: changes of the chosen tables back to the legacy database ---------------
+writeback: LegacyWriteback | None = None
+if settings.writeback is not None:
+    writeback_tables: list[WritebackTable] = []
+    for logical, mapping in settings.writeback.tables.items():
+        if mapping.origin == "ingest_api":
+            if ingest is None:  # StackSettings already rejects this; narrows the type
+                raise ValueError(f"writeback.tables.{logical}: needs ingest_api")
+            writeback_tables.append(
+                WritebackTable(
+                    logical,
+                    ingest_args.table_name(logical),
+                    ingest.table_arns[logical],
+                    ingest.stream_arns[logical],
+                )
+            )
+        else:  # origin: tables -- a declared waypoint table
+            waypoint = tables[logical]
+            writeback_tables.append(
+                WritebackTable(
+                    logical,
+                    settings.physical_table_name(logical),
+                    waypoint.table_arn,
+                    waypoint.stream_arn,
+                    depends_on=[waypoint],
+                )
+            )
+    writeback = LegacyWriteback(
+        "writeback",
+        LegacyWritebackArgs(
+            name_prefix=settings.name_prefix,
+            settings=settings.writeback,
+            tables=writeback_tables,
+            alarm_topic_arn=alarm_topic_arn,
+            kms_key_arn=kms_key_arn,
+            iterator_age_ms=settings.alarms.iterator_age_ms,
+            dlq_depth=settings.alarms.dlq_depth,
+            tags=tags,
+        ),
+    )
+
 # -- the first place an operator looks -------------------------------------------------
 dashboard = Dashboard(
     "ops",
@@ -222,10 +264,14 @@ dashboard = Dashboard(
         dashboard_name=f"{settings.name_prefix}pipeline",
         region=aws.get_region_output().region,
         bus_stream_name=bus.stream_name,
-        functions={"fan-in": bus.fanin_function_name},
+        functions={
+            "fan-in": bus.fanin_function_name,
+            **({"writeback": writeback.function_name} if writeback is not None else {}),
+        },
         queues={
             "fan-in DLQ": bus.dlq_name,
             **({"backfill DLQ": backfill.dlq_url} if backfill is not None else {}),
+            **({"writeback DLQ": writeback.dlq_name} if writeback is not None else {}),
         },
         dms_dimensions=dms.metric_dimensions if dms else None,
         tables={logical: t.table_name for logical, t in {**tables, **adopted}.items()},
@@ -248,3 +294,6 @@ if ingest is not None:
     pulumi.export("ingest_tables", ingest.table_names)
     pulumi.export("ingest_access_log_group", ingest.access_log_group)
     pulumi.export("ingest_api_key_ids", ingest.api_key_ids)
+if writeback is not None:
+    pulumi.export("writeback_function", writeback.function_name)
+    pulumi.export("writeback_dlq_url", writeback.dlq_url)
