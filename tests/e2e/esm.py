@@ -9,11 +9,13 @@ https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html):
   records before the LOWEST reported sequence number are checkpointed and the rest is retried;
   an empty/null/unknown `itemIdentifier` fails the whole batch;
 * a function error (an exception, or a simulated timeout) fails the whole batch;
-* BisectBatchOnFunctionError: a failed batch of more than one record is split in two and each
-  half is retried on its own; splitting does not consume the retry quota. With a partial
-  response the batch is cut at the returned sequence number and only the remaining records are
-  retried (bisected further while they keep failing) — our reading of "bisected at the
-  returned sequence number";
+* BisectBatchOnFunctionError: a batch that fails (function error, timeout, invalid
+  `batchItemFailures`) and has more than one record is split in two and each half is retried
+  on its own; splitting does not consume the retry quota. A partial response is not a
+  function error: the batch is cut at the returned sequence number and only the remaining
+  records are retried, as one batch, each such retry counting as a retry attempt ("the batch
+  is bisected at the returned sequence number and Lambda retries only the remaining
+  records");
 * MaximumRetryAttempts bounds the retries of a one-record (or un-bisected) batch; then an
   invocation record in Lambda's documented on-failure format goes to the SQS destination and
   the shard moves on.
@@ -52,10 +54,16 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     invoked_function_arn: str = ""
     memory_limit_in_mb: int = 512
-    started: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic  # seconds; tests may make time pass faster
+    started: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = self.clock()
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int(self.timeout_ms - (time.monotonic() - self.started) * 1000))
+        started = self.started if self.started is not None else self.clock()
+        return max(0, int(self.timeout_ms - (self.clock() - started) * 1000))
 
 
 @dataclass
@@ -94,6 +102,8 @@ class StreamMapping:
         region: str = "eu-west-1",
         account: str = "123456789012",
         ttl_sequence_numbers: set[str] | None = None,
+        timeout_ms: int = 60_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.streams = streams
         self.stream_arn = stream_arn
@@ -108,6 +118,8 @@ class StreamMapping:
         self.report_batch_item_failures = report_batch_item_failures
         self.region = region
         self.ttl = ttl_sequence_numbers if ttl_sequence_numbers is not None else set()
+        self.timeout_ms = timeout_ms
+        self.clock = clock
         self.invocations: list[Invocation] = []
         self.discarded: list[dict[str, Any]] = []  # on-failure records sent
         self._iterators: dict[str, str | None] = {}
@@ -172,7 +184,8 @@ class StreamMapping:
             ]
         }
         seqs = [r["dynamodb"]["SequenceNumber"] for r in batch]
-        context = LambdaContext(self.function_name, invoked_function_arn=self.function_arn)
+        context = LambdaContext(self.function_name, invoked_function_arn=self.function_arn,
+                                timeout_ms=self.timeout_ms, clock=self.clock)
         try:
             response = self.function(event, context)
         except (Exception, SimulatedTimeout) as exc:  # noqa: BLE001 - a function error
@@ -204,8 +217,13 @@ class StreamMapping:
             invoked += 1
             if outcome == "ok":
                 return
-            batch = batch[index:]  # records before the reported one are checkpointed
-            if self.bisect and len(batch) > 1:
+            if outcome == "partial":
+                # "the batch is bisected at the returned sequence number and Lambda retries
+                # only the remaining records": the records before it are checkpointed, the
+                # rest is retried as one batch (a retry attempt)
+                batch = batch[index:]
+            elif self.bisect and len(batch) > 1:
+                # a function error: split in two, each half retried on its own
                 half = len(batch) // 2
                 self._run(shard, batch[:half], retries)
                 self._run(shard, batch[half:], retries)

@@ -29,6 +29,7 @@ import importlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -208,6 +209,8 @@ class Pipeline:
         self.shards = shards
         self.on_envelope = on_envelope
         self.token = secrets.token_hex(3)
+        self.fanin_timeout_ms = 60_000  # the fan-in function's timeout (its context's budget)
+        self.time_skew = 0.0  # seconds added to the functions' clock: a fault "takes time"
         self.stream_name = f"{self.prefix}bus-{self.token}"
         self.bucket = f"{self.prefix}overflow-{self.token}"
         self.slot = f"e2e_{self.token}"
@@ -286,7 +289,12 @@ class Pipeline:
             streams=self.streams, stream_arn=arn, function=self._fanin,
             function_name=f"{self.prefix}fanin", sqs=self.sqs, dlq_url=self.fanin_dlq,
             batch_size=self.batch_size, maximum_retry_attempts=self.maximum_retry_attempts,
+            timeout_ms=self.fanin_timeout_ms, clock=self.clock,
         )
+
+    def clock(self) -> float:
+        """The functions' clock (monotonic seconds, plus the injected `time_skew`)."""
+        return time.monotonic() + self.time_skew
 
     def fanin_tables(self) -> dict[str, str]:
         tables = {**self.sources, **self.adopted}
