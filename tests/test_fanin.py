@@ -953,7 +953,7 @@ def test_unknown_table_is_reported_with_its_reason(
         ({"TABLES": "orders"}, "TABLES must be a JSON object"),
         ({"TABLES": '["a"]'}, "TABLES must be a JSON object"),
         ({"TABLES": '{"a": 1}'}, "TABLES must be a JSON object"),
-        ({"TABLES": "{}"}, "TABLES"),
+        ({"TABLES": "{}"}, "TABLES names no table"),
         ({"TABLES": None}, "TABLES must be a JSON object"),
         ({"MAX_RECORD_BYTES": "big"}, "MAX_RECORD_BYTES must be a positive integer, found 'big'"),
         ({"MAX_PUT_ATTEMPTS": "0"}, "MAX_PUT_ATTEMPTS must be a positive integer, found '0'"),
