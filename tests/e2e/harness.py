@@ -455,8 +455,10 @@ class Pipeline:
         self.ddb.put_item(TableName=name, Item={**item, "status": {"S": "accepted"}})
         spec = self._writeback_tables[name]
         key = ",".join(str(next(iter(item[k].values()))) for k in spec["key_columns"])
-        self.app_writes.append((spec["legacy_table"].split(".", 1)[1], key,
-                                Decimal(item["version"]["N"])))
+        version = item.get("version", {}).get("N")
+        if version is not None:  # an item without a numeric version is never written back
+            self.app_writes.append((spec["legacy_table"].split(".", 1)[1], key,
+                                    Decimal(version)))
 
     def app_ttl_expire(self, logical: str, key: dict[str, Any]) -> None:
         """DynamoDB's TTL deleting an app item: the REMOVE record carries the service's
