@@ -16,8 +16,13 @@ as the limits allow, only failed entries retried with backoff and jitter, oversi
 through the overflow bucket). The response names the EARLIEST record not on the bus in
 `batchItemFailures`, so Lambda checkpoints everything before it and retries from there —
 never skipping ahead. A record that cannot be converted (a poison record) stops the batch at
-that record: the ones before it are put, it is reported with its reason in the log, and
-Lambda's bisect and bounded retries isolate it into the DLQ without blocking the shard.
+that record: the ones before it are put and it is reported, with its reason in the log. When
+the poison record is the FIRST of its batch, the handler raises `PoisonRecordError` instead: a
+partial-batch response would only make Lambda retry the same batch (poison record first, the
+good records after it) until it all went to the DLQ, while a function error makes Lambda
+bisect the batch in halves, so the poison record ends alone in the on-failure DLQ after the
+bounded retries and the records after it go on to the bus. (A record of a table missing from
+`TABLES` is reported, never raised: every record of that stream fails alike.)
 
 Logs are JSON lines; metrics are CloudWatch embedded metric format (no API calls).
 """
@@ -132,16 +137,27 @@ def config() -> Config:
     return cached
 
 
+class PoisonRecordError(Exception):
+    """The first record of the batch cannot be converted to an envelope.
+
+    Raised (a function error) so that the event source mapping bisects the batch and isolates
+    the record; nothing of the batch was put on the bus.
+    """
+
+
 class Outcome:
     """What one batch did; `batch_item_failures` is the Lambda partial-batch response."""
 
-    __slots__ = ("batch_item_failures", "converted", "per_table", "poison", "result")
+    __slots__ = (
+        "batch_item_failures", "converted", "per_table", "poison", "result", "unknown_table"
+    )
 
     def __init__(self) -> None:
         self.batch_item_failures: list[dict[str, str]] = []
         self.converted = 0
         self.per_table: dict[str, int] = {}  # logical table -> changes now on the bus
         self.poison: str | None = None  # reason, when a record could not be converted
+        self.unknown_table = False  # the poison record's table is not in TABLES
         self.result = bus.PutResult()
 
 
@@ -153,11 +169,15 @@ def _sequence_number(record: Mapping[str, Any]) -> str:
     return seq if isinstance(seq, str) else ""
 
 
+class UnknownTableError(EnvelopeError):
+    """The record's table is not in TABLES: every record of its stream fails alike."""
+
+
 def _convert(record: Mapping[str, Any], tables: Mapping[str, str]) -> Envelope:
     physical = physical_table_of(record)
     logical = tables.get(physical)
     if logical is None:
-        raise EnvelopeError(
+        raise UnknownTableError(
             f"table {physical!r} is not in TABLES ({', '.join(sorted(tables)) or 'empty'}): "
             "the fan-in's configuration does not cover this stream"
         )
@@ -181,10 +201,12 @@ def process_records(
             envelopes.append(_convert(record, cfg.tables))
         except EnvelopeError as error:
             outcome.poison = str(error)
+            outcome.unknown_table = isinstance(error, UnknownTableError)
             bus.log(
                 "error",
-                "poison record: cannot convert to an envelope; reported so Lambda retries, "
-                "bisects and, after its bounded retries, sends it to the on-failure DLQ",
+                "poison record: cannot convert to an envelope; Lambda retries it (bisecting "
+                "the batch when it is the first record) and, after its bounded retries, sends "
+                "it to the on-failure DLQ",
                 reason=str(error),
                 eventID=record.get("eventID") if isinstance(record, Mapping) else None,
                 sequenceNumber=_sequence_number(record),
@@ -261,4 +283,11 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     )
     for table, count in outcome.per_table.items():
         bus.emf({"Table": table}, {"ChangesPublished": count})
+    if outcome.poison is not None and outcome.converted == 0 and not outcome.unknown_table:
+        # A table missing from TABLES fails every record of its stream alike: bisecting would
+        # only multiply invocations, so that batch is reported (one DLQ message) instead.
+        raise PoisonRecordError(
+            f"first record of the batch ({outcome.batch_item_failures[0]['itemIdentifier']}) "
+            f"cannot be converted: {outcome.poison}; raised so that Lambda bisects the batch"
+        )
     return {"batchItemFailures": outcome.batch_item_failures}

@@ -928,6 +928,82 @@ def test_poison_record_stops_the_batch_at_it(
     assert stream_metrics["NotPublished"] == 2
 
 
+def test_poison_record_first_in_its_batch_raises_so_lambda_bisects(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a batch whose FIRST record is malformed (as Lambda retries it after a report)
+    orders_table(world)
+    for i in range(4):
+        world.put("orders", order("t1", str(i), 1))
+    records = world.records("orders")
+    records[0]["dynamodb"]["NewImage"]["version"] = {"N": "12abc"}
+
+    # WHEN the handler runs THEN it fails as a whole (a function error, which Lambda bisects;
+    # a partial response would retry the same batch, good records and all, into the DLQ)
+    with pytest.raises(fanin.PoisonRecordError, match="12abc") as caught:
+        world.invoke(records)
+
+    assert records[0]["dynamodb"]["SequenceNumber"] in str(caught.value)
+    assert world.bus_records() == []
+    out = capsys.readouterr().out
+    (error,) = [line for line in log_lines(out) if line["level"] == "error"]
+    assert error["sequenceNumber"] == records[0]["dynamodb"]["SequenceNumber"]
+    (stream_metrics,) = [m for m in emf_lines(out) if "Stream" in m]
+    assert stream_metrics["PoisonRecords"] == 1 and stream_metrics["Published"] == 0
+
+
+def esm(world: World, records: list[dict[str, Any]], max_retries: int) -> list[list[str]]:
+    """Lambda's DynamoDB stream mapping as documented (ReportBatchItemFailures, bisect on
+    function error, bounded retries): a partial response cuts the batch at the reported record
+    and retries the rest (a retry); a function error splits a batch of several records in
+    halves (not a retry) and retries a one-record batch; past max_retries the batch goes to
+    the DLQ. Returns the DLQ'd batches (sequence numbers)."""
+    queue: list[tuple[list[dict[str, Any]], int]] = [(records, 0)]
+    dlq: list[list[str]] = []
+    while queue:
+        batch, retries = queue.pop(0)
+        try:
+            failures = world.invoke(batch)["batchItemFailures"]
+        except fanin.PoisonRecordError:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                queue[:0] = [(batch[:half], retries), (batch[half:], retries)]
+                continue
+            failures = [{"itemIdentifier": batch[0]["dynamodb"]["SequenceNumber"]}]
+        if not failures:
+            continue
+        seqs = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        rest = batch[seqs.index(failures[0]["itemIdentifier"]):]
+        if retries + 1 > max_retries:
+            dlq.append([r["dynamodb"]["SequenceNumber"] for r in rest])
+        else:
+            queue.insert(0, (rest, retries + 1))
+    return dlq
+
+
+def test_a_poison_record_ends_alone_in_the_dlq_and_the_rest_reaches_the_bus(
+    world: World,
+) -> None:
+    # GIVEN 20 changes, the 8th malformed, delivered by Lambda's mapping (2 retries)
+    orders_table(world)
+    for i in range(20):
+        world.put("orders", order("t1", str(i), 1))
+    records = world.records("orders")
+    records[7]["dynamodb"]["NewImage"]["version"] = {"N": "not-a-number"}
+
+    dlq = esm(world, records, max_retries=2)
+
+    # THEN only the poison record is in the DLQ; the 19 others are on the bus, in order per row
+    assert dlq == [[records[7]["dynamodb"]["SequenceNumber"]]]
+    on_bus = [e["id"] for e in world.envelopes()]
+    assert set(on_bus) == {r["eventID"] for i, r in enumerate(records) if i != 7}
+    table = world.table_state("orders")
+    poison_row = row_of({"tenant": "t1", "order_id": Decimal("7")})
+    assert consumer_state(world.envelopes())["orders"] == {
+        k: v for k, v in table.items() if k != poison_row
+    }
+
+
 def test_unknown_table_is_reported_with_its_reason(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
