@@ -280,6 +280,7 @@ class Backfill(pulumi.ComponentResource):
         return [
             metric_alarm(
                 f"{self._name}-errors",
+                alarm_name=f"{self._args.name_prefix}backfill-errors",
                 description="A backfill invocation failed; Lambda retries it, then the event "
                 "goes to the backfill DLQ (redrive: invoke the function asynchronously with the "
                 "message's requestPayload).",
@@ -293,6 +294,7 @@ class Backfill(pulumi.ComponentResource):
             ),
             metric_alarm(
                 f"{self._name}-dlq-depth",
+                alarm_name=f"{self._args.name_prefix}backfill-dlq-depth",
                 description="A backfill event gave up after its retries: some rows of an "
                 "adopted table are not on the bus yet. Fix the cause, then invoke the function "
                 "asynchronously with the message's requestPayload (docs/adoption.md).",

@@ -177,11 +177,17 @@ def metric_alarm(
     period: int = 300,
     evaluation_periods: int = 1,
     tags: Mapping[str, str] | None = None,
+    alarm_name: str | None = None,
 ) -> aws.cloudwatch.MetricAlarm:
-    """A CloudWatch alarm that notifies the alarm topic on ALARM and on OK."""
+    """A CloudWatch alarm that notifies the alarm topic on ALARM and on OK.
+
+    `alarm_name` is the name in CloudWatch (components give `dmsbus-<env>-...`, so every
+    environment's alarms are told apart in one account); None: Pulumi's auto-name.
+    """
     actions = [topic_arn] if topic_arn is not None else []
     return aws.cloudwatch.MetricAlarm(
         name,
+        name=alarm_name,
         alarm_description=description,
         namespace=namespace,
         metric_name=metric,

@@ -853,6 +853,7 @@ class DmsSource(pulumi.ComponentResource):
         ):
             metric_alarm(
                 f"{self._name}-{metric.lower()}",
+                alarm_name=f"{self._prefix}{metric.lower()}",
                 description=f"{self._prefix}cdc: {metric} above {threshold}s for "
                 f"{alarms.evaluation_minutes} min",
                 namespace="AWS/DMS",
@@ -871,6 +872,7 @@ class DmsSource(pulumi.ComponentResource):
             # every minute, so silence means it left the running state.
             aws.cloudwatch.MetricAlarm(
                 f"{self._name}-not-running",
+                name=f"{self._prefix}cdc-not-running",
                 alarm_description=f"{self._prefix}cdc published no CDC metrics for "
                 f"{alarms.not_reporting_minutes} min: the task is not running",
                 namespace="AWS/DMS",

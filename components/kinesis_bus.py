@@ -413,6 +413,7 @@ class KinesisBus(pulumi.ComponentResource):
         return [
             metric_alarm(
                 f"{self._name}-fanin-errors",
+                alarm_name=f"{self._args.name_prefix}fanin-errors",
                 description="Fan-in invocations fail: records are retried, then go to the DLQ. "
                 "Read the fan-in logs (JSON) for the reason.",
                 namespace="AWS/Lambda",
@@ -425,6 +426,7 @@ class KinesisBus(pulumi.ComponentResource):
             ),
             metric_alarm(
                 f"{self._name}-fanin-iterator-age",
+                alarm_name=f"{self._args.name_prefix}fanin-iterator-age",
                 description="Changes wait too long before reaching the bus (fan-in behind or "
                 "stuck on a failing batch).",
                 namespace="AWS/Lambda",
@@ -438,6 +440,7 @@ class KinesisBus(pulumi.ComponentResource):
             ),
             metric_alarm(
                 f"{self._name}-dlq-depth",
+                alarm_name=f"{self._args.name_prefix}fanin-dlq-depth",
                 description="Batches the fan-in gave up on are in the DLQ: fix the cause, then "
                 "run `python -m tools.redrive` within 24 hours.",
                 namespace="AWS/SQS",
@@ -452,6 +455,7 @@ class KinesisBus(pulumi.ComponentResource):
             ),
             metric_alarm(
                 f"{self._name}-bus-throttled",
+                alarm_name=f"{self._args.name_prefix}bus-throttled",
                 description="Writes to the bus are throttled: add shards (provisioned) or check "
                 "for a hot partition key.",
                 namespace="AWS/Kinesis",

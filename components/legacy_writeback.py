@@ -362,6 +362,7 @@ class LegacyWriteback(pulumi.ComponentResource):
         return [
             metric_alarm(
                 f"{self._name}-errors",
+                alarm_name=f"{self._args.name_prefix}writeback-errors",
                 description="Writeback invocations fail as a whole (database unreachable, "
                 "credentials, throttling): the batch is retried, then goes to the DLQ.",
                 namespace="AWS/Lambda",
@@ -374,6 +375,7 @@ class LegacyWriteback(pulumi.ComponentResource):
             ),
             metric_alarm(
                 f"{self._name}-iterator-age",
+                alarm_name=f"{self._args.name_prefix}writeback-iterator-age",
                 description="Changes wait too long before reaching the legacy database "
                 "(writeback behind or retrying a failing batch).",
                 namespace="AWS/Lambda",
@@ -387,6 +389,7 @@ class LegacyWriteback(pulumi.ComponentResource):
             ),
             metric_alarm(
                 f"{self._name}-poison",
+                alarm_name=f"{self._args.name_prefix}writeback-poison",
                 description="A record the legacy database rejects (type mismatch, missing "
                 "key): its item has status 'error' with the reason; it ends in the DLQ.",
                 namespace=METRICS_NAMESPACE,
@@ -399,6 +402,7 @@ class LegacyWriteback(pulumi.ComponentResource):
             ),
             metric_alarm(
                 f"{self._name}-dlq-depth",
+                alarm_name=f"{self._args.name_prefix}writeback-dlq-depth",
                 description="Writeback batches that were given up on are in the DLQ (stream "
                 "positions, not data): read the item, fix the cause, write it again.",
                 namespace="AWS/SQS",

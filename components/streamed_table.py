@@ -261,6 +261,7 @@ class StreamedTable(pulumi.ComponentResource):
         return [
             metric_alarm(
                 f"{self._name}-write-throttles",
+                alarm_name=f"{self._args.table_name}-write-throttles",
                 description=(
                     "Writes to this waypoint table are throttled: DMS (or the write path) is "
                     "slowed down. Raise write capacity / max, or switch to on-demand."

@@ -284,19 +284,21 @@ def test_no_topic_of_any_stack_uses_the_aws_managed_key(stack: str) -> None:
 
 
 def test_every_alarm_that_notifies_the_topic_is_explained_in_the_runbook() -> None:
-    """docs/runbook.md names each alarm as it is declared (the Pulumi resource name; AWS adds
-    a suffix) -- for every stack, with the writeback wired as __main__.py is to wire it."""
+    """docs/runbook.md names each alarm by its CloudWatch name (`${P}` = `dmsbus-<env>-`) --
+    for every stack, with the writeback wired as __main__.py wires it."""
     from tests.test_dashboard import wired_plan
 
     runbook = (Path(__file__).resolve().parents[1] / "docs" / "runbook.md").read_text()
     names: set[str] = set()
     for stack in sorted(stack_files()):
-        tables = set(load_settings(stack, project_config(read_stack_config(stack))).tables)
+        settings = load_settings(stack, project_config(read_stack_config(stack)))
         for plan in (run_stack(stack), wired_plan(stack)):
             for alarm in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
-                table = next((t for t in tables if alarm.name.startswith(f"{t}-")), None)
-                names.add(alarm.name.replace(table, "<table>", 1) if table else alarm.name)
-    assert {"bus-fanin-errors", "writeback-errors", "dms-not-running",
-            "<table>-write-throttles"} <= names
+                name = alarm.inputs["name"].replace(settings.name_prefix, "${P}", 1)
+                table = next((t for t in settings.tables if name.startswith(f"${{P}}{t}-")),
+                             None)
+                names.add(name.replace(table, "<table>", 1) if table else name)
+    assert {"${P}fanin-errors", "${P}writeback-errors", "${P}cdc-not-running",
+            "${P}<table>-write-throttles"} <= names
     missing = sorted(n for n in names if f"`{n}`" not in runbook)
     assert missing == [], f"docs/runbook.md does not explain {missing}"

@@ -314,3 +314,13 @@ def test_dashboard_references_only_resources_in_the_graph(stack: str) -> None:
     }
     assert declared["aws:sqs/queue:Queue"] <= on_board
     assert declared["aws:lambda/function:Function"] <= on_board
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_alarm_is_named_after_its_environment(stack: str) -> None:
+    # two environments in one account must be told apart in the CloudWatch console
+    alarms = plan_of(stack).of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert len(alarms) >= 5
+    names = [a.inputs.get("name") for a in alarms]
+    assert all(isinstance(n, str) and n.startswith(f"dmsbus-{stack}-") for n in names), names
+    assert len(set(names)) == len(names), "alarm names are unique"
