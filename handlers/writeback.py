@@ -633,6 +633,17 @@ def _drop_connection() -> None:
             _STATE.pop(key)
 
 
+class PoisonRecordError(Exception):
+    """The batch starts with a record that can never apply: fail so that Lambda bisects."""
+
+
+def _sequence_of(record: dict[str, Any]) -> str | None:
+    try:
+        return str(record["dynamodb"]["SequenceNumber"])
+    except (KeyError, TypeError):
+        return None
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point for a DynamoDB Streams batch."""
     config = _config()
@@ -659,6 +670,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "Poison": len(result.poison),
         "RoundTrips": result.round_trips,
     }, {"Function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")})
+    if result.poison and len(records) > 1 and result.failures == [_sequence_of(records[0])]:
+        # A partial-batch response that names the FIRST record makes no progress: Lambda
+        # cuts the batch at that record and retries the same records, so the good records
+        # after the poison would share its DLQ message. A function error makes Lambda bisect
+        # (BisectBatchOnFunctionError) until the poison record is alone.
+        raise PoisonRecordError(
+            f"record {result.poison[0][0]} cannot be written back ({result.poison[0][1]}) and "
+            f"is the first of a batch of {len(records)}: failing the invocation so Lambda "
+            "bisects the batch and sends only this record to the DLQ"
+        )
     return result.response()
 
 

@@ -513,3 +513,15 @@ def test_handler_entry_reads_the_secret_and_reports_failures(
         writeback.handler({"Records": [r.insert(item(93, 1))]}, None)
         assert writeback._STATE["executor"] is executor
         assert sorted(legacy.rows()) == [90, 93]
+        # WHEN Lambda retries from the poison record (now the first of its batch)
+        retry = {"Records": event["Records"][1:]}
+        # THEN the invocation fails, so Lambda bisects instead of retrying the same batch
+        # (a partial response naming the first record would send record 92 to the DLQ too)
+        with pytest.raises(writeback.PoisonRecordError, match="bisects"):
+            writeback.handler(retry, None)
+        assert sorted(legacy.rows()) == [90, 93]
+        # AND once bisected, each half does the right thing: 92 applies, 91 alone is reported
+        assert writeback.handler({"Records": retry["Records"][1:]}, None) == {
+            "batchItemFailures": []}
+        assert writeback.handler({"Records": retry["Records"][:1]}, None) == response
+        assert sorted(legacy.rows()) == [90, 92, 93]
