@@ -235,21 +235,18 @@ def test_4_poison_record_dlq_then_redrive(make: Any, capsys: Any) -> None:
     # WHEN the pipeline runs
     rounds = p.run_until_quiet(40)
 
-    # THEN the shard moved on (quiet, bounded) and the poison record is in the DLQ, with its
-    # reason in the fan-in's log. KNOWN GAP (reported; the issue asks for the other 99 to be
-    # delivered here): the fan-in answers a poison record with a partial-batch response, and
-    # Lambda bisects a partial response only AT the returned sequence number and retries the
-    # rest as one batch -- so the poison record keeps failing first and the 43 good records
-    # after it go to the DLQ with it (one message, 44 records). Fix in handlers/fanin.py:
-    # raise (a function error, which Lambda bisects in halves) when the poison record is the
-    # first of its batch; then this test expects 99 live rows and a DLQ batch of 1 here.
+    # THEN the shard moved on (quiet, bounded), the other 99 are delivered and the poison
+    # record is alone in the DLQ, with its reason in the fan-in's log: the fan-in reports it
+    # when it follows good records (Lambda checkpoints before it) and fails the invocation
+    # when it comes first (a function error, which Lambda bisects until it is alone)
     assert rounds < 40
-    assert len(p.consumer.replica.live("orders")) == 56
+    assert len(p.consumer.replica.live("orders")) == 99
     (message,) = p.dlq_messages()
     body = json.loads(message["Body"])
     assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
     info = body["DDBStreamBatchInfo"]
-    assert info["batchSize"] == 44
+    assert info["batchSize"] == 1
+    assert info["startSequenceNumber"] == info["endSequenceNumber"]
     assert "not-a-number" in capsys.readouterr().out  # the reason, in the fan-in's log
     p.sql("UPDATE orders SET note = 'after the poison' WHERE id = 100")
     p.run_until_quiet(10)
@@ -259,8 +256,7 @@ def test_4_poison_record_dlq_then_redrive(make: Any, capsys: Any) -> None:
     p.record_hook = None
     report = redrive(p)
 
-    # THEN its whole range is delivered (row 100's older insert is dropped by the consumer
-    # rule: its newer update is already applied) and the DLQ is empty
+    # THEN the poison record is delivered and the DLQ is empty
     assert report.count("redriven") == 1, report.summary()
     settle(p)
     assert row(p, "orders", id=100)["note"] == "after the poison"
