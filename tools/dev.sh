@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Developer entry point. Works on a fresh machine with Python 3.11+.
 #   tools/dev.sh plan [stack]   set up, then print the offline plan of a stack (default: dev)
-#   tools/dev.sh test [args]    set up (Python deps, database servers, actionlint), run all tests
+#   tools/dev.sh test [args]    set up (Python deps, database servers, actionlint), lint (ruff,
+#                               mypy), run all tests
 #   tools/dev.sh demo [args]    set up, then run the whole pipeline locally (python -m tools.demo)
 #   tools/dev.sh setup          set up only
 set -euo pipefail
@@ -70,6 +71,7 @@ case "$cmd" in
   test)
     setup_python; setup_servers; setup_node
     "$VENV/bin/python" -m ruff check .
+    "$VENV/bin/python" -m mypy .
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *)
     log "usage: tools/dev.sh plan [stack] | test [pytest args] | demo [--full] | setup"; exit 2 ;;
