@@ -28,7 +28,7 @@ from components.streamed_table import (
     StreamedTableArgs,
 )
 from settings import StackSettings, settings_from_pulumi
-from settings.core import ProvisionedCapacity, TableSettings
+from settings.core import OnDemandCapacity, ProvisionedCapacity, TableSettings
 
 # The provider SDK just imported (pulumi_aws: hundreds of thousands of long-lived objects) is
 # never garbage: move it out of the cyclic collector's reach, and collect the young
@@ -42,12 +42,20 @@ tags = {"project": "dms-event-bus", "environment": settings.environment, **setti
 kms_key_arn = settings.encryption.kms_key_arn
 
 
+def scaling_of(
+    cap: OnDemandCapacity | ProvisionedCapacity,
+) -> tuple[Scaling | None, Scaling | None]:
+    """Read and write autoscaling of a provisioned table; (None, None) for on-demand."""
+    if not isinstance(cap, ProvisionedCapacity):
+        return None, None
+    return (
+        Scaling(cap.read.min, cap.read.max, cap.read.target_utilization),
+        Scaling(cap.write.min, cap.write.max, cap.write.target_utilization),
+    )
+
+
 def table_args(logical: str, table: TableSettings) -> StreamedTableArgs:
-    cap = table.capacity
-    read = write = None
-    if isinstance(cap, ProvisionedCapacity):
-        read = Scaling(cap.read.min, cap.read.max, cap.read.target_utilization)
-        write = Scaling(cap.write.min, cap.write.max, cap.write.target_utilization)
+    read, write = scaling_of(table.capacity)
     return StreamedTableArgs(
         table_name=settings.physical_table_name(logical),
         partition_key=KeySpec(table.partition_key.name, table.partition_key.type),
@@ -94,15 +102,7 @@ backfill_function_name: pulumi.Output[str]
 resolve_backfill_function_name: Callable[[pulumi.Output[str]], None]
 backfill_function_name, resolve_backfill_function_name = pulumi.deferred_output()
 if adoption.enabled:
-    adopt_cap = adoption.capacity
-    adopt_read = adopt_write = None
-    if isinstance(adopt_cap, ProvisionedCapacity):
-        adopt_read = Scaling(
-            adopt_cap.read.min, adopt_cap.read.max, adopt_cap.read.target_utilization
-        )
-        adopt_write = Scaling(
-            adopt_cap.write.min, adopt_cap.write.max, adopt_cap.write.target_utilization
-        )
+    adopt_read, adopt_write = scaling_of(adoption.capacity)
     for physical in discover(
         settings.name_prefix,
         [settings.physical_table_name(logical) for logical in settings.tables],

@@ -49,6 +49,7 @@ __all__ = [
     "emf",
     "log",
     "overflow_key",
+    "publisher",
     "put_envelopes",
     "redrive_publisher",
     "snapshot_publisher",
@@ -307,15 +308,22 @@ def put_envelopes(
     return result
 
 
-def _publisher(
+def publisher(
+    *,
     kinesis: Any,
     s3: Any,
     stream_name: str,
     overflow_bucket: str | None,
-    max_record_bytes: int,
-    max_attempts: int,
-    sleep: Sleep,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    sleep: Sleep = time.sleep,
 ) -> Callable[[Sequence[Envelope]], PutResult]:
+    """A publish function bound to clients and settings: puts envelopes exactly as the fan-in
+    does and raises `PublishError` if any is not on the bus after the retries.
+
+    The backfill uses it per page of snapshots (a failed page is retried as a whole), the
+    DLQ redrive per redriven range (its DLQ message is then kept)."""
+
     def publish(envelopes: Sequence[Envelope]) -> PutResult:
         result = put_envelopes(
             envelopes,
@@ -334,35 +342,7 @@ def _publisher(
     return publish
 
 
-def snapshot_publisher(
-    *,
-    kinesis: Any,
-    s3: Any,
-    stream_name: str,
-    overflow_bucket: str | None,
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    sleep: Sleep = time.sleep,
-) -> Callable[[Sequence[Envelope]], PutResult]:
-    """The backfill's publisher: puts a page of snapshots; raises `PublishError` if any is
-    not on the bus after the retries (the page is then retried as a whole)."""
-    return _publisher(
-        kinesis, s3, stream_name, overflow_bucket, max_record_bytes, max_attempts, sleep
-    )
-
-
-def redrive_publisher(
-    *,
-    kinesis: Any,
-    s3: Any,
-    stream_name: str,
-    overflow_bucket: str | None,
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    sleep: Sleep = time.sleep,
-) -> Callable[[Sequence[Envelope]], PutResult]:
-    """The DLQ redrive's publisher: same puts as the fan-in; raises `PublishError` if any
-    envelope of the redriven range is not on the bus (its DLQ message is then kept)."""
-    return _publisher(
-        kinesis, s3, stream_name, overflow_bucket, max_record_bytes, max_attempts, sleep
-    )
+#: The backfill's publisher (see `publisher`).
+snapshot_publisher = publisher
+#: The DLQ redrive's publisher (see `publisher`).
+redrive_publisher = publisher
