@@ -126,7 +126,7 @@ class FaninSettings(Model):
     max_record_bytes: int = Field(
         default=1_000_000,
         ge=1024,
-        le=10_485_760,
+        le=5_242_880,  # one PutRecords call carries at most 5 MiB
         description="Largest bus record; a bigger change goes to the overflow bucket.",
     )
     log_retention_days: int = Field(default=30, ge=1, le=3653)
@@ -152,6 +152,17 @@ class BusSettings(Model):
     fanin: FaninSettings = Field(default_factory=FaninSettings)
     overflow: OverflowSettings = Field(default_factory=OverflowSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+
+    @model_validator(mode="after")
+    def _archived_pointers_resolve(self) -> BusSettings:
+        # the archive keeps overflow pointer envelopes; their S3 objects must live as long
+        if self.archive.enabled and self.overflow.expire_days < self.archive.expire_days:
+            raise ValueError(
+                "expected overflow.expire_days >= archive.expire_days (archived overflow "
+                f"pointers must still resolve), found overflow {self.overflow.expire_days} < "
+                f"archive {self.archive.expire_days} (raise overflow.expire_days)"
+            )
+        return self
 
 
 class AlarmSettings(Model):

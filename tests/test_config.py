@@ -158,3 +158,15 @@ def test_bad_stack_file_declares_nothing() -> None:
     # THEN it fails with the config error and no resource was declared before that
     assert "dms-event-bus:bus.stream.shards" in str(caught.value)
     assert caught.value.declared == []  # type: ignore[attr-defined]
+
+
+def test_overflow_must_outlive_the_archive() -> None:
+    # the archive keeps overflow pointer envelopes: their S3 objects must still be there
+    raw = dev_config()
+    raw["bus"]["archive"] = {"enabled": True, "expire_days": 400}
+    raw["bus"]["overflow"] = {"expire_days": 30}
+    text = str(problems("dev", raw))
+    assert "dms-event-bus:bus: expected overflow.expire_days >= archive.expire_days" in text
+    assert "overflow 30 < archive 400" in text
+    raw["bus"]["overflow"] = {"expire_days": 400}
+    assert load_settings("dev", raw).bus.overflow.expire_days == 400
