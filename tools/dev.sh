@@ -28,20 +28,27 @@ setup_python() {
 }
 
 setup_servers() {
-  # PostgreSQL and MariaDB servers for the tests (the tests start and stop them themselves)
-  local missing=()
-  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+  # Database servers for the tests (the tests start and stop them themselves); the demo
+  # passes "postgresql" only.
+  local wanted=("$@") missing=() pkg
+  [ ${#wanted[@]} -eq 0 ] && wanted=("${APT_PACKAGES[@]}")
+  for pkg in "${wanted[@]}"; do
+    case "$pkg" in
+      postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql) ;;
+      mariadb-server) command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] \
+                        || missing+=(mariadb-server) ;;
+    esac
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     log "installing Debian packages: ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # the packages' own service instances are not used: tests run private servers on loopback
     service postgresql stop >/dev/null 2>&1 || true
     service mariadb stop >/dev/null 2>&1 || true
   else
-    log "missing Debian packages: ${missing[*]} -- run: sudo apt-get install -y ${APT_PACKAGES[*]}"
+    log "missing Debian packages: ${missing[*]} -- run: sudo apt-get install -y ${missing[*]}"
     exit 1
   fi
 }
@@ -66,7 +73,7 @@ case "$cmd" in
     setup_python
     exec "$VENV/bin/python" -m tools.plan --stack "${1:-dev}" "${@:2}" ;;
   demo)
-    setup_python; setup_servers
+    setup_python; setup_servers postgresql
     exec "$VENV/bin/python" -m tools.demo "$@" ;;
   test)
     setup_python; setup_servers; setup_node
