@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+from bench.readme import write_section  # noqa: E402
 from providers import adopted_table  # noqa: E402
 from providers.adopted_table import AdoptedTableProvider  # noqa: E402
 
@@ -295,17 +295,6 @@ def render(adoption: dict[str, Any], fill: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = ROOT / "bench" / "README.md") -> None:
-    """Replace (or append) this section, leaving the others."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: text, current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--small", type=int, default=10)
@@ -334,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(adoption, fill)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     ok = adoption["updates_again"] == 0 and (
         fill is None or fill["calls"] <= fill["minimum_calls"] + 1
     )

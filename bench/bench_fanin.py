@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.readme import write_section  # noqa: E402
 from handlers import bus, envelope, fanin  # noqa: E402
 
 PHYSICAL = "dmsbus-bench-orders"
@@ -477,17 +478,6 @@ def _table(transform: dict[str, Any], handler: dict[str, Any], imports: dict[str
     )
 
 
-def write_section(text: str, path: Path = ROOT / "bench" / "README.md") -> None:
-    """Replace (or append) the `## Fan-in handler` section, leaving others' sections."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Fan-in handler\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: text, current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=10_000)
@@ -503,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     text = _table(transform, handler, imports)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("## Fan-in handler", text)
     met = (
         transform["ratio"] >= 4
         and transform["mismatches"] == 0
