@@ -185,14 +185,33 @@ def _key(name: str) -> str:
 # never sends such), redoes the image from a copy whose numbers were checked and normalized
 # one by one (`_careful`). Malformed shapes raise TypeError/AttributeError, which the public
 # functions turn into EnvelopeError.
+#
+# Maps of six or more attributes whose attribute names (in order) recur get a *plan*: a
+# function written for that shape (see "shape plans" below) that reads every value straight
+# from its place, without the per-attribute type tests of the generic walk. A plan that meets
+# a value of another type raises KeyError/TypeError/AttributeError and `_map` writes the map
+# the generic way instead, so plans change speed, never output.
 
 
 def _map(m: Mapping[str, Any], nums: list[str]) -> str:
+    if _MIN_PLAN_KEYS <= len(m) <= _MAX_PLAN_KEYS and m.__class__ is dict:
+        keys = tuple(m)
+        plan = _PLANS.get(keys)
+        if plan is None:
+            plan = _plan_for(keys, m)
+        if plan:
+            try:
+                return plan(m, nums)
+            except (KeyError, TypeError, AttributeError):
+                _plan_missed(keys)
     parts: list[str] = []
     append = parts.append
     cache = _KEY_CACHE
     for k, av in m.items():
-        key = cache.get(k) or _key(k)
+        try:
+            key = cache[k]
+        except KeyError:
+            key = _key(k)
         if "S" in av:
             append(key + _enc(av["S"]))
         elif "N" in av:
@@ -229,6 +248,23 @@ def _list(items: list[Any], nums: list[str]) -> str:
     return "[" + ",".join(parts) + "]"
 
 
+def _value(av: Any, nums: list[str]) -> str:
+    """JSON text of one attribute value of any type."""
+    return _list([av], nums)[1:-1]
+
+
+def _number_list(items: Any, nums: list[str]) -> str:
+    """JSON text of an L value that plans expect to hold numbers only (else `_list`)."""
+    if items.__class__ is list:
+        try:
+            numbers = [av["N"] for av in items]
+        except (KeyError, TypeError):
+            return _list(items, nums)
+        nums += numbers
+        return "[" + ",".join(numbers) + "]"
+    return _list(items, nums)
+
+
 def _other(av: Any, nums: list[str]) -> str:
     """JSON text of the less common attribute values (and of malformed ones: an error)."""
     if av.__class__ is not dict or len(av) != 1:
@@ -262,6 +298,184 @@ def _other(av: Any, nums: list[str]) -> str:
 
 
 _SETS = frozenset({"SS", "NS", "BS"})
+
+
+# ----------------------------------------------------------------------------- shape plans
+#
+# Rows of one table mostly share one shape: DMS writes every row of a source table with the
+# same columns (a NULL column is left out, which makes another shape), so the same attribute
+# names come in the same order with the same types, record after record. The second time
+# `_map` sees a tuple of names it writes a plan for it: Python source that unpacks the
+# values in order and formats them into one f-string, with nested maps and lists of the
+# sample unrolled the same way (each nested map's names checked before use, else the generic
+# walk writes it). The source holds no data: attribute names and JSON fragments reach it as
+# constants in the namespace it is executed in, so any name is safe, and the only literals
+# are the fixed DynamoDB type tags. The caches are bounded; a shape whose plan keeps missing
+# (a type that changes from record to record) goes back to the generic walk for good.
+
+_PLANS: dict[tuple[str, ...], Any] = {}  # names -> plan, or False: generic walk only
+_SEEN: dict[tuple[str, ...], int] = {}  # names seen once, not planned yet
+_MISSES: dict[tuple[str, ...], int] = {}
+_MIN_PLAN_KEYS = 6  # below this the lookup costs about what a plan saves
+_MAX_PLAN_KEYS = 256
+_MAX_PLANS = 256
+_MAX_PLAN_VALUES = 400  # values unrolled into one plan; the rest are written generically
+_MAX_PLAN_DEPTH = 6  # nested maps unrolled; deeper ones are written generically
+_MAX_PLAN_MISSES = 64
+
+
+def _plan_for(keys: tuple[str, ...], sample: dict[str, Any]) -> Any:
+    """The plan for maps named like `sample`, from the second sighting on (else None)."""
+    if _SEEN.get(keys) is None:
+        if len(_SEEN) >= 4 * _MAX_PLANS:
+            _SEEN.clear()
+        _SEEN[keys] = 1
+        return None
+    del _SEEN[keys]
+    if len(_PLANS) >= _MAX_PLANS:
+        return None
+    try:
+        writer = _PlanWriter()
+        body: list[str] = []
+        text = writer.members("m", sample, "    ", body, 0)
+        body.append(f"    return {text}")
+        writer.function("plan", "m, nums", body)
+        exec(compile("\n".join(writer.functions), "<envelope plan>", "exec"), writer.names)
+        plan = writer.names["plan"]
+    except (SyntaxError, RecursionError, MemoryError, TypeError, AttributeError, KeyError):
+        plan = False  # a sample the writer cannot unroll (malformed): generic walk
+    _PLANS[keys] = plan
+    return plan
+
+
+def _plan_missed(keys: tuple[str, ...]) -> None:
+    misses = _MISSES.get(keys, 0) + 1
+    _MISSES[keys] = misses
+    if misses >= _MAX_PLAN_MISSES:
+        _PLANS[keys] = False
+
+
+class _PlanWriter:
+    """Writes the source of one plan: `members` for a map, `value` for one attribute value,
+    `array` for a list. Each appends statements to `out` and returns the expression that
+    holds the JSON text."""
+
+    def __init__(self) -> None:
+        self.functions: list[str] = []
+        self.names: dict[str, Any] = {
+            "_enc": _enc,
+            "_map": _map,
+            "_list": _list,
+            "_other": _other,
+            "_value": _value,
+            "_number_list": _number_list,
+        }
+        self.count = 0
+        self.values = 0
+
+    def new(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def const(self, value: Any) -> str:
+        name = self.new("C")
+        self.names[name] = value
+        return name
+
+    def function(self, name: str, args: str, body: list[str]) -> None:
+        self.functions.append(f"def {name}({args}):\n" + "\n".join(body) + "\n")
+
+    def members(
+        self, var: str, sample: Mapping[str, Any], pad: str, out: list[str], depth: int
+    ) -> str:
+        if not sample:
+            return "'{}'"
+        names = [self.new("v") for _ in sample]
+        out.append(f"{pad}{', '.join(names)}, = {var}.values()")
+        numbers: list[str] = []
+        pieces = []
+        for i, (name, key, av) in enumerate(zip(names, sample, sample.values(), strict=True)):
+            expr = self.value(name, av, pad, out, numbers, depth)
+            pieces.append("{" + self.const(("{" if i == 0 else ",") + _enc(key) + ":") + "}")
+            pieces.append("{" + expr + "}")
+        if numbers:
+            out.append(f"{pad}nums += ({', '.join(numbers)},)")
+        return 'f"""' + "".join(pieces) + '}}"""'
+
+    def value(
+        self, v: str, av: Any, pad: str, out: list[str], numbers: list[str], depth: int
+    ) -> str:
+        self.values += 1
+        kind = next(iter(av)) if av.__class__ is dict and len(av) == 1 else None
+        inline = self.values < _MAX_PLAN_VALUES and depth < _MAX_PLAN_DEPTH
+        if kind == "S":
+            return f"_enc({v}['S'])"
+        if kind == "N":
+            n = self.new("n")
+            out.append(f"{pad}{n} = {v}['N']")
+            numbers.append(n)
+            return n
+        if kind == "M" and av["M"].__class__ is dict and inline:
+            m, x = self.new("m"), self.new("x")
+            out.append(f"{pad}{m} = {v}['M']")
+            out.append(f"{pad}if tuple({m}) == {self.const(tuple(av['M']))}:")
+            inner = self.members(m, av["M"], pad + "    ", out, depth + 1)
+            out.append(f"{pad}    {x} = {inner}")
+            out.append(f"{pad}else:")
+            out.append(f"{pad}    {x} = _map({m}, nums)")
+            return x
+        if kind == "L" and av["L"].__class__ is list and av["L"] and inline:
+            return self.array(v, av["L"], pad, out, depth)
+        if kind == "M":
+            return f"_map({v}['M'], nums)"
+        if kind == "L":
+            return f"_list({v}['L'], nums)"
+        if kind == "BOOL":
+            return f"('true' if {v}['BOOL'] is True else _other({v}, nums))"
+        if kind == "NULL":
+            return f"('null' if {v}['NULL'] is True else _other({v}, nums))"
+        if kind == "B" and av["B"].__class__ is str:  # Lambda form: base64 text already
+            return f"_enc({v}['B'])"
+        if kind in ("SS", "BS") and av[kind].__class__ is list:
+            s = self.new("s")
+            out.append(f"{pad}{s} = {v}['{kind}']")  # kind is one of the two literals
+            return (
+                f"('[' + ','.join(map(_enc, {s})) + ']' if {s}.__class__ is list "
+                f"else _other({v}, nums))"
+            )
+        return f"_value({v}, nums)"
+
+    def array(self, v: str, items: list[Any], pad: str, out: list[str], depth: int) -> str:
+        """A list of numbers only, or of maps with the same names only, gets a loop of its
+        own (an item of another kind is written by the generic walk); other lists are
+        written by `_list`."""
+        lst, x = self.new("l"), self.new("x")
+        out.append(f"{pad}{lst} = {v}['L']")
+        tags = {next(iter(e)) if e.__class__ is dict and len(e) == 1 else None for e in items}
+        if tags == {"N"}:
+            out.append(f"{pad}{x} = _number_list({lst}, nums)")
+            return x
+        shapes = {
+            tuple(e["M"]) if tags == {"M"} and e["M"].__class__ is dict else None for e in items
+        }
+        if len(shapes) != 1 or None in shapes:
+            out.append(f"{pad}{x} = _list({lst}, nums)")
+            return x
+        item = self.new("E")
+        body = [
+            "    if 'M' in av:",
+            "        m = av['M']",
+            f"        if tuple(m) == {self.const(next(iter(shapes)))}:",
+        ]
+        inner = self.members("m", items[0]["M"], "            ", body, depth + 1)
+        body.append(f"            return {inner}")
+        body.append("    return _value(av, nums)")
+        self.function(item, "av, nums", body)
+        out.append(f"{pad}if {lst}.__class__ is list:")
+        out.append(f"{pad}    {x} = '[' + ','.join([{item}(e, nums) for e in {lst}]) + ']'")
+        out.append(f"{pad}else:")
+        out.append(f"{pad}    {x} = _list({lst}, nums)")
+        return x
 
 
 def _careful(av: Any) -> Any:
@@ -313,8 +527,8 @@ def value_json(av: Mapping[str, Any]) -> str:
     """JSON text of one DynamoDB-JSON attribute value, exact numbers."""
     try:
         nums: list[str] = []
-        text = _list([av], nums)[1:-1]
-        return text if _numbers_ok(nums) else _list([_careful(av)], [])[1:-1]
+        text = _value(av, nums)
+        return text if _numbers_ok(nums) else _value(_careful(av), [])
     except (TypeError, AttributeError) as error:
         raise EnvelopeError(f"malformed attribute value: {error}") from None
 
@@ -386,15 +600,21 @@ def canonical_keys(keys: Mapping[str, Any]) -> str:
     if not isinstance(keys, dict) or not keys:
         raise EnvelopeError("a change needs at least one key attribute")
     parts = []
+    cache = _KEY_CACHE
     try:
         for name in sorted(keys) if len(keys) > 1 else keys:
             av = keys[name]
+            try:
+                key = cache[name]
+            except KeyError:
+                key = _key(name)
             if "S" in av:
-                parts.append(f"{_enc(name)}:{_enc(av['S'])}")
+                parts.append(key + _enc(av["S"]))
             elif "N" in av:
-                parts.append(f"{_enc(name)}:{_number(av['N'])}")
+                n = av["N"]
+                parts.append(key + (n if n.__class__ is str and _JSON_NUMBER(n) else _number(n)))
             else:
-                parts.append(f"{_enc(name)}:{value_json(av)}")
+                parts.append(key + value_json(av))
     except (TypeError, AttributeError) as error:
         raise EnvelopeError(f"malformed keys: {error}") from None
     return "{" + ",".join(parts) + "}"
