@@ -100,6 +100,11 @@ def _string(rng: random.Random) -> str:
 def _value(rng: random.Random, depth: int) -> dict[str, Any]:
     kind = rng.choice(["S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS"]
                       + (["M", "L"] * 2 if depth < 3 else []))
+    return value_of_kind(rng, kind, depth)
+
+
+def value_of_kind(rng: random.Random, kind: str, depth: int = 0) -> dict[str, Any]:
+    """A random attribute value of one type (M and L: random contents below `depth`)."""
     if kind == "S":
         return {"S": _string(rng)}
     if kind == "N":
