@@ -20,6 +20,7 @@ def fresh_plans(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(E, "_PLANS", {})
     monkeypatch.setattr(E, "_SEEN", {})
     monkeypatch.setattr(E, "_MISSES", {})
+    monkeypatch.setitem(E._PLAN_BUDGET, "values_left", 16_384)
     yield
 
 
@@ -216,6 +217,18 @@ def test_plan_caches_are_bounded() -> None:
     for _ in range(5 * E._MAX_PLANS):  # names seen once only
         check({f"once{len(E._SEEN)}-{i}-{rng.random()}": {"S": "x"} for i in range(6)})
     assert len(E._SEEN) <= 4 * E._MAX_PLANS
+
+
+def test_plans_share_a_budget_of_unrolled_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(4)
+    monkeypatch.setitem(E._PLAN_BUDGET, "values_left", 20)
+    first, second = _shape(rng, 3, (12, 13)), _shape(rng, 3, (12, 13))
+    for shape in (first, second):
+        for _ in range(3):
+            check(_fill(rng, shape))
+    assert callable(E._PLANS[tuple(first)])  # 12 values of the 20
+    assert tuple(second) not in E._PLANS  # budget spent: the generic walk writes it
+    assert E._PLAN_BUDGET["values_left"] == 8
 
 
 def test_odd_names_and_deep_nesting_are_safe() -> None:
