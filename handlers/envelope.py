@@ -177,9 +177,10 @@ _KEY_CACHE: dict[str, str] = {}
 
 def _key(name: str) -> str:
     text = _enc(name) + ":"
-    if len(_KEY_CACHE) >= 20_000:
-        _KEY_CACHE.clear()
-    _KEY_CACHE[name] = text
+    if len(name) <= 256:  # names may be 64 KB long: those are not worth keeping
+        if len(_KEY_CACHE) >= 20_000:
+            _KEY_CACHE.clear()
+        _KEY_CACHE[name] = text
     return text
 
 
@@ -319,12 +320,15 @@ _SETS = frozenset({"SS", "NS", "BS"})
 # with two type tags is read by the tag the plan expects there (the walk prefers S, N, M, L).
 
 _PLANS: dict[tuple[str, ...], Any] = {}  # names -> plan, or False: generic walk only
-_SEEN: dict[tuple[str, ...], int] = {}  # names seen once, not planned yet
+# hash of names seen once -> 1 (plan on the next sighting) or 0 (names too long to keep)
+_SEEN: dict[int, int] = {}
 _MISSES: dict[tuple[str, ...], int] = {}
 _MIN_PLAN_KEYS = 6  # below this the lookup costs about what a plan saves
 _MAX_PLAN_KEYS = 256
 _MAX_PLANS = 128
 _MAX_PLAN_VALUES = 400  # values unrolled into one plan; the rest are written generically
+_MAX_INLINE_KEYS = 32  # a bigger nested map is written by `_map` (and maybe its own plan)
+_MAX_PLAN_NAME_CHARS = 4096  # a shape whose names are longer in all is never planned
 # New plans are made while this budget of unrolled values lasts (one plan's nested values may
 # overrun it). A value costs about 0.6 KiB of memory and 0.08 ms of compile time (measured: a
 # 256-column shape holds 142 KiB and compiles in 20 ms; the benchmark's shape, 26 KiB, 4 ms).
@@ -336,14 +340,15 @@ _BULK_READ_VALUES = 6  # maps of at least this many values read them in one C-le
 
 def _plan_for(keys: tuple[str, ...], sample: dict[str, Any]) -> Any:
     """The plan for maps named like `sample`, from the second sighting on (else None)."""
-    if _SEEN.get(keys) is None:
+    seen = _SEEN.get(hash(keys))
+    if seen is None:
         if len(_SEEN) >= 4 * _MAX_PLANS:
             _SEEN.clear()
-        _SEEN[keys] = 1
+        _SEEN[hash(keys)] = 1 if sum(map(len, keys)) <= _MAX_PLAN_NAME_CHARS else 0
         return None
-    _SEEN.pop(keys, None)
-    if len(_PLANS) >= _MAX_PLANS or _PLAN_BUDGET["values_left"] < len(keys):
+    if not seen or len(_PLANS) >= _MAX_PLANS or _PLAN_BUDGET["values_left"] < len(keys):
         return None
+    _SEEN.pop(hash(keys), None)
     try:
         writer = _PlanWriter()
         body: list[str] = []
@@ -373,14 +378,16 @@ class _Unplannable(Exception):
     """A sample value that is not a one-key DynamoDB attribute value of a known type."""
 
 
-_KINDS = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"})
+# The type tags, each mapped to itself: `_KINDS[tag]` is always this module's own string, so
+# the tags written into plan source are ours even when the input's keys are str subclasses.
+_KINDS = {kind: kind for kind in ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")}
 
 
 def _kind(av: Any) -> str:
     if av.__class__ is dict and len(av) == 1:
         for kind in av:
-            if kind in _KINDS:
-                return kind
+            if kind.__class__ is str and kind in _KINDS:
+                return _KINDS[kind]
     raise _Unplannable
 
 
@@ -415,6 +422,14 @@ class _PlanWriter:
         name = self.new("C")
         self.names[name] = value
         return name
+
+    def fits(self, sample: Any) -> bool:
+        """Whether nested map `sample` is unrolled into the plan (else `_map` writes it)."""
+        return (
+            sample.__class__ is dict
+            and len(sample) <= _MAX_INLINE_KEYS
+            and self.values + len(sample) <= _MAX_PLAN_VALUES
+        )
 
     def function(self, name: str, args: str, body: list[str]) -> None:
         self.functions.append(f"def {name}({args}):\n" + "\n".join(body) + "\n")
@@ -461,14 +476,17 @@ class _PlanWriter:
         the sample map."""
         self.values += 1
         inline = self.values < _MAX_PLAN_VALUES and depth < _MAX_PLAN_DEPTH
+        one = f"{v}.__class__ is dict and len({v}) == 1"  # what `_other` insists on
         if kind == "S":
             return f"_enc({w})"
         if kind == "N":
             numbers.append(w)
             return w
-        if kind == "M" and sample.__class__ is dict and inline:
+        if kind == "M" and inline and self.fits(sample):
             x = self.new("x")
-            out.append(f"{pad}if tuple({w}) == {self.const(tuple(sample))}:")
+            out.append(
+                f"{pad}if {w}.__class__ is dict and tuple({w}) == {self.const(tuple(sample))}:"
+            )
             text = self.members(w, sample, pad + "    ", out, depth + 1)
             out.append(f"{pad}    {x} = {text}")
             out.append(f"{pad}else:")
@@ -479,23 +497,26 @@ class _PlanWriter:
         if kind == "L":
             return self.array(w, sample, pad, out, depth, inline)
         if kind == "BOOL":
-            return f"('true' if {w} is True else 'false' if {w} is False else _other({v}, nums))"
+            return (
+                f"('true' if {w} is True and {one} else 'false' if {w} is False and {one} "
+                f"else _other({v}, nums))"
+            )
         if kind == "NULL":
-            return f"('null' if {w} is True else _other({v}, nums))"
+            return f"('null' if {w} is True and {one} else _other({v}, nums))"
         if kind == "B":
-            return f"(_enc({w}) if {w}.__class__ is str else _other({v}, nums))"
+            return f"(_enc({w}) if {w}.__class__ is str and {one} else _other({v}, nums))"
         if kind == "SS":
             return (
-                f"('[' + ','.join(map(_enc, {w})) + ']' if {w}.__class__ is list "
+                f"('[' + ','.join(map(_enc, {w})) + ']' if {w}.__class__ is list and {one} "
                 f"else _other({v}, nums))"
             )
         if kind == "BS":  # base64 text (Lambda) or bytes (boto3): `_other` tells them apart
             return (
-                f"('[' + ','.join(map(_enc, {w})) + ']' if {w}.__class__ is list and "
-                f"(not {w} or {w}[0].__class__ is str) else _other({v}, nums))"
+                f"('[' + ','.join(map(_enc, {w})) + ']' if {w}.__class__ is list and {one} "
+                f"and (not {w} or {w}[0].__class__ is str) else _other({v}, nums))"
             )
         x = self.new("x")  # NS
-        out.append(f"{pad}if {w}.__class__ is list:")
+        out.append(f"{pad}if {w}.__class__ is list and {one}:")
         out.append(f"{pad}    nums += {w}")
         out.append(f"{pad}    {x} = '[' + ','.join({w}) + ']'")
         out.append(f"{pad}else:")
@@ -516,13 +537,13 @@ class _PlanWriter:
         shapes = {tuple(e["M"]) if e["M"].__class__ is dict else None for e in items} if (
             kinds == {"M"}
         ) else {None}
-        if len(shapes) != 1 or None in shapes:
+        if len(shapes) != 1 or None in shapes or not self.fits(items[0]["M"]):
             return f"_list({w}, nums)"
         item, x = self.new("E"), self.new("x")
         body = [
             "    if 'M' in av:",
             "        m = av['M']",
-            f"        if tuple(m) == {self.const(next(iter(shapes)))}:",
+            f"        if m.__class__ is dict and tuple(m) == {self.const(next(iter(shapes)))}:",
         ]
         text = self.members("m", items[0]["M"], "            ", body, depth + 1)
         body.append(f"            return {text}")
@@ -586,7 +607,7 @@ def value_json(av: Mapping[str, Any]) -> str:
         nums: list[str] = []
         text = _value(av, nums)
         return text if _numbers_ok(nums) else _value(_careful(av), [])
-    except (TypeError, AttributeError) as error:
+    except (TypeError, AttributeError, RecursionError) as error:
         raise EnvelopeError(f"malformed attribute value: {error}") from None
 
 
@@ -596,7 +617,7 @@ def image_json(image: Mapping[str, Any]) -> str:
         raise EnvelopeError(f"image must be an object, found {type(image).__name__}")
     try:
         return _image_text(image)
-    except (TypeError, AttributeError) as error:
+    except (TypeError, AttributeError, RecursionError) as error:
         raise EnvelopeError(f"malformed image: {error}") from None
 
 
@@ -672,7 +693,7 @@ def canonical_keys(keys: Mapping[str, Any]) -> str:
                 parts.append(key + (n if n.__class__ is str and _JSON_NUMBER(n) else _number(n)))
             else:
                 parts.append(key + value_json(av))
-    except (TypeError, AttributeError) as error:
+    except (TypeError, AttributeError, RecursionError) as error:
         raise EnvelopeError(f"malformed keys: {error}") from None
     return "{" + ",".join(parts) + "}"
 
@@ -817,7 +838,7 @@ def stream_envelope(
         raise
     except KeyError as error:
         raise EnvelopeError(f"record lacks {error}") from None
-    except (TypeError, AttributeError, UnicodeError) as error:
+    except (TypeError, AttributeError, UnicodeError, RecursionError) as error:
         raise EnvelopeError(f"malformed record: {error}") from None
     pkey = f"{logical_table}|{keys_json}"
     return Envelope(
@@ -871,7 +892,7 @@ def snapshot_envelope(
         ).encode("utf-8")
     except EnvelopeError:
         raise
-    except (TypeError, AttributeError, UnicodeError) as error:
+    except (TypeError, AttributeError, UnicodeError, RecursionError) as error:
         raise EnvelopeError(f"malformed item: {error}") from None
     return Envelope(
         id=event_id,

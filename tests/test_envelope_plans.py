@@ -277,3 +277,79 @@ def test_a_record_stream_uses_one_plan_per_table_shape() -> None:
         assert body["new"] == {k: oracle(v) for k, v in new.items()}
         assert body["old"] == {k: oracle(v) for k, v in old.items()}
     assert [bool(p) for p in E._PLANS.values()] == [True]
+
+
+# ------------------------------------------------- hostile shapes (review of the plans)
+
+
+def test_a_huge_nested_map_is_not_unrolled() -> None:
+    image: dict[str, Any] = {f"a{i}": {"S": "x"} for i in range(6)}
+    image["big"] = {"M": {f"{i:x}": {"NULL": True} for i in range(5000)}}
+    before = E._PLAN_BUDGET["values_left"]
+    text = planned(image)
+    assert text == generic(image)
+    # the top level's 7 values were unrolled; the 5000-key map is left to `_map`
+    assert before - E._PLAN_BUDGET["values_left"] == 7
+
+
+@pytest.mark.parametrize("empty", [[], "", (), b""])
+def test_an_empty_map_position_still_wants_a_map(empty: Any) -> None:
+    sample: dict[str, Any] = {f"a{i}": {"S": "x"} for i in range(6)}
+    sample["e"] = {"M": {}}
+    sample["le"] = {"L": [{"M": {}}]}
+    planned(sample)
+    for position in ("e", "le"):
+        image = dict(sample)
+        image[position] = {"M": empty} if position == "e" else {"L": [{"M": empty}]}
+        with pytest.raises(E.EnvelopeError):
+            E.image_json(image)
+
+
+@pytest.mark.parametrize("position", ["b", "t", "z", "ss", "ns", "bs"])
+def test_an_extra_key_beside_a_rare_type_is_an_error(position: str) -> None:
+    planned(_sample())
+    image = _sample()
+    image[position] = {**image[position], "junk": 1}
+    with pytest.raises(E.EnvelopeError):
+        E.image_json(image)
+    with pytest.raises(E.EnvelopeError):
+        generic(image)
+
+
+def test_python_subclasses_cannot_reach_plan_source() -> None:
+    ran: list[str] = []
+
+    class Tag(str):
+        def __format__(self, spec: str) -> str:
+            ran.append("format")
+            return "S'];__import__('sys').exit(3);#"
+
+    class Map(dict):
+        pass
+
+    image: dict[str, Any] = {f"a{i}": {Tag("S"): "x"} for i in range(6)}
+    image["ss"] = {"SS": ["a"]}
+    for _ in range(3):
+        assert E.image_json(image) == generic(image)
+    assert not ran
+    planned(_sample())
+    odd = _sample()
+    odd["ss"] = Map({"SS": ["a"]})
+    with pytest.raises(E.EnvelopeError):
+        E.image_json(odd)
+
+
+def test_long_names_are_not_kept() -> None:
+    image = {f"{i}" + "n" * 1000: {"S": "x"} for i in range(6)}
+    for _ in range(3):
+        assert E.image_json(image) == generic(image)
+    assert tuple(image) not in E._PLANS
+    assert all(isinstance(key, int) for key in E._SEEN)  # hashes, not the names
+
+
+def test_absurd_nesting_is_an_envelope_error() -> None:
+    image: dict[str, Any] = {"leaf": {"N": "1"}}
+    for level in range(5000):
+        image = {f"l{level}": {"M": image}}
+    with pytest.raises(E.EnvelopeError):
+        E.image_json(image)
