@@ -340,15 +340,16 @@ _BULK_READ_VALUES = 6  # maps of at least this many values read them in one C-le
 
 def _plan_for(keys: tuple[str, ...], sample: dict[str, Any]) -> Any:
     """The plan for maps named like `sample`, from the second sighting on (else None)."""
-    seen = _SEEN.get(hash(keys))
+    key = hash(keys)  # tuples do not cache their hash
+    seen = _SEEN.get(key)
     if seen is None:
         if len(_SEEN) >= 4 * _MAX_PLANS:
             _SEEN.clear()
-        _SEEN[hash(keys)] = 1 if sum(map(len, keys)) <= _MAX_PLAN_NAME_CHARS else 0
+        _SEEN[key] = 1 if sum(map(len, keys)) <= _MAX_PLAN_NAME_CHARS else 0
         return None
     if not seen or len(_PLANS) >= _MAX_PLANS or _PLAN_BUDGET["values_left"] < len(keys):
         return None
-    _SEEN.pop(hash(keys), None)
+    _SEEN.pop(key, None)
     try:
         writer = _PlanWriter()
         body: list[str] = []
@@ -423,10 +424,12 @@ class _PlanWriter:
         self.names[name] = value
         return name
 
-    def fits(self, sample: Any) -> bool:
-        """Whether nested map `sample` is unrolled into the plan (else `_map` writes it)."""
+    def fits(self, sample: Any, depth: int) -> bool:
+        """Whether nested map `sample`, below `depth` levels, is unrolled into the plan (else
+        `_map` writes it)."""
         return (
-            sample.__class__ is dict
+            depth < _MAX_PLAN_DEPTH
+            and sample.__class__ is dict
             and len(sample) <= _MAX_INLINE_KEYS
             and self.values + len(sample) <= _MAX_PLAN_VALUES
         )
@@ -475,14 +478,13 @@ class _PlanWriter:
         """`v` is the attribute value, `w` what it holds under `kind`, `sample` the same in
         the sample map."""
         self.values += 1
-        inline = self.values < _MAX_PLAN_VALUES and depth < _MAX_PLAN_DEPTH
         one = f"{v}.__class__ is dict and len({v}) == 1"  # what `_other` insists on
         if kind == "S":
             return f"_enc({w})"
         if kind == "N":
             numbers.append(w)
             return w
-        if kind == "M" and inline and self.fits(sample):
+        if kind == "M" and self.fits(sample, depth):
             x = self.new("x")
             out.append(
                 f"{pad}if {w}.__class__ is dict and tuple({w}) == {self.const(tuple(sample))}:"
@@ -495,7 +497,7 @@ class _PlanWriter:
         if kind == "M":
             return f"_map({w}, nums)"
         if kind == "L":
-            return self.array(w, sample, pad, out, depth, inline)
+            return self.array(w, sample, pad, out, depth)
         if kind == "BOOL":
             return (
                 f"('true' if {w} is True and {one} else 'false' if {w} is False and {one} "
@@ -523,21 +525,19 @@ class _PlanWriter:
         out.append(f"{pad}    {x} = _other({v}, nums)")
         return x
 
-    def array(
-        self, w: str, items: Any, pad: str, out: list[str], depth: int, inline: bool
-    ) -> str:
+    def array(self, w: str, items: Any, pad: str, out: list[str], depth: int) -> str:
         """An L value. A list of numbers only, or of maps with the same names only, gets a
         loop of its own (an item of another kind is written by the generic walk); other
         lists are written by `_list`."""
-        if items.__class__ is not list or not items or not inline:
+        if items.__class__ is not list or not items:
             return f"_list({w}, nums)"
         kinds = {_kind(e) for e in items}
         if kinds == {"N"}:
             return f"_number_list({w}, nums)"
-        shapes = {tuple(e["M"]) if e["M"].__class__ is dict else None for e in items} if (
-            kinds == {"M"}
-        ) else {None}
-        if len(shapes) != 1 or None in shapes or not self.fits(items[0]["M"]):
+        if kinds != {"M"}:
+            return f"_list({w}, nums)"
+        shapes = {tuple(e["M"]) if e["M"].__class__ is dict else None for e in items}
+        if len(shapes) != 1 or None in shapes or not self.fits(items[0]["M"], depth):
             return f"_list({w}, nums)"
         item, x = self.new("E"), self.new("x")
         body = [
