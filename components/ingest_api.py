@@ -27,6 +27,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
+from components.common import assume_role_json, policy_json
 from settings.ingest import EntitySettings, IngestSettings
 
 TEMPLATE_DIR = Path(__file__).with_name("ingest_templates")
@@ -438,23 +439,11 @@ class IngestApi(pulumi.ComponentResource):
         with `iam:PassRole` on the role can attach it to an integration (PassRole never crosses
         accounts), and the role can do nothing but the three item actions on these tables.
         """
-        trust = json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "apigateway.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        )
         role = aws.iam.Role(
             f"{self._name}-integration-role",
             name=f"{self._args.name_prefix}ingest-apigw",
             description="API Gateway -> DynamoDB integrations of the IngestApi",
-            assume_role_policy=trust,
+            assume_role_policy=assume_role_json("apigateway.amazonaws.com"),
             tags=tags,
             opts=self._child,
         )
@@ -483,7 +472,7 @@ class IngestApi(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{self._name}-integration-policy",
             role=role.id,
-            policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
+            policy=policy_json(statements),
             opts=self._child,
         )
         return role

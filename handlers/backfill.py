@@ -47,7 +47,7 @@ from handlers.envelope import Envelope, snapshot_envelope
 DEFAULT_PAGE_ITEMS = 500
 DEFAULT_RESERVE_MS = 60_000
 
-Publish = Callable[[Sequence[Envelope]], object]
+Publish = Callable[[Sequence[Envelope]], bus.PutResult]
 """Puts envelopes on the bus (`bus.snapshot_publisher`); raises `bus.PublishError` when some
 could not be put after its retries. Its result's counters (calls, retried, overflowed) feed the
 metrics."""
@@ -62,16 +62,14 @@ class BackfillError(Exception):
 
 
 def _client(service: str) -> Any:
-    if service not in _clients:
-        import boto3
+    config = None
+    if service == "dynamodb" and service not in _clients:
         from botocore.config import Config
 
         # The scan may meet a provisioned table's low read capacity (autoscaling catches up
         # in minutes): adaptive retries slow the client down instead of failing the page.
-        config = Config(retries={"mode": "adaptive", "max_attempts": 10}) if (
-            service == "dynamodb") else None
-        _clients[service] = boto3.client(service, config=config)
-    return _clients[service]
+        config = Config(retries={"mode": "adaptive", "max_attempts": 10})
+    return bus.lazy_client(_clients, service, config)
 
 
 def _metric(table: str, published: int, pages: int, put: Mapping[str, int]) -> None:
@@ -203,16 +201,16 @@ def scan_segment(
             return done(False)
 
 
-def _count(put: dict[str, int], result: object) -> None:
+def _count(put: dict[str, int], result: bus.PutResult) -> None:
     for name in put:
-        put[name] += int(getattr(result, name, 0) or 0)
+        put[name] += getattr(result, name)
 
 
 # -- Lambda entry point ----------------------------------------------------------------------
 def _bus_publish() -> Publish:
     return bus.snapshot_publisher(
         kinesis=_client("kinesis"),
-        s3=_client("s3"),
+        s3=bus.LazyS3(lambda: _client("s3")),
         stream_name=os.environ["BUS_STREAM_NAME"],
         overflow_bucket=os.environ.get("OVERFLOW_BUCKET", ""),
     )

@@ -96,16 +96,37 @@ class PutResult:
         self.first_failed: int | None = None  # index of the first envelope not put
         self.error: str | None = None  # why it was not put
 
-    @property
-    def ok(self) -> bool:
-        return self.first_failed is None
-
     def __repr__(self) -> str:
         return (
             f"PutResult(put={self.put}, calls={self.calls}, retried={self.retried}, "
             f"overflowed={self.overflowed}, first_failed={self.first_failed}, "
             f"error={self.error!r})"
         )
+
+
+# ------------------------------------------------------------------------------ clients
+
+
+def lazy_client(cache: dict[str, Any], service: str, config: Any = None) -> Any:
+    """The boto3 client for `service`, created on first use and kept in `cache`: boto3 is
+    imported only when a handler first needs AWS, not at its cold start."""
+    client = cache.get(service)
+    if client is None:
+        import boto3
+
+        client = cache[service] = boto3.client(service, config=config)
+    return client
+
+
+class LazyS3:
+    """Stands in for the S3 client, which only an overflowing change needs: `get()` makes
+    (or finds) the real one at the first `put_object`."""
+
+    def __init__(self, get: Callable[[], Any]) -> None:
+        self._get = get
+
+    def put_object(self, **kwargs: Any) -> Any:
+        return self._get().put_object(**kwargs)
 
 
 # ------------------------------------------------------------------------------ logging
@@ -141,14 +162,11 @@ def emf(dimensions: dict[str, str], metrics: dict[str, int | float], unit: str =
 # ------------------------------------------------------------------------------ packing
 
 
-def chunks(sizes: Sequence[int], start: int = 0) -> list[tuple[int, int]]:
+def chunks(sizes: Sequence[int]) -> list[tuple[int, int]]:
     """Greedy in-order packing of record sizes into PutRecords calls: [(begin, end), ...]."""
     out = []
-    begin = start
-    count = 0
-    total = 0
-    for i in range(start, len(sizes)):
-        size = sizes[i]
+    begin = count = total = 0
+    for i, size in enumerate(sizes):
         if count and (count == MAX_RECORDS_PER_CALL or total + size > MAX_BYTES_PER_CALL):
             out.append((begin, i))
             begin, count, total = i, 0, 0
@@ -162,9 +180,11 @@ def chunks(sizes: Sequence[int], start: int = 0) -> list[tuple[int, int]]:
 def overflow_key(env: Envelope) -> str:
     """Object key of an envelope's full copy in the overflow bucket (date from its `ts`)."""
     day = env.ts[:10].replace("-", "/") if len(env.ts) >= 10 else "undated"
-    safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in env.id)
-    safe_table = "".join(c if c.isalnum() or c in "-_." else "_" for c in env.table)
-    return f"overflow/{safe_table}/{day}/{safe_id}.json"
+    return f"overflow/{_key_safe(env.table)}/{day}/{_key_safe(env.id)}.json"
+
+
+def _key_safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def _record_limit(max_record_bytes: int) -> int:
@@ -226,13 +246,12 @@ def _backoff(attempt: int, base: float, cap: float) -> float:
 
 
 def _with_later_changes_of(
-    failed: list[int], sent: list[int], entries: list[dict[str, Any]]
+    failed: list[int], failed_set: set[int], sent: list[int], entries: list[dict[str, Any]]
 ) -> list[int]:
     """The entries to send again: the failed ones, plus every entry of this call that
     succeeded AFTER a failed entry of the same row (partition key). Resending those once the
     earlier change lands puts the row's latest change last on the bus again, so a row's later
     change never stays ahead of an earlier one that failed."""
-    failed_set = set(failed)
     first_failed_of: dict[str, int] = {}
     for i in failed:
         first_failed_of.setdefault(entries[i]["PartitionKey"], i)
@@ -302,7 +321,7 @@ def put_envelopes(
                     f"{' (out of time)' if out_of_time else ''}; last error {reason}"
                 )
                 return result
-            pending = _with_later_changes_of(failed, pending, entries)
+            pending = _with_later_changes_of(failed, failed_set, pending, entries)
             result.retried += len(pending)
             sleep(delay)
     return result

@@ -789,7 +789,7 @@ def _envelope_text(
 ) -> str:
     tail = f',"overflow":{_enc(overflow)}' if overflow is not None else ""
     return (
-        f'{{"v":1,"id":{_enc(id_)},"op":"{op}","table":{_enc(table)},"keys":{keys_json},'
+        f'{{"v":{ENVELOPE_VERSION},"id":{_enc(id_)},"op":"{op}","table":{_enc(table)},"keys":{keys_json},'
         f'"old":{old},"new":{new},"ts":"{ts}","seq":{_enc(seq)},"source":{source_json}{tail}}}'
     )
 

@@ -45,19 +45,7 @@ _clients: dict[str, Any] = {}
 
 
 def _client(service: str) -> Any:
-    client = _clients.get(service)
-    if client is None:
-        import boto3  # lazily: the cold start pays for it only when a batch arrives
-
-        client = _clients[service] = boto3.client(service)
-    return client
-
-
-class _LazyS3:
-    """S3 client created only when a change actually overflows."""
-
-    def put_object(self, **kwargs: Any) -> Any:
-        return _client("s3").put_object(**kwargs)
+    return bus.lazy_client(_clients, service)
 
 
 class Config:
@@ -256,16 +244,18 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
                 reason=str(error))
         raise
     remaining = getattr(context, "get_remaining_time_in_millis", None)
+    time_left = None
+    if remaining is not None:
 
-    def time_left() -> float:
-        return float(remaining()) / 1000.0 - RESERVE_SECONDS if remaining else float("inf")
+        def time_left() -> float:
+            return float(remaining()) / 1000.0 - RESERVE_SECONDS
 
     outcome = process_records(
         records,
         cfg,
         kinesis=_client("kinesis"),
-        s3=_clients.get("s3") or _LazyS3(),
-        time_left=time_left if remaining else None,
+        s3=bus.LazyS3(lambda: _client("s3")),
+        time_left=time_left,
     )
     result = outcome.result
     bus.emf(
