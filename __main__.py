@@ -278,7 +278,7 @@ dashboard = Dashboard(
         },
         queues={
             "fan-in DLQ": bus.dlq_name,
-            **({"backfill DLQ": backfill.dlq_url} if backfill is not None else {}),
+            **({"backfill DLQ": backfill.dlq_name} if backfill is not None else {}),
             **({"writeback DLQ": writeback.dlq_name} if writeback is not None else {}),
         },
         dms_dimensions=dms.metric_dimensions if dms else None,

@@ -108,6 +108,7 @@ class Backfill(pulumi.ComponentResource):
     """The function name, depending on the function and all its invoke settings."""
     function_arn: pulumi.Output[str]
     dlq_url: pulumi.Output[str]
+    dlq_name: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: BackfillArgs, opts: pulumi.ResourceOptions | None = None
@@ -147,12 +148,14 @@ class Backfill(pulumi.ComponentResource):
         ).apply(lambda values: str(values[0]))
         self.function_arn = self.function.arn
         self.dlq_url = self.dlq.url
+        self.dlq_name = self.dlq.name
         self.register_outputs(
             {
                 "function_name": self.function_name,
                 "ready_function_name": self.ready_function_name,
                 "function_arn": self.function_arn,
                 "dlq_url": self.dlq_url,
+                "dlq_name": self.dlq_name,
             }
         )
 

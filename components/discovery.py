@@ -29,13 +29,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from settings.base import LOGICAL_NAME_PATTERN
+
 CONTROL_PREFIX = "awsdms_"
 
 #: What an adopted table's logical name (its physical name minus the prefix) must look like;
 #: the same rule as the stack file's logical table names (settings.base.LogicalName).
-LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+LOGICAL_NAME = re.compile(LOGICAL_NAME_PATTERN)
 
 ADOPT = "adopt"
+DECLARED = "declared in the stack file"
 
 
 def is_control_table(name: str, name_prefix: str = "") -> bool:
@@ -64,12 +67,12 @@ def classify(
             continue
         rest = name[len(name_prefix):]
         if name in declared:
-            out[name] = "declared in the stack file"
+            out[name] = DECLARED
         elif is_control_table(name, name_prefix):
             out[name] = "a DMS control table"
         elif not LOGICAL_NAME.match(rest):
             out[name] = (
-                f"{rest!r} is not a logical table name (^[a-z][a-z0-9_]{{0,62}}$): not a table "
+                f"{rest!r} is not a logical table name ({LOGICAL_NAME.pattern}): not a table "
                 "DMS created for this environment (e.g. an IngestApi table)"
             )
         elif rest in excluded:
@@ -89,6 +92,10 @@ def adoptable_tables(
     """The physical names to adopt, sorted (so the program's resource order is stable)."""
     verdicts = classify(all_names, name_prefix=name_prefix,
                         declared_physical_names=declared_physical_names, exclude=exclude)
+    return _adopted(verdicts)
+
+
+def _adopted(verdicts: dict[str, str]) -> list[str]:
     return [name for name, verdict in verdicts.items() if verdict == ADOPT]
 
 
@@ -111,6 +118,6 @@ def discover(
     verdicts = classify(names, name_prefix=name_prefix, declared_physical_names=declared,
                         exclude=exclude)
     for name, verdict in verdicts.items():
-        if verdict != ADOPT and not verdict.startswith("declared"):
+        if verdict not in (ADOPT, DECLARED):
             pulumi.log.info(f"adoption: not adopting {name}: {verdict}")
-    return [name for name, verdict in verdicts.items() if verdict == ADOPT]
+    return _adopted(verdicts)

@@ -13,10 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 PROJECT = "dms-event-bus"
 
 #: Logical names (tables, entities): lower snake case, as used in envelopes and physical names.
-LogicalName = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$"),
-]
+LOGICAL_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+LogicalName = Annotated[str, StringConstraints(pattern=LOGICAL_NAME_PATTERN)]
 #: Column / attribute names of the legacy database (case kept as the database has it).
 ColumnName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")]
 #: An environment name: goes into every physical name.
