@@ -243,23 +243,25 @@ def _summary(p: Any, out: Callable[[str], None]) -> int:
 
     _phase(out, "reconcile: PostgreSQL = DynamoDB waypoint tables = consumer replica")
     replica = p.consumer.replica
-    for where, report in p.reconcile_reports():
+    reports = p.reconcile_reports()
+    for where, report in reports:
         name = "DynamoDB" if where == "dynamodb" else "replica "
         out(f"  {'OK  ' if report.ok else 'DIFF'} {report.source:15} vs {name}: source "
             f"{report.source_rows} rows, {name.strip()} {report.target_items}, missing "
             f"{report.missing}, extra {report.extra}, different {report.different}")
-    diffs = p.reconcile()
+    diffs = p.reconcile(reports)
     writes = p.writeback_writes()
+    twice, echoes = p.written_back_twice(), p.echoes()
     out(f"  bus: {len(replica.received)} envelopes read, {replica.applied} applied, "
         f"{replica.duplicates} duplicates, {replica.stale} stale (consumer rule); "
         + (f"{p.consumer.validated} records valid against {ENVELOPE_SCHEMA.name}"
            if p.consumer.validate else "schema ../shared/envelope.schema.json not found: "
            "envelopes not validated"))
     out(f"  writeback: {len(writes)} row write(s) to PostgreSQL, "
-        f"{len(p.written_back_twice())} repeated, {len(p.echoes())} echoes")
+        f"{len(twice)} repeated, {len(echoes)} echoes")
     for line in diffs:
         out(f"  {line}")
-    if diffs or p.echoes() or p.written_back_twice():
+    if diffs or echoes or twice:
         out("RESULT: DIFFERENCES (see above)")
         return EXIT_DIFFERENT
     out("RESULT: OK -- nothing lost, nothing echoed")

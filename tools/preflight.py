@@ -27,6 +27,7 @@ from tools.sourcedb import (
     add_connection_args,
     connect,
     params_from_args,
+    query_rows,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_MANUAL = 0, 1, 2, 3
@@ -51,15 +52,6 @@ class Check:
         return f"FAIL {self.name}: {self.found} — fix: {self.fix}"
 
 
-def _rows(conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    cur = conn.cursor()
-    try:
-        cur.execute(sql, tuple(params)) if params else cur.execute(sql)
-        return [tuple(r) for r in cur.fetchall()]
-    finally:
-        cur.close()
-
-
 def _no_pk_check(tables: list[str], where: str) -> Check:
     if not tables:
         return Check("primary keys", True, f"every table in {where} has a primary key")
@@ -81,7 +73,7 @@ def check_postgres(conn: Any, schemas: list[str] | None = None, tasks: int = 1) 
     each hold one replication slot and one WAL sender on this server."""
     checks: list[Check] = []
     setting = {
-        name: _rows(conn, f"SELECT current_setting('{name}')")[0][0]
+        name: query_rows(conn, f"SELECT current_setting('{name}')")[0][0]
         for name in ("wal_level", "max_replication_slots", "max_wal_senders")
     }
 
@@ -97,7 +89,7 @@ def check_postgres(conn: Any, schemas: list[str] | None = None, tasks: int = 1) 
     )
 
     slots = int(setting["max_replication_slots"])
-    used_slots = int(_rows(conn, "SELECT count(*) FROM pg_replication_slots")[0][0])
+    used_slots = int(query_rows(conn, "SELECT count(*) FROM pg_replication_slots")[0][0])
     need = max(2, used_slots + tasks)
     checks.append(
         Check(
@@ -110,7 +102,7 @@ def check_postgres(conn: Any, schemas: list[str] | None = None, tasks: int = 1) 
     )
 
     senders = int(setting["max_wal_senders"])
-    used_senders = int(_rows(conn, "SELECT count(*) FROM pg_stat_replication")[0][0])
+    used_senders = int(query_rows(conn, "SELECT count(*) FROM pg_stat_replication")[0][0])
     need = max(2, used_senders + tasks)
     checks.append(
         Check(
@@ -122,11 +114,11 @@ def check_postgres(conn: Any, schemas: list[str] | None = None, tasks: int = 1) 
         )
     )
 
-    user, superuser, replication = _rows(
+    user, superuser, replication = query_rows(
         conn, "SELECT rolname, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
     )[0]
     rds_repl = bool(
-        _rows(
+        query_rows(
             conn,
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication') "
             "AND pg_has_role(current_user, 'rds_replication', 'MEMBER')",
@@ -156,7 +148,7 @@ def check_postgres(conn: Any, schemas: list[str] | None = None, tasks: int = 1) 
         "AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'"
     )
     if schemas:
-        existing = {r[0] for r in _rows(conn, "SELECT nspname FROM pg_namespace")}
+        existing = {r[0] for r in query_rows(conn, "SELECT nspname FROM pg_namespace")}
         missing = [s for s in schemas if s not in existing]
         checks.append(
             Check(
@@ -169,7 +161,7 @@ def check_postgres(conn: Any, schemas: list[str] | None = None, tasks: int = 1) 
         where_sql, params, where = "n.nspname = ANY(%s)", [list(schemas)], ", ".join(schemas)
     else:
         where_sql, params, where = system, [], "all user schemas"
-    no_pk = _rows(
+    no_pk = query_rows(
         conn,
         "SELECT n.nspname || '.' || c.relname FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -204,7 +196,7 @@ def _rds_binlog_retention_hours(conn: Any) -> tuple[bool, int | None]:
 
 
 def _grants_ok(conn: Any) -> tuple[bool, str]:
-    grants = [str(r[0]) for r in _rows(conn, "SHOW GRANTS")]
+    grants = [str(r[0]) for r in query_rows(conn, "SHOW GRANTS")]
     privs: set[str] = set()
     for g in grants:
         head, _, rest = g.partition(" ON ")
@@ -228,7 +220,7 @@ def check_mysql(
     checks: list[Check] = []
     var = {
         str(k).lower(): v
-        for k, v in _rows(
+        for k, v in query_rows(
             conn,
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
             "'binlog_row_image', 'binlog_checksum', 'expire_logs_days', "
@@ -301,7 +293,7 @@ def check_mysql(
     )
 
     ok, found = _grants_ok(conn)
-    user = _rows(conn, "SELECT CURRENT_USER()")[0][0]
+    user = query_rows(conn, "SELECT CURRENT_USER()")[0][0]
     checks.append(
         Check(
             "replication privilege",
@@ -312,9 +304,10 @@ def check_mysql(
     )
 
     if not schemas:
-        current = _rows(conn, "SELECT DATABASE()")[0][0]
+        current = query_rows(conn, "SELECT DATABASE()")[0][0]
         schemas = [current] if current else []
-    existing = {r[0] for r in _rows(conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")}
+    schemata = query_rows(conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+    existing = {r[0] for r in schemata}
     missing = [s for s in schemas if s not in existing]
     if missing:
         checks.append(
@@ -326,7 +319,7 @@ def check_mysql(
             )
         )
     marks = ", ".join(["%s"] * len(schemas)) or "NULL"
-    no_pk = _rows(
+    no_pk = query_rows(
         conn,
         "SELECT CONCAT(t.TABLE_SCHEMA, '.', t.TABLE_NAME) FROM information_schema.TABLES t "
         f"WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA IN ({marks}) "

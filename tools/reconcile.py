@@ -37,6 +37,7 @@ from tools.sourcedb import (
     connect,
     params_from_args,
     protocol_of,
+    query_rows,
 )
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
@@ -161,12 +162,7 @@ class _Source:
         )
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cur = self.conn.cursor()
-        try:
-            cur.execute(sql, tuple(params)) if params else cur.execute(sql)
-            return [tuple(r) for r in cur.fetchall()]
-        finally:
-            cur.close()
+        return query_rows(self.conn, sql, params)
 
     def _columns(self) -> list[_Column]:
         if self.engine == "postgres":

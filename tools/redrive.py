@@ -27,6 +27,7 @@ with `--tables '{"dmsbus-prod-orders": "orders"}' --stream-name ...`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -59,7 +60,7 @@ class BatchInfo:
     batch_size: int | None = None
     first_arrival: str | None = None
 
-    @property
+    @functools.cached_property
     def physical_table(self) -> str:
         parts = self.stream_arn.split("/")
         if len(parts) < 4 or not parts[0].endswith(":table") or parts[2] != "stream":
@@ -443,7 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         print(f"error: --tables is not JSON: {tables_json!r}", file=sys.stderr)
         return 2
-    max_bytes = args.max_record_bytes or int(env.get("MAX_RECORD_BYTES", "1000000"))
+    from handlers.bus import DEFAULT_MAX_RECORD_BYTES
+
+    max_bytes = args.max_record_bytes or int(
+        env.get("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)
+    )
     publish = bus_publisher(
         session.client("kinesis"),
         session.client("s3"),

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +163,16 @@ def _ssl_context(params: SourceParams) -> ssl.SSLContext | None:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # "require": encrypted, server not authenticated
     return ctx
+
+
+def query_rows(conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """All rows of one query, as tuples (DB-API connection of either driver)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, tuple(params)) if params else cur.execute(sql)
+        return [tuple(r) for r in cur.fetchall()]
+    finally:
+        cur.close()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -648,9 +648,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------ reconcile
 
-    def reconcile(self) -> list[str]:
+    def reconcile(self, reports: list[tuple[str, Any]] | None = None) -> list[str]:
         """Differences between the PostgreSQL source, the DynamoDB tables and the replica
-        (an empty list = all three hold the same rows with the same values)."""
+        (an empty list = all three hold the same rows with the same values). `reports`:
+        what `reconcile_reports()` gave, when the caller already has it."""
         diffs: list[str] = []
         tables = {**self.sources, **self.adopted}
         for src in tables.values():
@@ -672,7 +673,9 @@ class Pipeline:
                     if source[key] != other[key]:
                         diffs.append(f"{src.logical} {key}: source {source[key]!r} != "
                                      f"{name} {other[key]!r}")
-        for where, report in self.reconcile_reports():  # and the project's reconcile tool
+        if reports is None:
+            reports = self.reconcile_reports()
+        for where, report in reports:  # and the project's reconcile tool
             if not report.ok:
                 diffs.extend(f"tools.reconcile ({where}): {line}" for line in report.lines())
         return diffs
