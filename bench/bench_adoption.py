@@ -233,7 +233,10 @@ def bench_backfill(rows: int) -> dict[str, Any]:
         )
         t_backfill = time.perf_counter() - start
         t_scan = min(t_scan_1, scan_only()[0])
-    minimum = max(math.ceil(len(sizes) / 500), math.ceil(sum(sizes) / (5 * 2**20)))
+    minimum = max(
+        math.ceil(len(sizes) / bus.MAX_RECORDS_PER_CALL),
+        math.ceil(sum(sizes) / bus.MAX_BYTES_PER_CALL),
+    )
     return {
         "rows": rows, "scanned": scanned, "published": result["published"],
         "landed": counting.records, "calls": counting.calls, "minimum_calls": minimum,

@@ -183,7 +183,8 @@ def bench_fanin(records: int) -> dict[str, Any]:
     with mock_aws():
         region = "eu-west-1"
         event, table = _stream_event(records)
-        event_bytes = len(json.dumps(event))
+        text = json.dumps(event)
+        event_bytes = len(text)
         kinesis = boto3.client("kinesis", region_name=region)
         s3 = boto3.client("s3", region_name=region)
         kinesis.create_stream(StreamName="dmsbus-bench-bus", ShardCount=4)
@@ -195,7 +196,6 @@ def bench_fanin(records: int) -> dict[str, Any]:
 
         # baseline, same run: the memory of parsing the event's JSON once (what the Lambda
         # runtime itself does with every batch before the handler runs)
-        text = json.dumps(event)
         _, baseline_seconds, baseline_peak = _measure(lambda t=text: json.loads(t))
 
         # the handler alone (Kinesis client that keeps nothing)
