@@ -49,14 +49,8 @@ class Calls:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(key, value)
+    # credentials and AWS_DEFAULT_REGION: conftest._offline_aws; the provider must not
+    # depend on AWS_REGION
     monkeypatch.delenv("AWS_REGION", raising=False)
     calls = Calls()
 
@@ -515,13 +509,8 @@ def test_the_serialized_provider_loads_in_the_dynamic_provider_process() -> None
     assert base64.b64decode(blob)
 
 
-def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow() -> None:
     # GIVEN the provider's own session factory (not the recording one of the other tests)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     first = adopted_table.session()
     loader = first._session.get_component("data_loader")
     paths = list(loader.search_paths)
@@ -540,12 +529,11 @@ def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow(
         assert name in client.list_tables()["TableNames"]
 
 
-def test_adoptions_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adoptions_from_several_threads_at_once() -> None:
     # GIVEN 16 DMS tables, and the provider's own sessions (the engine calls the provider
     # from several threads)
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws():
         names = [unique() for _ in range(16)]
         for name in names:

@@ -30,13 +30,12 @@ from moto import mock_aws
 from handlers import backfill, bus, fanin
 from providers import adopted_table
 from providers.adopted_table import AdoptedTableProvider
+from tests.conftest import SHARED
 
 REGION = "eu-west-1"
 BUS = "dmsbus-test-bus"
 OVERFLOW = "dmsbus-test-overflow"
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[2] / "shared" / "envelope.schema.json").read_text()
-)
+SCHEMA = json.loads((SHARED / "envelope.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 

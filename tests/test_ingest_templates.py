@@ -67,15 +67,6 @@ ATTRIBUTE_TYPES = {"S", "N", "BOOL"}
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
-
-
 class Dynamo:
     """A moto DynamoDB client that also keeps each call's raw HTTP answer, which is what
     API Gateway hands to the integration response templates."""
@@ -118,7 +109,7 @@ class Dynamo:
 
 
 @pytest.fixture
-def dynamo(aws_env: None) -> Iterator[tuple[Dynamo, dict[str, str]]]:
+def dynamo() -> Iterator[tuple[Dynamo, dict[str, str]]]:
     with mock_aws():
         db = Dynamo()
         suffix = uuid.uuid4().hex[:8]
@@ -703,7 +694,7 @@ class Api:
 
 
 @pytest.fixture
-def api(aws_env: None, iam_resources: list[Declared]) -> Iterator[Api]:
+def api(iam_resources: list[Declared]) -> Iterator[Api]:
     with mock_aws():
         yield Api(iam_resources)
 
@@ -900,7 +891,7 @@ def test_e2e_no_other_routes(api: Api, verb: str, path: str) -> None:
     assert api.items() == before
 
 
-def test_e2e_api_key_auth(aws_env: None, key_resources: list[Declared]) -> None:
+def test_e2e_api_key_auth(key_resources: list[Declared]) -> None:
     with mock_aws():
         api = Api(key_resources, api_keys=frozenset(KEYS.values()))
         # unsigned is fine with a key; without one, or with a wrong one, 403 and nothing written

@@ -28,20 +28,16 @@ from moto import mock_aws
 
 from handlers import bus, fanin
 from handlers.envelope import stream_envelope
+from tests.conftest import SHARED
 from tools import redrive
 
 REGION = "eu-west-1"
-SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "envelope.schema.json"
+SCHEMA = SHARED / "envelope.schema.json"
 
 
 @pytest.fixture
-def aws(monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
+def aws() -> Iterator[None]:
+    with mock_aws():  # fake credentials and the region: conftest._offline_aws
         yield
 
 

@@ -226,10 +226,7 @@ def test_dms_echo_ttl_and_status_only_are_not_written_back(legacy: Legacy) -> No
     assert legacy.rows()[70] == (Decimal("10.50"), "n", "c1", 1)
 
 
-def test_moto_stream_records_write_back_to_mariadb(
-    legacy: Legacy, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+def test_moto_stream_records_write_back_to_mariadb(legacy: Legacy) -> None:
     with mock_aws():
         # GIVEN items written to a moto table with a stream
         stream = MotoStream("dmsbus-test-ingest-orders-maria")

@@ -427,10 +427,7 @@ def test_dms_echo_ttl_delete_and_status_only_update_are_not_written_back(
     ]
 
 
-def test_moto_stream_end_to_end_marks_items_applied_without_a_loop(
-    legacy: Legacy, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+def test_moto_stream_end_to_end_marks_items_applied_without_a_loop(legacy: Legacy) -> None:
     with mock_aws():
         # GIVEN a write-path table in moto with a stream, written like the IngestApi does
         stream = MotoStream("dmsbus-test-ingest-orders-e2e")
@@ -476,7 +473,6 @@ def test_moto_stream_end_to_end_marks_items_applied_without_a_loop(
 def test_handler_entry_reads_the_secret_and_reports_failures(
     legacy: Legacy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     with mock_aws():
         # GIVEN the handler's config and its Secrets Manager secret (moto)
         secret = boto3.client("secretsmanager").create_secret(

@@ -8,7 +8,7 @@ DynamoDB the way DMS's DynamoDB target does with `map-record-to-record`:
 * the primary key columns are the item's key (the DynamoDB table's key schema);
 * INSERT and UPDATE -> PutItem of the whole row (UPDATE that changes the key: DeleteItem of
   the old key first); DELETE -> DeleteItem;
-* values converted by `tests.e2e.dmsvalues.dms_attribute` (number types -> N with the exact
+* values converted by `tools.dms_types.postgres_text_to_dynamodb` (number types -> N with the exact
   digits, text/date/time -> S, bytea -> B, boolean -> BOOL).
 
 The slot is the checkpoint: it is advanced (`pg_replication_slot_advance`) to a
@@ -275,12 +275,6 @@ class CdcStandIn:
         if unacknowledged is not None:
             self._advance(unacknowledged)
         return done
-
-    def run_until_quiet(self, max_steps: int = 100) -> int:
-        for steps in range(max_steps):
-            if not self.step():
-                return steps
-        raise AssertionError(f"CDC stand-in still busy after {max_steps} steps")
 
     def apply(self, change: Change) -> None:
         mapping = self.tables.get(change.qualified)

@@ -165,13 +165,6 @@ class StreamMapping:
             worked = True
         return worked
 
-    def run_until_quiet(self, max_steps: int = 1000) -> int:
-        """Step until nothing is left; returns the steps taken (fails when not bounded)."""
-        for steps in range(max_steps):
-            if not self.step():
-                return steps
-        raise AssertionError(f"{self.function_name}: still busy after {max_steps} steps")
-
     def _invoke(self, batch: list[dict[str, Any]]) -> tuple[str, int, str]:
         """("ok"|"partial"|"error", index of the first record to retry, detail)."""
         event = {

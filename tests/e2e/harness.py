@@ -25,7 +25,6 @@ disabled and fake credentials first (tests/conftest.py does).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
@@ -793,10 +792,3 @@ def _normal(item: dict[str, Any]) -> dict[str, Any]:
 
     row: dict[str, Any] = loads(image_json(item))
     return row
-
-
-def import_optional(module: str) -> Any | None:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
