@@ -31,6 +31,7 @@ from handlers import backfill, bus, fanin
 from providers import adopted_table
 from providers.adopted_table import AdoptedTableProvider
 from tests.conftest import SHARED
+from tests.e2e.lambda_events import to_lambda_record
 
 REGION = "eu-west-1"
 BUS = "dmsbus-test-bus"
@@ -174,19 +175,6 @@ def publisher(client: Any = None, **kwargs: Any) -> Callable[[Any], bus.PutResul
 
 
 # -- the stream side: moto's stream records through the fan-in ---------------------------
-def _lambda_attr(value: dict[str, Any]) -> dict[str, Any]:
-    ((kind, v),) = value.items()
-    if kind == "B":
-        return {"B": base64.b64encode(bytes(v)).decode()}
-    if kind == "BS":
-        return {"BS": [base64.b64encode(bytes(b)).decode() for b in v]}
-    if kind == "L":
-        return {"L": [_lambda_attr(x) for x in v]}
-    if kind == "M":
-        return {"M": {k: _lambda_attr(x) for k, x in v.items()}}
-    return {kind: v}
-
-
 def stream_records(stream_arn: str) -> list[dict[str, Any]]:
     """Every record of the table's stream, as Lambda delivers them (JSON form)."""
     streams = boto3.client("dynamodbstreams", region_name=REGION)
@@ -198,15 +186,7 @@ def stream_records(stream_arn: str) -> list[dict[str, Any]]:
         )["ShardIterator"]
         while iterator:
             page = streams.get_records(ShardIterator=iterator)
-            for record in page["Records"]:
-                change = dict(record["dynamodb"])
-                when = change.get("ApproximateCreationDateTime")
-                if isinstance(when, datetime):
-                    change["ApproximateCreationDateTime"] = int(when.timestamp())
-                for image in ("Keys", "NewImage", "OldImage"):
-                    if image in change:
-                        change[image] = {k: _lambda_attr(v) for k, v in change[image].items()}
-                out.append({**record, "dynamodb": change, "eventSourceARN": stream_arn})
+            out += [to_lambda_record(r, stream_arn, REGION) for r in page["Records"]]
             if not page["Records"]:
                 break
             iterator = page.get("NextShardIterator")

@@ -32,6 +32,7 @@ from moto import mock_aws
 
 from handlers import bus, fanin
 from tests.conftest import SHARED
+from tests.e2e.lambda_events import to_lambda_record
 
 SCHEMA = json.loads((SHARED / "envelope.schema.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
@@ -54,36 +55,9 @@ def b64(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-def _lambda_value(av: dict[str, Any]) -> dict[str, Any]:
-    ((kind, value),) = av.items()
-    if kind == "B":
-        return {"B": b64(bytes(value))}
-    if kind == "BS":
-        return {"BS": [b64(bytes(v)) for v in value]}
-    if kind == "M":
-        return {"M": {k: _lambda_value(v) for k, v in value.items()}}
-    if kind == "L":
-        return {"L": [_lambda_value(v) for v in value]}
-    return {kind: value}
-
-
 def to_lambda(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A boto3 get_records record as the JSON Lambda delivers: binary base64, epoch seconds,
-    eventSourceARN."""
-    ddb = dict(record["dynamodb"])
-    ddb["ApproximateCreationDateTime"] = int(ddb["ApproximateCreationDateTime"].timestamp())
-    for name in ("Keys", "NewImage", "OldImage"):
-        if name in ddb:
-            ddb[name] = {k: _lambda_value(v) for k, v in ddb[name].items()}
-    return {
-        "eventID": record["eventID"],
-        "eventName": record["eventName"],
-        "eventVersion": record["eventVersion"],
-        "eventSource": "aws:dynamodb",
-        "awsRegion": REGION,
-        "dynamodb": ddb,
-        "eventSourceARN": stream_arn,
-    }
+    """A boto3 get_records record as the JSON Lambda delivers."""
+    return to_lambda_record(record, stream_arn, REGION)
 
 
 def expected_value(av: dict[str, Any]) -> Any:

@@ -3,14 +3,13 @@ them), a mapping config, and the write path's item shape (docs/ingest-api.md).""
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import uuid
 from typing import Any
 
 import boto3
 
 from handlers.writeback import Config
+from tests.e2e.lambda_events import to_lambda_record
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -102,26 +101,6 @@ class Records:
         return self._record("REMOVE", {"id": old["id"]}, None, old, identity)
 
 
-def lambda_shape(record: dict[str, Any]) -> dict[str, Any]:
-    """A record read from moto/AWS through boto3 -> the JSON Lambda delivers: binary as
-    base64 strings, ApproximateCreationDateTime as epoch seconds."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, bytes | bytearray):
-            return base64.b64encode(bytes(value)).decode()
-        if isinstance(value, dt.datetime):
-            return int(value.timestamp())
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, list | set):
-            return [convert(v) for v in value]
-        return value
-
-    return {
-        k: convert(v) for k, v in record.items() if k != "ResponseMetadata"
-    }
-
-
 class MotoStream:
     """A moto DynamoDB table with a NEW_AND_OLD_IMAGES stream, read from its start."""
 
@@ -147,7 +126,7 @@ class MotoStream:
         (Lambda adds the stream's ARN to each record)."""
         out = self.streams.get_records(ShardIterator=self.iterator)
         self.iterator = out["NextShardIterator"]
-        return [{**lambda_shape(r), "eventSourceARN": self.arn} for r in out["Records"]]
+        return [to_lambda_record(r, self.arn, REGION) for r in out["Records"]]
 
 
 class WireCounter:
