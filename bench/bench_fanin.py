@@ -326,11 +326,13 @@ def bench_transform(records: list[dict[str, Any]], repeats: int) -> dict[str, An
 
 
 class FakeKinesis:
-    """In-process PutRecords that enforces the service limits and counts calls."""
+    """In-process PutRecords that enforces the service limits, counts calls, records and
+    bytes, and keeps nothing (like the network would)."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.records = 0
+        self.bytes = 0
 
     def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> Any:  # noqa: N803
         self.calls += 1
@@ -338,6 +340,7 @@ class FakeKinesis:
         if len(Records) > bus.MAX_RECORDS_PER_CALL or size > bus.MAX_BYTES_PER_CALL:
             raise AssertionError("PutRecords limits exceeded")
         self.records += len(Records)
+        self.bytes += size
         return {
             "FailedRecordCount": 0,
             "Records": [

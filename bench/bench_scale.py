@@ -26,9 +26,9 @@ import time
 import tracemalloc
 from typing import Any
 
+from bench.bench_fanin import FakeKinesis
+from settings.base import PROJECT as NS
 from settings.stackfile import as_engine_config, read_stack_config
-
-NS = "dms-event-bus"
 
 
 def stack_config(n: int) -> dict[str, Any]:
@@ -103,25 +103,6 @@ def bench_program(repeat: int, *, collector: bool = True) -> list[dict[str, Any]
             if prev else None
         )
     return rows
-
-
-class _CountingKinesis:
-    """A Kinesis client that takes every record and keeps nothing (like the network would):
-    the fan-in's own memory is measured without moto's in-process copy of the bus."""
-
-    def __init__(self) -> None:
-        self.records = 0
-        self.bytes = 0
-        self.calls = 0
-
-    def put_records(self, **kwargs: Any) -> dict[str, Any]:
-        entries = kwargs["Records"]
-        self.calls += 1
-        self.records += len(entries)
-        self.bytes += sum(len(e["Data"]) + len(e["PartitionKey"].encode()) for e in entries)
-        return {"FailedRecordCount": 0,
-                "Records": [{"SequenceNumber": "1", "ShardId": "shardId-000000000000"}
-                            for _ in entries]}
 
 
 def _stream_event(records: int) -> tuple[dict[str, Any], str]:
@@ -199,7 +180,7 @@ def bench_fanin(records: int) -> dict[str, Any]:
         _, baseline_seconds, baseline_peak = _measure(lambda t=text: json.loads(t))
 
         # the handler alone (Kinesis client that keeps nothing)
-        counting = _CountingKinesis()
+        counting = FakeKinesis()
         fanin_adapter.reset(kinesis=counting, s3=s3)
         response, seconds, peak = _measure(
             lambda: fanin_adapter.invoke(event, LambdaContext("bench-fanin", 900_000)))
