@@ -4,15 +4,117 @@ alarms. Each one is secure by default, so a component cannot forget a setting.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from settings.base import LOGICAL_NAME_PATTERN
+
 #: Python runtime and architecture of every Lambda function of the project.
 LAMBDA_RUNTIME = "python3.14"
 LAMBDA_ARCH = "arm64"
+
+#: The encryption-context key each service puts in its KMS requests, where AWS documents one:
+#: DynamoDB the table name, Kinesis the stream ARN, S3 the bucket ARN (with an S3 Bucket Key,
+#: as every bucket of this project has, the context is the bucket's ARN, not the object's).
+#: SQS is left out: its KMS requests are scoped by `kms:ViaService` only.
+ENCRYPTION_CONTEXT_KEYS = {
+    "dynamodb": "aws:dynamodb:tableName",
+    "kinesis": "aws:kinesis:arn",
+    "s3": "aws:s3:arn",
+}
+_LOGICAL = re.compile(LOGICAL_NAME_PATTERN)
+#: IngestApi tables are `<prefix>ingest-<entity>`: a prefix ending so would name another
+#: environment's IngestApi tables as its own waypoint tables.
+INGEST_INFIX = "ingest-"
+
+
+def check_name_prefix(field: str, prefix: str) -> None:
+    """An environment's name prefix (`dmsbus-<env>-`): the one thing that scopes every
+    prefix-wide IAM statement, so it must end in '-', hold no IAM wildcard and not end in
+    `-ingest-` (see `env_table_patterns`)."""
+    if not re.fullmatch(r"[a-z][a-z0-9-]*-", prefix):
+        raise ValueError(
+            f"{field}: expected lower-case letters, digits and '-' ending in '-', e.g. "
+            f"'dmsbus-dev-', found {prefix!r}"
+        )
+    if prefix.endswith("-" + INGEST_INFIX):
+        raise ValueError(
+            f"{field}: expected a prefix not ending in '-{INGEST_INFIX}', found {prefix!r}: "
+            f"its tables would be named like the IngestApi tables of the environment "
+            f"'{prefix[: -len(INGEST_INFIX) - 1]}' (rename the environment)"
+        )
+
+
+def follows_table_rule(table_name: str, logical_name: str, name_prefix: str) -> bool:
+    """True when a waypoint table is named by the rule `<prefix><logical>` with a logical
+    name (lower snake case, no '-'): the prefix-wide IAM statements then cover it and the
+    fan-in derives its logical name from the name alone."""
+    return table_name == name_prefix + logical_name and bool(_LOGICAL.match(logical_name))
+
+
+def env_table_patterns(name_prefix: str) -> tuple[str, str]:
+    """(allowed, denied) name patterns of this environment's waypoint tables, for IAM.
+
+    Every waypoint table is `<prefix><logical>` and a logical name has no '-'. So
+    `<prefix>*` minus `<prefix>*-*` is exactly this environment's waypoint tables: the names
+    an environment `dev-eu` gives its tables (`dmsbus-dev-eu-orders`) match `dmsbus-dev-*`
+    but also `dmsbus-dev-*-*`, and so do IngestApi tables (`<prefix>ingest-<entity>`). IAM
+    has no character classes; the denied pattern goes into an explicit Deny (resources) or a
+    StringNotLike (conditions). A prefix never ends in `-ingest-` (`check_name_prefix`), so
+    no environment's waypoint table is another's IngestApi table.
+    """
+    return f"{name_prefix}*", f"{name_prefix}*-*"
+
+
+def kms_grant(
+    sid: str,
+    key_arn: pulumi.Input[str],
+    actions: Sequence[str],
+    *,
+    service: str,
+    region: pulumi.Input[str],
+    context: Sequence[pulumi.Input[str]] = (),
+    context_not: Sequence[pulumi.Input[str]] = (),
+) -> dict[str, Any]:
+    """The statement letting a role use a customer-managed key, only through `service` in
+    `region` (`kms:ViaService`) and, where the service sends an encryption context
+    (`ENCRYPTION_CONTEXT_KEYS`), only for the resources `context` names (IAM patterns);
+    `context_not` names patterns excluded from them.
+
+    One statement per service: a role that reads a stream and writes a queue gets two, each
+    naming only its service."""
+    if not actions or not all(a.startswith("kms:") for a in actions):
+        raise ValueError(f"kms_grant({sid}): expected kms: actions, found {list(actions)}")
+    condition: dict[str, Any] = {
+        "StringEquals": {
+            "kms:ViaService": pulumi.Output.concat(service, ".", region, ".amazonaws.com")
+        }
+    }
+    context_key = ENCRYPTION_CONTEXT_KEYS.get(service)
+    if (context or context_not) and context_key is None:
+        raise ValueError(f"kms_grant({sid}): {service} sends no documented encryption context")
+    if context_key is not None:
+        if not context:
+            raise ValueError(
+                f"kms_grant({sid}): {service} sends an encryption context ({context_key}): "
+                "name the resources"
+            )
+        condition["StringLike"] = {f"kms:EncryptionContext:{context_key}": list(context)}
+        if context_not:
+            condition["StringNotLike"] = {
+                f"kms:EncryptionContext:{context_key}": list(context_not)
+            }
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": sorted(actions),
+        "Resource": [key_arn],
+        "Condition": condition,
+    }
 
 
 def policy_json(statements: Sequence[Mapping[str, Any]]) -> pulumi.Output[str]:
@@ -86,10 +188,17 @@ def secure_bucket(
     expire_days: int,
     parent: pulumi.Resource,
     tags: Mapping[str, str],
+    force_destroy: bool = False,
 ) -> aws.s3.Bucket:
-    """A private, versioned, KMS-encrypted bucket whose objects expire, TLS only."""
+    """A private, versioned, KMS-encrypted bucket whose objects expire, TLS only.
+
+    `force_destroy`: `pulumi destroy` deletes every object version with the bucket; False
+    (the default) makes AWS refuse to delete a bucket that still holds any version
+    (BucketNotEmpty, docs/runbook.md "Destroying a stack")."""
     child = pulumi.ResourceOptions(parent=parent)
-    bucket = aws.s3.Bucket(name, bucket=bucket_name, tags=dict(tags), opts=child)
+    bucket = aws.s3.Bucket(
+        name, bucket=bucket_name, force_destroy=force_destroy, tags=dict(tags), opts=child
+    )
     aws.s3.BucketPublicAccessBlock(
         f"{name}-public-access",
         bucket=bucket.id,

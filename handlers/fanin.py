@@ -6,7 +6,13 @@ per table (ReportBatchItemFailures on, bisect on error, bounded retries, on-fail
 Environment:
     BUS_STREAM_NAME    the bus (Kinesis stream name)
     OVERFLOW_BUCKET    bucket for changes too large for one bus record
-    TABLES             JSON object {"<physical table>": "<logical name>"}
+    TABLE_PREFIX       the environment's name prefix (`dmsbus-<env>-`): a table named
+                       `<prefix><logical>`, with a logical name (lower snake case, no '-'), is
+                       published as `<logical>` -- its name comes from the record's
+                       eventSourceARN (`...:table/<name>/stream/<label>`)
+    TABLES             JSON object {"<physical table>": "<logical name>"} of the exceptions:
+                       tables whose name does not follow that rule (optional with
+                       TABLE_PREFIX; a listed name wins over the rule)
     MAX_RECORD_BYTES   largest bus record (default 1000000); bigger -> overflow bucket
     MAX_PUT_ATTEMPTS   PutRecords attempts per chunk (default 5)
 
@@ -21,8 +27,12 @@ the poison record is the FIRST of its batch, the handler raises `PoisonRecordErr
 partial-batch response would only make Lambda retry the same batch (poison record first, the
 good records after it) until it all went to the DLQ, while a function error makes Lambda
 bisect the batch in halves, so the poison record ends alone in the on-failure DLQ after the
-bounded retries and the records after it go on to the bus. (A record of a table missing from
-`TABLES` is reported, never raised: every record of that stream fails alike.)
+bounded retries and the records after it go on to the bus. (A record of a table neither
+named by the prefix rule nor listed in `TABLES` is reported, never raised: every record of
+that stream fails alike.)
+
+Nothing in the environment grows with the number of tables (Lambda caps the environment at
+4 KB): the prefix covers every table named by the rule, `TABLES` only the exceptions.
 
 Logs are JSON lines; metrics are CloudWatch embedded metric format (no API calls).
 """
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -48,6 +59,44 @@ def _client(service: str) -> Any:
     return bus.lazy_client(_clients, service)
 
 
+#: A logical table name (settings.base.LOGICAL_NAME_PATTERN; a test keeps the two equal).
+LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: What TABLE_PREFIX must look like: the environment's prefix, `dmsbus-<env>-`.
+PREFIX = re.compile(r"^[a-z][a-z0-9-]*-$")
+
+
+class TableNames:
+    """Physical table name -> the logical name envelopes carry.
+
+    By rule: `<prefix><logical>`, the logical name lower snake case (no '-', so a table of an
+    environment whose name merely starts like this one's -- `dev-eu` next to `dev` -- never
+    matches, nor an IngestApi table `<prefix>ingest-<entity>`). By the map: the exceptions,
+    tables named otherwise."""
+
+    __slots__ = ("exceptions", "prefix")
+
+    def __init__(self, prefix: str = "", exceptions: Mapping[str, str] | None = None) -> None:
+        self.prefix = prefix
+        self.exceptions = dict(exceptions or {})
+
+    def logical(self, physical: str) -> str | None:
+        listed = self.exceptions.get(physical)
+        if listed is not None:
+            return listed
+        if self.prefix and physical.startswith(self.prefix):
+            rest = physical[len(self.prefix):]
+            if LOGICAL_NAME.match(rest):
+                return rest
+        return None
+
+    get = logical  # a Mapping's `get`, for callers holding a plain {physical: logical} map
+
+    def describe(self) -> str:
+        rule = f"TABLE_PREFIX {self.prefix!r} + a logical name" if self.prefix else "no prefix"
+        listed = ", ".join(sorted(self.exceptions)) or "none"
+        return f"{rule}; TABLES exceptions: {listed}"
+
+
 class Config:
     """The fan-in's settings (from the environment in Lambda)."""
 
@@ -57,13 +106,14 @@ class Config:
         self,
         *,
         stream_name: str,
-        tables: Mapping[str, str],
+        tables: Mapping[str, str] | None = None,
+        table_prefix: str = "",
         overflow_bucket: str | None = None,
         max_record_bytes: int = bus.DEFAULT_MAX_RECORD_BYTES,
         max_attempts: int = bus.DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self.stream_name = stream_name
-        self.tables = dict(tables)
+        self.tables = TableNames(table_prefix, tables)
         self.overflow_bucket = overflow_bucket or None
         self.max_record_bytes = max_record_bytes
         self.max_attempts = max_attempts
@@ -74,21 +124,38 @@ class Config:
         stream = env.get("BUS_STREAM_NAME", "")
         if not stream:
             problems.append("BUS_STREAM_NAME is not set (the bus stream name)")
-        tables: Any = {}
-        try:
-            tables = json.loads(env.get("TABLES", ""))
-            if not isinstance(tables, dict) or not all(
-                isinstance(k, str) and k and isinstance(v, str) and v for k, v in tables.items()
-            ):
-                raise ValueError
-        except ValueError:
+        prefix = env.get("TABLE_PREFIX", "")
+        if prefix and not PREFIX.match(prefix):
             problems.append(
-                'TABLES must be a JSON object {"<physical table>": "<logical name>"}, '
-                f"found {env.get('TABLES')!r:.80}"
+                "TABLE_PREFIX must be a name prefix ending in '-' (lower-case letters, digits, "
+                f"'-'), e.g. 'dmsbus-dev-', found {prefix!r:.80}"
             )
-        else:
-            if not tables:
-                problems.append("TABLES names no table (the fan-in would reject every record)")
+        tables: Any = {}
+        listed = env.get("TABLES")
+        if listed is None and not prefix:
+            problems.append(
+                "set TABLE_PREFIX (the environment's table name prefix) or TABLES (a JSON "
+                "object of tables named otherwise): the fan-in would reject every record"
+            )
+        elif listed is not None:
+            try:
+                tables = json.loads(listed)
+                if not isinstance(tables, dict) or not all(
+                    isinstance(k, str) and k and isinstance(v, str) and v
+                    for k, v in tables.items()
+                ):
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    'TABLES must be a JSON object {"<physical table>": "<logical name>"}, '
+                    f"found {listed!r:.80}"
+                )
+            else:
+                if not tables and not prefix:
+                    problems.append(
+                        "TABLES names no table and TABLE_PREFIX is not set (the fan-in would "
+                        "reject every record)"
+                    )
         numbers = {}
         for name, default in (
             ("MAX_RECORD_BYTES", bus.DEFAULT_MAX_RECORD_BYTES),
@@ -104,6 +171,7 @@ class Config:
         return cls(
             stream_name=stream,
             tables=tables,
+            table_prefix=prefix,
             overflow_bucket=env.get("OVERFLOW_BUCKET"),
             max_record_bytes=numbers["MAX_RECORD_BYTES"],
             max_attempts=numbers["MAX_PUT_ATTEMPTS"],
@@ -111,8 +179,8 @@ class Config:
 
 
 _config_cache: dict[tuple[str | None, ...], Config] = {}
-_ENV_NAMES = ("BUS_STREAM_NAME", "OVERFLOW_BUCKET", "TABLES", "MAX_RECORD_BYTES",
-              "MAX_PUT_ATTEMPTS")
+_ENV_NAMES = ("BUS_STREAM_NAME", "OVERFLOW_BUCKET", "TABLE_PREFIX", "TABLES",
+              "MAX_RECORD_BYTES", "MAX_PUT_ATTEMPTS")
 
 
 def config() -> Config:
@@ -145,7 +213,7 @@ class Outcome:
         self.converted = 0
         self.per_table: dict[str, int] = {}  # logical table -> changes now on the bus
         self.poison: str | None = None  # reason, when a record could not be converted
-        self.unknown_table = False  # the poison record's table is not in TABLES
+        self.unknown_table = False  # the poison record's table is neither by rule nor listed
         self.result = bus.PutResult()
 
 
@@ -158,16 +226,17 @@ def _sequence_number(record: Mapping[str, Any]) -> str:
 
 
 class UnknownTableError(EnvelopeError):
-    """The record's table is not in TABLES: every record of its stream fails alike."""
+    """The record's table is neither named by the prefix rule nor listed in TABLES: every
+    record of its stream fails alike."""
 
 
-def _convert(record: Mapping[str, Any], tables: Mapping[str, str]) -> Envelope:
+def _convert(record: Mapping[str, Any], tables: TableNames) -> Envelope:
     physical = physical_table_of(record)
-    logical = tables.get(physical)
+    logical = tables.logical(physical)
     if logical is None:
         raise UnknownTableError(
-            f"table {physical!r} is not in TABLES ({', '.join(sorted(tables)) or 'empty'}): "
-            "the fan-in's configuration does not cover this stream"
+            f"table {physical!r} is neither named by the rule nor listed ({tables.describe()})"
+            ": the fan-in's configuration does not cover this stream"
         )
     return stream_envelope(record, logical, physical_table=physical)
 
@@ -274,8 +343,9 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     for table, count in outcome.per_table.items():
         bus.emf({"Table": table}, {"ChangesPublished": count})
     if outcome.poison is not None and outcome.converted == 0 and not outcome.unknown_table:
-        # A table missing from TABLES fails every record of its stream alike: bisecting would
-        # only multiply invocations, so that batch is reported (one DLQ message) instead.
+        # A table the configuration does not cover fails every record of its stream alike:
+        # bisecting would only multiply invocations, so that batch is reported (one DLQ
+        # message) instead.
         raise PoisonRecordError(
             f"first record of the batch ({outcome.batch_item_failures[0]['itemIdentifier']}) "
             f"cannot be converted: {outcome.poison}; raised so that Lambda bisects the batch"

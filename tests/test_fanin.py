@@ -27,6 +27,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 from moto import mock_aws
 
@@ -212,6 +214,7 @@ class World:
             "TABLES": json.dumps(self.tables),
             "MAX_RECORD_BYTES": None,
             "MAX_PUT_ATTEMPTS": None,
+            "TABLE_PREFIX": None,
             **extra,
         }
         for name, value in env.items():
@@ -226,8 +229,13 @@ class World:
         self.monkeypatch.setattr(fanin, "_clients", {"kinesis": client, "s3": self.s3})
         return client
 
-    def table(self, logical: str, keys: list[tuple[str, str]]) -> str:
-        physical = f"dmsbus-test-{logical}-{self.suffix}"
+    def table(
+        self, logical: str, keys: list[tuple[str, str]], *, physical: str | None = None
+    ) -> str:
+        """A table with its stream; named `physical` (then found by the fan-in's prefix rule,
+        not listed in TABLES) or, by default, by a name off the rule (listed in TABLES)."""
+        by_rule = physical is not None
+        physical = physical or f"dmsbus-test-{logical}-{self.suffix}"
         schema = [{"AttributeName": keys[0][0], "KeyType": "HASH"}]
         if len(keys) > 1:
             schema.append({"AttributeName": keys[1][0], "KeyType": "RANGE"})
@@ -238,10 +246,11 @@ class World:
             BillingMode="PAY_PER_REQUEST",
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
-        self.tables[physical] = logical
+        if not by_rule:
+            self.tables[physical] = logical
+            self.monkeypatch.setenv("TABLES", json.dumps(self.tables))
         self.physical[logical] = physical
         self.arns[logical] = out["TableDescription"]["LatestStreamArn"]
-        self.monkeypatch.setenv("TABLES", json.dumps(self.tables))
         return physical
 
     def put(self, logical: str, item: dict[str, Any]) -> None:
@@ -1004,7 +1013,9 @@ def test_unknown_table_is_reported_with_its_reason(
         ({"TABLES": '["a"]'}, "TABLES must be a JSON object"),
         ({"TABLES": '{"a": 1}'}, "TABLES must be a JSON object"),
         ({"TABLES": "{}"}, "TABLES names no table"),
-        ({"TABLES": None}, "TABLES must be a JSON object"),
+        ({"TABLES": None}, "set TABLE_PREFIX (the environment's table name prefix) or TABLES"),
+        ({"TABLE_PREFIX": "dmsbus-dev"}, "TABLE_PREFIX must be a name prefix ending in '-'"),
+        ({"TABLE_PREFIX": "dmsbus-*-"}, "TABLE_PREFIX must be a name prefix ending in '-'"),
         ({"MAX_RECORD_BYTES": "big"}, "MAX_RECORD_BYTES must be a positive integer, found 'big'"),
         ({"MAX_PUT_ATTEMPTS": "0"}, "MAX_PUT_ATTEMPTS must be a positive integer, found '0'"),
     ],
@@ -1022,6 +1033,74 @@ def test_bad_configuration_fails_with_a_clear_error(
 
     assert message in str(caught.value)
     assert world.bus_records() == []
+
+
+def test_logical_table_comes_from_the_stream_arn_and_the_prefix(world: World) -> None:
+    # GIVEN tables named by the rule `<prefix><logical>` and a fan-in told only the prefix:
+    # nothing in its environment grows with the table count
+    prefix = f"dmsbus-t{world.suffix}-"
+    world.table("orders", [("tenant", "S"), ("order_id", "N")], physical=f"{prefix}orders")
+    world.table("order_lines", [("order_id", "N"), ("line_no", "N")],
+                physical=f"{prefix}order_lines")
+    world.configure(TABLE_PREFIX=prefix, TABLES=None)
+    world.put("orders", order("t1", "1", 1))
+    world.put("order_lines", {"order_id": {"N": "1"}, "line_no": {"N": "2"}})
+
+    # WHEN each table's records reach the fan-in (one mapping per table)
+    for logical in ("orders", "order_lines"):
+        assert world.invoke(world.records(logical)) == {"batchItemFailures": []}
+
+    # THEN each envelope names the logical table its stream ARN holds
+    assert sorted(e["table"] for e in world.envelopes()) == ["order_lines", "orders"]
+
+
+def test_a_table_off_the_prefix_rule_is_unknown_unless_listed(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the fan-in of environment `t<x>` and a table of environment `t<x>-eu` (whose
+    # name starts with the same prefix) -- the IAM policy denies reading its stream, and the
+    # handler must not take it for a table `eu_orders` or `eu-orders` of its own either
+    prefix = f"dmsbus-t{world.suffix}-"
+    world.table("orders", [("tenant", "S"), ("order_id", "N")], physical=f"{prefix}eu-orders")
+    world.configure(TABLE_PREFIX=prefix, TABLES=None)
+    world.put("orders", order("t1", "1", 1))
+    records = world.records("orders")
+
+    # WHEN its records arrive THEN they are reported, nothing is put
+    assert world.invoke(records) == {
+        "batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]
+    }
+    assert world.bus_records() == []
+    (error,) = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "error"]
+    assert f"{prefix}eu-orders" in error["reason"] and "TABLE_PREFIX" in error["reason"]
+
+    # AND listed as an exception (TABLES), the same table is published under its listed name
+    world.configure(TABLE_PREFIX=prefix, TABLES=json.dumps({f"{prefix}eu-orders": "orders"}))
+    assert world.invoke(records) == {"batchItemFailures": []}
+    assert [e["table"] for e in world.envelopes()] == ["orders"]
+
+
+_ENV = st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True)
+_LOGICAL_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,62}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(env=_ENV, other=_ENV, logical=_LOGICAL_NAMES, exception=_LOGICAL_NAMES)
+def test_table_names_resolve_by_rule_only_within_the_environment(
+    env: str, other: str, logical: str, exception: str
+) -> None:
+    assume(other != env and not env.endswith("-ingest"))  # components.common.check_name_prefix
+    prefix = f"dmsbus-{env}-"
+    names = fanin.TableNames(prefix, {"legacy-orders": exception})
+    # this environment's waypoint tables: by rule
+    assert names.logical(f"{prefix}{logical}") == logical
+    # the exceptions: by the map, whatever their name
+    assert names.logical("legacy-orders") == exception
+    # another environment's tables, also when its name starts like this one's (`dev` and
+    # `dev-eu`), and every IngestApi table: never
+    assert names.logical(f"dmsbus-{other}-{logical}") is None
+    assert names.logical(f"dmsbus-{other}-ingest-{logical}") is None
+    assert names.logical(f"{prefix}ingest-{logical}") is None
 
 
 def test_two_problems_are_named_in_one_message(world: World) -> None:
@@ -1070,3 +1149,10 @@ def test_empty_batch_puts_nothing(world: World) -> None:
     counting = world.use(FaultyKinesis(world.kinesis))
     assert world.invoke([]) == {"batchItemFailures": []}
     assert counting.calls == []
+
+
+def test_the_handlers_logical_name_rule_is_the_stack_files() -> None:
+    # the handler ships without the settings package: its copy of the rule must not drift
+    from settings.base import LOGICAL_NAME_PATTERN
+
+    assert fanin.LOGICAL_NAME.pattern == LOGICAL_NAME_PATTERN
