@@ -2,11 +2,12 @@
 
 Declares the replication capacity (a replication instance, or a DMS Serverless replication
 config), its network (subnet group, security group: never public), the IAM roles (DynamoDB
-target access scoped to this environment's tables, Secrets Manager access for the source
-credentials, optionally the account-wide dms-vpc-role / dms-cloudwatch-logs-role), the source
-endpoint (credentials only from Secrets Manager, TLS by default), the DynamoDB target
-endpoint, the full-load-and-CDC task with generated table mappings and task settings, the
-event notifications and the latency / liveness alarms.
+target access scoped to this environment's name prefix, Secrets Manager access for the source
+credentials), the source endpoint (credentials only from Secrets Manager, TLS by default), the
+DynamoDB target endpoint, the full-load-and-CDC task with generated table mappings and task
+settings, the event notifications and the latency / liveness alarms. The account-wide
+dms-vpc-role / dms-cloudwatch-logs-role are not part of any stack: they exist before it
+(`settings.dms.BOOTSTRAP_COMMAND` creates them once per account).
 
 The table mappings and task settings are pure functions (`build_table_mappings`,
 `build_task_settings`) so they are tested directly as well as through the component.
@@ -22,7 +23,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.common import assume_role_json, metric_alarm, policy_json
+from components.common import metric_alarm, policy_json
 from settings.core import TableSettings
 from settings.dms import (
     DmsSettings,
@@ -37,9 +38,17 @@ TYPE = "dms-event-bus:index:DmsSource"
 
 #: DynamoDB tables DMS itself writes to on a DynamoDB target (exceptions of full load / apply).
 DMS_CONTROL_TABLES = ("awsdms_apply_exceptions", "awsdms_full_load_exceptions")
-#: Managed policies of the account-wide roles DMS looks up by name.
-VPC_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole"
-LOGS_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonDMSCloudWatchLogsRole"
+#: What the target role may do to this environment's tables (never DeleteTable). CreateTable:
+#: DMS creates the tables of wildcard selections itself.
+TABLE_ACTIONS = (
+    "dynamodb:DescribeTable",
+    "dynamodb:CreateTable",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:GetItem",
+)
 #: Task log components: source reads, target writes, the task itself.
 LOG_COMPONENTS = (
     "SOURCE_UNLOAD",
@@ -296,10 +305,104 @@ def physical_table_names(tables: Mapping[str, TableSettings], name_prefix: str) 
     return {logical: f"{name_prefix}{logical}" for logical in sorted(tables)}
 
 
-def _iam_table_pattern(name_prefix: str, wildcard: WildcardSelection) -> str:
-    """IAM resource name pattern for the tables a wildcard makes DMS create (lowercased)."""
-    pattern = wildcard.table_pattern.lower().replace("%", "*").replace("_", "?")
-    return f"{name_prefix}{wildcard.table_prefix}{pattern}"
+def environment_table_patterns(name_prefix: str) -> tuple[str, str]:
+    """(allowed, denied): IAM name patterns of the tables DMS writes for one environment.
+
+    DMS writes `<name_prefix><logical name>` only: declared tables by their logical name,
+    wildcard tables as `<table_prefix><source table, lowercased>` — names without `-` (the
+    logical-name rule of settings.base, which adoption applies too). `<name_prefix>*` alone
+    would also match the tables of an environment whose name starts with this one's plus
+    `-` (`dmsbus-dev-*` matches `dmsbus-dev-eu-orders`); IAM wildcards have no character
+    classes, so the second pattern, `<name_prefix>*-*`, takes every name with a `-` after the
+    prefix out again. What remains is this environment's tables and no other's, and the
+    policy text does not grow with the number of tables.
+    """
+    return f"{name_prefix}*", f"{name_prefix}*-*"
+
+
+def _format(template: str, *values: pulumi.Input[str]) -> Any:
+    """`template.format(*values)`, as an Output when a value is one (region, account)."""
+    if all(isinstance(v, str) for v in values):
+        return template.format(*values)
+    return pulumi.Output.format(template, *values)
+
+
+def target_policy_statements(
+    *,
+    name_prefix: str,
+    region: pulumi.Input[str],
+    account: pulumi.Input[str],
+    kms_key_arn: str | None,
+) -> list[dict[str, Any]]:
+    """The DMS target role's policy: DynamoDB access to this environment's tables (by name
+    prefix, see `environment_table_patterns`) and to DMS's exception tables, and — when the
+    tables use a customer-managed key — `kms:Decrypt` of that key, only through DynamoDB.
+
+    DynamoDB decrypts a table's key as the principal accessing the table, with the
+    encryption context `aws:dynamodb:tableName` + `aws:dynamodb:subscriberId` (the AWS KMS
+    developer guide, "How Amazon DynamoDB uses AWS KMS"); the grant is scoped by both, so the
+    key serves this account's tables of this environment only. Creating the key's table key
+    (GenerateDataKey) is DynamoDB's own call under its grant, not the role's.
+    """
+    allowed, denied = environment_table_patterns(name_prefix)
+
+    def table_arn(name: str) -> Any:
+        return _format("arn:aws:dynamodb:{0}:{1}:table/{2}", region, account, name)
+
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "EnvironmentTables",
+            "Effect": "Allow",
+            "Action": list(TABLE_ACTIONS),
+            "Resource": [table_arn(allowed)],
+        },
+        {
+            "Sid": "NoOtherEnvironment",
+            "Effect": "Deny",
+            "Action": list(TABLE_ACTIONS),
+            "Resource": [table_arn(denied)],
+        },
+        {
+            "Sid": "DmsControlTables",
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:DescribeTable",
+                "dynamodb:CreateTable",
+                "dynamodb:DeleteTable",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:BatchWriteItem",
+            ],
+            "Resource": [table_arn(t) for t in DMS_CONTROL_TABLES],
+        },
+        {
+            # ListTables has no resource-level permissions; it reads no data.
+            "Sid": "ListTables",
+            "Effect": "Allow",
+            "Action": ["dynamodb:ListTables"],
+            "Resource": "*",
+        },
+    ]
+    if kms_key_arn:
+        table_name = "kms:EncryptionContext:aws:dynamodb:tableName"
+        statements.append(
+            {
+                "Sid": "TableKeyThroughDynamoDB",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": [kms_key_arn],
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": _format("dynamodb.{0}.amazonaws.com", region),
+                        "kms:EncryptionContext:aws:dynamodb:subscriberId": account,
+                    },
+                    "StringLike": {table_name: allowed},
+                    "StringNotLike": {table_name: denied},
+                },
+            }
+        )
+    return statements
 
 
 # -- the component ------------------------------------------------------------------------
@@ -371,9 +474,8 @@ class DmsSource(pulumi.ComponentResource):
         task_settings = json.dumps(build_task_settings(args.dms))
         self.physical_table_names = physical_table_names(args.tables, self._prefix)
 
-        account_roles = self._create_account_roles()
         security_group = self._create_security_group()
-        subnet_group = self._create_subnet_group(account_roles)
+        subnet_group = self._create_subnet_group()
         target_role, target_policy = self._create_target_role()
         secrets_role, secrets_policy = self._create_secrets_role()
         source = self._create_source_endpoint(secrets_role, secrets_policy)
@@ -382,7 +484,7 @@ class DmsSource(pulumi.ComponentResource):
         self.replication_instance_arn = None
         capacity = args.dms.capacity
         if isinstance(capacity, InstanceCapacity):
-            instance = self._create_instance(capacity, subnet_group, security_group, account_roles)
+            instance = self._create_instance(capacity, subnet_group, security_group)
             self.replication_instance_arn = instance.replication_instance_arn
             task = self._create_task(instance, source, target, task_settings)
             self.task_arn = task.replication_task_arn
@@ -419,84 +521,15 @@ class DmsSource(pulumi.ComponentResource):
 
     # -- IAM ---------------------------------------------------------------------------
 
-    def _create_account_roles(self) -> list[pulumi.Resource]:
-        """The account-wide roles DMS finds by name. `existing`: nothing is declared."""
-        if self._args.dms.account_roles == "existing":
-            return []
-        created: list[pulumi.Resource] = []
-        for role_name, policy_arn, short in (
-            ("dms-vpc-role", VPC_ROLE_POLICY, "vpc-role"),
-            ("dms-cloudwatch-logs-role", LOGS_ROLE_POLICY, "logs-role"),
-        ):
-            role = aws.iam.Role(
-                f"{self._name}-{short}",
-                name=role_name,
-                assume_role_policy=assume_role_json("dms.amazonaws.com"),
-                tags=self._tags,
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-            )
-            attachment = aws.iam.RolePolicyAttachment(
-                f"{self._name}-{short}-policy",
-                role=role.name,
-                policy_arn=policy_arn,
-                opts=self._child,
-            )
-            created += [role, attachment]
-        return created
-
-    def _table_arn(self, table_name: str) -> pulumi.Output[str]:
-        return pulumi.Output.format(
-            "arn:aws:dynamodb:{0}:{1}:table/{2}", self._region, self._account, table_name
-        )
-
     def _create_target_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
-        """DynamoDB target access: this environment's tables and DMS's control tables only.
-
-        Declared tables by exact ARN; wildcard tables by their name pattern (DMS creates
-        them, hence CreateTable); no DeleteTable on any data table.
-        """
-        data_tables = [self._table_arn(t) for t in self.physical_table_names.values()]
-        data_tables += [
-            self._table_arn(_iam_table_pattern(self._prefix, w)) for w in self._args.dms.wildcards
-        ]
-        control_tables = [self._table_arn(t) for t in DMS_CONTROL_TABLES]
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "EnvironmentTables",
-                "Effect": "Allow",
-                "Action": [
-                    "dynamodb:DescribeTable",
-                    "dynamodb:CreateTable",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:DeleteItem",
-                    "dynamodb:BatchWriteItem",
-                    "dynamodb:GetItem",
-                ],
-                "Resource": data_tables,
-            },
-            {
-                "Sid": "DmsControlTables",
-                "Effect": "Allow",
-                "Action": [
-                    "dynamodb:DescribeTable",
-                    "dynamodb:CreateTable",
-                    "dynamodb:DeleteTable",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:DeleteItem",
-                    "dynamodb:BatchWriteItem",
-                ],
-                "Resource": control_tables,
-            },
-            {
-                # ListTables has no resource-level permissions; it reads no data.
-                "Sid": "ListTables",
-                "Effect": "Allow",
-                "Action": ["dynamodb:ListTables"],
-                "Resource": "*",
-            },
-        ]
+        """DynamoDB target access: this environment's tables and DMS's control tables only
+        (`target_policy_statements`), the stack's key through DynamoDB when it has one."""
+        statements = target_policy_statements(
+            name_prefix=self._prefix,
+            region=self._region,
+            account=self._account,
+            kms_key_arn=self._args.kms_key_arn,
+        )
         role = aws.iam.Role(
             f"{self._name}-target-role",
             name=f"{self._prefix}dms-target",
@@ -635,16 +668,16 @@ class DmsSource(pulumi.ComponentResource):
             )
         return group
 
-    def _create_subnet_group(
-        self, account_roles: list[pulumi.Resource]
-    ) -> aws.dms.ReplicationSubnetGroup:
+    def _create_subnet_group(self) -> aws.dms.ReplicationSubnetGroup:
+        """DMS checks dms-vpc-role when the group is created: the role exists before the
+        stack (the bootstrap), so nothing here waits for it."""
         return aws.dms.ReplicationSubnetGroup(
             f"{self._name}-subnets",
             replication_subnet_group_id=f"{self._prefix}dms",
             replication_subnet_group_description=f"DMS replication of {self._prefix[:-1]}",
             subnet_ids=list(self._args.dms.network.subnet_ids),
             tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=account_roles),
+            opts=self._child,
         )
 
     # -- endpoints ---------------------------------------------------------------------
@@ -698,6 +731,7 @@ class DmsSource(pulumi.ComponentResource):
             endpoint_type="target",
             engine_name="dynamodb",
             service_access_role=target_role.arn,
+            kms_key_arn=self._args.kms_key_arn,
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[target_policy]),
         )
@@ -709,7 +743,6 @@ class DmsSource(pulumi.ComponentResource):
         capacity: InstanceCapacity,
         subnet_group: aws.dms.ReplicationSubnetGroup,
         security_group: aws.ec2.SecurityGroup,
-        account_roles: list[pulumi.Resource],
     ) -> aws.dms.ReplicationInstance:
         instance_id = f"{self._prefix}replication"
         # DMS writes task logs to this group; creating it first sets its retention.
@@ -717,6 +750,7 @@ class DmsSource(pulumi.ComponentResource):
             f"{self._name}-task-logs",
             name=f"dms-tasks-{instance_id}",
             retention_in_days=self._args.dms.task.log_retention_days,
+            kms_key_id=self._args.kms_key_arn,
             tags=self._tags,
             opts=self._child,
         )
@@ -734,7 +768,7 @@ class DmsSource(pulumi.ComponentResource):
             replication_subnet_group_id=subnet_group.replication_subnet_group_id,
             vpc_security_group_ids=[security_group.id],
             tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=account_roles),
+            opts=self._child,
         )
 
     def _create_task(

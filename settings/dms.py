@@ -13,10 +13,16 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails
 
-from .base import ColumnName, KmsKeyArn, LogicalName, Model, SecretArn
+from .base import PROJECT, ColumnName, KmsKeyArn, LogicalName, Model, SecretArn
 from .core import TableSettings
 
 #: Source engines DMS can capture changes from (DMS `engine_name` values).
@@ -53,6 +59,32 @@ SSL_MODES: dict[str, tuple[str, ...]] = {
 }
 #: Engines whose endpoint needs a database name (MySQL-family endpoints connect to the server).
 NEEDS_DATABASE = ("postgres", "aurora-postgresql", "oracle", "sqlserver")
+#: The command that creates DMS's account-wide roles, once per AWS account.
+BOOTSTRAP_COMMAND = "python -m tools.account_preflight bootstrap"
+#: The roles DMS looks up by name in every account, and the AWS managed policy each needs.
+ACCOUNT_ROLES: dict[str, str] = {
+    "dms-vpc-role": "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole",
+    "dms-cloudwatch-logs-role": "arn:aws:iam::aws:policy/service-role/AmazonDMSCloudWatchLogsRole",
+}
+#: State entries of the account roles in stacks whose DmsSource (`dms`) created them, before
+#: the bootstrap owned them: role attachments first, then the roles (a role cannot leave the
+#: state while its attachment depends on it).
+LEGACY_ACCOUNT_ROLE_URNS: tuple[str, ...] = tuple(
+    f"urn:pulumi:<stack>::{PROJECT}::{PROJECT}:index:DmsSource${kind}::{name}"
+    for role in ("dms-vpc-role", "dms-logs-role")
+    for kind, name in (
+        ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"{role}-policy"),
+        ("aws:iam/role:Role", role),
+    )
+)
+ACCOUNT_ROLES_CREATE_REFUSED = (
+    f"expected 'existing' (or no key), found 'create': {' and '.join(ACCOUNT_ROLES)} belong "
+    f"to the account, not to a stack; run `{BOOTSTRAP_COMMAND}` once per account and set "
+    "account_roles: existing. A stack that created them must first drop them from its state "
+    "so they stay in the account (else `pulumi up` detaches their policies); docs/dms.md "
+    "(Account roles) gives the steps: `pulumi state delete` "
+    + ", then ".join(f"'{urn}'" for urn in LEGACY_ACCOUNT_ROLE_URNS)
+)
 #: DMS Serverless capacity units (DCU) AWS accepts.
 DCU_VALUES = (1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 384)
 
@@ -104,16 +136,43 @@ class InstanceCapacity(Model):
     engine_version: str | None = Field(
         default=None,
         pattern=r"^\d+\.\d+\.\d+$",
-        description="DMS engine version, e.g. 3.5.4; default: the current default version.",
+        description="DMS engine version, e.g. 3.5.4; default: the current default version. "
+        "Pinning it needs auto_minor_version_upgrade: false (else AWS upgrades past it and "
+        "every `pulumi up` would try to downgrade).",
     )
     auto_minor_version_upgrade: bool = Field(
-        default=True, description="Apply minor engine upgrades in the maintenance window."
+        default=True,
+        description="Apply minor engine upgrades in the maintenance window; only without a "
+        "pinned engine_version.",
     )
     preferred_maintenance_window: str | None = Field(
         default=None,
         pattern=r"^(mon|tue|wed|thu|fri|sat|sun):\d\d:\d\d-(mon|tue|wed|thu|fri|sat|sun):\d\d:\d\d$",
         description="Weekly maintenance window (UTC), e.g. sun:03:00-sun:04:00.",
     )
+
+    @model_validator(mode="after")
+    def _one_owner_of_the_version(self) -> InstanceCapacity:
+        """A pinned version and automatic upgrades contradict each other: after AWS upgrades
+        the instance, the stack asks for the older version, which DMS refuses to go back to."""
+        version = self.engine_version
+        if version is not None and self.auto_minor_version_upgrade:
+            raise_problems(
+                "InstanceCapacity",
+                [
+                    (
+                        ("engine_version",),
+                        f"expected no pinned engine_version while auto_minor_version_upgrade "
+                        f"is true (AWS upgrades the instance past it, then every `pulumi up` "
+                        f"tries a downgrade DMS refuses), found '{version}': remove "
+                        f"engine_version to let AWS keep the engine current, or set "
+                        f"auto_minor_version_upgrade: false to stay on '{version}' until you "
+                        f"change it",
+                        version,
+                    )
+                ],
+            )
+        return self
 
 
 class ServerlessCapacity(Model):
@@ -413,10 +472,11 @@ class DmsSettings(Model):
 
     capacity: Capacity = Field(description="`instance` or `serverless` replication capacity.")
     network: NetworkSettings
-    account_roles: Literal["create", "existing"] = Field(
+    account_roles: Literal["existing"] = Field(
         default="existing",
-        description="The account-wide roles dms-vpc-role and dms-cloudwatch-logs-role: "
-        "`create` them in exactly one stack per AWS account, `existing` everywhere else.",
+        description="The account-wide roles dms-vpc-role and dms-cloudwatch-logs-role exist "
+        f"before the stack: `{BOOTSTRAP_COMMAND}` creates them once per AWS account (no stack "
+        "owns them). `create` is refused (see docs/dms.md, Account roles).",
     )
     source: SourceEndpointSettings
     default_schema: SourceName | None = Field(
@@ -431,6 +491,13 @@ class DmsSettings(Model):
     )
     task: TaskSettings = Field(default_factory=TaskSettings)
     alarms: DmsAlarmSettings = Field(default_factory=DmsAlarmSettings)
+
+    @field_validator("account_roles", mode="before")
+    @classmethod
+    def _account_roles_have_one_owner(cls, value: Any) -> Any:
+        if value == "create":
+            raise ValueError(ACCOUNT_ROLES_CREATE_REFUSED)
+        return value
 
 
 # -- cross-checks against the declared tables -------------------------------------------

@@ -8,14 +8,21 @@ Each test builds a small program: declared StreamedTables, one stream mapping pe
 from __future__ import annotations
 
 import copy
+import fnmatch
+import functools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pytest
+import yaml
+from hypothesis import HealthCheck, assume, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from components.dms_source import (
     DMS_CONTROL_TABLES,
@@ -29,6 +36,7 @@ from components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
 from settings import ConfigError, StackSettings, load_settings
 from settings.stackfile import project_config, read_stack_config
 from tools.mockrun import ACCOUNT, Declared, Plan, run_program
+from tools.plan import main as plan_main
 
 TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:dmsbus-test-alarms"
 SECRET_ARN = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:erp-source-AbC123"
@@ -41,6 +49,7 @@ ENDPOINT = "aws:dms/endpoint:Endpoint"
 ROLE = "aws:iam/role:Role"
 MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 TABLE = "aws:dynamodb/table:Table"
+KMS_KEY = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1f2e3d4c-5b6a-4789-9abc-def012345678"
 
 
 def realistic_raw(**dms_overrides: Any) -> dict[str, Any]:
@@ -310,11 +319,15 @@ def instance_plan() -> Plan:
             "allocated_storage_gb": 200,
             "multi_az": True,
             "engine_version": "3.5.4",
+            "auto_minor_version_upgrade": False,
         },
-        account_roles="create",
     )
-    kms = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1f2e3d4c-5b6a-4789-9abc-def012345678"
-    return run_dms(settings_of(raw, "prod"), kms_key_arn=kms)
+    return run_dms(settings_of(raw, "prod"), kms_key_arn=KMS_KEY)
+
+
+@pytest.fixture(scope="module")
+def serverless_cmk_plan() -> Plan:
+    return run_dms(settings_of(realistic_raw(), "cmk"), kms_key_arn=KMS_KEY)
 
 
 def test_component_type_and_children(instance_plan: Plan) -> None:
@@ -477,22 +490,246 @@ def test_target_endpoint_is_dynamodb_with_a_scoped_role(instance_plan: Plan) -> 
     [statement] = trust["Statement"]
     assert "dms.amazonaws.com" in statement["Principal"]["Service"]
     assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
-    policy = json.loads(instance_plan.named("dms-target-policy").inputs["policy"])
-    prefix = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/"
-    for statement in policy["Statement"]:
-        if statement["Sid"] == "ListTables":
-            assert statement["Action"] == ["dynamodb:ListTables"]
-            continue
-        for resource in statement["Resource"]:
-            assert resource.startswith(prefix), resource
-            name = resource[len(prefix):]
-            assert name.startswith("dmsbus-prod-") or name in DMS_CONTROL_TABLES, name
-        assert "*" not in statement["Resource"]
-    data = next(s for s in policy["Statement"] if s["Sid"] == "EnvironmentTables")
+    policy = target_policy(instance_plan)
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(statements) == {
+        "EnvironmentTables", "NoOtherEnvironment", "DmsControlTables", "ListTables",
+        "TableKeyThroughDynamoDB",
+    }
+    # this environment's tables by its name prefix: one pattern, whatever the table count
+    data = statements["EnvironmentTables"]
+    assert data["Effect"] == "Allow"
+    assert data["Resource"] == [f"{TABLE_ARN}dmsbus-prod-*"]
     assert "dynamodb:DeleteTable" not in data["Action"], "DMS never deletes waypoint tables"
-    assert f"{prefix}dmsbus-prod-orders" in data["Resource"]
-    assert f"{prefix}dmsbus-prod-audit_*" in data["Resource"]  # wildcard tables DMS creates
-    assert f"{prefix}dmsbus-prod-promo?*" in data["Resource"]
+    assert "dynamodb:CreateTable" in data["Action"]  # wildcard tables: DMS creates them
+    # ... minus every name with a '-' after the prefix (another environment's, e.g. prod-eu)
+    others = statements["NoOtherEnvironment"]
+    assert others["Effect"] == "Deny"
+    assert others["Resource"] == [f"{TABLE_ARN}dmsbus-prod-*-*"]
+    assert others["Action"] == data["Action"]
+    control = statements["DmsControlTables"]
+    assert control["Resource"] == [f"{TABLE_ARN}{t}" for t in DMS_CONTROL_TABLES]
+    assert statements["ListTables"]["Action"] == ["dynamodb:ListTables"]
+
+
+def target_policy(plan: Plan) -> dict[str, Any]:
+    policy: dict[str, Any] = json.loads(plan.named("dms-target-policy").inputs["policy"])
+    return policy
+
+
+TABLE_ARN = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/"
+VIA_DYNAMODB = "dynamodb.eu-west-1.amazonaws.com"
+
+
+def _values(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _wildcard(pattern: str, value: str) -> bool:
+    """IAM's `*` / `?` wildcards (ARNs and condition values here never hold `[`)."""
+    assert "[" not in pattern, pattern
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            found = context.get(key)
+            if operator == "StringEquals":
+                ok = found is not None and found in _values(expected)
+            elif operator == "StringLike":
+                ok = found is not None and any(_wildcard(p, found) for p in _values(expected))
+            elif operator == "StringNotLike":
+                ok = found is None or not any(_wildcard(p, found) for p in _values(expected))
+            else:
+                raise AssertionError(f"condition operator {operator} not evaluated by this test")
+            if not ok:
+                return False
+    return True
+
+
+def iam_allows(
+    policy: dict[str, Any], action: str, resource: str, context: dict[str, str] | None = None
+) -> bool:
+    """IAM's evaluation of one identity policy: an applicable Deny wins, else an applicable
+    Allow allows, else the request is implicitly denied."""
+    allowed = False
+    for statement in policy["Statement"]:
+        applies = (
+            any(_wildcard(a, action) for a in _values(statement["Action"]))
+            and any(_wildcard(r, resource) for r in _values(statement["Resource"]))
+            and _condition_holds(statement.get("Condition", {}), context or {})
+        )
+        if applies and statement["Effect"] == "Deny":
+            return False
+        allowed = allowed or applies
+    return allowed
+
+
+def dms_reaches(policy: dict[str, Any], table: str) -> bool:
+    """May the DMS target role write this table, and decrypt its key through DynamoDB?"""
+    return iam_allows(policy, "dynamodb:PutItem", f"{TABLE_ARN}{table}")
+
+
+def key_reaches(policy: dict[str, Any], table: str) -> bool:
+    return iam_allows(
+        policy,
+        "kms:Decrypt",
+        KMS_KEY,
+        {
+            "kms:ViaService": VIA_DYNAMODB,
+            "kms:EncryptionContext:aws:dynamodb:tableName": table,
+            "kms:EncryptionContext:aws:dynamodb:subscriberId": ACCOUNT,
+        },
+    )
+
+
+def wide_raw() -> dict[str, Any]:
+    """The realistic ERP plus a bare `%` wildcard without a table prefix: the widest
+    selection DMS can be given (its tables are named `<prefix><source table>`)."""
+    raw = realistic_raw()
+    raw["dms"]["wildcards"].append({"schema": "staging", "table_pattern": "%"})
+    return raw
+
+
+@functools.cache
+def wide_policy(environment: str) -> dict[str, Any]:
+    """The DMS target role's policy of one environment (a CMK stack), from the graph."""
+    return target_policy(run_dms(settings_of(wide_raw(), environment), kms_key_arn=KMS_KEY))
+
+
+def dms_table_names(environment: str, logical_names: Sequence[str] = ()) -> list[str]:
+    """Names of tables DMS writes for an environment: declared ones, ones its wildcards make
+    (`audit_` prefix, `promo_%`, bare `%`), and any other logical name given."""
+    prefix = f"dmsbus-{environment}-"
+    declared = [f"{prefix}{t}" for t in realistic_raw()["tables"]]
+    made = [f"{prefix}audit_login_events", f"{prefix}promo_summer", f"{prefix}stock_moves"]
+    return declared + made + [f"{prefix}{name}" for name in logical_names]
+
+
+def test_key_grant_is_scoped_to_dynamodb_and_this_environments_tables(
+    instance_plan: Plan, serverless_cmk_plan: Plan
+) -> None:
+    # GIVEN a stack whose waypoint tables use its customer-managed key (both capacity modes)
+    for plan, env in ((instance_plan, "prod"), (serverless_cmk_plan, "cmk")):
+        policy = target_policy(plan)
+        # THEN the target role may decrypt the tables' key, only through DynamoDB in this
+        # region, only for this account's tables of this environment
+        [grant] = [s for s in policy["Statement"] if s["Sid"] == "TableKeyThroughDynamoDB"]
+        assert grant["Effect"] == "Allow"
+        assert grant["Action"] == ["kms:Decrypt"]
+        assert grant["Resource"] == [KMS_KEY]
+        assert grant["Condition"] == {
+            "StringEquals": {
+                "kms:ViaService": VIA_DYNAMODB,
+                "kms:EncryptionContext:aws:dynamodb:subscriberId": ACCOUNT,
+            },
+            "StringLike": {"kms:EncryptionContext:aws:dynamodb:tableName": f"dmsbus-{env}-*"},
+            "StringNotLike": {
+                "kms:EncryptionContext:aws:dynamodb:tableName": f"dmsbus-{env}-*-*"
+            },
+        }
+        for table in dms_table_names(env):
+            assert key_reaches(policy, table), table
+        # AND not directly, nor through another service, nor for another account's table
+        context = {
+            "kms:EncryptionContext:aws:dynamodb:tableName": f"dmsbus-{env}-orders",
+            "kms:EncryptionContext:aws:dynamodb:subscriberId": ACCOUNT,
+        }
+        assert not iam_allows(policy, "kms:Decrypt", KMS_KEY, context)
+        via_s3 = {**context, "kms:ViaService": "s3.eu-west-1.amazonaws.com"}
+        assert not iam_allows(policy, "kms:Decrypt", KMS_KEY, via_s3)
+        assert not iam_allows(
+            policy,
+            "kms:Decrypt",
+            KMS_KEY,
+            {**context, "kms:ViaService": VIA_DYNAMODB,
+             "kms:EncryptionContext:aws:dynamodb:subscriberId": "210987654321"},
+        )
+
+
+def test_no_key_grant_without_a_customer_key(serverless_plan: Plan) -> None:
+    policy = target_policy(serverless_plan)
+    assert not [s for s in policy["Statement"] if "kms:Decrypt" in _values(s["Action"])]
+
+
+def test_environments_sharing_a_name_start_reach_none_of_each_others_tables() -> None:
+    # GIVEN two environments in one account, one name starting like the other's (dev, dev-eu),
+    # each with a bare `%` wildcard (the widest selection)
+    dev, dev_eu = wide_policy("dev"), wide_policy("dev-eu")
+    # THEN each role reaches its own tables and none of the other's, in both directions
+    for own, other, policy in (("dev", "dev-eu", dev), ("dev-eu", "dev", dev_eu)):
+        for table in dms_table_names(own):
+            assert dms_reaches(policy, table), f"{own} cannot reach its own {table}"
+        for table in dms_table_names(other):
+            assert not dms_reaches(policy, table), f"{own} reaches {other}'s {table}"
+            assert not key_reaches(policy, table), f"{own} decrypts {other}'s {table}"
+
+
+ENV_NAME = st.from_regex(r"\A[a-z][a-z0-9-]{0,15}\Z")
+LOGICAL = st.from_regex(r"\A[a-z][a-z0-9_]{0,62}\Z")
+
+
+@st.composite
+def environment_pairs(draw: st.DrawFn) -> tuple[str, str]:
+    """Two distinct environment names; often one is the other plus `-<more>` (dev, dev-eu)."""
+    first = draw(ENV_NAME)
+    if draw(st.booleans()):
+        second = draw(ENV_NAME)
+    else:
+        more = draw(st.from_regex(r"\A[a-z0-9-]{1,14}\Z"))
+        second = f"{first}-{more}"[:16]
+    assume(second != first and re.fullmatch(r"[a-z][a-z0-9-]{0,15}", second))
+    return (first, second) if draw(st.booleans()) else (second, first)
+
+
+@hypothesis_settings(
+    max_examples=12,
+    deadline=None,
+    # the only function-scoped fixture is conftest's offline AWS environment: the same
+    # for every example
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(pair=environment_pairs(), logical=st.lists(LOGICAL, min_size=1, max_size=6))
+@example(pair=("dev", "dev-eu"), logical=["orders"])
+@example(pair=("dev-eu", "dev"), logical=["eu_orders"])
+def test_no_environment_reaches_another(pair: tuple[str, str], logical: list[str]) -> None:
+    # GIVEN any two environments of one account, and any table names DMS may create for them
+    mine, theirs = pair
+    policy = wide_policy(mine)
+    # THEN this environment's role reaches (tables and key) every table of its own ...
+    for table in dms_table_names(mine, logical):
+        assert dms_reaches(policy, table) and key_reaches(policy, table), table
+    # ... and no table of the other environment
+    for table in dms_table_names(theirs, logical):
+        assert not dms_reaches(policy, table), f"{mine} reaches {table}"
+        assert not key_reaches(policy, table), f"{mine} decrypts {table}"
+
+
+def many_tables_raw(tables: int, wildcards: int) -> dict[str, Any]:
+    raw = realistic_raw()
+    raw["tables"] = {
+        f"table_{i:03d}": {"partition_key": {"name": "id", "type": "N"}} for i in range(tables)
+    }
+    raw["dms"]["tables"] = {}
+    raw["dms"]["default_schema"] = "main"
+    raw["dms"]["wildcards"] = [
+        {"schema": f"schema_{j}", "table_pattern": "%", "table_prefix": f"s{j}_"}
+        for j in range(wildcards)
+    ]
+    return raw
+
+
+def test_target_policy_does_not_grow_with_tables_or_wildcards() -> None:
+    # GIVEN one table and no wildcard, and 60 tables with 8 wildcards (CMK stack)
+    small = target_policy(run_dms(settings_of(many_tables_raw(1, 0), "grow"), kms_key_arn=KMS_KEY))
+    large = target_policy(run_dms(settings_of(many_tables_raw(60, 8), "grow"), kms_key_arn=KMS_KEY))
+    # THEN the policy is the same text: nothing in it is per table
+    assert json.dumps(large) == json.dumps(small)
+    # AND it still reaches every table of the large stack
+    for i in range(60):
+        assert dms_reaches(large, f"dmsbus-grow-table_{i:03d}")
+    assert dms_reaches(large, "dmsbus-grow-s7_anything")
 
 
 def test_no_secret_value_anywhere(instance_plan: Plan, serverless_plan: Plan) -> None:
@@ -510,26 +747,177 @@ def test_no_secret_value_anywhere(instance_plan: Plan, serverless_plan: Plan) ->
         assert not [t for t, _ in plan.invokes if "secretsmanager" in t.lower()]
 
 
-def test_account_roles_created_once_per_account(instance_plan: Plan) -> None:
-    names = {r.inputs.get("name") for r in instance_plan.of_type(ROLE)}
-    assert {"dms-vpc-role", "dms-cloudwatch-logs-role"} <= names
-    attachments = {
-        r.inputs["policyArn"].rsplit("/", 1)[-1]
-        for r in instance_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    }
-    assert attachments == {"AmazonDMSVPCManagementRole", "AmazonDMSCloudWatchLogsRole"}
-    # the subnet group waits for dms-vpc-role (DMS checks it when the group is created)
-    group = only(instance_plan, "aws:dms/replicationSubnetGroup:ReplicationSubnetGroup")
-    vpc_role = next(
-        r for r in instance_plan.of_type(ROLE) if r.inputs.get("name") == "dms-vpc-role"
-    )
-    assert vpc_role.urn in group.dependencies
+def _old_account_role_urns(stack: str) -> list[str]:
+    """The URNs the account roles had when DmsSource still created them (component `dms`,
+    children `dms-vpc-role`, `dms-logs-role` and their `-policy` attachments)."""
+
+    def program() -> None:
+        component = pulumi.ComponentResource("dms-event-bus:index:DmsSource", "dms")
+        child = pulumi.ResourceOptions(parent=component)
+        for short in ("vpc-role", "logs-role"):
+            role = aws.iam.Role(f"dms-{short}", assume_role_policy="{}", opts=child)
+            aws.iam.RolePolicyAttachment(
+                f"dms-{short}-policy", role=role.name, policy_arn="arn:aws:iam::aws:policy/x",
+                opts=child,
+            )
+
+    plan = run_program(stack, {"aws:region": "eu-west-1"}, program)
+    return [r.urn for r in plan.resources if r.type.startswith("aws:iam/")]
+
+
+def test_account_roles_create_is_refused_with_the_way_out() -> None:
+    # GIVEN a stack file that still asks the stack to create the account-wide roles
+    text = config_error(realistic_raw(account_roles="create"))
+    # THEN it fails with one line at the key, naming the bootstrap command
+    problems = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1, text
+    [line] = problems
+    assert line.startswith("  - dms-event-bus:dms.account_roles: "), line
+    assert "python -m tools.account_preflight bootstrap" in line
+    assert "account_roles: existing" in line
+    # AND, for a stack that created them, the state entries to drop so they stay in the
+    # account: exactly the URNs the old component gave them, with the stack as a placeholder
+    assert "pulumi state delete" in line
+    old = _old_account_role_urns("dev")
+    assert len(old) == 4
+    for urn in old:
+        assert urn.replace("urn:pulumi:dev::", "urn:pulumi:<stack>::") in line, urn
+
+
+@pytest.mark.parametrize("roles", [None, "existing"])
+def test_account_roles_are_never_declared(roles: str | None) -> None:
+    # GIVEN `existing`, or no account_roles key (instance mode: subnet group and instance)
+    raw = realistic_raw(capacity={"mode": "instance"})
+    if roles is not None:
+        raw["dms"]["account_roles"] = roles
+    plan = run_dms(settings_of(raw, "roles"))
+    # THEN no account-wide role or policy attachment is part of the stack
+    names = {r.inputs.get("name") for r in plan.of_type(ROLE)}
+    assert names == {"dmsbus-roles-dms-target", "dmsbus-roles-dms-secrets"}
+    assert not plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    # AND the subnet group waits for nothing; the instance waits for the subnet group
+    group = only(plan, "aws:dms/replicationSubnetGroup:ReplicationSubnetGroup")
+    assert group.dependencies == []
+    instance = only(plan, INSTANCE)
+    assert group.urn in instance.dependencies
+    assert instance.inputs["replicationSubnetGroupId"] == "dmsbus-roles-dms"
 
 
 def test_existing_account_roles_are_not_declared(serverless_plan: Plan) -> None:
     names = {r.inputs.get("name") for r in serverless_plan.of_type(ROLE)}
     assert not names & {"dms-vpc-role", "dms-cloudwatch-logs-role"}
     assert names == {"dmsbus-test-dms-target", "dmsbus-test-dms-secrets"}
+
+
+#: Where each DMS resource type that can be encrypted names its KMS key.
+KEY_INPUT: dict[str, tuple[str, ...]] = {
+    "aws:cloudwatch/logGroup:LogGroup": ("kmsKeyId",),
+    ENDPOINT: ("kmsKeyArn",),
+    INSTANCE: ("kmsKeyArn",),
+    CONFIG: ("computeConfig", "kmsKeyId"),
+}
+#: DmsSource's resource types that hold no data at rest (nothing to encrypt).
+NO_DATA_AT_REST = {
+    "aws:ec2/securityGroup:SecurityGroup",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+    "aws:dms/replicationSubnetGroup:ReplicationSubnetGroup",
+    ROLE,
+    "aws:iam/rolePolicy:RolePolicy",
+    TASK,
+    "aws:dms/eventSubscription:EventSubscription",
+    "aws:cloudwatch/eventRule:EventRule",
+    "aws:cloudwatch/eventTarget:EventTarget",
+    "aws:cloudwatch/metricAlarm:MetricAlarm",
+}
+
+
+def test_every_encrypted_dms_resource_names_the_stack_key(
+    instance_plan: Plan, serverless_cmk_plan: Plan
+) -> None:
+    # GIVEN a stack with a customer-managed key, in both capacity modes
+    for plan in (instance_plan, serverless_cmk_plan):
+        component = only(plan, "dms-event-bus:index:DmsSource")
+        children = plan.children_of(component)
+        # THEN every resource type of the component is known: encrypted, or holding no data
+        unknown = {c.type for c in children} - set(KEY_INPUT) - NO_DATA_AT_REST
+        assert not unknown, f"classify these resource types: {unknown}"
+        encrypted = [c for c in children if c.type in KEY_INPUT]
+        # (the task log group, both endpoints, the instance or the serverless config)
+        assert len(encrypted) == (4 if plan is instance_plan else 3), [c.name for c in encrypted]
+        # AND each encrypted one names the stack's key
+        for resource in encrypted:
+            value: Any = resource.inputs
+            for key in KEY_INPUT[resource.type]:
+                value = (value or {}).get(key)
+            assert value == KMS_KEY, f"{resource.name}: {'.'.join(KEY_INPUT[resource.type])}"
+
+
+def test_without_a_customer_key_nothing_names_one(serverless_plan: Plan) -> None:
+    for resource in serverless_plan.children_of(
+        only(serverless_plan, "dms-event-bus:index:DmsSource")
+    ):
+        for where, value in walk(resource.inputs):
+            assert "arn:aws:kms:" not in str(value), f"{resource.name}{where}"
+
+
+@pytest.mark.parametrize("automatic", [True, None], ids=["explicit", "default"])
+def test_pinned_engine_version_with_automatic_upgrades_is_refused(automatic: bool | None) -> None:
+    # GIVEN a pinned engine version while AWS applies minor upgrades (explicitly, or by default)
+    capacity: dict[str, Any] = {"mode": "instance", "engine_version": "3.5.4"}
+    if automatic is not None:
+        capacity["auto_minor_version_upgrade"] = automatic
+    text = config_error(realistic_raw(capacity=capacity))
+    # THEN one line at engine_version says why and names both ways out
+    problems = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1, text
+    [line] = problems
+    assert line.startswith("  - dms-event-bus:dms.capacity.engine_version: "), line
+    assert "remove engine_version" in line
+    assert "auto_minor_version_upgrade: false" in line
+    assert "downgrade" in line and "'3.5.4'" in line
+
+
+@pytest.mark.parametrize(
+    ("capacity", "version", "automatic"),
+    [
+        ({"engine_version": "3.5.4", "auto_minor_version_upgrade": False}, "3.5.4", False),
+        ({}, None, True),
+        ({"auto_minor_version_upgrade": False}, None, False),
+    ],
+    ids=["pinned-manual", "unpinned-automatic", "unpinned-manual"],
+)
+def test_engine_version_choices_that_plan(
+    capacity: dict[str, Any], version: str | None, automatic: bool
+) -> None:
+    plan = run_dms(settings_of(realistic_raw(capacity={"mode": "instance", **capacity}), "ev"))
+    instance = only(plan, INSTANCE)
+    assert instance.inputs.get("engineVersion") == version
+    assert instance.inputs["autoMinorVersionUpgrade"] is automatic
+
+
+@pytest.mark.parametrize(
+    ("dms_change", "key"),
+    [
+        (
+            {"capacity": {"mode": "instance", "engine_version": "3.5.4"}},
+            "dms.capacity.engine_version",
+        ),
+        ({"account_roles": "create"}, "dms.account_roles"),
+    ],
+    ids=["pinned-automatic", "account-roles-create"],
+)
+def test_offline_plan_exits_2_with_one_line(
+    dms_change: dict[str, Any], key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a stack file of its own with the mistake
+    raw = realistic_raw(**dms_change)
+    config = {"aws:region": "eu-west-1", **{f"dms-event-bus:{k}": v for k, v in raw.items()}}
+    (tmp_path / "Pulumi.mistake.yaml").write_text(yaml.safe_dump({"config": config}))
+    # WHEN the offline plan runs THEN it exits 2, naming the key, without a traceback
+    assert plan_main(["--stack", "mistake", "--stack-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"dms-event-bus:{key}: " in err
+    assert "Traceback" not in err
 
 
 def test_events_and_alarms_instance_mode(instance_plan: Plan) -> None:
