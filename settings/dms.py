@@ -59,8 +59,9 @@ SSL_MODES: dict[str, tuple[str, ...]] = {
 }
 #: Engines whose endpoint needs a database name (MySQL-family endpoints connect to the server).
 NEEDS_DATABASE = ("postgres", "aurora-postgresql", "oracle", "sqlserver")
-#: The command that creates DMS's account-wide roles, once per AWS account.
-BOOTSTRAP_COMMAND = "python -m tools.account_preflight bootstrap"
+#: The command that creates DMS's account-wide roles, once per AWS account (without
+#: `--apply` it only prints what it would create).
+BOOTSTRAP_COMMAND = "python -m tools.account_preflight bootstrap --region <region> --apply"
 #: The roles DMS looks up by name in every account, and the AWS managed policy each needs.
 ACCOUNT_ROLES: dict[str, str] = {
     "dms-vpc-role": "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole",
