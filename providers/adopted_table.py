@@ -18,19 +18,31 @@ lost).
 marker tag, so that adopting it again backfills again). Destroying the stack leaves every
 DMS-created table, its items and its stream as they are.
 
-The provider is pickled with dill into the Pulumi state: boto3 clients are built inside each
-method, from a fresh session (thread-safe), with the region from the inputs or the
-environment. `provider_version` is a hash of this file; it is an input, so a change of the
-provider code shows as an update of every adopted table (the update is idempotent).
+The provider is self-contained in the Pulumi state. The SDK pickles it with dill, which would
+store a reference to `providers.adopted_table.AdoptedTableProvider`, importable only by an
+engine that runs in this repository's root and only as long as the module keeps its name. So
+`AdoptedTableProvider.__reduce__` stores this module's code instead (`PROVIDER_SOURCE`: the
+source without comments and docstrings, zlib-compressed) with a loader that compiles it into a
+module of its own (`RESTORED_MODULE`, importable nowhere) and returns a provider from it:
+refresh and destroy work from any working directory, in an Automation API program, after a move
+or rename, and on another Python version. What the code imports (the standard library, pulumi,
+boto3) must be installed where the engine runs, as for the program itself.
+
+boto3 clients are built inside each method, from a fresh session (thread-safe), with the region
+from the inputs or the environment. `provider_version` is a hash of `PROVIDER_SOURCE`: an input,
+so a change of behaviour shows as an update of every adopted table (the update is idempotent),
+while an edit of a comment or a docstring changes nothing.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import threading
 import time
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,8 +58,50 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-#: Changes when this file changes: an input, so new provider code shows as an update.
-PROVIDER_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+#: The module name of the provider's code when it is loaded from the state (importable nowhere,
+#: so nothing can resolve it to another file).
+RESTORED_MODULE = "dms_event_bus_adopted_table_restored"
+
+
+def behaviour_source(source: str) -> str:
+    """`source` without comments and docstrings (every bare string statement), normalised by
+    `ast.unparse`: what the code does, not how it is written down."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        kept = [
+            stmt for stmt in body
+            if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                    and isinstance(stmt.value.value, str))
+        ]
+        node.body = kept or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.unparse(tree)
+
+
+def _own_source() -> str:
+    """This module's source: its file, or (loaded from the state) the code it was loaded from."""
+    restored = globals().get("__provider_source__")
+    if isinstance(restored, str):
+        return restored
+    return Path(__file__).read_text(encoding="utf-8")
+
+
+#: The provider's code as it goes into the state, and a hash of it: an input, so changed
+#: behaviour shows as an update; comments and docstrings are not part of it.
+PROVIDER_SOURCE = behaviour_source(_own_source())
+PROVIDER_VERSION = hashlib.sha256(PROVIDER_SOURCE.encode()).hexdigest()[:16]
+_PICKLED_SOURCE = zlib.compress(PROVIDER_SOURCE.encode(), 9)
+
+#: The loader stored beside the code: `eval` of this in a fresh namespace holding the
+#: compressed code decompresses it, executes it as module `RESTORED_MODULE` and returns a
+#: provider. Only builtins are referenced, so loading imports nothing of this repository.
+_RESTORE = (
+    "globals().update(__provider_source__=__import__('zlib').decompress(__provider_zlib__)"
+    ".decode()) or exec(compile(__provider_source__, __file__, 'exec', dont_inherit=True), "
+    "globals()) or AdoptedTableProvider()"
+)
 
 #: Tag recording that the backfill of the table's current stream was started.
 MARKER_TAG = "dms-event-bus:backfill"
@@ -455,6 +509,15 @@ def _validate(news: dict[str, Any]) -> list[CheckFailure]:
 
 class AdoptedTableProvider(ResourceProvider):
     """CRUD of an adopted table. See the module docstring for the guarantees."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the module's code and its loader, never as a reference to this module."""
+        namespace = {
+            "__name__": RESTORED_MODULE,
+            "__file__": f"<{RESTORED_MODULE}>",
+            "__provider_zlib__": _PICKLED_SOURCE,
+        }
+        return (eval, (_RESTORE, namespace))
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(news, _validate(news))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import base64
+import importlib.util
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -17,6 +18,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from providers import adopted_table
@@ -488,25 +491,83 @@ def test_check_reports_bad_inputs_by_name(aws: Calls) -> None:
     assert "3..255" in failed["table_name"]
 
 
-def test_the_serialized_provider_loads_in_the_dynamic_provider_process() -> None:
-    # GIVEN the provider serialized the way Pulumi stores it in the state
+#: Run by a fresh interpreter in another directory: loads the serialized provider the way the
+#: SDK's dynamic provider host does (pulumi/dynamic/__main__.py `get_provider`:
+#: `dill.loads(base64.b64decode(props["__provider"]))`), then refreshes (read), diffs and
+#: deletes an adopted table in moto.
+REFRESH_ELSEWHERE = """\
+import base64, json, sys
+
+import boto3, dill
+from moto import mock_aws
+
+args = json.loads(sys.argv[1])
+blob = sys.stdin.read()
+with mock_aws():
+    provider = dill.loads(base64.b64decode(blob))
+    ddb = boto3.client("dynamodb", region_name=args["region"])
+    name = args["table"]
+    arn = ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        Tags=[{"Key": args["marker"], "Value": "label 2026-01-01T00:00:00Z req-1"}],
+    )["TableDescription"]["TableArn"]
+    inputs = {"table_name": name, "region": args["region"], "poll_seconds": 0.1}
+    read = provider.read(name, inputs)
+    outs = read.outs
+    diff = provider.diff(name, outs, {**inputs, "table_name": name + "-other"})
+    provider.delete(name, outs)
+    table = ddb.describe_table(TableName=name)["Table"]
+    tags = [t["Key"] for t in ddb.list_tags_of_resource(ResourceArn=arn)["Tags"]]
+print(json.dumps({
+    "class": type(provider).__name__,
+    "project_modules": sorted(m for m in sys.modules if m.split(".")[0] in args["own"]),
+    "read_id": read.id,
+    "read_arn": outs["table_arn"],
+    "read_backfill": outs["backfill_request_id"],
+    "key_names": outs["key_names"],
+    "replaces": diff.replaces,
+    "status_after_delete": table["TableStatus"],
+    "tags_after_delete": tags,
+    "arn": arn,
+}))
+"""
+
+
+def test_the_serialized_provider_refreshes_and_deletes_from_any_directory(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the provider serialized by the SDK's own serializer, as it is stored in the state
     from pulumi.dynamic.dynamic import serialize_provider
 
     blob = serialize_provider(AdoptedTableProvider())
-    # WHEN a fresh interpreter in the project directory (as the engine runs dynamic
-    # providers) deserializes it
-    code = (
-        "import base64, sys, dill; "
-        "p = dill.loads(base64.b64decode(sys.stdin.read())); "
-        "print(type(p).__name__, p.diff('a', {'table_name': 'a'}, {'table_name': 'b'}).replaces)"
+    # WHEN a fresh interpreter started in another directory, without the repository on its
+    # path (an Automation API program, a CI job elsewhere, the module moved or renamed since),
+    # loads it and runs refresh (read), diff and delete against moto
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    script = tmp_path / "refresh.py"
+    script.write_text(REFRESH_ELSEWHERE)
+    own = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file())
+    args = {"region": REGION, "table": unique(), "marker": MARKER_TAG, "own": own}
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(args)], input=blob, capture_output=True,
+        text=True, cwd=tmp_path, env=env, timeout=120, check=False,
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], input=blob, capture_output=True, text=True,
-        cwd=ROOT, check=True,
-    ).stdout
-    # THEN it is the provider and works
-    assert out.strip() == "AdoptedTableProvider ['table_name']"
-    assert base64.b64decode(blob)
+    # THEN it works, without importing a single module of the project
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["class"] == "AdoptedTableProvider"
+    assert result["project_modules"] == []
+    # AND read refreshed the live table, diff replaces on another name, delete forgot the
+    # table (only the backfill marker removed) and left it in place
+    assert result["read_id"] == args["table"] and result["read_arn"] == result["arn"]
+    assert result["read_backfill"] == "req-1" and result["key_names"] == ["id"]
+    assert result["replaces"] == ["table_name"]
+    assert result["status_after_delete"] == "ACTIVE"
+    assert MARKER_TAG not in result["tags_after_delete"]
 
 
 def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow() -> None:
@@ -562,3 +623,72 @@ def test_deletion_protection_someone_turned_on_is_left_on(aws: Calls) -> None:
     # THEN it is still on: no UpdateTable touched it
     assert ddb().describe_table(TableName=name)["Table"]["DeletionProtectionEnabled"] is True
     assert not [p for p in aws.of("UpdateTable") if "DeletionProtectionEnabled" in p]
+
+
+# --- provider_version: changes with behaviour, not with comments or docstrings --------------
+
+
+def _version_of(source: str, where: Path) -> str:
+    """PROVIDER_VERSION of the provider module with this source, loaded from another file."""
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / "edited_adopted_table.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"edited_{uuid.uuid4().hex}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.PROVIDER_VERSION)
+
+
+SOURCE = Path(adopted_table.__file__).read_text()
+TOP_LEVEL = [i for i, line in enumerate(SOURCE.splitlines()) if line.startswith(("def ", "class "))]
+
+
+def test_the_version_of_the_unedited_module_is_the_imported_one(tmp_path: Path) -> None:
+    assert _version_of(SOURCE, tmp_path) == PROVIDER_VERSION
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    at=st.sampled_from(TOP_LEVEL),
+    note=st.text(st.characters(blacklist_categories=["Cc", "Cs", "Zl", "Zp"]), max_size=40),
+)
+def test_a_comment_anywhere_keeps_the_version(tmp_path: Path, at: int, note: str) -> None:
+    # GIVEN the module with a comment line added before a top-level definition
+    lines = SOURCE.splitlines(keepends=True)
+    edited = "".join([*lines[:at], f"# {note}\n", *lines[at:]])
+    # THEN its version is the same
+    assert _version_of(edited, tmp_path) == PROVIDER_VERSION
+
+
+def test_docstring_edits_keep_the_version(tmp_path: Path) -> None:
+    # GIVEN the module docstring, a class docstring and a method docstring reworded
+    edited = (
+        SOURCE.replace("AdoptedTable: take over a DynamoDB table", "AdoptedTable: adopt a table", 1)
+        .replace('"""CRUD of an adopted table.', '"""Create, read, update, delete.', 1)
+        .replace('"""Forget the table. Never deletes', '"""Forgets the table; never deletes', 1)
+    )
+    assert edited.count('"""') == SOURCE.count('"""') and edited != SOURCE
+    # AND a trailing comment on a code line
+    edited = edited.replace("REPLACE_KEYS = (", "REPLACE_KEYS = (  # replace, never update\n", 1)
+    # THEN the version is the same
+    assert _version_of(edited, tmp_path) == PROVIDER_VERSION
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ('MARKER_TAG = "dms-event-bus:backfill"', 'MARKER_TAG = "dms-event-bus:backfill-v2"'),
+        ('"wait_timeout_seconds": 1800,', '"wait_timeout_seconds": 1801,'),
+        ('REPLACE_KEYS = ("table_name", "region")', 'REPLACE_KEYS = ("table_name",)'),
+        ("not 3 <= len(name) <= 255", "not 1 <= len(name) <= 255"),
+    ],
+)
+def test_a_behaviour_edit_changes_the_version(tmp_path: Path, before: str, after: str) -> None:
+    # GIVEN the module with one behaviour changed
+    assert SOURCE.count(before) == 1, before
+    edited = SOURCE.replace(before, after)
+    # THEN its version differs
+    assert _version_of(edited, tmp_path) != PROVIDER_VERSION
