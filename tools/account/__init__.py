@@ -1,0 +1,1 @@
+"""Account-level preflight and bootstrap (see tools/account_preflight.py, docs/account.md)."""
