@@ -1,9 +1,9 @@
 """SQL side of the legacy writeback: version-guarded multi-row statements and their executors.
 
 Pure statement builders (one statement per table per batch) for PostgreSQL and MySQL/MariaDB,
-and two executors with one interface: a DB-API connection (pg8000, whose batch goes out as one
-pipelined round trip, or PyMySQL; both pure Python) and the RDS Data API. No pulumi/pydantic
-imports; drivers are imported lazily.
+and two executors with one interface: a database connection (psycopg 3, whose batch goes out
+as one pipeline through its public `Connection.pipeline()`, or PyMySQL) and the RDS Data API.
+No pulumi/pydantic imports; drivers are imported lazily.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -374,17 +373,18 @@ class Executor(Protocol):
 
 
 class DbApiExecutor:
-    """A pg8000 (`postgres`) or PyMySQL (`mysql`) connection in autocommit mode.
+    """A psycopg 3 (`postgres`) or PyMySQL (`mysql`) connection in autocommit mode.
 
     `round_trips` counts network round trips: a request written and flushed, then its
     answer awaited.
 
     PostgreSQL: statements use the `json` parameter style (a table's rows in one json
-    parameter), and a batch's statements are sent as ONE pipeline of the extended query protocol
-    (Parse/Bind/Describe/Execute per statement, one Sync, one flush; see `pg_pipeline`), so a
-    batch is one round trip whatever its number of tables. Without BEGIN, everything before
-    the Sync runs in one implicit transaction: all statements commit together, or an error
-    rolls all of them back. A probe is wrapped in BEGIN .. ROLLBACK in the same pipeline.
+    parameter), and a batch's statements go out in ONE psycopg pipeline (`conn.pipeline()`:
+    no Sync until the block ends), so a batch is one round trip whatever its number of
+    tables. In autocommit, everything up to that Sync runs in one implicit transaction: all
+    statements commit together, or an error rolls all of them back. A probe runs inside
+    `conn.transaction(force_rollback=True)` (BEGIN, the pipeline, ROLLBACK: three round
+    trips, only when a batch is being bisected).
 
     MySQL/MariaDB: one statement per round trip; a batch of more than one statement is
     wrapped in BEGIN/COMMIT (PyMySQL has no pipelining; multi-statements stay disabled).
@@ -396,24 +396,40 @@ class DbApiExecutor:
         self.style = "json" if dialect == "postgres" else "format"
         self.max_params = MAX_PARAMS["postgres_json" if dialect == "postgres" else dialect]
         self.round_trips = 0
-        no_delay(connection)
 
     # -- PostgreSQL ---------------------------------------------------------------------
+    def _pipeline(self, statements: Sequence[Statement]) -> int:
+        """The statements in one pipeline; the sum of their (deleted, upserted) counts."""
+        import psycopg
+
+        conn = self.connection
+        with conn.pipeline():
+            cursors = []
+            for statement in statements:
+                # RawCursor: the statements' own `$n` placeholders; prepare=False: unnamed
+                # statements only (nothing left behind on the server or a pooler)
+                cursor = psycopg.RawCursor(conn)
+                cursor.execute(statement.sql, statement.params, prepare=False)
+                cursors.append(cursor)
+        changed = 0
+        for cursor in cursors:
+            deleted, upserted = cursor.fetchone() or (0, 0)
+            changed += int(deleted) + int(upserted)
+            cursor.close()
+        return changed
+
     def _run_postgres(self, statements: Sequence[Statement], commit: bool) -> int:
-        steps: list[tuple[str, Sequence[Any]]] = [(s.sql, s.params) for s in statements]
-        if not commit:
-            steps = [("BEGIN", ()), *steps, ("ROLLBACK", ())]
-        self.round_trips += 1
         try:
-            rows = pg_pipeline(self.connection, steps)
+            if commit:
+                self.round_trips += 1
+                return self._pipeline(statements)
+            self.round_trips += 3
+            with self.connection.transaction(force_rollback=True):
+                return self._pipeline(statements)
         except Exception as exc:
-            if getattr(self.connection, "_transaction_status", None) == b"E":
-                # the probe's explicit transaction is left failed: end it
-                self._rollback()
             if is_data_error(self.dialect, exc):
                 raise DataError(_error_text(exc)) from exc
             raise
-        return sum(int(deleted) + int(upserted) for deleted, upserted in rows)
 
     # -- MySQL/MariaDB ------------------------------------------------------------------
     def _execute(self, sql: str, params: Sequence[Any] | None) -> int:
@@ -447,10 +463,7 @@ class DbApiExecutor:
     def _rollback(self) -> None:
         try:
             self.round_trips += 1
-            if self.dialect == "postgres":
-                self.connection.execute_simple("ROLLBACK")
-            else:
-                self.connection.cursor().execute("ROLLBACK")
+            self.connection.cursor().execute("ROLLBACK")
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass
 
@@ -472,77 +485,6 @@ class DbApiExecutor:
         return None
 
 
-def pg_pipeline(connection: Any, steps: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-    """Run `steps` (SQL with `$n` placeholders, values) on a pg8000 connection in ONE round
-    trip; return the result rows of all steps, in order.
-
-    Writes, for each step, Parse (unnamed statement, parameter types inferred by the server,
-    as pg8000 itself does), Bind (values as text, made by pg8000's own converters),
-    Describe (portal) and Execute; then a single Sync, and flushes once. The server answers
-    everything up to its ReadyForQuery, which pg8000's message loop reads (and raises the
-    first ErrorResponse from). After an error the server skips to the Sync; outside an
-    explicit BEGIN the whole pipeline is one implicit transaction and is rolled back.
-
-    Uses pg8000's connection internals (`_sock`, `py_types`, `handle_messages`), pinned by
-    the package's `pg8000>=1.31,<2`; tests/test_writeback_pg.py counts the round trips.
-    """
-    from pg8000.converters import make_params
-    from pg8000.core import Context
-    from pg8000.exceptions import InterfaceError
-
-    encoding = getattr(connection, "_client_encoding", "utf8")
-    out = bytearray()
-    for sql, values in steps:
-        body = bytearray(b"\x00")
-        body += sql.encode(encoding) + b"\x00" + _H.pack(0)
-        out += _message(b"P", body)
-        params = make_params(connection.py_types, values)
-        bind = bytearray(b"\x00\x00" + _H.pack(0) + _H.pack(len(params)))
-        for param in params:
-            if param is None:
-                bind += _i.pack(-1)
-            else:
-                data = param.encode(encoding)
-                bind += _i.pack(len(data)) + data
-        bind += _H.pack(0)
-        out += _message(b"B", bind)
-        out += _message(b"D", b"P\x00")
-        out += _message(b"E", b"\x00" + _i.pack(0))
-    out += _message(b"S", b"")
-    sock = getattr(connection, "_sock", None)
-    if sock is None:
-        raise InterfaceError("connection is closed")
-    try:
-        sock.write(bytes(out))
-        sock.flush()
-    except OSError as exc:
-        raise InterfaceError("network error") from exc
-    context = Context(steps[0][0] if steps else "")
-    connection.handle_messages(context)
-    return list(context.rows or [])
-
-
-_H = struct.Struct("!H")
-_i = struct.Struct("!i")
-
-
-def _message(code: bytes, body: bytes | bytearray) -> bytes:
-    return code + _i.pack(len(body) + 4) + bytes(body)
-
-
-def no_delay(connection: Any) -> None:
-    """Turn Nagle's algorithm off on a pg8000 connection's socket (PyMySQL does it itself).
-
-    A multi-row statement's Bind message spans several TCP segments; with Nagle on, the last
-    one waits for the server's delayed ACK (~40 ms per batch on Linux).
-    """
-    import socket
-
-    sock = getattr(connection, "_usock", None)
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 #: MySQL server errors that are not about the data: retry the batch, blame no record
 #: (too many connections, shutdown, lock wait, deadlock, interrupted, killed, access denied,
 #: read-only server).
@@ -557,10 +499,11 @@ def is_data_error(dialect: str, exc: BaseException) -> bool:
     """Whether the database rejected the statement's data (blame a record) rather than
     failing for a reason every record shares (connection, deadlock, privileges)."""
     if dialect == "postgres":
-        info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
-        if info is None:  # pg8000 InterfaceError: connection lost, closed, ...
+        # psycopg: the server's SQLSTATE; None when the server did not answer (connection
+        # lost or closed, ...)
+        code = getattr(exc, "sqlstate", None)
+        if not isinstance(code, str):
             return False
-        code = str(info.get("C", ""))
         return code[:2] in _PG_DATA_CLASSES and code != "42501"
     number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     if number is None or 2000 <= number < 3000:  # client errors: lost connection, ...
@@ -569,9 +512,11 @@ def is_data_error(dialect: str, exc: BaseException) -> bool:
 
 
 def _error_text(exc: BaseException) -> str:
-    if exc.args and isinstance(exc.args[0], dict):  # pg8000: {'S': 'ERROR', 'C': .., 'M': ..}
-        info = exc.args[0]
-        return f"{info.get('C', '')} {info.get('M', '')}".strip()
+    code = getattr(exc, "sqlstate", None)
+    if isinstance(code, str):  # psycopg: SQLSTATE and the server's primary message
+        diag = getattr(exc, "diag", None)
+        message = getattr(diag, "message_primary", None) or str(exc)
+        return f"{code} {message}".strip()
     return " ".join(str(a) for a in exc.args) or type(exc).__name__
 
 
@@ -698,27 +643,33 @@ def data_api_parameters(values: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def connect(target: dict[str, Any], username: str, password: str) -> Any:
-    """Open a direct autocommit connection to the target (`kind` postgres or mysql)."""
+    """Open a direct autocommit connection to the target (`kind` postgres or mysql).
+
+    TLS (`tls`, the default): the server's certificate and host name are verified against
+    the CA certificates this Python trusts (what `ssl.create_default_context()` loads)."""
     import ssl
 
     tls = target.get("tls", True)
     timeout = int(target.get("connect_timeout_seconds", 5))
-    context: ssl.SSLContext | None = ssl.create_default_context() if tls else None
     if target["kind"] == "postgres":
-        import pg8000.dbapi
+        import psycopg
 
-        conn = pg8000.dbapi.connect(
+        tls_settings: dict[str, Any] = _pg_tls() if tls else {"sslmode": "disable"}
+        return psycopg.connect(
             user=username,
             password=password,
             host=target["host"],
             port=int(target["port"]),
-            database=target["database"],
-            ssl_context=context,
-            timeout=max(timeout, 30),
+            dbname=target["database"],
+            connect_timeout=timeout,
             application_name="dms-event-bus-writeback",
+            autocommit=True,
+            # a peer that stops acknowledging is given up after 30 s (not at the Lambda
+            # timeout): the batch fails and is retried on a new connection
+            tcp_user_timeout=30_000,
+            **tls_settings,
         )
-        conn.autocommit = True
-        return conn
+    context: ssl.SSLContext | None = ssl.create_default_context() if tls else None
     import pymysql
 
     return pymysql.connect(
@@ -738,3 +689,16 @@ def connect(target: dict[str, Any], username: str, password: str) -> Any:
 
 
 Connector = Callable[[], Any]
+
+
+def _pg_tls() -> dict[str, str]:
+    """libpq's TLS settings: verify-full against the CA file Python's own OpenSSL trusts
+    (libpq in psycopg's binary wheel brings its own OpenSSL, whose default paths need not
+    exist on the Lambda runtime); libpq's `system` store when there is no such file."""
+    import os
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    cafile = next((f for f in (paths.cafile, paths.openssl_cafile) if f and os.path.isfile(f)),
+                  "system")
+    return {"sslmode": "verify-full", "sslrootcert": cafile}

@@ -7,6 +7,7 @@ affected-row count (0 when the guard kept the row) is checked as well.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -53,8 +54,11 @@ class Legacy:
         admin.close()
         self.legacy_table = f"{self.db.dbname}.orders"
         self.cfg = config(TABLE, self.legacy_table, kind="mysql")
-        self.conn = self.db.connect(autocommit=True)
-        self.wire = WireCounter(self.conn)  # network round trips, counted on the connection
+        # the handler's connection, through a proxy counting its network round trips
+        self.wire = WireCounter(self.db.host, self.db.port)
+        self.conn = replace(self.db, host=self.wire.host, port=self.wire.port).connect(
+            autocommit=True)
+        self.wire.round_trips = 0  # from here on: the handler's work, not the login
         self.executor = DbApiExecutor(self.conn, "mysql")
         self.check = self.db.connect(autocommit=True)
 

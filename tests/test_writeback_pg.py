@@ -24,7 +24,7 @@ from handlers.writeback import (
     statements_for,
 )
 from tests.servers import DbServer, postgres  # noqa: F401
-from tests.writeback_support import MotoStream, Records, WireCounter, config, item
+from tests.writeback_support import MotoStream, Records, WireCounter, config, item, pg_connect
 
 TABLE = "dmsbus-test-ingest-orders"
 LEGACY = "sales.orders"
@@ -82,8 +82,10 @@ class Legacy:
         cur.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA sales TO {self.db.user}")
         cur.execute(f"GRANT USAGE ON SCHEMA sales TO {self.db.user}")
         admin.close()
-        self.conn = self.db.connect(autocommit=True)  # the handler's connection
-        self.wire = WireCounter(self.conn)  # its network round trips, counted on the socket
+        # the handler's connection, through a proxy counting its network round trips
+        self.wire = WireCounter(self.db.host, self.db.port)
+        self.conn = pg_connect(self.db, self.wire)
+        self.wire.round_trips = 0  # from here on: the handler's work, not the login
         self.executor = DbApiExecutor(self.conn, "postgres")
         self.check = self.db.connect(autocommit=True)
 

@@ -3,12 +3,16 @@ them), a mapping config, and the write path's item shape (docs/ingest-api.md).""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import uuid
 from typing import Any
 
 import boto3
 
 from handlers.writeback import Config
+from handlers.writeback_sql import connect
 from tests.e2e.lambda_events import to_lambda_record
 
 REGION = "eu-west-1"
@@ -129,54 +133,63 @@ class MotoStream:
         return [to_lambda_record(r, self.arn, REGION) for r in out["Records"]]
 
 
+def pg_connect(db: Any, wire: WireCounter | None = None) -> Any:
+    """The handler's own kind of connection (`writeback_sql.connect`: psycopg, autocommit;
+    TLS off on loopback) to a test database (`tests.servers.DbServer`), through `wire`'s
+    proxy when given."""
+    host, port = (wire.host, wire.port) if wire else (db.host, db.port)
+    target = {"kind": "postgres", "host": host, "port": port, "database": db.dbname,
+              "tls": False}
+    return connect(target, db.user, db.password)
+
+
 class WireCounter:
-    """Counts a DB-API connection's network round trips, independently of the executor: a
-    request sent, then its answer read. pg8000: a flush of its socket file followed by a
-    read; PyMySQL: a packet written followed by a read."""
+    """Counts the network round trips of connections made through it, independently of the
+    driver: a loopback TCP proxy in front of the database server. A round trip is the server
+    answering after the client has sent something (a client that sends again before the
+    answer has arrived does not add one: that is pipelining). Connect to `host`:`port`
+    instead of the server's own address."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, server_host: str, server_port: int) -> None:
         self.round_trips = 0
-        self._sent = False
-        if hasattr(connection, "_write_bytes"):  # PyMySQL
-            write, read = connection._write_bytes, connection._read_bytes
+        self._upstream = (server_host, server_port)
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = self._listener.getsockname()[:2]
+        threading.Thread(target=self._accept, daemon=True).start()
 
-            def write_bytes(data: bytes) -> None:
-                self._sent = True
-                write(data)
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.create_connection(self._upstream)
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sent = [False]  # this connection: the client sent since the last answer
+            threading.Thread(target=self._pump, args=(client, server, sent, True),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, sent, False),
+                             daemon=True).start()
 
-            def read_bytes(num: int) -> bytes:
-                self._answer()
-                data: bytes = read(num)
-                return data
+    def _pump(self, source: socket.socket, sink: socket.socket, sent: list[bool],
+              from_client: bool) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                with self._lock:
+                    if from_client:
+                        sent[0] = True
+                    elif sent[0]:
+                        self.round_trips += 1
+                        sent[0] = False
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
-            connection._write_bytes = write_bytes
-            connection._read_bytes = read_bytes
-        else:  # pg8000 writes to and reads from `_sock`, a buffered file over the socket
-            connection._sock = _CountingFile(connection._sock, self)
-
-    def _answer(self) -> None:
-        if self._sent:
-            self.round_trips += 1
-            self._sent = False
-
-
-class _CountingFile:
-    def __init__(self, inner: Any, counter: WireCounter) -> None:
-        self._inner = inner
-        self._counter = counter
-
-    def write(self, data: bytes) -> int:
-        written: int = self._inner.write(data)
-        return written
-
-    def flush(self) -> None:
-        self._counter._sent = True
-        self._inner.flush()
-
-    def read(self, size: int = -1) -> bytes:
-        self._counter._answer()
-        data: bytes = self._inner.read(size)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    def close(self) -> None:
+        self._listener.close()
