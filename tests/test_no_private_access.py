@@ -75,7 +75,8 @@ def private_accesses(root: Path, folders: tuple[str, ...] = SCANNED) -> list[str
                   and isinstance(node.args[1].value, str) and _private(node.args[1].value)):
                 name = node.args[1].value
             if name is not None and name not in own:
-                found.append(f"{rel}:{node.lineno}: private attribute {name!r} in "
+                line = getattr(node, "lineno", 0)
+                found.append(f"{rel}:{line}: private attribute {name!r} in "
                              f"`{ast.unparse(node)}`")
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 parts = node.module.split(".")
