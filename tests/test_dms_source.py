@@ -35,7 +35,7 @@ from components.stream_mapping import MappingSettings, stream_mapping
 from components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
 from settings import ConfigError, StackSettings, load_settings
 from settings.stackfile import project_config, read_stack_config
-from tools.mockrun import ACCOUNT, Declared, Plan, run_program
+from tools.mockrun import ACCOUNT, Declared, Plan, run_program, run_stack
 from tools.plan import main as plan_main
 
 TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:dmsbus-test-alarms"
@@ -850,6 +850,38 @@ def test_every_encrypted_dms_resource_names_the_stack_key(
             for key in KEY_INPUT[resource.type]:
                 value = (value or {}).get(key)
             assert value == KMS_KEY, f"{resource.name}: {'.'.join(KEY_INPUT[resource.type])}"
+
+
+def test_whole_program_cmk_stack_dms_reaches_the_tables_key(tmp_path: Path) -> None:
+    # GIVEN a stack file of its own: a customer-managed key, a replication instance
+    raw = realistic_raw(
+        capacity={"mode": "instance", "engine_version": "3.5.4",
+                  "auto_minor_version_upgrade": False}
+    )
+    config = {
+        "aws:region": "eu-west-1",
+        "dms-event-bus:encryption": {"kms_key_arn": KMS_KEY},
+        **{f"dms-event-bus:{k}": v for k, v in raw.items()},
+    }
+    (tmp_path / "Pulumi.keyed.yaml").write_text(yaml.safe_dump({"config": config}))
+    # WHEN the whole program runs
+    plan = run_stack("keyed", stack_dir=tmp_path)
+    # THEN the waypoint tables DMS writes use the key ...
+    tables = {t.inputs["name"]: t for t in plan.of_type(TABLE)}
+    policy = target_policy(plan)
+    for name in dms_table_names("keyed")[:4]:
+        assert tables[name].inputs["serverSideEncryption"]["kmsKeyArn"] == KMS_KEY
+        # ... and the DMS target role may write them and decrypt their key through DynamoDB
+        assert dms_reaches(policy, name) and key_reaches(policy, name), name
+    # AND every encryptable DMS resource names the same key
+    component = only(plan, "dms-event-bus:index:DmsSource")
+    encrypted = [c for c in plan.children_of(component) if c.type in KEY_INPUT]
+    assert len(encrypted) == 4
+    for resource in encrypted:
+        value: Any = resource.inputs
+        for key in KEY_INPUT[resource.type]:
+            value = (value or {}).get(key)
+        assert value == KMS_KEY, resource.name
 
 
 def test_without_a_customer_key_nothing_names_one(serverless_plan: Plan) -> None:
