@@ -38,6 +38,8 @@ class Declared:
     parent: str
     custom: bool
     dependencies: list[str] = field(default_factory=list)
+    id: str = ""
+    """The id the mocks gave it (what other resources receive as its `id`)."""
 
     @property
     def short_type(self) -> str:
@@ -158,6 +160,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     parent=request.parent,
                     custom=bool(request.custom),
                     dependencies=list(request.dependencies),
+                    id=response.id,
                 )
             )
         return response

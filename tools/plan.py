@@ -5,6 +5,12 @@ declare, as a tree by component, with the settings that matter.
     python -m tools.plan --stack prod --json  # machine-readable
 
 No AWS account, no Pulumi CLI needed. A bad stack file exits 2 with the config error.
+
+AWS's own limits (name lengths, policy and environment sizes, mapping ranges, dashboard
+size: `tools.aws_limits`, docs/limits.md) are checked twice: on the stack config before
+anything is declared, then on every declared resource. Any violation exits 2 with one line
+per violation naming the resource, the limit and the fix; the last line sums the checks:
+`AWS limits: N rules, M resources checked, K violations`.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from settings import ConfigError
+from settings import ConfigError, load_settings
+from settings.stackfile import ROOT, project_config, read_stack_config
+from tools.aws_limits import Report, config_problems, evaluate
 from tools.mockrun import Declared, Plan, run_stack
 
 #: The settings worth seeing per resource type: (label, function of inputs).
@@ -152,6 +160,25 @@ def render_tree(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def check_config(stack: str, stack_dir: Path | None) -> list[str]:
+    """The stack config's values AWS would refuse (before anything is declared).
+    Raises ConfigError / FileNotFoundError like the program does."""
+    raw = project_config(read_stack_config(stack, stack_dir or ROOT))
+    return config_problems(load_settings(stack, raw))
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    return {
+        "rules": report.rules,
+        "resources_checked": report.resources_checked,
+        "violations": [
+            {"resource": v.resource, "type": v.type, "rule": v.rule,
+             "message": v.message, "fix": v.fix}
+            for v in report.violations
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", default="dev", help="stack name (Pulumi.<stack>.yaml)")
@@ -163,22 +190,35 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_REGION", "eu-west-1")
     try:
+        problems = check_config(args.stack, args.stack_dir)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:  # ValueError: no mapping
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if problems:
+        print(f"error: stack '{args.stack}': config exceeds AWS limits (nothing declared):",
+              file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    try:
         plan = run_stack(args.stack, stack_dir=args.stack_dir)
-    except ConfigError as exc:
+    except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = evaluate(plan)
     if args.json:
         print(json.dumps(
             {"stack": plan.stack, "resources": [
                 {"type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs}
-                for r in plan.resources], "outputs": plan.exports},
+                for r in plan.resources], "outputs": plan.exports,
+             "limits": report_json(report)},
             indent=2, default=str))
     else:
         print(render_tree(plan))
-    return 0
+    for violation in report.violations:
+        print(f"error: {violation.line()}", file=sys.stderr)
+    print(report.summary(), file=sys.stderr if args.json else sys.stdout)
+    return 2 if report.violations else 0
 
 
 if __name__ == "__main__":
