@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from handlers import writeback
+from handlers import writeback, writeback_sql
 from handlers.writeback import (
     Config,
     DataError,
@@ -626,3 +628,16 @@ def test_any_order_and_split_ends_at_the_newest_version_and_replay_changes_nothi
     assert legacy.rows() == expected
     if not any(s.delete for s in steps):
         assert replayed == 0
+
+
+def test_tls_is_required_and_verified_by_default(postgres: DbServer) -> None:  # noqa: F811
+    # GIVEN a target without `tls: false`, and a server that offers no TLS
+    target = {"kind": "postgres", "host": postgres.host, "port": postgres.port,
+              "database": postgres.dbname}
+    # THEN the connection asks libpq for verify-full against a CA file that exists
+    tls = writeback_sql._pg_tls()
+    assert tls["sslmode"] == "verify-full"
+    assert tls["sslrootcert"] == "system" or Path(tls["sslrootcert"]).is_file()
+    # AND it refuses to fall back to plain text
+    with pytest.raises(psycopg.OperationalError, match="SSL"):
+        writeback_sql.connect(target, postgres.user, postgres.password)
