@@ -64,9 +64,16 @@ def _steps(job: dict[str, Any]) -> list[dict[str, Any]]:
     return list(job.get("steps") or [])
 
 
+def _is_pulumi_action(step: dict[str, Any]) -> bool:
+    return str(step.get("uses", "")).startswith("pulumi/actions@")
+
+
 def _pulumi_step(job: dict[str, Any]) -> dict[str, Any]:
-    found = [s for s in _steps(job) if str(s.get("uses", "")).startswith("pulumi/actions@")]
-    assert len(found) == 1, "expected exactly one pulumi/actions step"
+    """The job's one pulumi/actions step that runs a command (others only install the CLI)."""
+    found = [
+        s for s in _steps(job) if _is_pulumi_action(s) and (s.get("with") or {}).get("command")
+    ]
+    assert len(found) == 1, "expected exactly one pulumi/actions step with a command"
     return found[0]
 
 
@@ -230,6 +237,10 @@ def test_pull_request_workflow_lints_and_tests_before_previewing():
         "pytest",
     ):
         assert needed in runs, needed
+    # the runtime dependencies are the lock's before tools/dev.sh adds the rest
+    locked = [i for i, s in enumerate(_steps(checks)) if "-r requirements.txt" in str(s.get("run"))]
+    setup = [i for i, s in enumerate(_steps(checks)) if "tools/dev.sh setup" in str(s.get("run"))]
+    assert len(locked) == 1 and len(setup) == 1 and locked[0] < setup[0]
     dev_sh = (ROOT / "tools" / "dev.sh").read_text()
     for needed in ("'.[dev,drivers]'", "npm ci --prefix tools/node"):
         assert needed in dev_sh, f"tools/dev.sh no longer runs {needed}"
@@ -301,3 +312,197 @@ def test_ci_runs_the_python_the_project_supports_as_its_floor():
                     versions[f"{path.name}:{job_id}"] = str(step["with"]["python-version"])
     assert versions, "no setup-python step found"
     assert set(versions.values()) == {"3.11"}, versions
+
+
+# --- backend, secrets provider, stack creation ------------------------------------------------
+
+STACK_SCRIPT = ROOT / ".github" / "scripts" / "pulumi-stack.sh"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+#: (workflow, job, mode of the stack script, stack argument)
+PULUMI_JOBS = [
+    ("pr.yml", "preview", "preview", "${{ matrix.stack }}"),
+    ("deploy.yml", "up-dev", "deploy", "dev"),
+    ("deploy.yml", "up-prod", "deploy", "prod"),
+]
+BACKEND_ENV = {
+    "PULUMI_BACKEND_URL": "${{ vars.PULUMI_BACKEND_URL }}",
+    "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+    "PULUMI_SECRETS_PROVIDER": "${{ vars.PULUMI_SECRETS_PROVIDER }}",
+    "PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER": "true",
+}
+
+
+def _index(steps: list[dict[str, Any]], what: str, pick: Any) -> int:
+    found = [i for i, step in enumerate(steps) if pick(step)]
+    assert len(found) == 1, f"expected one step that {what}, found {len(found)}"
+    return found[0]
+
+
+@pytest.mark.parametrize(("name", "job_id", "mode", "stack"), PULUMI_JOBS)
+def test_pulumi_jobs_log_in_and_select_the_stack_from_repository_settings(
+    name: str, job_id: str, mode: str, stack: str
+) -> None:
+    # GIVEN a job that runs Pulumi
+    job = load(name)["jobs"][job_id]
+    # THEN backend, token and secrets provider come from repository variables/secrets, and the
+    # CLI falls back to the secrets provider recorded in the stack's state
+    env = job.get("env") or {}
+    assert {k: env.get(k) for k in BACKEND_ENV} == BACKEND_ENV
+    # AND the steps run in order: CLI, `pulumi install`, AWS credentials, login + stack, command
+    steps = _steps(job)
+    cli = _index(steps, "installs the CLI", lambda s: _is_pulumi_action(s)
+                 and not (s.get("with") or {}).get("command"))
+    install = _index(steps, "runs pulumi install", lambda s: s.get("run") == "pulumi install")
+    aws = _index(steps, "configures AWS", lambda s: "configure-aws-credentials" in str(
+        s.get("uses", "")))
+    login = _index(steps, "runs the stack script", lambda s: ".github/scripts/pulumi-stack.sh"
+                   in str(s.get("run", "")))
+    command = steps.index(_pulumi_step(job))
+    assert cli < install < aws < login < command
+    assert steps[cli]["with"] == {"pulumi-version": "${{ env.PULUMI_VERSION }}"}
+    # AND the stack script gets this job's mode and stack
+    run = str(steps[login]["run"]).split()
+    assert run[:3] == ["bash", ".github/scripts/pulumi-stack.sh", mode]
+    argument = run[3].strip('"')
+    if argument.startswith("$"):
+        argument = steps[login]["env"][argument.lstrip("$")]
+    assert argument == stack
+    assert _pulumi_step(job)["with"]["stack-name"] == stack
+    if mode == "preview":
+        # a stack the first deploy has not created yet is not previewed
+        assert steps[login]["id"] == "stack"
+        assert steps[command]["if"] == "steps.stack.outputs.exists == 'true'"
+
+
+def test_no_workflow_hard_codes_a_backend_or_a_secrets_provider() -> None:
+    for path in workflow_files():
+        text = path.read_text()
+        for value in ("s3://", "awskms://", "azblob://", "gs://", "file://", "app.pulumi.com",
+                      "PULUMI_CONFIG_PASSPHRASE"):
+            assert value not in text, f"{path.name} hard-codes {value}"
+
+
+def test_every_repository_variable_and_secret_of_the_workflows_is_documented() -> None:
+    import re
+
+    names = set()
+    for path in workflow_files():
+        names |= set(re.findall(r"\b(?:vars|secrets)\.([A-Z][A-Z0-9_]*)", path.read_text()))
+    names.discard("GITHUB_TOKEN")  # provided by GitHub
+    assert {"PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN", "PULUMI_SECRETS_PROVIDER"} <= names
+    runbook = RUNBOOK.read_text()
+    missing = sorted(n for n in names if f"`{n}`" not in runbook)
+    assert missing == [], f"docs/runbook.md does not document {missing}"
+
+
+STUB_PULUMI = """#!/usr/bin/env bash
+echo "$*" >> "$PULUMI_CALLS"
+if [ "$1 $2" = "stack ls" ]; then
+  [ -z "${FAIL_LS:-}" ] || { echo "error: could not reach the backend" >&2; exit 1; }
+  printf '%s' "$FAKE_STACKS"
+fi
+"""
+
+
+def _run_stack_script(
+    tmp_path: Path,
+    mode: str,
+    stack: str,
+    settings: dict[str, str],
+    stacks: list[str] | None = None,
+    **extra: str,
+) -> tuple[subprocess.CompletedProcess[str], list[str], str]:
+    """Run .github/scripts/pulumi-stack.sh with a `pulumi` on PATH that records its calls and
+    lists `stacks` as the backend's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stub = bin_dir / "pulumi"
+    stub.write_text(STUB_PULUMI)
+    stub.chmod(0o755)
+    calls, output = tmp_path / "calls", tmp_path / "github_output"
+    calls.write_text("")
+    output.write_text("")
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PULUMI_CALLS": str(calls),
+        "FAKE_STACKS": json.dumps([{"name": n} for n in stacks or []]),
+        "GITHUB_OUTPUT": str(output),
+        **settings,
+        **extra,
+    }
+    proc = subprocess.run(
+        ["bash", str(STACK_SCRIPT), mode, stack], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, check=False,
+    )
+    return proc, calls.read_text().splitlines(), output.read_text()
+
+
+S3 = {"PULUMI_BACKEND_URL": "s3://state-bucket/dms-event-bus?region=eu-west-1",
+      "PULUMI_SECRETS_PROVIDER": "awskms://alias/dmsbus-pulumi?region=eu-west-1"}
+
+
+def test_the_first_deploy_creates_the_stack_with_the_secrets_provider(tmp_path: Path) -> None:
+    # GIVEN a self-managed backend that has no `dev` stack yet
+    proc, calls, output = _run_stack_script(tmp_path, "deploy", "dev", S3, stacks=["prod"])
+    # THEN the script logs in to it and creates the stack with the KMS secrets provider
+    assert proc.returncode == 0, proc.stderr
+    assert calls == [
+        "login s3://state-bucket/dms-event-bus?region=eu-west-1",
+        "stack ls --json",
+        "stack select --create --secrets-provider "
+        "awskms://alias/dmsbus-pulumi?region=eu-west-1 dev",
+    ]
+    assert "exists=true" in output
+
+
+def test_a_later_deploy_selects_the_existing_stack(tmp_path: Path) -> None:
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "dev", S3, stacks=["dev", "prod"])
+    assert proc.returncode == 0, proc.stderr
+    assert calls[-1] == "stack select dev"
+    assert not [c for c in calls if "--create" in c]
+
+
+def test_pulumi_cloud_logs_in_with_the_token_and_uses_its_own_secrets(tmp_path: Path) -> None:
+    cloud = {"PULUMI_ACCESS_TOKEN": "pul-test"}
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "prod", cloud,
+                                       stacks=["acme/dms-event-bus/prod"])
+    assert proc.returncode == 0, proc.stderr
+    assert calls == ["login", "stack ls --json", "stack select prod"]
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "prod", cloud, stacks=[])
+    assert calls[-1] == "stack select --create --secrets-provider default prod"
+
+
+def test_a_preview_never_creates_a_stack(tmp_path: Path) -> None:
+    proc, calls, output = _run_stack_script(tmp_path, "preview", "dev", S3, stacks=[])
+    assert proc.returncode == 0, proc.stderr
+    assert calls == ["login s3://state-bucket/dms-event-bus?region=eu-west-1", "stack ls --json"]
+    assert output.strip() == "exists=false"
+    assert "first deploy creates it" in proc.stdout
+    proc, calls, output = _run_stack_script(tmp_path, "preview", "dev", S3, stacks=["dev"])
+    assert calls[-1] == "stack select dev" and output.strip() == "exists=true"
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        ({}, ["PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN"]),
+        ({"PULUMI_BACKEND_URL": S3["PULUMI_BACKEND_URL"]}, ["PULUMI_SECRETS_PROVIDER"]),
+        ({**S3, "PULUMI_SECRETS_PROVIDER": "passphrase"}, ["PULUMI_SECRETS_PROVIDER"]),
+    ],
+)
+def test_missing_or_unusable_settings_fail_with_one_line_naming_them(
+    tmp_path: Path, settings: dict[str, str], names: list[str]
+) -> None:
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "dev", settings, stacks=[])
+    assert proc.returncode == 1
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("::error::")]
+    assert len(errors) == 1 and all(n in errors[0] for n in names), proc.stderr
+    assert calls == []
+
+
+def test_an_unreachable_backend_fails_and_creates_nothing(tmp_path: Path) -> None:
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "dev", S3, stacks=[], FAIL_LS="1")
+    assert proc.returncode != 0
+    assert "could not reach the backend" in proc.stderr
+    assert not [c for c in calls if c.startswith("stack select")]
