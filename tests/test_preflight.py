@@ -110,6 +110,7 @@ def test_postgres_configured_for_cdc_passes_every_check(pg, capsys, monkeypatch)
         "max_wal_senders",
         "replication privilege",
         "primary keys",
+        "replica identity",
     }
     assert all(line.startswith("PASS ") for line in lines.values())
     assert "wal_level=logical" in lines["wal_level"]
@@ -194,6 +195,158 @@ def test_postgres_tasks_option_raises_the_slot_requirement(pg, capsys, monkeypat
     assert code == 1
     assert "need >= 12" in lines["max_replication_slots"]
     assert lines["max_replication_slots"].startswith("FAIL ")
+
+
+# --------------------------------------------------------------------------- replica identity
+
+#: columns whose values PostgreSQL can store out of line (TOAST): the table gets a TOAST table
+TOASTABLE = [
+    "text",
+    "varchar",
+    "varchar(5000)",
+    "bytea",
+    "json",
+    "jsonb",
+    "xml",
+    "int[]",
+    "numeric",
+    "tsvector",
+]
+#: columns that cannot make a row of (id, column) large enough to be TOASTed
+SMALL = [
+    "int",
+    "bigint",
+    "timestamptz",
+    "varchar(20)",
+    "char(10)",
+    "numeric(12,2)",
+    "uuid",
+    "boolean",
+    "date",
+    "bit(8)",
+]
+
+
+def _ri_lines(lines: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in lines.items() if k.startswith("replica identity")}
+
+
+def _fresh(pg: DbServer, *statements: str) -> DbServer:
+    db = pg.fresh_database("pf_ri")
+    conn = db.connect(autocommit=True)
+    cur = conn.cursor()
+    for statement in statements:
+        cur.execute(statement)
+    conn.close()
+    return db
+
+
+def _fix_of(line: str) -> str:
+    """The SQL statement of a replica-identity FAIL line's fix."""
+    fix = line.split(" — fix: ", 1)[1]
+    statement = fix.split(";", 1)[0] + ";"
+    assert statement.startswith("ALTER TABLE ") and statement.endswith(" REPLICA IDENTITY FULL;")
+    return statement
+
+
+def test_postgres_large_text_column_under_default_identity_fails_with_the_exact_fix(
+    pg, capsys, monkeypatch
+):
+    # GIVEN a table with a large text column under the default replica identity
+    db = _fresh(pg, "CREATE SCHEMA legacy",
+                "CREATE TABLE legacy.docs (id bigint PRIMARY KEY, title varchar(20), body text)")
+    # WHEN the preflight runs
+    code, lines, err = _run(capsys, monkeypatch, db, "postgres", "--schemas", "legacy")
+    # THEN it fails (exit 1) naming the table, its identity, the column, the fix and its cost
+    assert code == 1, (lines, err)
+    line = lines["replica identity legacy.docs"]
+    assert line.startswith("FAIL replica identity legacy.docs: replica identity DEFAULT")
+    assert "body (text)" in line and "title" not in line.split(" — fix: ")[0]
+    assert "fix: ALTER TABLE legacy.docs REPLICA IDENTITY FULL;" in line
+    assert "WAL" in line and "old row" in line and "UPDATE and DELETE" in line
+    # AND under FULL (the printed fix, run as printed) the same table passes
+    _sql_as_admin(db, _fix_of(line))
+    code, lines, err = _run(capsys, monkeypatch, db, "postgres", "--schemas", "legacy")
+    assert code == 0, (lines, err)
+    assert _ri_lines(lines) == {
+        "replica identity": "PASS replica identity: 1 table(s) with columns that can be "
+        "TOASTed in legacy, every one REPLICA IDENTITY FULL"
+    }
+
+
+def _sql_as_admin(db: DbServer, statement: str) -> None:
+    conn = db.connect(autocommit=True)
+    conn.cursor().execute(statement)
+    conn.close()
+
+
+def test_postgres_small_fixed_width_columns_pass_under_default_identity(pg, capsys, monkeypatch):
+    # GIVEN tables of small columns only (no row can reach the TOAST threshold), DEFAULT
+    db = _fresh(
+        pg,
+        "CREATE TABLE counters (id int PRIMARY KEY, n bigint, at timestamptz, "
+        "code varchar(20), kind char(10), price numeric(12,2), ref uuid, ok boolean)",
+        "CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz)",
+    )
+    # WHEN the preflight runs
+    code, lines, err = _run(capsys, monkeypatch, db, "postgres")
+    # THEN the replica identity check passes: nothing there can be TOASTed
+    assert code == 0, (lines, err)
+    assert _ri_lines(lines) == {
+        "replica identity": "PASS replica identity: no table with columns that can be "
+        "TOASTed in all user schemas"
+    }
+
+
+def test_postgres_which_column_types_need_full_identity(pg, capsys, monkeypatch):
+    # GIVEN one table per column type, each (id, that column), all under DEFAULT identity,
+    # and a wide table of bounded columns whose longest possible row passes the ~2 KB
+    # TOAST threshold (PostgreSQL gives it a TOAST table: its values can go out of line)
+    tables = {f"t_{i}": t for i, t in enumerate(TOASTABLE + SMALL)}
+    wide = ", ".join(f"c{i} varchar(20)" for i in range(30))
+    db = _fresh(
+        pg,
+        "CREATE SCHEMA kinds",
+        *(f"CREATE TABLE kinds.{name} (id int PRIMARY KEY, v {typ})"
+          for name, typ in tables.items()),
+        f"CREATE TABLE kinds.wide (id int PRIMARY KEY, {wide})",
+        "CREATE TABLE kinds.plain (id int PRIMARY KEY, v text)",
+        "ALTER TABLE kinds.plain ALTER COLUMN v SET STORAGE PLAIN",
+    )
+    # WHEN the preflight runs on that schema
+    code, lines, _ = _run(capsys, monkeypatch, db, "postgres", "--schemas", "kinds")
+    # THEN exactly the tables with a column that can be TOASTed fail (the decision is
+    # PostgreSQL's own: a TOAST table and a varlena column not stored PLAIN)
+    assert code == 1
+    failing = {k.removeprefix("replica identity kinds.") for k in _ri_lines(lines)}
+    expected = {name for name, typ in tables.items() if typ in TOASTABLE} | {"wide"}
+    assert failing == expected, {tables.get(n, n) for n in failing ^ expected}
+    assert all(v.startswith("FAIL ") for v in _ri_lines(lines).values())
+
+
+def test_postgres_replica_identity_fix_quotes_identifiers(pg, capsys, monkeypatch):
+    # GIVEN tables whose names need quoting, under DEFAULT and USING INDEX identities
+    db = _fresh(
+        pg,
+        'CREATE SCHEMA "Sales Dept"',
+        'CREATE TABLE "Sales Dept"."Order""Lines" (id int PRIMARY KEY, "Memo" jsonb)',
+        'CREATE TABLE "Sales Dept".select (id int PRIMARY KEY, blob bytea)',
+        'ALTER TABLE "Sales Dept".select REPLICA IDENTITY USING INDEX select_pkey',
+    )
+    # WHEN the preflight runs
+    code, lines, _ = _run(capsys, monkeypatch, db, "postgres", "--schemas", "Sales Dept")
+    assert code == 1
+    ri = _ri_lines(lines)
+    # THEN each fix is quoted as PostgreSQL needs it, and runs as printed
+    order = ri['replica identity "Sales Dept"."Order""Lines"']
+    assert 'fix: ALTER TABLE "Sales Dept"."Order""Lines" REPLICA IDENTITY FULL;' in order
+    assert '"Memo" (jsonb)' in order
+    select = ri['replica identity "Sales Dept"."select"']
+    assert "replica identity USING INDEX" in select
+    for line in ri.values():
+        _sql_as_admin(db, _fix_of(line))
+    code, lines, err = _run(capsys, monkeypatch, db, "postgres", "--schemas", "Sales Dept")
+    assert code == 0, (lines, err)
 
 
 # --------------------------------------------------------------------------- MariaDB

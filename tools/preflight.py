@@ -24,10 +24,12 @@ from tools.sourcedb import (
     MYSQL_LIKE,
     POSTGRES_LIKE,
     SourceError,
+    ToastTable,
     add_connection_args,
     connect,
     params_from_args,
     query_rows,
+    toast_tables,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_MANUAL = 0, 1, 2, 3
@@ -171,7 +173,58 @@ def check_postgres(conn: Any, schemas: list[str] | None = None, tasks: int = 1) 
         params,
     )
     checks.append(_no_pk_check([r[0] for r in no_pk], where))
+    checks.extend(replica_identity_checks(toast_tables(conn, where_sql, params), where))
     return checks
+
+
+#: columns named per FAIL line at most (a wide table lists the rest as a count)
+COLUMN_SAMPLE = 8
+#: what REPLICA IDENTITY FULL costs, printed with its fix
+FULL_COST = (
+    "cost: PostgreSQL then writes the whole old row, large values included, to the WAL for "
+    "every UPDATE and DELETE of the table (more WAL, slot disk and DMS reading on "
+    "update-heavy tables)"
+)
+
+
+def replica_identity_checks(tables: list[ToastTable], where: str) -> list[Check]:
+    """One FAIL per table that can hold TOASTed values without REPLICA IDENTITY FULL (with
+    its exact fix), else one PASS. Under any other identity, an UPDATE that leaves a
+    TOASTed value unchanged does not carry it in the replication stream (test_decoding:
+    ``unchanged-toast-datum``), so DMS cannot write it: it may vanish from the item, the
+    bus and every consumer."""
+    failing = [t for t in tables if not t.full]
+    if not failing:
+        found = (
+            f"{len(tables)} table(s) with columns that can be TOASTed in {where}, every one "
+            "REPLICA IDENTITY FULL"
+            if tables
+            else f"no table with columns that can be TOASTed in {where}"
+        )
+        return [Check("replica identity", True, found)]
+    checks = []
+    for t in failing:
+        cols = ", ".join(f"{_quote_ident(c)} ({typ})" for c, typ in t.columns[:COLUMN_SAMPLE])
+        if len(t.columns) > COLUMN_SAMPLE:
+            cols += f" and {len(t.columns) - COLUMN_SAMPLE} more"
+        checks.append(
+            Check(
+                f"replica identity {t.quoted}",
+                False,
+                f"replica identity {t.replica_identity}; columns that can be TOASTed: {cols}. "
+                "An UPDATE that leaves such a value unchanged does not carry it in the "
+                "replication stream, so it can vanish from the DynamoDB item, the bus and "
+                "every consumer",
+                f"{t.fix} ({FULL_COST})",
+            )
+        )
+    return checks
+
+
+def _quote_ident(name: str) -> str:
+    """A column name as PostgreSQL's quote_ident prints it (lower-case plain names bare)."""
+    plain = name.isidentifier() and name == name.lower() and name.isascii()
+    return name if plain else '"' + name.replace('"', '""') + '"'
 
 
 # --------------------------------------------------------------------------- MySQL / MariaDB

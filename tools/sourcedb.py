@@ -175,6 +175,110 @@ def query_rows(conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[An
         cur.close()
 
 
+# --------------------------------------------------------------------------- TOAST
+
+#: pg_class.relreplident -> the words of ALTER TABLE ... REPLICA IDENTITY
+REPLICA_IDENTITY = {"d": "DEFAULT", "f": "FULL", "n": "NOTHING", "i": "USING INDEX"}
+
+#: The largest value (header included) of a column, in bytes, as PostgreSQL's own
+#: type_maximum_size() computes it for the types whose type modifier bounds it
+#: (char/varchar: characters x the encoding's longest character; numeric(p,s); bit(n));
+#: NULL = unbounded (text, bytea, json, arrays, numeric without precision, ...).
+_MAX_BYTES = (
+    "CASE WHEN a.atttypmod < 0 THEN NULL "
+    "WHEN a.atttypid IN ('pg_catalog.bpchar'::regtype, 'pg_catalog.varchar'::regtype) "
+    "THEN (a.atttypmod - 4) * pg_encoding_max_length(d.encoding) + 4 "
+    "WHEN a.atttypid = 'pg_catalog.numeric'::regtype "
+    "THEN 8 + ((((a.atttypmod - 4) >> 16) & 65535) + 6) / 4 * 2 "
+    "WHEN a.atttypid IN ('pg_catalog.bit'::regtype, 'pg_catalog.varbit'::regtype) "
+    "THEN (a.atttypmod + 7) / 8 + 8 END"
+)
+#: a value no larger than a TOAST pointer (18 bytes, aligned to 24) is never moved out of line
+TOAST_POINTER_BYTES = 24
+#: a heap tuple's header (23 bytes + null bitmap, aligned)
+TUPLE_HEADER_BYTES = 24
+
+
+@dataclass(frozen=True)
+class ToastTable:
+    """A PostgreSQL table whose rows can hold values stored out of line (TOAST), and its
+    replica identity. An UPDATE that leaves such a value unchanged does not carry it in
+    the logical replication stream unless the identity is FULL (then the old row image
+    does)."""
+
+    schema: str
+    table: str
+    quoted: str  # schema.table as SQL needs it (quote_ident)
+    replica_identity: str  # DEFAULT | FULL | NOTHING | USING INDEX
+    columns: tuple[tuple[str, str], ...]  # (column, type) that can be TOASTed, in order
+
+    @property
+    def full(self) -> bool:
+        return self.replica_identity == "FULL"
+
+    @property
+    def fix(self) -> str:
+        return f"ALTER TABLE {self.quoted} REPLICA IDENTITY FULL;"
+
+
+def toast_threshold(block_size: int) -> int:
+    """PostgreSQL's TOAST_TUPLE_THRESHOLD: rows longer than this get values compressed or
+    moved out of line (2032 bytes with the default 8 kB blocks)."""
+    return ((block_size - 24) // 4 - 4) // 8 * 8
+
+
+def toast_tables(conn: Any, condition: str, params: Sequence[Any] = ()) -> list[ToastTable]:
+    """Ordinary tables (partitions included: each has its own identity) matching
+    ``condition`` (SQL on ``n`` = pg_namespace and ``c`` = pg_class) whose values
+    PostgreSQL can store out of line, with those columns.
+
+    The table-level decision is PostgreSQL's own: the table has a TOAST table (created when
+    its longest possible row can exceed the TOAST threshold). A column counts when it is
+    variable-length (pg_attribute.attlen = -1), not stored PLAIN (attstorage, which starts
+    as the type's typstorage) and either unbounded (text, bytea, json, arrays, numeric
+    without precision, ...) or bounded by its type modifier (varchar(n), char(n),
+    numeric(p,s), bit(n)) above a TOAST pointer's size in a row that stays longer than the
+    threshold even with every unbounded value moved out (a wide row of bounded columns).
+    """
+    rows = query_rows(
+        conn,
+        "SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
+        "c.relreplident, a.attname, format_type(a.atttypid, a.atttypmod), a.attlen, "
+        f"a.attstorage, {_MAX_BYTES}, current_setting('block_size')::int "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "CROSS JOIN pg_database d "
+        "WHERE d.datname = current_database() AND c.relkind = 'r' AND c.reltoastrelid <> 0 "
+        f"AND {condition} ORDER BY n.nspname, c.relname, a.attnum",
+        params,
+    )
+    grouped: dict[tuple[str, str, str, str], list[tuple[str, str, int, str, int | None]]] = {}
+    threshold = 0
+    for schema, table, quoted, ident, column, typ, attlen, storage, max_bytes, block in rows:
+        threshold = toast_threshold(int(block))
+        key = (str(schema), str(table), str(quoted), str(ident))
+        size = None if max_bytes is None else int(max_bytes)
+        grouped.setdefault(key, []).append((str(column), str(typ), int(attlen), str(storage),
+                                            size))
+    out = []
+    for (schema, table, quoted, ident), cols in grouped.items():
+        movable = [c for c in cols if c[2] == -1 and c[3] != "p"]
+        unbounded = [c for c in movable if c[4] is None]
+        # the longest row once every unbounded value is a TOAST pointer
+        rest = TUPLE_HEADER_BYTES + sum(
+            attlen if attlen > 0 else TOAST_POINTER_BYTES if size is None else size
+            for _, _, attlen, _, size in cols
+        )
+        bounded = [c for c in movable if c[4] is not None and c[4] > TOAST_POINTER_BYTES]
+        chosen = set(unbounded) | (set(bounded) if rest > threshold else set())
+        if chosen:
+            out.append(ToastTable(
+                schema, table, quoted, REPLICA_IDENTITY.get(ident, ident),
+                tuple((c[0], c[1]) for c in movable if c in chosen),
+            ))
+    return out
+
+
 def _one_line(exc: BaseException) -> str:
     # pg8000 puts a dict (severity, code, message) in args[0] for server errors
     if exc.args and isinstance(exc.args[0], dict):
