@@ -378,6 +378,72 @@ def test_target_pages_compare_a_replica_the_same_way(orders):
     assert table.different_sample == [{"key": {"id": "11"}, "columns": ["price"]}]
 
 
+def _remove(ddb: Any, target: str, key: int, *columns: str) -> None:
+    ddb.update_item(TableName=target, Key={"id": {"N": str(key)}},
+                    UpdateExpression="REMOVE " + ", ".join(columns))
+
+
+CAUSE = (
+    "  cause     legacy.orders columns note, doc (absent from 3 item(s)): replica identity "
+    "DEFAULT: unchanged TOASTed values are not in the replication stream; run "
+    "ALTER TABLE legacy.orders REPLICA IDENTITY FULL;"
+)
+
+
+def test_missing_large_column_on_a_table_without_full_identity_names_the_cause(
+    orders, ddb, monkeypatch, capsys
+):
+    # GIVEN a table under the default replica identity whose items lost large (TOASTable)
+    # values -- as when an UPDATE left them unchanged and the stream did not carry them --
+    # and one item that lost a small value (price numeric(12,2): never TOASTed)
+    db, target = orders
+    _remove(ddb, target, 1, "note")
+    _remove(ddb, target, 2, "note", "doc")
+    _remove(ddb, target, 4, "doc")
+    _remove(ddb, target, 5, "price")
+    # WHEN reconcile runs
+    args = _cli(db, monkeypatch, f"legacy.orders={target}:id")
+    code = reconcile.main(args)
+    out = capsys.readouterr().out
+    # THEN besides the differences it names the cause once: the table, the columns, the
+    # identity and the fix
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].endswith("missing 0, extra 0, different 4")
+    assert '  different {"id": "2"} columns: note, doc' in lines
+    assert '  different {"id": "5"} columns: price' in lines
+    assert [line for line in lines if line.lstrip().startswith("cause")] == [CAUSE]
+    # AND the JSON output carries it too
+    code = reconcile.main([*args, "--json"])
+    (table,) = json.loads(capsys.readouterr().out)["tables"]
+    assert (table["replica_identity"], table["absent_toastable"]) == (
+        "DEFAULT", {"note": 2, "doc": 2})
+
+    # WHEN the table is switched to REPLICA IDENTITY FULL (the lost values stay lost)
+    _sql(db, "ALTER TABLE legacy.orders REPLICA IDENTITY FULL")
+    code = reconcile.main(args)
+    out = capsys.readouterr().out
+    # THEN the differences remain, without that cause
+    assert code == 1
+    assert "different 4" in out.splitlines()[0]
+    assert "cause" not in out
+
+
+def test_missing_small_column_under_default_identity_names_no_cause(orders, ddb):
+    # GIVEN a DEFAULT-identity table whose item lost only values too small to be TOASTed
+    # (numeric(12,2), date, boolean), and a row whose large column is NULL in the source
+    # (absent from its item: no difference)
+    db, target = orders
+    _remove(ddb, target, 5, "price", "ordered", "paid")
+    conn = db.connect(autocommit=True)
+    mapping = reconcile.TableMapping.parse(f"legacy.orders={target}:id")
+    (table,) = reconcile.reconcile(conn, "postgres", [mapping], ddb).tables
+    # THEN the difference is reported without the replica-identity cause
+    assert table.different == 1
+    assert table.absent_toastable == {}
+    assert not any("cause" in line for line in table.lines())
+
+
 # --------------------------------------------------------------------------- MariaDB
 
 

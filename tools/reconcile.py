@@ -5,7 +5,10 @@ chosen table it reads the source in keyset-paginated pages and the DynamoDB tabl
 pages, converts each source row the way DMS writes it (``tools.dms_types``), and compares
 per key a hash of the mapped columns. It reports the counts, and the missing (in the source,
 not in DynamoDB), extra (in DynamoDB, not in the source) and different keys: totals and a
-sample of each (differences name the columns, never their values).
+sample of each (differences name the columns, never their values). On a PostgreSQL table
+whose replica identity is not FULL, items lacking a value the source holds in a column that
+can be TOASTed get one ``cause`` line with the ``ALTER TABLE ... REPLICA IDENTITY FULL`` fix
+(an UPDATE leaving such a value unchanged does not carry it in the replication stream).
 
     python -m tools.reconcile --engine postgres --host db.internal --database app \\
         --user reader --password-env PGPASSWORD --region eu-west-1 \\
@@ -38,6 +41,7 @@ from tools.sourcedb import (
     params_from_args,
     protocol_of,
     query_rows,
+    toast_tables,
 )
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
@@ -91,6 +95,13 @@ class TableReport:
     missing_sample: list[dict[str, str]] = field(default_factory=list)
     extra_sample: list[dict[str, str]] = field(default_factory=list)
     different_sample: list[dict[str, Any]] = field(default_factory=list)
+    #: PostgreSQL: the table's replica identity, when it has columns that can be TOASTed
+    replica_identity: str = ""
+    #: column that can be TOASTed -> items it is absent from while the source row has a
+    #: value (counted only when the identity is not FULL: then that is the likely cause)
+    absent_toastable: dict[str, int] = field(default_factory=dict)
+    fix: str = ""  # the ALTER TABLE ... REPLICA IDENTITY FULL statement, with the above
+    absent_items: int = 0  # items lacking at least one of those values
 
     @property
     def ok(self) -> bool:
@@ -109,6 +120,14 @@ class TableReport:
             f"  different {json.dumps(d['key'])} columns: {', '.join(d['columns'])}"
             for d in self.different_sample
         ]
+        if self.absent_toastable:
+            cols = ", ".join(self.absent_toastable)
+            word = "columns" if len(self.absent_toastable) > 1 else "column"
+            out.append(
+                f"  cause     {self.source} {word} {cols} (absent from {self.absent_items} "
+                f"item(s)): replica identity {self.replica_identity}: unchanged TOASTed "
+                f"values are not in the replication stream; run {self.fix}"
+            )
         return out
 
 
@@ -296,13 +315,17 @@ def reconcile_table(
     src = _Source(conn, proto, mapping)
     cols, key_cols = src.columns, src.key_columns
     report = TableReport(source=mapping.source, target=mapping.target, keys=list(mapping.keys))
+    # columns whose unchanged values the replication stream may not carry (TOAST, identity
+    # not FULL): per source row, a bit per such column that holds a value
+    risky = _toast_risk(conn, proto, src, report)
 
-    # pass 1: the source, page by page -> {key: (hash, raw key)}
-    seen: dict[str, tuple[bytes, tuple[Any, ...]]] = {}
+    # pass 1: the source, page by page -> {key: (hash, raw key, risky columns with a value)}
+    seen: dict[str, tuple[bytes, tuple[Any, ...], int]] = {}
     for rows in src.pages(page_size):
         for row in rows:
             canon = _canon_row(cols, row[: len(cols)], boolean_as_boolean)
-            seen[_key_text(key_cols, canon)] = (digest(canon), row[len(cols) :])
+            held = sum(1 << i for i, c in enumerate(risky) if canon[c] is not None)
+            seen[_key_text(key_cols, canon)] = (digest(canon), row[len(cols) :], held)
             report.source_rows += 1
 
     # pass 2: DynamoDB Scan pages, matched against the source hashes
@@ -325,8 +348,14 @@ def reconcile_table(
                 report.different += 1
                 if len(different) < sample:
                     different.append((found[1], item))
+                absent = [c for i, c in enumerate(risky) if (found[2] >> i) & 1 and canon[c] is None]
+                for c in absent:
+                    report.absent_toastable[c] = report.absent_toastable.get(c, 0) + 1
+                report.absent_items += bool(absent)
 
     report.missing = len(seen)
+    counts = report.absent_toastable
+    report.absent_toastable = {c: counts[c] for c in risky if c in counts}  # table order
     for key in list(seen)[:sample]:
         pairs = json.loads(key)
         report.missing_sample.append(
@@ -343,6 +372,23 @@ def reconcile_table(
             {"key": _key_sample(key_cols, target), "columns": changed or ["(changed since read)"]}
         )
     return report
+
+
+def _toast_risk(conn: Any, engine: str, src: _Source, report: TableReport) -> list[str]:
+    """The compared columns that can be TOASTed when the table's replica identity is not
+    FULL (PostgreSQL); fills the report's identity and fix."""
+    if engine != "postgres":
+        return []
+    found = toast_tables(conn, "n.nspname = %s AND c.relname = %s", (src.schema, src.table))
+    if not found:
+        return []
+    (table,) = found
+    report.replica_identity = table.replica_identity
+    if table.full:
+        return []
+    report.fix = table.fix
+    compared = {c.name for c in src.columns}
+    return [name for name, _ in table.columns if name in compared]
 
 
 def reconcile(
