@@ -6,8 +6,11 @@ DynamoDB the way DMS's DynamoDB target does with `map-record-to-record`:
 
 * one item per row, every column an attribute of the same name, NULL columns left out;
 * the primary key columns are the item's key (the DynamoDB table's key schema);
-* INSERT and UPDATE -> PutItem of the whole row (UPDATE that changes the key: DeleteItem of
-  the old key first); DELETE -> DeleteItem;
+* INSERT and UPDATE -> PutItem of the whole row as the stream carries it (UPDATE that
+  changes the key: DeleteItem of the old key first); DELETE -> DeleteItem;
+* a TOASTed value an UPDATE left unchanged is not in the new tuple (`unchanged-toast-datum`):
+  under REPLICA IDENTITY FULL it is taken from the old image, otherwise it is ABSENT from the
+  put -- the pessimistic model of DMS (docs/e2e.md);
 * values converted by `tools.dms_types.postgres_text_to_dynamodb` (number types -> N with the exact
   digits, text/date/time -> S, bytea -> B, boolean -> BOOL).
 
@@ -203,7 +206,8 @@ class CdcStandIn:
         self.puts = 0
         self.deletes = 0
         self.skipped_identical = 0
-        self.unchanged_toast_values = 0  # large values kept from the target's item
+        self.unchanged_toast_values = 0  # 'unchanged-toast-datum' columns seen in updates
+        self.unchanged_toast_from_old_image = 0  # ... whose value the old image carried
 
     # --------------------------------------------------------------------- slot handling
 
@@ -301,20 +305,27 @@ class CdcStandIn:
     def _put(
         self, mapping: TableMap, cols: list[Column], previous: list[Column] | None = None
     ) -> None:
-        if any(c.unchanged_toast for c in cols):
-            # an unchanged large (TOASTed) value is not in the new tuple: take it from the
-            # old image (REPLICA IDENTITY FULL), else keep the value the target holds
-            old = {c.name: c for c in previous or []}
-            cols = [old.get(c.name, c) if c.unchanged_toast else c for c in cols]
-        item = dms_item([(c.name, c.type, c.text) for c in cols if not c.unchanged_toast])
+        """PutItem of the row as the replication stream carries it. An unchanged TOASTed
+        value ('unchanged-toast-datum') is not in the new tuple: under REPLICA IDENTITY FULL
+        the old image carries it and it is written; otherwise the stream has no value for
+        it and the column is ABSENT from the put (the pessimistic model of DMS: nobody here
+        can confirm that DMS keeps the item's old value, see docs/e2e.md)."""
+        old = {c.name: c for c in previous or [] if not c.unchanged_toast}
+        row = []
+        for c in cols:
+            if not c.unchanged_toast:
+                row.append(c)
+                continue
+            self.unchanged_toast_values += 1
+            if c.name in old:  # the old image's value of that column
+                self.unchanged_toast_from_old_image += 1
+                row.append(old[c.name])
+            # else: not in the stream, so not in the item
+        item = dms_item([(c.name, c.type, c.text) for c in row])
         key = {k: item[k] for k in mapping.key_columns}
         current = self.dynamodb.get_item(
             TableName=mapping.target, Key=key, ConsistentRead=True
         ).get("Item")
-        for c in cols:
-            if c.unchanged_toast and current is not None and c.name in current:
-                item[c.name] = current[c.name]
-                self.unchanged_toast_values += 1
         if current == item:
             self.skipped_identical += 1
             return

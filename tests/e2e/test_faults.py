@@ -287,25 +287,64 @@ def test_5_change_too_large_for_one_bus_record(make: Any) -> None:
     assert p.s3.list_objects_v2(Bucket=p.bucket).get("KeyCount", 0) >= 1
 
 
-def test_5b_large_value_left_unchanged_by_an_update(make: Any) -> None:
-    # GIVEN a table with the default replica identity (old image = the key only) and a row
-    # whose note is stored out of line (TOAST)
+LARGE = 400 * 32  # the note's length: md5 digests, hardly compressible, stored out of line
+
+
+@pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
+def test_5b_large_value_left_unchanged_by_an_update(make: Any, identity: str) -> None:
+    # GIVEN a table under this replica identity and a row whose note is stored out of line
+    # (TOAST); DEFAULT logs only the key as the old image, FULL the whole old row
     p = make(max_record_bytes=4096)
-    p.sql("ALTER TABLE orders REPLICA IDENTITY DEFAULT")
+    p.sql(f"ALTER TABLE orders REPLICA IDENTITY {identity}")
     insert(p, 1, 3)
     p.sql("UPDATE orders SET note = (SELECT string_agg(md5(g::text), '') "
           "FROM generate_series(1, 400) g) WHERE id = 1")
     p.start()
     settle(p)
+    assert len(row(p, "orders", id=1)["note"]) == LARGE
 
-    # WHEN another column of that row changes (the slot gives 'unchanged-toast-datum')
+    # WHEN another column of that row changes: the new tuple in the slot carries
+    # 'unchanged-toast-datum' for the note instead of its value
     p.sql("UPDATE orders SET price = 1.50, version = 2 WHERE id = 1")
-
-    # THEN the large value is kept everywhere, through the overflow bucket
-    settle(p)
+    p.run_until_quiet(40)
     assert p.cdc.unchanged_toast_values == 1
-    assert len(row(p, "orders", id=1)["note"]) == 400 * 32
-    assert str(row(p, "orders", id=1)["price"]) == "1.5"
+    item = p.ddb.get_item(TableName=p.physical("orders"), Key={"id": {"N": "1"}},
+                          ConsistentRead=True)["Item"]
+    update = [e for e in bus_events(p) if e["keys"] == {"id": 1}][-1]
+    replica_row = row(p, "orders", id=1)
+    assert (item["price"], update["op"], str(replica_row["price"])) == ({"N": "1.5"},
+                                                                       "update", "1.5")
+
+    if identity == "FULL":
+        # THEN the old image carried the value: it survives in DynamoDB, in the bus's new
+        # image (through the overflow bucket) and in the consumer's replica
+        assert p.cdc.unchanged_toast_from_old_image == 1
+        assert len(item["note"]["S"]) == LARGE
+        assert len(update["new"]["note"]) == LARGE
+        assert len(replica_row["note"]) == LARGE
+        settle(p)
+        return
+
+    # THEN (the pessimistic model: DMS writes what the stream carries) the note is absent
+    # from the DynamoDB item, from the bus's new image and from the replica ...
+    assert p.cdc.unchanged_toast_from_old_image == 0
+    assert "note" not in item
+    assert "note" not in update["new"] and len(update["old"]["note"]) == LARGE
+    assert "note" not in replica_row
+    # ... and the invariant check catches it: both comparisons report row 1's note, and the
+    # project's reconcile tool names the cause and the fix
+    diffs = p.reconcile()
+    assert any(d.startswith("orders ") and "dynamodb" in d for d in diffs)
+    assert any(d.startswith("orders ") and "replica" in d for d in diffs)
+    for where in ("dynamodb", "replica"):
+        tool = [d for d in diffs if d.startswith(f"tools.reconcile ({where})")]
+        assert any('different {"id": "1"} columns: note' in d for d in tool), tool
+        assert any(
+            "cause     public.orders column note (absent from 1 item(s)): replica identity "
+            "DEFAULT: unchanged TOASTed values are not in the replication stream; run "
+            "ALTER TABLE public.orders REPLICA IDENTITY FULL;" in d for d in tool), tool
+    with pytest.raises(AssertionError):
+        settle(p)
 
 
 def test_6_replay_whole_bus_from_trim_horizon(make: Any) -> None:
