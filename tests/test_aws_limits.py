@@ -511,3 +511,11 @@ def test_inline_policy_limit_is_exact_whatever_the_formatting(extra: int, spaces
     found = violations(*role_with("r", text))
     assert [v.rule for v in found] == ["iam-role-inline-policies"]
     assert f"{10_240 + extra:,} characters" in found[0].message
+
+
+def test_docs_list_exactly_the_rules() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "limits.md").read_text()
+    graph_rules = doc.split("## The rules")[1].split("\n## ")[0]
+    listed = re.findall(r"^\| `([a-z0-9-]+)` \|", graph_rules, flags=re.MULTILINE)
+    assert listed == [r.id for r in RULES]
+    assert f"{len(RULES)} rules" in doc
