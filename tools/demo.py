@@ -10,7 +10,8 @@ Kinesis as the bus, and a consumer keeping a replica by the consumer rule.
 It then runs a scripted workload on PostgreSQL -- inserts, updates, deletes, a 38-digit
 number, unicode, a column added mid-run, a table created mid-run (created by "DMS", adopted,
 backfilled) and a write from a new service written back to PostgreSQL -- prints every envelope
-as it reaches the bus, and ends with a reconcile summary: PostgreSQL = DynamoDB = replica.
+as it reaches the bus, runs the preflight's replica-identity check on its source tables (both
+REPLICA IDENTITY FULL) and ends with a reconcile summary: PostgreSQL = DynamoDB = replica.
 
     python -m tools.demo [--full] [--install]
 
@@ -238,9 +239,26 @@ def _workload(p: Any, out: Callable[[str], None]) -> int:
     return _summary(p, out)
 
 
+def _replica_identity(p: Any, out: Callable[[str], None]) -> bool:
+    """The preflight's replica-identity check on the demo's source tables (created with
+    REPLICA IDENTITY FULL, as docs/preflight.md asks); True when it passes."""
+    from tools.preflight import replica_identity_checks
+    from tools.sourcedb import toast_tables
+
+    _phase(out, "preflight: replica identity of the source tables (FULL keeps large values "
+           "an UPDATE leaves unchanged in the replication stream)")
+    names = sorted(s.source for s in {**p.sources, **p.adopted}.values())
+    tables = toast_tables(p.conn, "(n.nspname || '.' || c.relname) = ANY(%s)", [names])
+    checks = replica_identity_checks(tables, ", ".join(names))
+    for check in checks:
+        out(f"  {check.line()}")
+    return all(c.ok for c in checks)
+
+
 def _summary(p: Any, out: Callable[[str], None]) -> int:
     from tests.e2e.harness import ENVELOPE_SCHEMA
 
+    identity_ok = _replica_identity(p, out)
     _phase(out, "reconcile: PostgreSQL = DynamoDB waypoint tables = consumer replica")
     replica = p.consumer.replica
     reports = p.reconcile_reports()
@@ -261,7 +279,7 @@ def _summary(p: Any, out: Callable[[str], None]) -> int:
         f"{len(twice)} repeated, {len(echoes)} echoes")
     for line in diffs:
         out(f"  {line}")
-    if diffs or echoes or twice:
+    if diffs or echoes or twice or not identity_ok:
         out("RESULT: DIFFERENCES (see above)")
         return EXIT_DIFFERENT
     out("RESULT: OK -- nothing lost, nothing echoed")

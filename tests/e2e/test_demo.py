@@ -38,6 +38,9 @@ def test_demo_runs_the_whole_pipeline_and_reconciles() -> None:
     assert sum(" vs " in line for line in lines) == 4  # 2 tables x (DynamoDB, replica)
     assert not any(line.startswith('{"') for line in lines)  # handler logs go to the file
     assert "17 records valid against envelope.schema.json" in out
+    # AND its source tables use REPLICA IDENTITY FULL, as the preflight's check confirms
+    assert ("  PASS replica identity: 2 table(s) with columns that can be TOASTed in "
+            "public.orders, public.parcels, every one REPLICA IDENTITY FULL") in lines
 
 
 def test_demo_names_the_debian_package_to_install(
