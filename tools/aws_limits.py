@@ -452,7 +452,7 @@ def s3_bucket_name_problem(name: str) -> str | None:
     for prefix in ("xn--", "sthree-", "amzn-s3-demo-"):
         if name.startswith(prefix):
             return f"starts with the reserved prefix {prefix!r}"
-    for suffix in ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"):
+    for suffix in ("-s3alias", "--ol-s3", ".mrap", "--x-s3"):
         if name.endswith(suffix):
             return f"ends with the reserved suffix {suffix!r}"
     return None

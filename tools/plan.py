@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from settings import ConfigError, load_settings
-from settings.stackfile import ROOT, project_config, read_stack_config
+from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
 from tools.aws_limits import Report, config_problems, evaluate
 from tools.mockrun import Declared, Plan, run_stack
 
@@ -163,8 +163,8 @@ def render_tree(plan: Plan) -> str:
 def check_config(stack: str, stack_dir: Path | None) -> list[str]:
     """The stack config's values AWS would refuse (before anything is declared).
     Raises ConfigError / FileNotFoundError like the program does."""
-    raw = project_config(read_stack_config(stack, stack_dir or ROOT))
-    return config_problems(load_settings(stack, raw))
+    engine_config, _secret = as_engine_config(read_stack_config(stack, stack_dir or ROOT))
+    return config_problems(load_settings(stack, project_config(engine_config)))
 
 
 def report_json(report: Report) -> dict[str, Any]:
