@@ -518,3 +518,33 @@ def test_docs_list_exactly_the_rules() -> None:
     listed = re.findall(r"^\| `([a-z0-9-]+)` \|", graph_rules, flags=re.MULTILINE)
     assert listed == [r.id for r in RULES]
     assert f"{len(RULES)} rules" in doc
+
+
+def test_longest_names_the_config_allows_plan_within_aws_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the longest environment (16), logical names (63) and region name the config takes
+    longest = "t" + "_x" * 31  # 63 characters, the LogicalName pattern's maximum
+    config: dict[str, Any] = {
+        "aws:region": "ap-southeast-7",
+        "dms-event-bus:environment": "abcdefghij-klmno",
+        "dms-event-bus:tables": {
+            longest: {"partition_key": {"name": "id"}},
+            longest[:-1] + "y": {"partition_key": {"name": "id"}},
+        },
+        "dms-event-bus:bus": {"archive": {"enabled": True, "expire_days": 30},
+                              "overflow": {"expire_days": 30}},
+        "dms-event-bus:ingest_api": {
+            "auth": "api_key",
+            "api_key_consumers": [longest],
+            "entities": {longest: {"fields": {"a": {"type": "string"}}}},
+        },
+    }
+    (tmp_path / "Pulumi.long.yaml").write_text(yaml.safe_dump({"config": config}))
+    # WHEN the offline plan runs it
+    code = plan_tool.main(["--stack", "long", "--stack-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    # THEN every physical name built from them is within AWS's limits
+    assert [line for line in err.splitlines() if line.startswith("error")] == []
+    assert code == 0 and out.splitlines()[-1].endswith(", 0 violations")
+    assert "dmsbus-abcdefghij-klmno-overflow-123456789012-ap-southeast-7" in out
