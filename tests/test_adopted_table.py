@@ -26,6 +26,7 @@ from providers import adopted_table
 from providers.adopted_table import (
     MARKER_TAG,
     PROVIDER_VERSION,
+    AdoptedTable,
     AdoptedTableProvider,
     AdoptionError,
 )
@@ -540,10 +541,16 @@ print(json.dumps({
 def test_the_serialized_provider_refreshes_and_deletes_from_any_directory(
     tmp_path: Path,
 ) -> None:
-    # GIVEN the provider serialized by the SDK's own serializer, as it is stored in the state
-    from pulumi.dynamic.dynamic import serialize_provider
+    # GIVEN the serialized provider an AdoptedTable registers (the SDK's dynamic.Resource pickles
+    # it into the `__provider` input, which the engine stores in the state), under mocks
+    from tools.mockrun import run_program
 
-    blob = serialize_provider(AdoptedTableProvider())
+    plan = run_program(
+        "dev", {"aws:region": REGION}, lambda: AdoptedTable("t", {"table_name": "dmsbus-dev-t"})
+    )
+    (registered,) = [r for r in plan.resources if r.name == "t"]
+    blob = registered.inputs["__provider"]
+    assert isinstance(blob, str) and blob
     # WHEN a fresh interpreter started in another directory, without the repository on its
     # path (an Automation API program, a CI job elsewhere, the module moved or renamed since),
     # loads it and runs refresh (read), diff and delete against moto
