@@ -23,7 +23,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.common import metric_alarm, policy_json
+from components.common import (
+    check_name_prefix,
+    env_table_patterns,
+    kms_grant,
+    metric_alarm,
+    policy_json,
+)
 from settings.core import TableSettings
 from settings.dms import (
     DmsSettings,
@@ -305,21 +311,6 @@ def physical_table_names(tables: Mapping[str, TableSettings], name_prefix: str) 
     return {logical: f"{name_prefix}{logical}" for logical in sorted(tables)}
 
 
-def environment_table_patterns(name_prefix: str) -> tuple[str, str]:
-    """(allowed, denied): IAM name patterns of the tables DMS writes for one environment.
-
-    DMS writes `<name_prefix><logical name>` only: declared tables by their logical name,
-    wildcard tables as `<table_prefix><source table, lowercased>` — names without `-` (the
-    logical-name rule of settings.base, which adoption applies too). `<name_prefix>*` alone
-    would also match the tables of an environment whose name starts with this one's plus
-    `-` (`dmsbus-dev-*` matches `dmsbus-dev-eu-orders`); IAM wildcards have no character
-    classes, so the second pattern, `<name_prefix>*-*`, takes every name with a `-` after the
-    prefix out again. What remains is this environment's tables and no other's, and the
-    policy text does not grow with the number of tables.
-    """
-    return f"{name_prefix}*", f"{name_prefix}*-*"
-
-
 def _format(template: str, *values: pulumi.Input[str]) -> Any:
     """`template.format(*values)`, as an Output when a value is one (region, account)."""
     if all(isinstance(v, str) for v in values):
@@ -334,17 +325,24 @@ def target_policy_statements(
     account: pulumi.Input[str],
     kms_key_arn: str | None,
 ) -> list[dict[str, Any]]:
-    """The DMS target role's policy: DynamoDB access to this environment's tables (by name
-    prefix, see `environment_table_patterns`) and to DMS's exception tables, and — when the
-    tables use a customer-managed key — `kms:Decrypt` of that key, only through DynamoDB.
+    """The DMS target role's policy: DynamoDB access to this environment's tables and to
+    DMS's exception tables, and — when the tables use a customer-managed key — `kms:Decrypt`
+    of that key, only through DynamoDB.
+
+    Tables by name prefix (`common.env_table_patterns`): DMS writes only
+    `<name_prefix><logical name>` — declared tables by their logical name, wildcard tables as
+    `<table_prefix><source table, lowercased>`, names without `-`. The Allow of
+    `<prefix>*` would also reach an environment whose name starts with this one's plus `-`
+    (`dmsbus-dev-*` matches `dmsbus-dev-eu-orders`); the Deny of `<prefix>*-*` takes those
+    out again. The policy text does not grow with the number of tables or wildcards.
 
     DynamoDB decrypts a table's key as the principal accessing the table, with the
     encryption context `aws:dynamodb:tableName` + `aws:dynamodb:subscriberId` (the AWS KMS
     developer guide, "How Amazon DynamoDB uses AWS KMS"); the grant is scoped by both, so the
-    key serves this account's tables of this environment only. Creating the key's table key
+    key serves this account's tables of this environment only. Creating a table's key
     (GenerateDataKey) is DynamoDB's own call under its grant, not the role's.
     """
-    allowed, denied = environment_table_patterns(name_prefix)
+    allowed, denied = env_table_patterns(name_prefix)
 
     def table_arn(name: str) -> Any:
         return _format("arn:aws:dynamodb:{0}:{1}:table/{2}", region, account, name)
@@ -385,23 +383,20 @@ def target_policy_statements(
         },
     ]
     if kms_key_arn:
-        table_name = "kms:EncryptionContext:aws:dynamodb:tableName"
-        statements.append(
-            {
-                "Sid": "TableKeyThroughDynamoDB",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt"],
-                "Resource": [kms_key_arn],
-                "Condition": {
-                    "StringEquals": {
-                        "kms:ViaService": _format("dynamodb.{0}.amazonaws.com", region),
-                        "kms:EncryptionContext:aws:dynamodb:subscriberId": account,
-                    },
-                    "StringLike": {table_name: allowed},
-                    "StringNotLike": {table_name: denied},
-                },
-            }
+        grant = kms_grant(
+            "TableKeyThroughDynamoDB",
+            kms_key_arn,
+            ["kms:Decrypt"],
+            service="dynamodb",
+            region=region,
+            context=[allowed],
+            context_not=[denied],
         )
+        # DynamoDB's context also names the account: only this account's tables.
+        grant["Condition"]["StringEquals"]["kms:EncryptionContext:aws:dynamodb:subscriberId"] = (
+            account
+        )
+        statements.append(grant)
     return statements
 
 
@@ -427,6 +422,7 @@ class DmsSourceArgs:
     """Tags on every resource."""
 
     def __post_init__(self) -> None:
+        check_name_prefix("DmsSourceArgs.environment", self.name_prefix)
         if not self.tables:
             raise ValueError("DmsSourceArgs.tables: expected at least one declared table")
         problems = dms_problems(self.dms, self.tables)

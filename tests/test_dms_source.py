@@ -636,9 +636,9 @@ def test_key_grant_is_scoped_to_dynamodb_and_this_environments_tables(
                 "kms:ViaService": VIA_DYNAMODB,
                 "kms:EncryptionContext:aws:dynamodb:subscriberId": ACCOUNT,
             },
-            "StringLike": {"kms:EncryptionContext:aws:dynamodb:tableName": f"dmsbus-{env}-*"},
+            "StringLike": {"kms:EncryptionContext:aws:dynamodb:tableName": [f"dmsbus-{env}-*"]},
             "StringNotLike": {
-                "kms:EncryptionContext:aws:dynamodb:tableName": f"dmsbus-{env}-*-*"
+                "kms:EncryptionContext:aws:dynamodb:tableName": [f"dmsbus-{env}-*-*"]
             },
         }
         for table in dms_table_names(env):
@@ -1016,6 +1016,15 @@ def test_args_validation_names_the_field() -> None:
     with pytest.raises(ValueError, match=r"DmsSourceArgs\.tables"):
         DmsSourceArgs(
             environment="test", dms=settings.dms, tables={}, notification_topic_arn=TOPIC
+        )
+    # an environment whose waypoint tables would be named like another's IngestApi tables
+    # (dmsbus-shop-ingest-orders) cannot be scoped by its prefix
+    with pytest.raises(ValueError, match=r"DmsSourceArgs\.environment"):
+        DmsSourceArgs(
+            environment="shop-ingest",
+            dms=settings.dms,
+            tables=settings.tables,
+            notification_topic_arn=TOPIC,
         )
 
 
