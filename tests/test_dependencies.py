@@ -252,3 +252,15 @@ def test_the_lock_is_closed_and_is_what_the_tests_ran_against() -> None:
         "regenerate it with `python -m tools.lock --write`"
     )
     assert path.read_text() == lock.render(lock.closure(lock.roots()))
+
+
+def test_pulumi_install_in_the_project_directory_installs_the_project() -> None:
+    # `pulumi install` (pulumi/pulumi pkg/cmd/pulumi/install/install.go) installs a plugin's or a
+    # policy pack's dependencies instead of the project's when a PulumiPlugin.yaml or
+    # PulumiPolicy.yaml sits in the project directory or above it: keep them in subdirectories.
+    for directory in (ROOT, *ROOT.parents):
+        for name in ("PulumiPlugin.yaml", "PulumiPolicy.yaml"):
+            assert not (directory / name).exists(), (
+                f"{directory / name}: `pulumi install` in {ROOT} would install its dependencies "
+                "instead of the program's; move it into a subdirectory (like policy/)"
+            )
