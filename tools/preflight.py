@@ -182,8 +182,8 @@ COLUMN_SAMPLE = 8
 #: what REPLICA IDENTITY FULL costs, printed with its fix
 FULL_COST = (
     "cost: PostgreSQL then writes the whole old row, large values included, to the WAL for "
-    "every UPDATE and DELETE of the table (more WAL, slot disk and DMS reading on "
-    "update-heavy tables)"
+    "every UPDATE and DELETE of the table: more WAL, slot disk and reading for DMS on "
+    "update-heavy tables"
 )
 
 
