@@ -27,6 +27,7 @@ from tools import aws_limits
 from tools import plan as plan_tool
 from tools.aws_limits import (
     RULES,
+    Context,
     Report,
     config_problems,
     evaluate,
@@ -393,15 +394,30 @@ STACKS = sorted(stack_files())
 
 
 @cache
-def report_of(stack: str) -> Report:
-    return evaluate(run_stack(stack))
+def planned(stack: str) -> tuple[Plan, Report]:
+    plan = run_stack(stack)
+    return plan, evaluate(plan)
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_file_plans_within_aws_limits(stack: str) -> None:
-    report = report_of(stack)
+    _plan, report = planned(stack)
     assert [v.line() for v in report.violations] == []
     assert report.resources_checked > 20
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_policies_are_judged_as_the_json_text_sent_to_aws(stack: str) -> None:
+    # The mocks resolve every Output: each policy the rules measure is the final JSON text.
+    plan, _report = planned(stack)
+    policies = [r for r in plan.resources if r.type == ROLE_POLICY]
+    assert policies
+    for p in policies:
+        text = p.inputs["policy"]
+        assert isinstance(text, str) and aws_limits.known(text), p.name
+        assert json.loads(text)["Version"] == "2012-10-17"
+        assert policy_size(text) == len(json.dumps(json.loads(text), separators=(",", ":")))
+        assert Context(plan.resources).role_of(p.inputs["role"]) is not None, p.name
 
 
 def write_stack(folder: Path, tables: int, **extra: Any) -> str:
