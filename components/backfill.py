@@ -26,7 +26,10 @@ import pulumi_aws as aws
 from components.common import (
     LAMBDA_ARCH,
     LAMBDA_RUNTIME,
+    check_name_prefix,
     encrypted_queue,
+    env_table_patterns,
+    kms_grant,
     metric_alarm,
     service_role,
 )
@@ -43,7 +46,9 @@ class BackfillArgs:
     name_prefix: str
     """Prefix of every physical name, e.g. `dmsbus-dev-`."""
     table_names: Sequence[str]
-    """Physical names of the adopted tables it may scan (at least one)."""
+    """Physical names of the adopted tables it backfills (at least one), each
+    `<name_prefix><logical name>`: the role may scan this environment's tables by prefix, so
+    the policy does not grow with them."""
     bus_stream_name: pulumi.Input[str]
     """The bus (Kinesis stream) name."""
     bus_stream_arn: pulumi.Input[str]
@@ -74,8 +79,19 @@ class BackfillArgs:
     """Tags on every resource."""
 
     def __post_init__(self) -> None:
+        check_name_prefix("BackfillArgs.name_prefix", self.name_prefix)
         if not self.table_names:
             raise ValueError("BackfillArgs.table_names: expected at least one table, found none")
+        off_rule = sorted(
+            t for t in self.table_names
+            if not t.startswith(self.name_prefix) or "-" in t[len(self.name_prefix):]
+        )
+        if off_rule:
+            raise ValueError(
+                f"BackfillArgs.table_names: expected '{self.name_prefix}<logical name>' (no '-' "
+                f"after the prefix), found {off_rule}: the backfill's role covers this "
+                "environment's tables by that rule only"
+            )
         if not 128 <= self.memory_mb <= 10240:
             raise ValueError(f"BackfillArgs.memory_mb: expected 128..10240, found {self.memory_mb}")
         if not 60 <= self.timeout_seconds <= 900:
@@ -166,12 +182,23 @@ class Backfill(pulumi.ComponentResource):
 
     def _statements(self) -> list[dict]:
         args = self._args
+        allowed, denied = env_table_patterns(args.name_prefix)
+        scan = ["dynamodb:Scan", "dynamodb:DescribeTable"]
         statements: list[dict] = [
             {
+                # this environment's tables by prefix: the policy does not grow with them
                 "Sid": "ScanTheAdoptedTables",
                 "Effect": "Allow",
-                "Action": ["dynamodb:Scan", "dynamodb:DescribeTable"],
-                "Resource": [self._arn("dynamodb", f"table/{t}") for t in sorted(args.table_names)],
+                "Action": scan,
+                "Resource": [self._arn("dynamodb", f"table/{allowed}")],
+            },
+            {
+                # `<prefix>*` also matches tables of an environment `<env>-eu` and IngestApi
+                # tables (see components.common.env_table_patterns): never theirs
+                "Sid": "NotOtherEnvironmentsTables",
+                "Effect": "Deny",
+                "Action": scan,
+                "Resource": [self._arn("dynamodb", f"table/{denied}")],
             },
             {
                 "Sid": "PutOnTheBus",
@@ -206,14 +233,17 @@ class Backfill(pulumi.ComponentResource):
             },
         ]
         if args.kms_key_arn:
-            statements.append(
-                {
-                    "Sid": "UseTheDataKey",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": [args.kms_key_arn],
-                }
-            )
+            key, region = args.kms_key_arn, self._region
+            statements += [
+                kms_grant("TablesKey", key, ["kms:Decrypt"], service="dynamodb", region=region,
+                          context=[allowed], context_not=[denied]),
+                kms_grant("BusKey", key, ["kms:GenerateDataKey"], service="kinesis",
+                          region=region, context=[args.bus_stream_arn]),
+                kms_grant("OverflowKey", key, ["kms:GenerateDataKey"], service="s3",
+                          region=region, context=[args.overflow_bucket_arn]),
+                kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
+                          region=region),
+            ]
         return statements
 
     def _create_function(self) -> aws.lambda_.Function:

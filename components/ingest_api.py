@@ -27,7 +27,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.common import assume_role_json, policy_json
+from components.common import assume_role_json, check_name_prefix, kms_grant, policy_json
 from settings.ingest import EntitySettings, IngestSettings
 
 TEMPLATE_DIR = Path(__file__).with_name("ingest_templates")
@@ -233,6 +233,7 @@ class IngestApiArgs:
                 f"IngestApiArgs.name_prefix: expected lower-case letters, digits and hyphens "
                 f"ending in '-', e.g. 'dmsbus-dev-', found {self.name_prefix!r}"
             )
+        check_name_prefix("IngestApiArgs.name_prefix", self.name_prefix)
         if self.kms_key_arn is not None and not re.fullmatch(
             r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/.+", self.kms_key_arn
         ):
@@ -457,17 +458,17 @@ class IngestApi(pulumi.ComponentResource):
         ]
         if self._args.kms_key_arn:
             # Tables under a customer-managed key: DynamoDB uses the key on the caller's behalf,
-            # so the caller needs it too -- only through DynamoDB in this region.
+            # so the caller needs it too -- only through DynamoDB in this region, only for
+            # these tables (DynamoDB's encryption context names the table).
             statements.append(
-                {
-                    "Sid": "TableKeyThroughDynamoDB",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": [self._args.kms_key_arn],
-                    "Condition": {
-                        "StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}
-                    },
-                }
+                kms_grant(
+                    "TableKeyThroughDynamoDB",
+                    self._args.kms_key_arn,
+                    ["kms:Decrypt", "kms:GenerateDataKey"],
+                    service="dynamodb",
+                    region=region,
+                    context=sorted(self._args.table_name(e) for e in tables),
+                )
             )
         aws.iam.RolePolicy(
             f"{self._name}-integration-policy",

@@ -19,7 +19,11 @@ import pulumi_aws as aws
 from components.common import (
     LAMBDA_ARCH,
     LAMBDA_RUNTIME,
+    check_name_prefix,
     encrypted_queue,
+    env_table_patterns,
+    follows_table_rule,
+    kms_grant,
     metric_alarm,
     secure_bucket,
     service_role,
@@ -31,6 +35,16 @@ TYPE = "dms-event-bus:index:KinesisBus"
 
 #: Files of the fan-in Lambda package (it needs nothing beyond the runtime's boto3).
 FANIN_MODULES = ["handlers/fanin.py", "handlers/envelope.py", "handlers/bus.py"]
+#: What the fan-in (its event source mappings) does on a waypoint table's stream.
+STREAM_READ_ACTIONS = [
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+]
+#: Most tables named off the rule `<prefix><logical>` one bus takes: each is listed in the
+#: fan-in's policy and environment (IAM's 10,240 and Lambda's 4 KB limits), the rest are not.
+MAX_TABLE_EXCEPTIONS = 10
 
 
 @dataclass(frozen=True)
@@ -90,14 +104,35 @@ class KinesisBusArgs:
     """DLQ depth alarm threshold."""
     log_retention_days: int = 30
     """Fan-in log retention."""
+    force_destroy_buckets: bool = False
+    """`pulumi destroy` deletes the overflow and archive buckets with every object version in
+    them; False: AWS refuses to delete a bucket that is not empty (docs/runbook.md)."""
     tags: Mapping[str, str] = field(default_factory=dict)
     """Tags on every resource."""
 
     def __post_init__(self) -> None:
+        check_name_prefix("KinesisBusArgs.name_prefix", self.name_prefix)
         names = [t.table_name for t in self.tables]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"KinesisBusArgs.tables: expected unique tables, found {dupes} twice")
+        exceptions = self.exceptions
+        for t in exceptions:
+            if t.table_name.startswith(self.name_prefix):
+                raise ValueError(
+                    f"KinesisBusArgs.tables: {t.table_name!r} starts with the prefix "
+                    f"{self.name_prefix!r} but is not '<prefix><logical name>' with the "
+                    f"logical name {t.logical_name!r} (lower snake case): names with a '-' after "
+                    "the prefix belong to other environments and IngestApi tables (the fan-in "
+                    f"may not read them); name it {self.name_prefix}<logical name>"
+                )
+        if len(exceptions) > MAX_TABLE_EXCEPTIONS:
+            raise ValueError(
+                f"KinesisBusArgs.tables: expected at most {MAX_TABLE_EXCEPTIONS} tables named off "
+                f"the rule '{self.name_prefix}<logical name>', found {len(exceptions)} "
+                f"({', '.join(sorted(t.table_name for t in exceptions)[:5])}, ...): each one "
+                "grows the fan-in's policy and environment; rename them by the rule"
+            )
         if self.stream_mode == "provisioned" and self.shard_count < 1:
             raise ValueError(
                 f"KinesisBusArgs.shard_count: expected >= 1, found {self.shard_count}"
@@ -111,6 +146,15 @@ class KinesisBusArgs:
                 "KinesisBusArgs.max_record_bytes: expected 1024..10485760, "
                 f"found {self.max_record_bytes}"
             )
+
+    @property
+    def exceptions(self) -> list[BusTable]:
+        """The tables not named `<prefix><logical>`: listed one by one in the fan-in's policy
+        and its TABLES variable; every other table is covered by the prefix."""
+        return [
+            t for t in self.tables
+            if not follows_table_rule(t.table_name, t.logical_name, self.name_prefix)
+        ]
 
 
 class KinesisBus(pulumi.ComponentResource):
@@ -152,6 +196,7 @@ class KinesisBus(pulumi.ComponentResource):
             expire_days=args.overflow_expire_days,
             parent=self,
             tags=self._tags,
+            force_destroy=args.force_destroy_buckets,
         )
         self.function, policy = self._create_fanin()
         self.mappings = {
@@ -208,32 +253,39 @@ class KinesisBus(pulumi.ComponentResource):
         )
 
     # -- the fan-in Lambda --------------------------------------------------------------
+    def _table_arn(self, name: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat(
+            "arn:aws:dynamodb:", self._region, ":", self._account, ":table/", name
+        )
+
     def _fanin_statements(self) -> list[dict]:
+        """The fan-in's policy: its size does not grow with the tables.
+
+        The waypoint streams are scoped by the environment's prefix (`<prefix>*` minus
+        `<prefix>*-*`, see `components.common.env_table_patterns`), plus the few tables named
+        off the rule (`KinesisBusArgs.exceptions`)."""
         args = self._args
-        stream_arns = [t.stream_arn for t in args.tables]
-        table_streams = [
-            pulumi.Output.concat(
-                "arn:aws:dynamodb:", self._region, ":", self._account, ":table/",
-                t.table_name, "/stream/*",
-            )
-            for t in args.tables
+        allowed, denied = env_table_patterns(args.name_prefix)
+        exceptions = args.exceptions
+        streams = [
+            pulumi.Output.concat(self._table_arn(allowed), "/stream/*"),
+            *(pulumi.Output.concat(self._table_arn(t.table_name), "/stream/*")
+              for t in exceptions),
         ]
         statements: list[dict] = [
             {
                 "Sid": "ReadTheWaypointStreams",
                 "Effect": "Allow",
-                "Action": [
-                    "dynamodb:DescribeStream",
-                    "dynamodb:GetRecords",
-                    "dynamodb:GetShardIterator",
-                ],
-                "Resource": stream_arns or table_streams,
+                "Action": STREAM_READ_ACTIONS,
+                "Resource": streams,
             },
             {
-                "Sid": "ListTheWaypointStreams",
-                "Effect": "Allow",
-                "Action": ["dynamodb:ListStreams"],
-                "Resource": table_streams,
+                # `<prefix>*` also matches `<prefix>eu-orders` of an environment `<env>-eu`
+                # and this environment's IngestApi tables: never theirs
+                "Sid": "NotOtherEnvironmentsStreams",
+                "Effect": "Deny",
+                "Action": STREAM_READ_ACTIONS,
+                "Resource": [pulumi.Output.concat(self._table_arn(denied), "/stream/*")],
             },
             {
                 "Sid": "PutOnTheBus",
@@ -265,14 +317,18 @@ class KinesisBus(pulumi.ComponentResource):
             },
         ]
         if args.kms_key_arn:
-            statements.append(
-                {
-                    "Sid": "UseTheDataKey",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": [args.kms_key_arn],
-                }
-            )
+            key, region = args.kms_key_arn, self._region
+            statements += [
+                kms_grant("WaypointStreamsKey", key, ["kms:Decrypt"], service="dynamodb",
+                          region=region, context=[allowed, *(t.table_name for t in exceptions)],
+                          context_not=[denied]),
+                kms_grant("BusKey", key, ["kms:GenerateDataKey"], service="kinesis",
+                          region=region, context=[self.stream.arn]),
+                kms_grant("OverflowKey", key, ["kms:GenerateDataKey"], service="s3",
+                          region=region, context=[self.overflow.arn]),
+                kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
+                          region=region),
+            ]
         return statements
 
     def _create_fanin(self) -> tuple[aws.lambda_.Function, aws.iam.RolePolicy]:
@@ -294,10 +350,18 @@ class KinesisBus(pulumi.ComponentResource):
             parent=self,
             tags=self._tags,
         )
-        tables = json.dumps(
-            {t.table_name: t.logical_name for t in sorted(args.tables, key=lambda t: t.table_name)},
-            separators=(",", ":"),
-        )
+        variables: dict[str, pulumi.Input[str]] = {
+            "BUS_STREAM_NAME": self.stream.name,
+            "OVERFLOW_BUCKET": self.overflow.bucket,
+            # a table's logical name comes from its stream ARN and the prefix
+            "TABLE_PREFIX": args.name_prefix,
+            "MAX_RECORD_BYTES": str(args.max_record_bytes),
+        }
+        exceptions = sorted(args.exceptions, key=lambda t: t.table_name)
+        if exceptions:
+            variables["TABLES"] = json.dumps(
+                {t.table_name: t.logical_name for t in exceptions}, separators=(",", ":")
+            )
         function = aws.lambda_.Function(
             f"{self._name}-fanin",
             name=function_name,
@@ -310,14 +374,7 @@ class KinesisBus(pulumi.ComponentResource):
             memory_size=args.memory_mb,
             timeout=args.timeout_seconds,
             kms_key_arn=args.kms_key_arn,
-            environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables={
-                    "BUS_STREAM_NAME": self.stream.name,
-                    "OVERFLOW_BUCKET": self.overflow.bucket,
-                    "TABLES": tables,
-                    "MAX_RECORD_BYTES": str(args.max_record_bytes),
-                }
-            ),
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=variables),
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(
                 log_format="JSON", log_group=self.log_group.name
             ),
@@ -339,6 +396,7 @@ class KinesisBus(pulumi.ComponentResource):
             expire_days=args.archive.expire_days,
             parent=self,
             tags=self._tags,
+            force_destroy=args.force_destroy_buckets,
         )
         statements: list[dict] = [
             {
@@ -367,14 +425,14 @@ class KinesisBus(pulumi.ComponentResource):
             },
         ]
         if args.kms_key_arn:
-            statements.append(
-                {
-                    "Sid": "UseTheDataKey",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": [args.kms_key_arn],
-                }
-            )
+            key, region = args.kms_key_arn, self._region
+            statements += [
+                kms_grant("BusKey", key, ["kms:Decrypt"], service="kinesis", region=region,
+                          context=[self.stream.arn]),
+                # Decrypt too: Firehose writes large objects in multipart uploads
+                kms_grant("ArchiveKey", key, ["kms:Decrypt", "kms:GenerateDataKey"],
+                          service="s3", region=region, context=[bucket.arn]),
+            ]
         role, policy = service_role(
             f"{self._name}-archive",
             role_name=f"{args.name_prefix}archive",

@@ -21,6 +21,7 @@ from components.common import (
     LAMBDA_ARCH,
     LAMBDA_RUNTIME,
     encrypted_queue,
+    kms_grant,
     metric_alarm,
     service_role,
 )
@@ -32,8 +33,10 @@ TYPE = "dms-event-bus:index:LegacyWriteback"
 
 #: Files of the writeback Lambda package.
 WRITEBACK_MODULES = ["handlers/writeback.py", "handlers/writeback_sql.py"]
-#: Pure-Python driver bundled for each direct target (the Data API needs only boto3).
-DRIVERS = {"postgres": ["pg8000>=1.31,<2"], "mysql": ["PyMySQL>=1.1,<2"], "data_api": []}
+#: Driver bundled for each direct target, pinned (the Data API needs only boto3). PostgreSQL:
+#: psycopg 3 with its binary wheel (libpq inside; the runtime has none), cp314 arm64/x86_64.
+DRIVERS = {"postgres": ["psycopg==3.3.9", "psycopg-binary==3.3.9"],
+           "mysql": ["PyMySQL==1.2.4"], "data_api": []}
 #: Lambda's limit on the total size of a function's environment variables.
 ENV_LIMIT_BYTES = 4096
 #: The handler's own metrics (embedded metric format).
@@ -304,14 +307,15 @@ class LegacyWriteback(pulumi.ComponentResource):
                 }
             )
         if args.kms_key_arn:
-            statements.append(
-                {
-                    "Sid": "UseTheDataKey",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": [args.kms_key_arn],
-                }
-            )
+            key, region = args.kms_key_arn, self._region
+            statements += [
+                # the chosen tables' streams and the status updates on their items
+                kms_grant("TablesKey", key, ["kms:Decrypt", "kms:GenerateDataKey"],
+                          service="dynamodb", region=region,
+                          context=sorted(t.table_name for t in tables)),
+                kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
+                          region=region),
+            ]
         return statements
 
     # -- the function -------------------------------------------------------------------

@@ -32,6 +32,7 @@ from providers import adopted_table
 from providers.adopted_table import AdoptedTableProvider
 from tests.conftest import SHARED
 from tests.e2e.lambda_events import to_lambda_record
+from tests.iam_eval import Role
 
 REGION = "eu-west-1"
 BUS = "dmsbus-test-bus"
@@ -674,18 +675,26 @@ def test_backfill_component_scoped_role_async_retries_dlq_recursion_and_alarms()
     assert function.inputs["environment"]["variables"] == {
         "BUS_STREAM_NAME": "dmsbus-dev-bus", "OVERFLOW_BUCKET": "dmsbus-dev-overflow",
         "BACKFILL_RESERVE_MS": "60000", "BACKFILL_PAGE_ITEMS": "500"}
-    # AND its role may scan exactly the adopted tables, put on the bus, write overflow
-    # objects, invoke itself, and nothing on "*"
+    # AND its role may scan this environment's tables (by prefix: the policy does not grow
+    # with the adopted tables), put on the bus, write overflow objects, invoke itself, and
+    # nothing on "*"
     policy = json.loads(plan.named("backfill-policy").inputs["policy"])
     statements = {s["Sid"]: s for s in policy["Statement"]}
-    assert sorted(statements["ScanTheAdoptedTables"]["Resource"]) == [
-        "arn:aws:dynamodb:eu-west-1:123456789012:table/dmsbus-dev-audit_login_events",
-        "arn:aws:dynamodb:eu-west-1:123456789012:table/dmsbus-dev-invoices"]
+    role = Role("backfill", policy["Statement"])
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/"
+    for name in ("dmsbus-dev-audit_login_events", "dmsbus-dev-invoices"):
+        assert role.allows("dynamodb:Scan", table + name)
+    for name in ("dmsbus-dev-eu-invoices", "dmsbus-dev-ingest-orders", "dmsbus-prod-invoices"):
+        assert not role.allows("dynamodb:Scan", table + name)
     assert statements["PutOnTheBus"]["Resource"] == [bus_arn]
     assert statements["WriteOverflow"]["Resource"] == ["arn:aws:s3:::dmsbus-dev-overflow/*"]
     assert statements["ContinueItself"]["Resource"] == [
         "arn:aws:lambda:eu-west-1:123456789012:function:dmsbus-dev-backfill"]
-    assert statements["UseTheDataKey"]["Resource"] == [key]
+    grants = {s["Sid"]: s for s in role.kms_grants()}
+    assert sorted(grants) == ["BusKey", "DlqKey", "OverflowKey", "TablesKey"]
+    assert all(g["Resource"] == [key] for g in grants.values())
+    assert grants["BusKey"]["Condition"]["StringLike"] == {
+        "kms:EncryptionContext:aws:kinesis:arn": [bus_arn]}
     assert all(r != "*" for s in policy["Statement"] for r in s["Resource"])
     # AND a failed invocation is retried twice, then kept in the encrypted DLQ
     invoke_config = plan.named("backfill-async")
@@ -708,11 +717,15 @@ def test_backfill_component_scoped_role_async_retries_dlq_recursion_and_alarms()
 def test_backfill_component_refuses_bad_args_by_field() -> None:
     from components.backfill import BackfillArgs
 
-    base: dict[str, Any] = {"name_prefix": "dmsbus-dev-", "table_names": ["t"],
+    base: dict[str, Any] = {"name_prefix": "dmsbus-dev-", "table_names": ["dmsbus-dev-t"],
                             "bus_stream_name": "b", "bus_stream_arn": "a",
                             "overflow_bucket": "o", "overflow_bucket_arn": "oa"}
     for field_name, bad in (("table_names", []), ("memory_mb", 64), ("timeout_seconds", 1000),
-                            ("reserve_ms", 900_000), ("max_retry_attempts", 3)):
+                            ("reserve_ms", 900_000), ("max_retry_attempts", 3),
+                            # off the rule: another environment's, an IngestApi table
+                            ("table_names", ["dmsbus-dev-eu-t"]),
+                            ("table_names", ["orders"]),
+                            ("name_prefix", "dmsbus-dev-ingest-")):
         with pytest.raises(ValueError, match=f"BackfillArgs.{field_name}"):
             BackfillArgs(**{**base, field_name: bad})
 

@@ -255,16 +255,23 @@ def test_role_may_use_the_customer_key_only_through_dynamodb(key_plan: Plan) -> 
     # GIVEN tables encrypted with a customer-managed key
     (policy,) = of(key_plan, "rolePolicy:RolePolicy")
     tables_statement, key_statement = json.loads(policy.inputs["policy"])["Statement"]
-    # THEN the table statement is unchanged and the key is usable only via DynamoDB here
-    assert sorted(tables_statement["Resource"]) == sorted(
-        t.outputs["arn"] for t in of(key_plan, "table:Table")
-    )
+    # THEN the table statement is unchanged and the key is usable only via DynamoDB here,
+    # only for these tables (DynamoDB's encryption context names the table)
+    tables = of(key_plan, "table:Table")
+    assert sorted(tables_statement["Resource"]) == sorted(t.outputs["arn"] for t in tables)
     assert key_statement == {
         "Sid": "TableKeyThroughDynamoDB",
         "Effect": "Allow",
         "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
         "Resource": [KMS],
-        "Condition": {"StringEquals": {"kms:ViaService": "dynamodb.eu-west-1.amazonaws.com"}},
+        "Condition": {
+            "StringEquals": {"kms:ViaService": "dynamodb.eu-west-1.amazonaws.com"},
+            "StringLike": {
+                "kms:EncryptionContext:aws:dynamodb:tableName": sorted(
+                    t.inputs["name"] for t in tables
+                )
+            },
+        },
     }
 
 

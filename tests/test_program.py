@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from hypothesis import assume, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
+from components.common import check_name_prefix, env_table_patterns
 from settings import load_settings
 from settings.stackfile import project_config, read_stack_config, stack_files
-from tools.mockrun import Plan, run_stack
+from tests.iam_eval import Role, condition_allows, policy_texts, roles_of
+from tools.mockrun import ACCOUNT, Plan, run_stack
 from tools.plan import main as plan_main
 
 STACKS = sorted(stack_files())
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 TABLE = "aws:dynamodb/table:Table"
 MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 
@@ -159,11 +167,12 @@ def test_fanin_role_is_scoped_to_exactly_its_resources(stack: str) -> None:
     settings = settings_of(stack)
     policy = json.loads(plan.named("bus-fanin-policy").inputs["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    streams = {
-        t.outputs["streamArn"] for t in plan.of_type(TABLE)
-        if t.inputs["name"] in {settings.physical_table_name(n) for n in settings.tables}
-    }
-    assert set(by_sid["ReadTheWaypointStreams"]["Resource"]) >= streams
+    fanin = roles_of(plan)[f"dmsbus-{stack}-fanin"]
+    waypoint = {settings.physical_table_name(n) for n in settings.tables}
+    for table in plan.of_type(TABLE):
+        # every waypoint stream, and no other table's (IngestApi tables: the writeback's)
+        readable = fanin.allows("dynamodb:GetRecords", table.outputs["streamArn"])
+        assert readable is (table.inputs["name"] in waypoint), table.inputs["name"]
     assert by_sid["PutOnTheBus"]["Resource"] == [plan.named("bus-stream").outputs["arn"]]
     assert by_sid["OnFailureDestination"]["Resource"] == [plan.named("bus-dlq").outputs["arn"]]
     assert by_sid["WriteOverflow"]["Resource"] == [
@@ -199,9 +208,10 @@ def test_bus_and_fanin_follow_config(stack: str) -> None:
     env = fn["environment"]["variables"]
     assert env["BUS_STREAM_NAME"] == f"dmsbus-{stack}-bus"
     assert env["OVERFLOW_BUCKET"] == plan.named("bus-overflow").inputs["bucket"]
-    assert json.loads(env["TABLES"]) == {
-        settings.physical_table_name(n): n for n in settings.tables
-    }
+    # the logical table comes from the stream ARN and the prefix; no table is named off it
+    assert env["TABLE_PREFIX"] == settings.name_prefix
+    assert "TABLES" not in env
+    assert all(settings.physical_table_name(n) == env["TABLE_PREFIX"] + n for n in settings.tables)
     queue = plan.named("bus-dlq").inputs
     assert queue["kmsMasterKeyId"] == (settings.encryption.kms_key_arn or "alias/aws/sqs")
     archive = [r for r in plan.resources if r.name == "bus-archive-delivery"]
@@ -324,3 +334,131 @@ def test_every_alarm_is_named_after_its_environment(stack: str) -> None:
     names = [a.inputs.get("name") for a in alarms]
     assert all(isinstance(n, str) and n.startswith(f"dmsbus-{stack}-") for n in names), names
     assert len(set(names)) == len(names), "alarm names are unique"
+
+
+# --------------------------------------------------- growth per table, and environments apart
+
+
+def write_stack(folder: Path, stack: str, config: dict[str, Any]) -> Path:
+    """A stack file of the test's own, `config` keys without the project namespace."""
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"config": {"aws:region": "eu-west-1",
+                      **{f"dms-event-bus:{k}": v for k, v in config.items()}}}
+    (folder / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return folder
+
+
+def generated_tables(count: int) -> dict[str, Any]:
+    return {
+        f"table_{i:04d}": {"partition_key": {"name": "id", "type": "N"}} for i in range(count)
+    }
+
+
+def adopted_answer(stack: str, count: int) -> dict[str, Any]:
+    """The discovery invoke answering with `count` tables DMS created (adopted)."""
+    names = [f"dmsbus-{stack}-audit_{i:04d}" for i in range(count)]
+    return {"aws:dynamodb/getTables:getTables": lambda _args: {"names": names, "id": "x"}}
+
+
+def environment_texts(plan: Plan) -> dict[str, str]:
+    return {
+        f.name: json.dumps(f.inputs.get("environment", {}).get("variables", {}), sort_keys=True)
+        for f in plan.of_type("aws:lambda/function:Function")
+    }
+
+
+def test_no_policy_or_environment_grows_with_the_tables(tmp_path: Path) -> None:
+    # GIVEN the same stack with 10 and with 200 declared tables, as many adopted, and the
+    # customer-managed key (its grants are in the policies too)
+    def plan(count: int) -> Plan:
+        config = {
+            "tables": generated_tables(count),
+            "encryption": {"kms_key_arn": KEY},
+            "bus": {"archive": {"enabled": True}, "overflow": {"expire_days": 365}},
+        }
+        folder = write_stack(tmp_path / str(count), "scale", config)
+        return run_stack("scale", stack_dir=folder, invoke_answers=adopted_answer("scale", count))
+
+    small, large = plan(10), plan(200)
+
+    # THEN resources per table are constant, and every policy and every function environment
+    # is the same text: nothing in them names a table
+    assert len(large.of_type(TABLE)) == 200 and len(small.of_type(TABLE)) == 10
+    assert policy_texts(small) == policy_texts(large)
+    assert environment_texts(small) == environment_texts(large)
+    assert "backfill-policy" in policy_texts(large) and "bus-archive-policy" in policy_texts(large)
+
+
+ENVIRONMENTS = ("dev", "dev-eu")
+
+
+@pytest.fixture(scope="module")
+def neighbours(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Plan]:
+    """Two environments in one account whose names start alike, each with waypoint tables,
+    adopted tables and an IngestApi (tables of its own that the fan-in must not read)."""
+    plans = {}
+    for env in ENVIRONMENTS:
+        config = {
+            "tables": generated_tables(2),
+            "encryption": {"kms_key_arn": KEY},
+            "ingest_api": {"entities": {"orders": {"fields": {"n": {"type": "integer"}}}}},
+        }
+        folder = write_stack(tmp_path_factory.mktemp(env), env, config)
+        plans[env] = run_stack(env, stack_dir=folder, invoke_answers=adopted_answer(env, 2))
+    return plans
+
+
+def test_no_environment_reaches_anothers_tables(neighbours: dict[str, Plan]) -> None:
+    for env in ENVIRONMENTS:
+        roles = roles_of(neighbours[env])
+        fanin, backfill = roles[f"dmsbus-{env}-fanin"], roles[f"dmsbus-{env}-backfill"]
+        for owner in ENVIRONMENTS:
+            for table in neighbours[owner].of_type(TABLE):
+                name = table.inputs["name"]
+                waypoint = owner == env and "-ingest-" not in name
+                assert fanin.allows("dynamodb:GetRecords", table.outputs["streamArn"]) is (
+                    waypoint), (env, name)
+                assert backfill.allows("dynamodb:Scan", table.outputs["arn"]) is waypoint, (
+                    env, name)
+            for adopted in (f"dmsbus-{owner}-audit_0000", f"dmsbus-{owner}-audit_0001"):
+                arn = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/{adopted}"
+                assert fanin.allows("dynamodb:GetRecords", f"{arn}/stream/x") is (owner == env)
+                assert backfill.allows("dynamodb:Scan", arn) is (owner == env)
+
+
+_ENV = st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True)
+_LOGICAL_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,62}", fullmatch=True)
+
+
+@examples(max_examples=500, deadline=None)
+@given(env=_ENV, other=_ENV, logical=_LOGICAL_NAMES, theirs=_LOGICAL_NAMES)
+def test_the_prefix_scope_separates_every_pair_of_environments(
+    env: str, other: str, logical: str, theirs: str
+) -> None:
+    """`<prefix>*` minus `<prefix>*-*` holds exactly the environment's waypoint tables, for
+    any two environment names and any table names; as IAM resources (Allow and Deny) and as
+    KMS conditions (StringLike and StringNotLike) alike."""
+    assume(other != env)
+    prefix = f"dmsbus-{env}-"
+    if env.endswith("-ingest"):
+        # the one naming collision: such a prefix is refused before any resource exists
+        with pytest.raises(ValueError, match="-ingest-"):
+            check_name_prefix("prefix", prefix)
+        return
+    check_name_prefix("prefix", prefix)
+    allowed, denied = env_table_patterns(prefix)
+    role = Role("r", [
+        {"Effect": "Allow", "Action": ["dynamodb:Scan"], "Resource": [allowed]},
+        {"Effect": "Deny", "Action": ["dynamodb:Scan"], "Resource": [denied]},
+    ])
+    kms = {"StringLike": {"k": [allowed]}, "StringNotLike": {"k": [denied]}}
+
+    def reaches(name: str) -> bool:
+        by_resource = role.allows("dynamodb:Scan", name)
+        assert condition_allows(kms, {"k": name}) is by_resource, name
+        return by_resource
+
+    assert reaches(f"{prefix}{logical}")
+    assert not reaches(f"{prefix}ingest-{logical}")
+    assert not reaches(f"dmsbus-{other}-{theirs}")
+    assert not reaches(f"dmsbus-{other}-ingest-{theirs}")

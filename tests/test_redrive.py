@@ -493,7 +493,8 @@ def test_unknown_table_and_foreign_messages_are_kept(aws):
     world.client("sqs").send_message(QueueUrl=world.queue_url, MessageBody='{"hello": 1}')
     report = world.run(tables={"dmsbus-rd7-other": "other"})
     assert sorted(o.status for o in report.outcomes) == ["failed", "unrecognised"]
-    assert any("not in the fan-in's TABLES" in o.detail for o in report.outcomes)
+    assert any("not the fan-in's" in o.detail and "TABLES" in o.detail
+               for o in report.outcomes)
     assert len(world.queue_messages()) == 2
     assert world.bus_records() == []
 
@@ -543,7 +544,8 @@ def _fanin(world: World) -> str:
             "Variables": {
                 "BUS_STREAM_NAME": world.bus,
                 "OVERFLOW_BUCKET": world.bucket,
-                "TABLES": json.dumps(world.tables),
+                # as KinesisBus deploys it: the prefix, no table listed
+                "TABLE_PREFIX": world.prefix,
                 "MAX_RECORD_BYTES": "1000000",
             }
         },
@@ -552,7 +554,8 @@ def _fanin(world: World) -> str:
 
 
 def test_command_reads_the_fanin_environment_and_redrives(aws, capsys):
-    # GIVEN a failed batch and the fan-in function whose environment names tables and bus
+    # GIVEN a failed batch and the fan-in function whose environment names the environment's
+    # table prefix (no table list) and the bus
     world = make_world("dmsbus-rd9-")
     world.send_failure(world.write_rows(2))
     function = _fanin(world)
@@ -601,9 +604,28 @@ def test_command_with_explicit_tables_dry_run_and_expired_exit_status(aws, capsy
     assert len(world.queue_messages()) == 1
 
 
+def test_command_with_the_table_prefix(aws, capsys):
+    # GIVEN a failed batch of a table named by the environment's prefix rule
+    world = make_world("dmsbus-rd11-")
+    world.send_failure(world.write_rows(2))
+    argv = ["--queue-url", world.queue_url, "--stream-name", world.bus, "--region", REGION,
+            "--wait-seconds", "0"]
+    # WHEN the operator names another environment's prefix THEN nothing is redriven, kept
+    assert redrive.main([*argv, "--table-prefix", "dmsbus-rd-"]) == 1
+    assert world.bus_records() == [] and len(world.queue_messages()) == 1
+    # WHEN the operator names this environment's prefix THEN the batch is on the bus
+    assert redrive.main([*argv, "--table-prefix", world.prefix]) == 0
+    assert [json.loads(r["Data"])["table"] for r in world.bus_records()] == ["orders"] * 2
+
+
 def test_command_needs_a_table_mapping(capsys):
     assert redrive.main(["--queue-url", "https://x", "--region", REGION]) == 2
     assert "--function-name" in capsys.readouterr().err
+    argv = ["--queue-url", "https://x", "--region", REGION, "--stream-name", "b"]
+    assert redrive.main([*argv, "--table-prefix", "dmsbus-prod"]) == 2
+    assert "--table-prefix must end in '-'" in capsys.readouterr().err
+    assert redrive.main([*argv, "--tables", "[1]"]) == 2
+    assert "--tables is not a JSON object" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -648,7 +670,8 @@ def test_the_runbook_redrive_commands_parse_and_every_option_and_status_is_expla
     for command in commands:
         argv = shlex.split(command.replace("$DLQ_URL", "https://q").replace("${P}", "dmsbus-x-"))
         args = parser.parse_args(argv[3:])
-        assert args.queue_url and (args.function_name or args.tables), command
+        assert args.queue_url and (
+            args.function_name or args.tables or args.table_prefix), command
     options = {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
     assert {o for o in options if o != "--help"} <= set(re.findall(r"--[a-z-]+", text))
     for status in redrive.STATUSES:

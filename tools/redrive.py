@@ -1,7 +1,8 @@
 """Redrive the fan-in's failed batches from its on-failure DLQ back onto the bus.
 
     python -m tools.redrive --queue-url URL [--dry-run] [--max-messages N]
-        [--function-name NAME | --tables JSON --stream-name NAME [--overflow-bucket B]]
+        [--function-name NAME | (--table-prefix P | --tables JSON) --stream-name NAME
+         [--overflow-bucket B]]
 
 A message in the DLQ does not hold the records: Lambda sends the metadata of the failed batch
 (`DDBStreamBatchInfo`: stream ARN, shard, first and last sequence number). For each message
@@ -19,9 +20,12 @@ the range cannot be read to its end) is never deleted: it is reported and left i
 for a decision (re-sync the table from the source; see docs/runbook.md). `--dry-run` reads and
 reports, changes nothing (the messages become visible again right away).
 
-The table mapping (physical table -> logical name the envelopes carry), the bus stream and the
-overflow bucket are read from the fan-in function's environment (`--function-name`), or given
-with `--tables '{"dmsbus-prod-orders": "orders"}' --stream-name ...`.
+The logical table name the envelopes carry comes from the physical table the way the fan-in
+finds it: `<prefix><logical>` by the environment's prefix, or a listed exception. Prefix,
+exceptions, bus stream and overflow bucket are read from the fan-in function's environment
+(`--function-name`: TABLE_PREFIX, TABLES, BUS_STREAM_NAME, OVERFLOW_BUCKET), or given with
+`--table-prefix dmsbus-prod- --stream-name ...` (and `--tables '{"legacy-orders": "orders"}'`
+for tables named otherwise).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from handlers.fanin import PREFIX, TableNames
 
 Publisher = Callable[[list[Any]], object]
 """Puts envelopes on the bus; raises (`handlers.bus.PublishError`) when some could not be put
@@ -261,7 +267,7 @@ def redrive_message(
     streams: Any,
     publish: Publisher,
     queue_url: str,
-    tables: Mapping[str, str],
+    tables: Mapping[str, str] | TableNames,
     dry_run: bool,
 ) -> Outcome:
     """Redrive one SQS message (as `receive_message` returns it)."""
@@ -280,11 +286,12 @@ def redrive_message(
         batch_size=batch.batch_size,
         condition=context.get("condition"),
     )
-    logical = tables.get(batch.physical_table)
+    names = tables if isinstance(tables, TableNames) else TableNames("", tables)
+    logical = names.logical(batch.physical_table)
     if logical is None:
         outcome.detail = (
-            f"table {batch.physical_table!r} is not in the fan-in's TABLES "
-            f"({', '.join(sorted(tables)) or 'empty'})"
+            f"table {batch.physical_table!r} is not the fan-in's: neither named by its "
+            f"prefix rule nor listed ({names.describe()})"
         )
         return outcome
     try:
@@ -324,7 +331,7 @@ def redrive(
     streams: Any,
     publish: Publisher,
     queue_url: str,
-    tables: Mapping[str, str],
+    tables: Mapping[str, str] | TableNames,
     dry_run: bool = False,
     max_messages: int | None = None,
     wait_seconds: int = 2,
@@ -411,9 +418,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="read and report only")
     parser.add_argument("--max-messages", type=int, default=None, help="stop after N messages")
     parser.add_argument(
-        "--function-name", help="fan-in function: TABLES, BUS_STREAM_NAME, ... from its env"
+        "--function-name",
+        help="fan-in function: TABLE_PREFIX, TABLES, BUS_STREAM_NAME, ... from its env",
     )
-    parser.add_argument("--tables", help='JSON {"<physical table>": "<logical name>"}')
+    parser.add_argument(
+        "--table-prefix", help="the environment's name prefix, e.g. dmsbus-prod- (tables "
+        "named <prefix><logical>)"
+    )
+    parser.add_argument(
+        "--tables", help='JSON {"<physical table>": "<logical name>"} of tables named otherwise'
+    )
     parser.add_argument("--stream-name", help="the bus (Kinesis stream name)")
     parser.add_argument("--overflow-bucket", help="bucket for changes too large for a record")
     parser.add_argument("--max-record-bytes", type=int, default=None)
@@ -432,18 +446,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.function_name:
         env = fanin_environment(session.client("lambda"), args.function_name)
     tables_json = args.tables or env.get("TABLES")
+    prefix = args.table_prefix or env.get("TABLE_PREFIX", "")
     stream_name = args.stream_name or env.get("BUS_STREAM_NAME")
-    if not tables_json or not stream_name:
+    if not (tables_json or prefix) or not stream_name:
         print(
-            "error: need --function-name (the fan-in) or --tables and --stream-name",
+            "error: need --function-name (the fan-in), or --table-prefix (or --tables) and "
+            "--stream-name",
             file=sys.stderr,
         )
         return 2
-    try:
-        tables = json.loads(tables_json)
-    except ValueError:
-        print(f"error: --tables is not JSON: {tables_json!r}", file=sys.stderr)
+    if prefix and not PREFIX.match(prefix):
+        print(f"error: --table-prefix must end in '-', e.g. dmsbus-prod-, found {prefix!r}",
+              file=sys.stderr)
         return 2
+    try:
+        listed = json.loads(tables_json) if tables_json else {}
+        if not isinstance(listed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in listed.items()
+        ):
+            raise ValueError
+    except ValueError:
+        print(f'error: --tables is not a JSON object {{"<physical>": "<logical>"}}: '
+              f"{tables_json!r}", file=sys.stderr)
+        return 2
+    tables = TableNames(prefix, listed)
     from handlers.bus import DEFAULT_MAX_RECORD_BYTES
 
     max_bytes = args.max_record_bytes or int(
