@@ -417,7 +417,9 @@ class DmsSourceArgs:
     depends_on: Sequence[pulumi.Resource] = ()
     """Every declared StreamedTable AND its event source mapping: the task starts after them."""
     kms_key_arn: str | None = None
-    """Customer-managed KMS key for the replication storage and endpoint; None: aws/dms."""
+    """The stack's customer-managed KMS key: the replication storage, both endpoints and the
+    task log group use it, and the target role may decrypt it through DynamoDB (the waypoint
+    tables use it too). None: AWS-managed keys (aws/dms), no KMS grant."""
     tags: Mapping[str, str] = field(default_factory=dict)
     """Tags on every resource."""
 
