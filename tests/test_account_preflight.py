@@ -431,6 +431,27 @@ def test_no_api_gateway_role_fails_through_the_command(
     assert "bootstrap --region eu-west-1 --apply" in fails[0]
 
 
+def test_api_gateway_role_that_api_gateway_cannot_assume(aws: None,
+                                                         planned_needs: StackNeeds) -> None:
+    iam = boto3.client("iam")
+    wrong = iam.create_role(RoleName="not-for-apigw", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "lambda.amazonaws.com"}}],
+    }))["Role"]["Arn"]
+    apigw = boto3.client("apigateway", region_name=REGION)
+    good = apigw.get_account()["cloudwatchRoleArn"]
+    apigw.update_account(patchOperations=[
+        {"op": "replace", "path": "/cloudwatchRoleArn", "value": wrong}])
+    try:
+        bad = failed(run(planned_needs, Account()))
+    finally:
+        apigw.update_account(patchOperations=[
+            {"op": "replace", "path": "/cloudwatchRoleArn", "value": good}])
+        iam.delete_role(RoleName="not-for-apigw")
+    assert list(bad) == ["API Gateway CloudWatch role"]
+    assert "does not let apigateway.amazonaws.com assume it" in bad["API Gateway CloudWatch role"]
+
+
 def run(needs: StackNeeds, account: Account) -> list[Any]:
     return cli.run_checks(account.clients(), bind(needs, account), REGION, ACCOUNT,
                           f"arn:aws:iam::{ACCOUNT}:role/deployer")

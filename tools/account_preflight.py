@@ -41,7 +41,6 @@ from settings import ConfigError, StackSettings, load_settings
 from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
 from tools.account import bootstrap as boot
 from tools.account.checks import (
-    DMS_ACCOUNT_ROLES,
     Clients,
     check_alarm_topic,
     check_apigateway_role,
@@ -154,48 +153,17 @@ def needs_of(stack: str, settings: StackSettings, stack_dir: Path | None,
 
 
 def run_checks(clients: Clients, needs: StackNeeds, region: str, account: str,
-               caller_arn: str = "", declared_account_roles: Sequence[str] = ()) -> list[Check]:
+               caller_arn: str = "") -> list[Check]:
     checks: list[Check] = []
     if needs.api_logging:
         checks.append(check_apigateway_role(clients, region))
     checks.extend(check_stack_key(clients, needs, region, account, caller_arn))
     checks.extend(check_alarm_topic(clients, needs, region, account))
     if needs.dms:
-        if declared_account_roles:
-            checks.extend(_declared_roles(clients, region, declared_account_roles))
-        else:
-            checks.extend(check_dms_roles(clients, region))
+        checks.extend(check_dms_roles(clients, region))
     checks.append(check_concurrency(clients, needs, region))
     checks.extend(check_secrets(clients, needs))
     return checks
-
-
-def _declared_roles(clients: Clients, region: str, names: Sequence[str]) -> list[Check]:
-    """The stack itself declares DMS's account roles (dms.account_roles: create)."""
-    out = []
-    for name in names:
-        try:
-            clients("iam", region).get_role(RoleName=name)
-            exists = True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
-                raise
-            exists = False
-        out.append(Check(
-            f"DMS role {name}", not exists,
-            "exists already: the stack's create fails with EntityAlreadyExists" if exists
-            else "created by this stack (dms.account_roles: create)",
-            "set dms.account_roles: existing and run the account bootstrap (docs/account.md)",
-        ))
-    return out
-
-
-def _declared_account_roles(settings: StackSettings) -> Sequence[str]:
-    """DMS's account roles when the stack file still declares them (`account_roles: create`)."""
-    dms = settings.dms
-    if dms is not None and getattr(dms, "account_roles", "existing") == "create":
-        return list(DMS_ACCOUNT_ROLES)
-    return ()
 
 
 def cmd_check(args: argparse.Namespace, clients: Clients) -> int:
@@ -207,8 +175,7 @@ def cmd_check(args: argparse.Namespace, clients: Clients) -> int:
     region = resolve_region(args.region, stack_region, args.stack)
     account, caller_arn = caller(clients, region)
     needs = needs_of(args.stack, settings, args.stack_dir, region)
-    declared = _declared_account_roles(settings)
-    checks = run_checks(clients, needs, region, account, caller_arn, declared)
+    checks = run_checks(clients, needs, region, account, caller_arn)
     print(f"# stack {args.stack}: account {account}, region {region}")
     for check in checks:
         print(check.line())

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from tools.account.keypolicy import ContextValue, Principal, missing_actions
+from settings.dms import ACCOUNT_ROLES as DMS_ACCOUNT_ROLES
+from tools.account.keypolicy import ContextValue, Principal, Request, decide, missing_actions
 from tools.account.needs import StackNeeds
 from tools.preflight import Check
 
@@ -24,10 +26,6 @@ Clients = Callable[[str, str], Any]
 MIN_UNRESERVED_CONCURRENCY = 100
 
 APIGW_LOGS_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
-DMS_ACCOUNT_ROLES = {
-    "dms-vpc-role": "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole",
-    "dms-cloudwatch-logs-role": "arn:aws:iam::aws:policy/service-role/AmazonDMSCloudWatchLogsRole",
-}
 
 #: What CloudWatch Logs does with a log group's key, under the log group's encryption context
 #: (AWS's documented statement grants kms:Encrypt*, kms:Decrypt*, kms:ReEncrypt*,
@@ -124,11 +122,20 @@ def check_apigateway_role(clients: Clients, region: str) -> Check:
         )
     role_name = role.rsplit("/", 1)[-1]
     try:
-        clients("iam", region).get_role(RoleName=role_name)
+        found = clients("iam", region).get_role(RoleName=role_name)["Role"]
     except ClientError as exc:
         return Check(name, False, f"the role set in API Gateway ({role}) cannot be read "
                      f"({_error(exc)})", "set an existing role (bootstrap creates one when "
-                     "none is set; a set but deleted role must be fixed by hand)")
+                     "none is set; a set but deleted role must be fixed by hand: "
+                     "docs/runbook.md 'API Gateway account CloudWatch role')")
+    trust = found.get("AssumeRolePolicyDocument") or {}
+    if isinstance(trust, str):
+        trust = json.loads(unquote(trust))
+    who = Principal.service("apigateway.amazonaws.com")
+    if decide(trust, Request(who, "sts:AssumeRole", role)) != "allow":
+        return Check(name, False, f"set: {role}, but its trust policy does not let "
+                     "apigateway.amazonaws.com assume it", "let apigateway.amazonaws.com "
+                     "assume the role (sts:AssumeRole), or set another role")
     return Check(name, True, f"set: {role}")
 
 
