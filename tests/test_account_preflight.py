@@ -372,11 +372,15 @@ def test_the_plan_tells_what_the_account_must_provide(planned_needs: StackNeeds)
     assert needs.reserved_concurrency == {f"dmsbus-{STACK}-writeback": 4}
     assert f"/aws/lambda/dmsbus-{STACK}-fanin" in needs.key_log_groups
     assert f"/aws/apigateway/dmsbus-{STACK}-ingest/access" in needs.key_log_groups
+    assert f"/aws/lambda/dmsbus-{STACK}-writeback" in needs.key_log_groups
     assert {"dynamodb", "kinesis", "sqs", "lambda"} <= needs.key_services
     assert f"dmsbus-{STACK}-fanin" in needs.roles
     assert not any(r.startswith("dms-") for r in needs.roles)  # account roles are not ours
     assert {"cloudwatch.amazonaws.com", "dms.amazonaws.com"} <= needs.alarm_publishers
+    assert needs.alarm_names
     assert all(n.startswith(f"dmsbus-{STACK}-") for n in needs.alarm_names)
+    assert [s.key_path for s in needs.secrets] == ["dms-event-bus:dms.source.secret_arn",
+                                                  "dms-event-bus:writeback.target.secret_arn"]
 
 
 def test_a_good_account_passes_every_check_through_the_command(
@@ -648,6 +652,19 @@ def test_no_credentials_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "\n" not in err
     assert err.startswith("account preflight: no usable AWS credentials for region eu-west-1")
     assert cli.main(["bootstrap", "--region", REGION]) == 2
+
+
+def test_an_unexpected_answer_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Broken:
+        def get_caller_identity(self) -> dict[str, Any]:
+            return {}  # no Account: a shape no real STS answers with
+
+    assert cli.main(["bootstrap", "--region", REGION],
+                    clients_factory=lambda: lambda service, region: Broken()) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "account preflight: could not run: KeyError: 'Account'"
 
 
 def test_region_flag_must_match_the_stack(tmp_path: Path,

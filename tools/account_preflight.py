@@ -240,6 +240,10 @@ def main(argv: Sequence[str] | None = None,
     except (BotoCoreError, ClientError) as exc:
         print(f"account preflight: an AWS call failed: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:  # an answer of an unexpected shape: still one line, exit 2
+        print(f"account preflight: could not run: {type(exc).__name__}: {_one_line(exc)}",
+              file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":
