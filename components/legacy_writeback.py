@@ -21,6 +21,7 @@ from components.common import (
     LAMBDA_ARCH,
     LAMBDA_RUNTIME,
     encrypted_queue,
+    kms_grant,
     metric_alarm,
     service_role,
 )
@@ -306,14 +307,15 @@ class LegacyWriteback(pulumi.ComponentResource):
                 }
             )
         if args.kms_key_arn:
-            statements.append(
-                {
-                    "Sid": "UseTheDataKey",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": [args.kms_key_arn],
-                }
-            )
+            key, region = args.kms_key_arn, self._region
+            statements += [
+                # the chosen tables' streams and the status updates on their items
+                kms_grant("TablesKey", key, ["kms:Decrypt", "kms:GenerateDataKey"],
+                          service="dynamodb", region=region,
+                          context=sorted(t.table_name for t in tables)),
+                kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
+                          region=region),
+            ]
         return statements
 
     # -- the function -------------------------------------------------------------------
