@@ -147,11 +147,23 @@ class OverflowSettings(Model):
     expire_days: int = Field(default=30, ge=1, le=36500)
 
 
+class BucketSettings(Model):
+    """The bus's versioned buckets (overflow and archive) when the stack is destroyed."""
+
+    force_destroy: bool = Field(
+        default=False,
+        description="`pulumi destroy` deletes the overflow and archive buckets with every "
+        "object version in them; false: destroy stops with BucketNotEmpty until they are "
+        "emptied (docs/runbook.md). Takes effect after a `pulumi up`.",
+    )
+
+
 class BusSettings(Model):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     fanin: FaninSettings = Field(default_factory=FaninSettings)
     overflow: OverflowSettings = Field(default_factory=OverflowSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    buckets: BucketSettings = Field(default_factory=BucketSettings)
 
     @model_validator(mode="after")
     def _archived_pointers_resolve(self) -> BusSettings:

@@ -15,10 +15,10 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from components.common import check_name_prefix, env_table_patterns
-from settings import load_settings
+from settings import ConfigError, load_settings
 from settings.stackfile import project_config, read_stack_config, stack_files
 from tests.iam_eval import Role, condition_allows, policy_texts, roles_of
-from tools.mockrun import ACCOUNT, Plan, run_stack
+from tools.mockrun import ACCOUNT, Plan, run_program, run_stack
 from tools.plan import main as plan_main
 
 STACKS = sorted(stack_files())
@@ -462,3 +462,54 @@ def test_the_prefix_scope_separates_every_pair_of_environments(
     assert not reaches(f"{prefix}ingest-{logical}")
     assert not reaches(f"dmsbus-{other}-{theirs}")
     assert not reaches(f"dmsbus-{other}-ingest-{theirs}")
+
+
+# ------------------------------------------------------------ destroying versioned buckets
+
+
+@pytest.mark.parametrize("force_destroy", [False, True])
+def test_bucket_force_destroy_is_the_typed_setting(force_destroy: bool) -> None:
+    """`bus.buckets.force_destroy` (default false) reaches both versioned buckets; with false,
+    `pulumi destroy` of a bucket holding object versions fails with BucketNotEmpty until it is
+    emptied (docs/runbook.md "Destroying a stack")."""
+    from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
+    from settings.core import BusSettings
+
+    bus = BusSettings.model_validate(
+        {"buckets": {"force_destroy": force_destroy}, "archive": {"enabled": True},
+         "overflow": {"expire_days": 365}}
+    )
+    assert BusSettings().buckets.force_destroy is False  # the safe default
+
+    def program() -> None:
+        KinesisBus("bus", KinesisBusArgs(
+            name_prefix="dmsbus-fd-",
+            tables=[BusTable("orders", "dmsbus-fd-orders",
+                             f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/dmsbus-fd-orders/stream/x")],
+            archive=ArchiveArgs(),
+            force_destroy_buckets=bus.buckets.force_destroy,
+        ))
+
+    plan = run_program("fd", {"aws:region": "eu-west-1"}, program)
+    buckets = plan.of_type("aws:s3/bucket:Bucket")
+    assert sorted(b.name for b in buckets) == ["bus-archive", "bus-overflow"]
+    assert all(b.inputs.get("forceDestroy", False) is force_destroy for b in buckets)
+
+
+def test_bucket_force_destroy_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError, match=r"bus\.buckets\.force_destroy: expected true or false"):
+        load_settings("x", {"tables": generated_tables(1),
+                            "bus": {"buckets": {"force_destroy": "sometimes"}}})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_example_stacks_reserve_no_concurrency(stack: str) -> None:
+    """New and sandbox accounts have a concurrency quota of 10 and Lambda keeps a minimum
+    unreserved pool: any reservation is refused there. The example stacks deploy on such an
+    account; a stack that reserves (docs/writeback.md "Concurrency" says when) is checked
+    against the account's quota by the account preflight."""
+    settings = settings_of(stack)
+    if settings.writeback is not None:
+        assert settings.writeback.function.reserved_concurrency is None
+    for fn in plan_of(stack).of_type("aws:lambda/function:Function"):
+        assert fn.inputs.get("reservedConcurrentExecutions") is None, fn.name
