@@ -690,7 +690,8 @@ def test_every_aws_cli_command_of_the_runbook_exists_with_its_options():
     assert len(commands) >= 10, commands
     for command in commands:
         service, name, *rest = command.split()[1:]
-        model = session.get_service_model(service)
+        # the AWS CLI names S3's API `s3api` (its `s3` commands are the high-level ones)
+        model = session.get_service_model({"s3api": "s3"}.get(service, service))
         if name == "wait":
             waiter = session.get_waiter_model(service).get_waiter(
                 {xform_name(w, "-"): w for w in session.get_waiter_model(service).waiter_names}[
