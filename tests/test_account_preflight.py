@@ -592,6 +592,30 @@ def test_secret_on_a_key_the_stack_does_not_grant(aws: None, planned_needs: Stac
     assert "set dms.source.secret_kms_key_arn" in bad["secret dms.source.secret_arn"]
 
 
+def test_secret_key_policy_that_keeps_the_roles_out(aws: None,
+                                                   planned_needs: StackNeeds) -> None:
+    # GIVEN the DMS source secret on its own key, declared in the stack, whose policy lets the
+    # account's roles use it only through DynamoDB: DMS cannot read the secret
+    account = Account()
+    policy = {"Version": "2012-10-17", "Statement": [{
+        **account_key_statement(account=ACCOUNT),
+        "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{REGION}.amazonaws.com"}},
+    }]}
+    secret_key = account.kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]["Arn"]
+    boto3.client("secretsmanager", region_name=REGION).update_secret(
+        SecretId=account.dms_secret, KmsKeyId=secret_key)
+    needs = bind(planned_needs, account)
+    needs = dataclasses.replace(needs, secrets=(
+        SecretRef(account.dms_secret, "dms-event-bus:dms.source.secret_arn", secret_key),
+        *needs.secrets[1:]))
+    checks = cli.run_checks(account.clients(), needs, REGION, ACCOUNT)
+    bad = failed(checks)
+    assert list(bad) == ["secret dms.source.secret_arn"]
+    line = bad["secret dms.source.secret_arn"]
+    assert f"dmsbus-{STACK}-fanin" in line and "decrypt through Secrets Manager" in line
+    assert f"secretsmanager.{REGION}.amazonaws.com" in line
+
+
 # =========================================================================== could not run
 
 

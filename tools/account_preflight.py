@@ -162,7 +162,7 @@ def run_checks(clients: Clients, needs: StackNeeds, region: str, account: str,
     if needs.dms:
         checks.extend(check_dms_roles(clients, region))
     checks.append(check_concurrency(clients, needs, region))
-    checks.extend(check_secrets(clients, needs))
+    checks.extend(check_secrets(clients, needs, account))
     return checks
 
 

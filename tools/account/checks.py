@@ -391,7 +391,25 @@ def check_concurrency(clients: Clients, needs: StackNeeds, region: str) -> Check
 # --------------------------------------------------------------------------- Secrets
 
 
-def check_secrets(clients: Clients, needs: StackNeeds) -> list[Check]:
+def _roles_that_cannot_decrypt(policy: dict[str, Any], key_arn: str, needs: StackNeeds,
+                               region: str, account: str) -> list[str]:
+    """The stack's roles the key policy does not let read a secret through Secrets Manager."""
+    partition = _partition(region)
+    out = []
+    for role in needs.roles:
+        who = f"arn:{partition}:iam::{account}:role/{role}"
+        context: dict[str, ContextValue] = {
+            "kms:ViaService": f"secretsmanager.{region}.amazonaws.com",
+            "kms:CallerAccount": account,
+            "aws:PrincipalAccount": account,
+            "aws:PrincipalArn": who,
+        }
+        if missing_actions(policy, Principal.role(who), ["kms:Decrypt"], key_arn, context):
+            out.append(role)
+    return out
+
+
+def check_secrets(clients: Clients, needs: StackNeeds, account: str = "") -> list[Check]:
     checks = []
     for secret in needs.secrets:
         region = secret.arn.split(":")[3]
@@ -421,14 +439,25 @@ def check_secrets(clients: Clients, needs: StackNeeds) -> list[Check]:
         problems = []
         if meta.get("KeyState") != "Enabled":
             problems.append(f"its key {meta['Arn']} is {meta.get('KeyState')}")
-        if meta.get("KeyManager") != "AWS" and meta["Arn"] != secret.declared_kms_key_arn:
-            problems.append(f"its key {meta['Arn']} is not the key the stack grants its reader "
-                            f"kms:Decrypt on ({secret.declared_kms_key_arn or 'none'})")
         fix = ("enable the key" if meta.get("KeyState") != "Enabled" else
                "set dms.source.secret_kms_key_arn to the secret's key"
                if secret.key_path.endswith("dms.source.secret_arn") else
                "encrypt the secret with the stack key (encryption.kms_key_arn) or the "
                "AWS-managed aws/secretsmanager key")
+        if meta.get("KeyManager") != "AWS" and meta["Arn"] != secret.declared_kms_key_arn:
+            problems.append(f"its key {meta['Arn']} is not the key the stack grants its reader "
+                            f"kms:Decrypt on ({secret.declared_kms_key_arn or 'none'})")
+        elif meta.get("KeyManager") != "AWS" and account:
+            policy, failed = _key_policy(clients("kms", region), meta["Arn"])
+            if policy is None:
+                problems.append(failed.found if failed else "its key policy cannot be read")
+            elif blocked := _roles_that_cannot_decrypt(policy, meta["Arn"], needs, region,
+                                                       account):
+                problems.append(f"its key policy does not let {_short(blocked)} decrypt "
+                                "through Secrets Manager")
+                fix = ("let the account's IAM policies decide in the key policy (docs/runbook.md "
+                       "'KMS key policy: the account's roles'), including kms:ViaService "
+                       f"secretsmanager.{region}.amazonaws.com")
         checks.append(Check(name, not problems,
                             f"{secret.arn} exists, key {meta['Arn']} "
                             + ("; ".join(problems) if problems else "enabled"), fix))
