@@ -420,14 +420,29 @@ def test_policies_are_judged_as_the_json_text_sent_to_aws(stack: str) -> None:
         assert Context(plan.resources).role_of(p.inputs["role"]) is not None, p.name
 
 
-def write_stack(folder: Path, tables: int, **extra: Any) -> str:
-    """A minimal stack file of `tables` declared tables (nothing else configured)."""
+#: A DMS source for generated stacks (values made up here, not read from a stack file).
+GENERATED_DMS: dict[str, Any] = {
+    "capacity": {"mode": "serverless", "min_capacity_units": 1, "max_capacity_units": 4},
+    "network": {"vpc_id": "vpc-0a1b2c3d4e5f60718",
+                "subnet_ids": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
+                "source_cidrs": ["10.20.0.0/24"]},
+    "account_roles": "existing",
+    "source": {"engine": "postgres", "server": "db.example.com", "port": 5432,
+               "database": "erp", "ssl_mode": "require",
+               "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gen-a1B2c3"},
+    "default_schema": "sales",
+}
+
+
+def write_stack(folder: Path, tables: int, *, dms: bool = False, **extra: Any) -> str:
+    """A stack file of `tables` declared tables (and a DMS source feeding them if `dms`)."""
     config: dict[str, Any] = {
         "aws:region": "eu-west-1",
         "dms-event-bus:tables": {
             f"table_{i:04d}": {"partition_key": {"name": "id", "type": "S"}}
             for i in range(tables)
         },
+        **({"dms-event-bus:dms": GENERATED_DMS} if dms else {}),
         **{f"dms-event-bus:{k}": v for k, v in extra.items()},
     }
     (folder / "Pulumi.gen.yaml").write_text(yaml.safe_dump({"config": config}))
@@ -438,8 +453,8 @@ def write_stack(folder: Path, tables: int, **extra: Any) -> str:
 def test_generated_stacks_plan_within_aws_limits(
     tables: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN a stack file of `tables` declared tables
-    stack = write_stack(tmp_path, tables)
+    # GIVEN a stack file of `tables` declared tables, fed by DMS
+    stack = write_stack(tmp_path, tables, dms=True)
     # WHEN the offline plan runs it
     code = plan_tool.main(["--stack", stack, "--stack-dir", str(tmp_path)])
     out, err = capsys.readouterr()
@@ -564,3 +579,30 @@ def test_longest_names_the_config_allows_plan_within_aws_limits(
     assert [line for line in err.splitlines() if line.startswith("error")] == []
     assert code == 0 and out.splitlines()[-1].endswith(", 0 violations")
     assert "dmsbus-abcdefghij-klmno-overflow-123456789012-ap-southeast-7" in out
+
+
+def test_nothing_aws_caps_grows_per_table(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # GIVEN the same stack with 1 and with 100 declared tables (fed by DMS)
+    sizes: dict[int, dict[str, int]] = {}
+    for tables in (1, 100):
+        folder = tmp_path_factory.mktemp(f"tables{tables}")
+        plan = run_stack(write_stack(folder, tables, dms=True), stack_dir=folder)
+        # WHEN the sizes AWS caps are measured: each role's inline policies, each
+        # function's environment
+        ctx = Context(plan.resources)
+        measured: dict[str, int] = {}
+        for r in plan.resources:
+            if r.type == ROLE_POLICY:
+                role = ctx.role_of(r.inputs["role"])
+                key = f"inline policies of {role.name if role else r.name}"
+                measured[key] = measured.get(key, 0) + policy_size(r.inputs["policy"])
+            if r.type == FUNCTION:
+                env = (r.inputs.get("environment") or {}).get("variables") or {}
+                measured[f"environment of {r.name}"] = lambda_env_size(env)
+        sizes[tables] = measured
+    # THEN none of them grows with the number of tables (the table counts never show up)
+    assert "inline policies of bus-fanin-role" in sizes[1]
+    assert "inline policies of dms-target-role" in sizes[1]
+    assert "environment of bus-fanin" in sizes[1]
+    grown = {k: (sizes[1][k], v) for k, v in sizes[100].items() if v != sizes[1].get(k)}
+    assert grown == {}, f"grows per table (1 table, 100 tables): {grown}"
