@@ -4,11 +4,9 @@ Shared by the fan-in handler (stream records), the backfill (snapshots) and the 
 tool. The contract is `../shared/envelope.schema.json`; `docs/bus.md` explains it for
 consumers.
 
-Values are written straight to JSON text by a small hand-written serializer instead of going
-through `TypeDeserializer` + `json.dumps`: it is several times faster (`bench/README.md`)
-and it can copy DynamoDB's `N` digits byte for byte (a float never appears anywhere). Maps
-whose attribute names recur, such as the rows of one table, are written by a function made
-for their shape (a "plan", see below). Value mapping:
+A DynamoDB-JSON value is turned into plain Python values that orjson writes: a number
+becomes an `orjson.Fragment` of its stored digits, so the `N` text is copied byte for byte
+and a float never appears. Value mapping:
 
 ======  =====================================================================
 S       JSON string
@@ -17,26 +15,31 @@ BOOL    true / false
 NULL    null
 B       base64 string
 SS      array of strings;  NS: array of exact numbers;  BS: array of base64
-L       array;  M: object
+L       array;  M: object (attribute names in the order stored)
 ======  =====================================================================
+
+Sets are written in the order they are stored. Every `N` of a record is checked with one
+regex call before the record is written; one that is not a JSON number (DynamoDB never sends
+such) is rewritten by `Decimal` or, if it is no finite number, makes the record an
+`EnvelopeError`.
 
 Input records may be in the JSON form Lambda delivers (binary as base64 strings,
 `ApproximateCreationDateTime` as epoch seconds) or in the form boto3's `get_records` returns
 (binary as bytes, the time as a datetime); both give the same envelope.
 
-Nothing heavy is imported here (no boto3, no dataclasses): the fan-in's cold start depends
-on it.
+Nothing heavy is imported here (no boto3, no dataclasses; orjson's import cost is measured in
+`bench/README.md`): the fan-in's cold start depends on it.
 """
 
 from __future__ import annotations
 
 import base64
-import operator
 import re
 import time
 from decimal import Decimal, InvalidOperation
-from json.encoder import encode_basestring as _enc
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -67,6 +70,8 @@ _OPS = {"INSERT": "insert", "MODIFY": "update", "REMOVE": "delete"}
 # A JSON number (RFC 8259), ASCII digits only. DynamoDB returns its numbers in this form.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
 _TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+_dumps = orjson.dumps
+_Fragment = orjson.Fragment
 
 
 class EnvelopeError(ValueError):
@@ -121,10 +126,10 @@ class Envelope:
 
     def pointer(self, uri: str) -> bytes:
         """The overflow pointer envelope: same id/op/keys/seq, no images, `overflow` = uri."""
-        return _envelope_text(
-            self.id, self.op, self.table, self.keys_json, "null", "null", self.ts, self.seq,
-            self.source_json, overflow=uri,
-        ).encode("utf-8")
+        return _envelope_bytes(
+            self.id, self.op, self.table, self.keys_json, None, None, self.ts, self.seq,
+            self.source_json, uri,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -141,6 +146,116 @@ class Envelope:
 
 
 # --------------------------------------------------------------------------- values -> JSON
+#
+# `_map`, `_list` and `_value` turn DynamoDB JSON into what orjson writes. Each `N` is
+# appended to `nums` as it comes and written as a Fragment; the caller checks all of them at
+# once (`_numbers_ok`) before the text is used, and redoes the image from a copy whose numbers
+# were checked one by one (`_careful`) if one is not a JSON number. Malformed shapes raise
+# TypeError/AttributeError (orjson's JSONEncodeError is a TypeError too), which the public
+# functions turn into EnvelopeError. A value with two type tags is read by the first of S, N,
+# M, L it holds; values of the other types must hold exactly one tag (`_other`).
+
+
+def _map(m: Mapping[str, Any], nums: list[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, av in m.items():
+        if "S" in av:
+            s = av["S"]
+            out[k] = s if s.__class__ is str else _string(s)
+        elif "N" in av:
+            n = av["N"]
+            nums.append(n)
+            out[k] = _Fragment(n)
+        elif "M" in av:
+            out[k] = _map(av["M"], nums)
+        elif "L" in av:
+            out[k] = _list(av["L"], nums)
+        else:
+            out[k] = _other(av, nums)
+    return out
+
+
+def _list(items: list[Any], nums: list[Any]) -> list[Any]:
+    if items.__class__ is not list:
+        raise EnvelopeError("L value must be an array")
+    out: list[Any] = []
+    append = out.append
+    for av in items:
+        if "S" in av:
+            s = av["S"]
+            append(s if s.__class__ is str else _string(s))
+        elif "N" in av:
+            n = av["N"]
+            nums.append(n)
+            append(_Fragment(n))
+        elif "M" in av:
+            append(_map(av["M"], nums))
+        elif "L" in av:
+            append(_list(av["L"], nums))
+        else:
+            append(_other(av, nums))
+    return out
+
+
+def _value(av: Any, nums: list[Any]) -> Any:
+    if "S" in av:
+        s = av["S"]
+        return s if s.__class__ is str else _string(s)
+    if "N" in av:
+        n = av["N"]
+        nums.append(n)
+        return _Fragment(n)
+    if "M" in av:
+        return _map(av["M"], nums)
+    if "L" in av:
+        return _list(av["L"], nums)
+    return _other(av, nums)
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise EnvelopeError(f"S value must be a string, found {type(value).__name__}")
+
+
+def _binary(value: Any) -> str:
+    """Base64 text of a B value (Lambda form: already base64; boto3 form: bytes)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode("ascii")
+    raise EnvelopeError(f"B value must be base64 text or bytes, found {type(value).__name__}")
+
+
+def _other(av: Any, nums: list[Any]) -> Any:
+    """The less common attribute values (and malformed ones: an error)."""
+    if av.__class__ is not dict or len(av) != 1:
+        raise EnvelopeError(f"attribute value must be a one-key object, found {av!r:.80}")
+    ((kind, v),) = av.items()
+    if kind == "BOOL":
+        if v is True or v is False:
+            return v
+        raise EnvelopeError("BOOL value must be true or false")
+    if kind == "NULL":
+        return None
+    if kind == "B":
+        return _binary(v)
+    if kind not in _SETS:
+        raise EnvelopeError(f"unknown DynamoDB type {kind!r}")
+    if v.__class__ is not list:
+        raise EnvelopeError(f"{kind} value must be an array")
+    if kind == "NS":
+        nums += v
+        return [_Fragment(n) for n in v]
+    if kind == "BS":
+        return [_binary(b) for b in v]
+    for s in v:
+        if not isinstance(s, str):
+            raise EnvelopeError(f"SS value must hold strings, found {type(s).__name__}")
+    return v
+
+
+_SETS = frozenset({"SS", "NS", "BS"})
 
 
 def _number(text: Any) -> str:
@@ -160,400 +275,6 @@ def _number(text: Any) -> str:
     if not _JSON_NUMBER(out):  # str(Decimal) gives e.g. '0.5', '1E+5': JSON numbers
         raise EnvelopeError(f"N value has no JSON form: {text!r:.60}")
     return out
-
-
-def _binary(value: Any) -> str:
-    """Base64 JSON string of a B value (Lambda form: already base64; boto3 form: bytes)."""
-    if isinstance(value, str):
-        return _enc(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return '"' + base64.b64encode(value).decode("ascii") + '"'
-    raise EnvelopeError(f"B value must be base64 text or bytes, found {type(value).__name__}")
-
-
-# Attribute names repeat from record to record: their JSON form (with the colon) is cached.
-_KEY_CACHE: dict[str, str] = {}
-
-
-def _key(name: str) -> str:
-    text = _enc(name) + ":"
-    if len(name) <= 256:  # names may be 64 KB long: those are not worth keeping
-        if len(_KEY_CACHE) >= 20_000:
-            _KEY_CACHE.clear()
-        _KEY_CACHE[name] = text
-    return text
-
-
-# The hot path. Numbers are written as they come and collected in `nums`; `_image_text`
-# checks them all with one regex call at the end and, if one is not a JSON number (DynamoDB
-# never sends such), redoes the image from a copy whose numbers were checked and normalized
-# one by one (`_careful`). Malformed shapes raise TypeError/AttributeError, which the public
-# functions turn into EnvelopeError.
-#
-# Maps of six or more attributes whose attribute names (in order) recur get a *plan*: a
-# function written for that shape (see "shape plans" below) that reads every value straight
-# from its place, without the per-attribute type tests of the generic walk. A plan that meets
-# a value of another type raises KeyError/TypeError/AttributeError and `_map` writes the map
-# the generic way instead, so plans change speed, never output.
-
-
-def _map(m: Mapping[str, Any], nums: list[str]) -> str:
-    if _MIN_PLAN_KEYS <= len(m) <= _MAX_PLAN_KEYS and m.__class__ is dict:
-        keys = tuple(m)
-        plan = _PLANS.get(keys)
-        if plan is None:
-            plan = _plan_for(keys, m)
-        if plan:
-            try:
-                return plan(m, nums)
-            except (KeyError, TypeError, AttributeError):
-                _plan_missed(keys)
-    parts: list[str] = []
-    append = parts.append
-    cache = _KEY_CACHE
-    for k, av in m.items():
-        try:
-            key = cache[k]
-        except KeyError:
-            key = _key(k)
-        if "S" in av:
-            append(key + _enc(av["S"]))
-        elif "N" in av:
-            n = av["N"]
-            nums.append(n)
-            append(key + n)
-        elif "M" in av:
-            append(key + _map(av["M"], nums))
-        elif "L" in av:
-            append(key + _list(av["L"], nums))
-        else:
-            append(key + _other(av, nums))
-    return "{" + ",".join(parts) + "}"
-
-
-def _list(items: list[Any], nums: list[str]) -> str:
-    if items.__class__ is not list:
-        raise EnvelopeError("L value must be an array")
-    parts: list[str] = []
-    append = parts.append
-    for av in items:
-        if "S" in av:
-            append(_enc(av["S"]))
-        elif "N" in av:
-            n = av["N"]
-            nums.append(n)
-            append(n)
-        elif "M" in av:
-            append(_map(av["M"], nums))
-        elif "L" in av:
-            append(_list(av["L"], nums))
-        else:
-            append(_other(av, nums))
-    return "[" + ",".join(parts) + "]"
-
-
-def _value(av: Any, nums: list[str]) -> str:
-    """JSON text of one attribute value of any type."""
-    return _list([av], nums)[1:-1]
-
-
-def _number_list(items: Any, nums: list[str]) -> str:
-    """JSON text of an L value that plans expect to hold numbers only (else `_list`)."""
-    if items.__class__ is list:
-        try:
-            numbers = [av["N"] for av in items]
-        except (KeyError, TypeError):
-            return _list(items, nums)
-        nums += numbers
-        return "[" + ",".join(numbers) + "]"
-    return _list(items, nums)
-
-
-def _other(av: Any, nums: list[str]) -> str:
-    """JSON text of the less common attribute values (and of malformed ones: an error)."""
-    if av.__class__ is not dict or len(av) != 1:
-        raise EnvelopeError(f"attribute value must be a one-key object, found {av!r:.80}")
-    for kind in av:
-        v = av[kind]
-    if kind == "B":
-        return _enc(v) if v.__class__ is str else _binary(v)
-    if v.__class__ is not list:
-        if kind == "BOOL":
-            if v is True:
-                return "true"
-            if v is False:
-                return "false"
-            raise EnvelopeError("BOOL value must be true or false")
-        if kind == "NULL":
-            return "null"
-        if kind in _SETS:
-            raise EnvelopeError(f"{kind} value must be an array")
-        raise EnvelopeError(f"unknown DynamoDB type {kind!r}")
-    if kind == "SS":
-        return "[" + ",".join(map(_enc, v)) + "]"  # TypeError for a non-string: malformed
-    if kind == "NS":
-        nums.extend(v)
-        return "[" + ",".join(v) + "]"
-    if kind == "BS":
-        if not v or v[0].__class__ is str:  # Lambda form: already base64 (bytes in it: error)
-            return "[" + ",".join(map(_enc, v)) + "]"
-        return "[" + ",".join([_binary(b) for b in v]) + "]"
-    raise EnvelopeError(f"unknown DynamoDB type {kind!r}")
-
-
-_SETS = frozenset({"SS", "NS", "BS"})
-
-
-# ----------------------------------------------------------------------------- shape plans
-#
-# Rows of one table mostly share one shape: DMS writes every row of a source table with the
-# same columns (a NULL column is left out, which makes another shape), so the same attribute
-# names come in the same order with the same types, record after record. The second time
-# `_map` sees a tuple of names it writes a plan for it: Python source that unpacks the
-# values in order and formats them into one f-string, with nested maps and lists of the
-# sample unrolled the same way (each nested map's names checked before use, else the generic
-# walk writes it). The source holds no data: attribute names and JSON fragments reach it as
-# constants in the namespace it is executed in, so any name is safe, and the only literals
-# are the fixed DynamoDB type tags. The caches are bounded; a shape whose plan keeps missing
-# (a type that changes from record to record) goes back to the generic walk for good.
-# One difference from the generic walk, for input no AWS API produces: an attribute value
-# with two type tags is read by the tag the plan expects there (the walk prefers S, N, M, L).
-
-_PLANS: dict[tuple[str, ...], Any] = {}  # names -> plan, or False: generic walk only
-# hash of names seen once -> 1 (plan on the next sighting) or 0 (names too long to keep)
-_SEEN: dict[int, int] = {}
-_MISSES: dict[tuple[str, ...], int] = {}
-_MIN_PLAN_KEYS = 6  # below this the lookup costs about what a plan saves
-_MAX_PLAN_KEYS = 256
-_MAX_PLANS = 128
-_MAX_PLAN_VALUES = 400  # values unrolled into one plan; the rest are written generically
-_MAX_INLINE_KEYS = 32  # a bigger nested map is written by `_map` (and maybe its own plan)
-_MAX_PLAN_NAME_CHARS = 4096  # a shape whose names are longer in all is never planned
-# New plans are made while this budget of unrolled values lasts (one plan's nested values may
-# overrun it). A value costs about 0.6 KiB of memory and 0.08 ms of compile time (measured: a
-# 256-column shape holds 142 KiB and compiles in 20 ms; the benchmark's shape, 26 KiB, 4 ms).
-_PLAN_BUDGET = {"values_left": 16_384}
-_MAX_PLAN_DEPTH = 6  # nested maps unrolled; deeper ones are written generically
-_MAX_PLAN_MISSES = 64
-_BULK_READ_VALUES = 6  # maps of at least this many values read them in one C-level pass
-
-
-def _plan_for(keys: tuple[str, ...], sample: dict[str, Any]) -> Any:
-    """The plan for maps named like `sample`, from the second sighting on (else None)."""
-    key = hash(keys)  # tuples do not cache their hash
-    seen = _SEEN.get(key)
-    if seen is None:
-        if len(_SEEN) >= 4 * _MAX_PLANS:
-            _SEEN.clear()
-        _SEEN[key] = 1 if sum(map(len, keys)) <= _MAX_PLAN_NAME_CHARS else 0
-        return None
-    if not seen or len(_PLANS) >= _MAX_PLANS or _PLAN_BUDGET["values_left"] < len(keys):
-        return None
-    _SEEN.pop(key, None)
-    try:
-        writer = _PlanWriter()
-        body: list[str] = []
-        text = writer.members("m", sample, "    ", body, 0)
-        body.append(f"    return {text}")
-        writer.function("plan", "m, nums", body)
-        exec(compile("\n".join(writer.functions), "<envelope plan>", "exec"), writer.names)
-    except _Unplannable:
-        return None  # a malformed sample: the generic walk (and a plan from a later one)
-    except (SyntaxError, RecursionError, MemoryError):
-        plan = False  # a shape Python cannot compile as one function: the generic walk
-    else:
-        plan = writer.names["plan"]
-    _PLAN_BUDGET["values_left"] -= writer.values
-    _PLANS[keys] = plan
-    return plan
-
-
-def _plan_missed(keys: tuple[str, ...]) -> None:
-    misses = _MISSES.get(keys, 0) + 1
-    _MISSES[keys] = misses
-    if misses >= _MAX_PLAN_MISSES:
-        _PLANS[keys] = False
-
-
-class _Unplannable(Exception):
-    """A sample value that is not a one-key DynamoDB attribute value of a known type."""
-
-
-# The type tags, each mapped to itself: `_KINDS[tag]` is always this module's own string, so
-# the tags written into plan source are ours even when the input's keys are str subclasses.
-_KINDS = {kind: kind for kind in ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")}
-
-
-def _kind(av: Any) -> str:
-    if av.__class__ is dict and len(av) == 1:
-        for kind in av:
-            if kind.__class__ is str and kind in _KINDS:
-                return _KINDS[kind]
-    raise _Unplannable
-
-
-class _PlanWriter:
-    """Writes the source of one plan. `members` writes a map: it unpacks the attribute
-    values (`v…`) and what each holds under its expected type tag (`w…`; a missing tag
-    raises KeyError: a miss). A map of `_BULK_READ_VALUES` or more reads the latter with one
-    C-level `map(getitem)`, which also brings all their memory into the cache at once
-    instead of one dependent load at a time (measured: the largest single gain on big
-    batches, whose records are never in the cache). `value` and `array` write one value;
-    each appends statements to `out` and returns the expression that holds the JSON text."""
-
-    def __init__(self) -> None:
-        self.functions: list[str] = []
-        self.names: dict[str, Any] = {
-            "_enc": _enc,
-            "_map": _map,
-            "_list": _list,
-            "_other": _other,
-            "_number_list": _number_list,
-            "_value": _value,
-            "_getitem": operator.getitem,
-        }
-        self.count = 0
-        self.values = 0
-
-    def new(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def const(self, value: Any) -> str:
-        name = self.new("C")
-        self.names[name] = value
-        return name
-
-    def fits(self, sample: Any, depth: int) -> bool:
-        """Whether nested map `sample`, below `depth` levels, is unrolled into the plan (else
-        `_map` writes it)."""
-        return (
-            depth < _MAX_PLAN_DEPTH
-            and sample.__class__ is dict
-            and len(sample) <= _MAX_INLINE_KEYS
-            and self.values + len(sample) <= _MAX_PLAN_VALUES
-        )
-
-    def function(self, name: str, args: str, body: list[str]) -> None:
-        self.functions.append(f"def {name}({args}):\n" + "\n".join(body) + "\n")
-
-    def members(
-        self, var: str, sample: Mapping[str, Any], pad: str, out: list[str], depth: int
-    ) -> str:
-        if not sample:
-            return "'{}'"
-        kinds = [_kind(av) for av in sample.values()]
-        avs = [self.new("v") for _ in sample]
-        inner = [self.new("w") for _ in sample]
-        out.append(f"{pad}{', '.join(avs)}, = {var}.values()")
-        if len(avs) >= _BULK_READ_VALUES:
-            out.append(
-                f"{pad}{', '.join(inner)}, = map(_getitem, ({', '.join(avs)},), "
-                f"{self.const(tuple(kinds))})"
-            )
-        else:  # small maps: plain subscripts cost less than setting up the map()
-            for av, held, kind in zip(avs, inner, kinds, strict=True):
-                out.append(f"{pad}{held} = {av}['{kind}']")  # kind: one of _KINDS
-        numbers: list[str] = []
-        pieces = []
-        for i, (key, av, kind) in enumerate(zip(sample, sample.values(), kinds, strict=True)):
-            expr = self.value(avs[i], inner[i], kind, av[kind], pad, out, numbers, depth)
-            pieces.append("{" + self.const(("{" if i == 0 else ",") + _enc(key) + ":") + "}")
-            pieces.append("{" + expr + "}")
-        if numbers:
-            out.append(f"{pad}nums += ({', '.join(numbers)},)")
-        return 'f"""' + "".join(pieces) + '}}"""'
-
-    def value(
-        self,
-        v: str,
-        w: str,
-        kind: str,
-        sample: Any,
-        pad: str,
-        out: list[str],
-        numbers: list[str],
-        depth: int,
-    ) -> str:
-        """`v` is the attribute value, `w` what it holds under `kind`, `sample` the same in
-        the sample map."""
-        self.values += 1
-        one = f"{v}.__class__ is dict and len({v}) == 1"  # what `_other` insists on
-        if kind == "S":
-            return f"_enc({w})"
-        if kind == "N":
-            numbers.append(w)
-            return w
-        if kind == "M" and self.fits(sample, depth):
-            x = self.new("x")
-            out.append(
-                f"{pad}if {w}.__class__ is dict and tuple({w}) == {self.const(tuple(sample))}:"
-            )
-            text = self.members(w, sample, pad + "    ", out, depth + 1)
-            out.append(f"{pad}    {x} = {text}")
-            out.append(f"{pad}else:")
-            out.append(f"{pad}    {x} = _map({w}, nums)")
-            return x
-        if kind == "M":
-            return f"_map({w}, nums)"
-        if kind == "L":
-            return self.array(w, sample, pad, out, depth)
-        if kind == "BOOL":
-            return (
-                f"('true' if {w} is True and {one} else 'false' if {w} is False and {one} "
-                f"else _other({v}, nums))"
-            )
-        if kind == "NULL":
-            return f"('null' if {w} is True and {one} else _other({v}, nums))"
-        if kind == "B":
-            return f"(_enc({w}) if {w}.__class__ is str and {one} else _other({v}, nums))"
-        if kind == "SS":
-            return (
-                f"('[' + ','.join(map(_enc, {w})) + ']' if {w}.__class__ is list and {one} "
-                f"else _other({v}, nums))"
-            )
-        if kind == "BS":  # base64 text (Lambda) or bytes (boto3): `_other` tells them apart
-            return (
-                f"('[' + ','.join(map(_enc, {w})) + ']' if {w}.__class__ is list and {one} "
-                f"and (not {w} or {w}[0].__class__ is str) else _other({v}, nums))"
-            )
-        x = self.new("x")  # NS
-        out.append(f"{pad}if {w}.__class__ is list and {one}:")
-        out.append(f"{pad}    nums += {w}")
-        out.append(f"{pad}    {x} = '[' + ','.join({w}) + ']'")
-        out.append(f"{pad}else:")
-        out.append(f"{pad}    {x} = _other({v}, nums)")
-        return x
-
-    def array(self, w: str, items: Any, pad: str, out: list[str], depth: int) -> str:
-        """An L value. A list of numbers only, or of maps with the same names only, gets a
-        loop of its own (an item of another kind is written by the generic walk); other
-        lists are written by `_list`."""
-        if items.__class__ is not list or not items:
-            return f"_list({w}, nums)"
-        kinds = {_kind(e) for e in items}
-        if kinds == {"N"}:
-            return f"_number_list({w}, nums)"
-        if kinds != {"M"}:
-            return f"_list({w}, nums)"
-        shapes = {tuple(e["M"]) if e["M"].__class__ is dict else None for e in items}
-        if len(shapes) != 1 or None in shapes or not self.fits(items[0]["M"], depth):
-            return f"_list({w}, nums)"
-        item, x = self.new("E"), self.new("x")
-        body = [
-            "    if 'M' in av:",
-            "        m = av['M']",
-            f"        if m.__class__ is dict and tuple(m) == {self.const(next(iter(shapes)))}:",
-        ]
-        text = self.members("m", items[0]["M"], "            ", body, depth + 1)
-        body.append(f"            return {text}")
-        body.append("    return _value(av, nums)")
-        self.function(item, "av, nums", body)
-        out.append(f"{pad}if {w}.__class__ is list:")
-        out.append(f"{pad}    {x} = '[' + ','.join([{item}(e, nums) for e in {w}]) + ']'")
-        out.append(f"{pad}else:")
-        out.append(f"{pad}    {x} = _list({w}, nums)")
-        return x
 
 
 def _careful(av: Any) -> Any:
@@ -577,11 +298,11 @@ _ONE_NUMBER = r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
 _ALL_NUMBERS = re.compile(f"{_ONE_NUMBER}(?:,{_ONE_NUMBER})*+").fullmatch
 
 
-def _numbers_ok(nums: list[str]) -> bool:
+def _numbers_ok(nums: list[Any]) -> bool:
     """One regex call for all numbers of a record: are they all JSON numbers already?
 
     The comma count makes sure no single value holds a comma: "1,2" would otherwise pass as
-    two numbers and break the JSON it is spliced into."""
+    two numbers and be written into the JSON as two."""
     if not nums:
         return True
     try:
@@ -591,22 +312,23 @@ def _numbers_ok(nums: list[str]) -> bool:
     return text.count(",") == len(nums) - 1 and _ALL_NUMBERS(text) is not None
 
 
-def _image_text(image: Mapping[str, Any]) -> str:
-    """JSON object text of an image: fast path, careful path if a number needs it."""
-    nums: list[str] = []
-    text = _map(image, nums)
+def _image(image: Mapping[str, Any]) -> dict[str, Any]:
+    """What orjson writes for an image: fast path, careful path if a number needs it."""
+    nums: list[Any] = []
+    out = _map(image, nums)
     if _numbers_ok(nums):
-        return text
-    nums = []
-    return _map({k: _careful(av) for k, av in image.items()}, nums)
+        return out
+    return _map({k: _careful(av) for k, av in image.items()}, [])
 
 
 def value_json(av: Mapping[str, Any]) -> str:
     """JSON text of one DynamoDB-JSON attribute value, exact numbers."""
     try:
-        nums: list[str] = []
-        text = _value(av, nums)
-        return text if _numbers_ok(nums) else _value(_careful(av), [])
+        nums: list[Any] = []
+        value = _value(av, nums)
+        if not _numbers_ok(nums):
+            value = _value(_careful(av), [])
+        return _dumps(value).decode()
     except (TypeError, AttributeError, RecursionError) as error:
         raise EnvelopeError(f"malformed attribute value: {error}") from None
 
@@ -616,7 +338,7 @@ def image_json(image: Mapping[str, Any]) -> str:
     if not isinstance(image, dict):
         raise EnvelopeError(f"image must be an object, found {type(image).__name__}")
     try:
-        return _image_text(image)
+        return _dumps(_image(image)).decode()
     except (TypeError, AttributeError, RecursionError) as error:
         raise EnvelopeError(f"malformed image: {error}") from None
 
@@ -677,25 +399,15 @@ def canonical_keys(keys: Mapping[str, Any]) -> str:
     binary as base64. The same row always gives the same text."""
     if not isinstance(keys, dict) or not keys:
         raise EnvelopeError("a change needs at least one key attribute")
-    parts = []
-    cache = _KEY_CACHE
     try:
-        for name in sorted(keys) if len(keys) > 1 else keys:
-            av = keys[name]
-            try:
-                key = cache[name]
-            except KeyError:
-                key = _key(name)
-            if "S" in av:
-                parts.append(key + _enc(av["S"]))
-            elif "N" in av:
-                n = av["N"]
-                parts.append(key + (n if n.__class__ is str and _JSON_NUMBER(n) else _number(n)))
-            else:
-                parts.append(key + value_json(av))
+        nums: list[Any] = []
+        names = sorted(keys) if len(keys) > 1 else keys
+        ordered = {name: _value(keys[name], nums) for name in names}
+        if not _numbers_ok(nums):
+            ordered = {name: _value(_careful(keys[name]), []) for name in names}
+        return _dumps(ordered).decode()
     except (TypeError, AttributeError, RecursionError) as error:
         raise EnvelopeError(f"malformed keys: {error}") from None
-    return "{" + ",".join(parts) + "}"
 
 
 def partition_key(table: str, keys_json: str) -> str:
@@ -775,23 +487,40 @@ def physical_table_of(record: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------------------ envelopes
 
 
-def _envelope_text(
+def _envelope_bytes(
     id_: str,
     op: str,
     table: str,
     keys_json: str,
-    old: str,
-    new: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
     ts: str,
     seq: str,
     source_json: str,
     overflow: str | None = None,
-) -> str:
-    tail = f',"overflow":{_enc(overflow)}' if overflow is not None else ""
-    return (
-        f'{{"v":{ENVELOPE_VERSION},"id":{_enc(id_)},"op":"{op}","table":{_enc(table)},"keys":{keys_json},'
-        f'"old":{old},"new":{new},"ts":"{ts}","seq":{_enc(seq)},"source":{source_json}{tail}}}'
-    )
+) -> bytes:
+    document = {
+        "v": ENVELOPE_VERSION,
+        "id": id_,
+        "op": op,
+        "table": table,
+        "keys": _Fragment(keys_json),
+        "old": old,
+        "new": new,
+        "ts": ts,
+        "seq": seq,
+        "source": _Fragment(source_json),
+    }
+    if overflow is not None:
+        document["overflow"] = overflow
+    return _dumps(document)
+
+
+def _source_json(physical_table: str, ttl: bool = False) -> str:
+    source: dict[str, Any] = {"table": physical_table}
+    if ttl:
+        source["ttl"] = True
+    return _dumps(source).decode()
 
 
 def stream_envelope(
@@ -819,26 +548,24 @@ def stream_envelope(
         keys_json = canonical_keys(ddb["Keys"])
         old_image = ddb.get("OldImage") if op != "insert" else None
         new_image = ddb.get("NewImage") if op != "delete" else None
-        nums: list[str] = []
-        old = _map(old_image, nums) if old_image is not None else "null"
-        new = _map(new_image, nums) if new_image is not None else "null"
+        nums: list[Any] = []
+        old = _map(old_image, nums) if old_image is not None else None
+        new = _map(new_image, nums) if new_image is not None else None
         if not _numbers_ok(nums):  # never with DynamoDB's own numbers: the careful path
-            old = _image_text(old_image) if old_image is not None else "null"
-            new = _image_text(new_image) if new_image is not None else "null"
+            old = _image(old_image) if old_image is not None else None
+            new = _image(new_image) if new_image is not None else None
         ts = iso_utc(ddb["ApproximateCreationDateTime"])
         identity = record.get("userIdentity")
-        if identity and identity.get("principalId") == _TTL_PRINCIPAL:
-            source_json = f'{{"table":{_enc(physical)},"ttl":true}}'
-        else:
-            source_json = f'{{"table":{_enc(physical)}}}'
-        data = _envelope_text(
+        ttl = identity.get("principalId") == _TTL_PRINCIPAL if identity else False
+        source_json = _source_json(physical, ttl)
+        data = _envelope_bytes(
             event_id, op, logical_table, keys_json, old, new, ts, seq, source_json
-        ).encode("utf-8")
+        )
     except EnvelopeError:
         raise
     except KeyError as error:
         raise EnvelopeError(f"record lacks {error}") from None
-    except (TypeError, AttributeError, UnicodeError, RecursionError) as error:
+    except (TypeError, AttributeError, RecursionError) as error:
         raise EnvelopeError(f"malformed record: {error}") from None
     pkey = f"{logical_table}|{keys_json}"
     return Envelope(
@@ -883,16 +610,16 @@ def snapshot_envelope(
         if missing or not names:
             raise EnvelopeError(f"item lacks key attribute(s) {missing or names}")
         keys_json = canonical_keys({name: item[name] for name in names})
-        new = _image_text(item)
+        new = _image(item)
         ts = iso_utc(scanned_at)
-        source_json = f'{{"table":{_enc(physical_table)}}}'
+        source_json = _source_json(physical_table)
         event_id = snapshot_id(physical_table, keys_json)
-        data = _envelope_text(
-            event_id, "snapshot", logical_table, keys_json, "null", new, ts, "", source_json
-        ).encode("utf-8")
+        data = _envelope_bytes(
+            event_id, "snapshot", logical_table, keys_json, None, new, ts, "", source_json
+        )
     except EnvelopeError:
         raise
-    except (TypeError, AttributeError, UnicodeError, RecursionError) as error:
+    except (TypeError, AttributeError, RecursionError) as error:
         raise EnvelopeError(f"malformed item: {error}") from None
     return Envelope(
         id=event_id,
