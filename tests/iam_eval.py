@@ -56,9 +56,9 @@ class Role:
             assert not unknown, f"{self.name}: statement keys {unknown} not understood: {s}"
             if s["Effect"] != effect:
                 continue
-            if not any(matches(a, action, ignore_case=True) for a in as_list(s["Action"])):
+            if not any(matches(str(a), action, ignore_case=True) for a in as_list(s["Action"])):
                 continue
-            if any(matches(r, resource) for r in as_list(s["Resource"])):
+            if any(matches(str(r), resource) for r in as_list(s["Resource"])):
                 found.append(s)
         return found
 
