@@ -1,49 +1,65 @@
-"""Writeback benchmark: batched, version-guarded handler vs a row-at-a-time idempotent upsert.
+"""Writeback benchmark: the set-based handler vs per-row guarded upserts, pipelined and not.
 
     python -m bench.bench_writeback [--changes 10000] [--batch-size 500] [--trials 5]
+                                    [--import-runs 9] [--no-write]
 
 Starts the local PostgreSQL the way the tests do (tests/servers.py, loopback), generates a
 stream of write-path changes (10% exact redeliveries, ~5% versions delivered out of order,
-~2% deletes) and, in each trial, writes it back side by side, each writer into its own fresh
-database:
+~2% deletes) and, in each trial, writes it back with three writers side by side, each into
+its own fresh database over its own psycopg connection (autocommit):
 
-* batched: `handlers.writeback.process` per Lambda-sized batch (collapse per key, one
-  statement per table, the batch sent as one pipeline = one network round trip);
-* baseline: the same records in the same order, parsed the same way, then one plain guarded
-  single-row `INSERT .. ON CONFLICT .. DO UPDATE .. WHERE version <` (or guarded `DELETE`)
-  per change, sent alone in autocommit over the same one-round-trip protocol path — what a
-  careful row-at-a-time idempotent writer does, at its best;
-* DB-API baseline: the same single-row statements through pg8000's own `cursor.execute` (the
-  driver the Lambda bundles, used the ordinary way): three round trips per statement.
+* set-based: `handlers.writeback.process` per Lambda-sized batch (collapse per key, one
+  `json_populate_recordset` statement per table, the batch in one pipeline);
+* pipelined: the strongest simple alternative. The same records parsed the same way and
+  collapsed per key the same way, then one plain guarded single-row
+  `INSERT .. ON CONFLICT .. DO UPDATE .. WHERE version <` (or guarded `DELETE`) per change,
+  all of a batch in ONE psycopg pipeline (one round trip, one implicit transaction, psycopg's
+  automatic prepared statements);
+* per change: the same single-row statements without collapse, each sent alone (one round
+  trip per change, prepared statements too).
 
-The three writers run batch by batch in turns, so load on the machine hits them alike. Each
+The writers run batch by batch in turns, so load on the machine hits them alike. Each
 writer's wall time and CPU time (this process while it runs + its server backend, from
-/proc/<pid>/schedstat) are summed; the CPU ratio does not depend on other load on the machine.
+/proc/<pid>/schedstat) are summed; the CPU ratio depends less on other load on the machine.
+All writers must end with identical tables. Then, through a loopback proxy that counts
+round trips on the wire (tests/writeback_support.WireCounter), every batch is delivered
+twice in a row (a Lambda retry: must change 0 rows) and the whole stream is read again.
 
-Round trips are counted on the connection's socket (tests/writeback_support.WireCounter),
-not by the executor. All writers must end with identical tables. Then two replays on the
-batched database: every batch delivered a second time right after the first (what a Lambda
-retry does: must change 0 rows), and the whole stream read again from its start.
+Footprint: the writeback Lambda package's size with psycopg vs pg8000 (built for arm64 by
+components.lambda_package) and the cold import of `handlers.writeback` plus the driver in
+fresh interpreters, without bytecode as in the package (and with, for comparison), the
+drivers installed for this machine's interpreter.
 
 The status UpdateItems to DynamoDB are not part of this benchmark (no status client): they
-go to DynamoDB, not to the legacy database.
+go to DynamoDB, not to the legacy database. Writes bench/README.md's Writeback section.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import random
-import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from handlers.writeback import Config, DbApiExecutor, classify, process
-from handlers.writeback_sql import TableSpec, no_delay, pg_pipeline, quote, quote_table
-from tests.servers import DbServer, get_server
-from tests.writeback_support import Records, WireCounter, config, item
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+
+from bench.readme import write_section  # noqa: E402
+from handlers.writeback import Change, Config, DbApiExecutor, classify, collapse, process  # noqa: E402
+from handlers.writeback_sql import TableSpec, quote, quote_table  # noqa: E402
+from tests.servers import DbServer, get_server  # noqa: E402
+from tests.writeback_support import Records, WireCounter, config, item, pg_connect  # noqa: E402
 
 TABLE = "dmsbus-bench-ingest-orders"
 LEGACY = "sales.orders"
@@ -53,6 +69,7 @@ SCHEMA = [
         order_id bigint PRIMARY KEY, amount numeric(12,2), note text,
         customer varchar(20), row_version bigint)""",
 ]
+Batch = list[dict[str, Any]]
 
 
 def changes(total: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -86,8 +103,9 @@ def changes(total: int, seed: int = 7) -> list[dict[str, Any]]:
     return out
 
 
-def fresh(server: DbServer) -> Any:
-    """A new database with the legacy schema; the writer's autocommit connection."""
+def fresh(server: DbServer, *, counted: bool = False) -> tuple[Any, WireCounter | None]:
+    """A new database with the legacy schema; the writer's autocommit psycopg connection
+    (the handler's own `connect`), through a round-trip counting proxy when `counted`."""
     db = server.fresh_database("bench_wb")
     admin = db.admin_connect()
     cur = admin.cursor()
@@ -96,33 +114,16 @@ def fresh(server: DbServer) -> Any:
     cur.execute(f"GRANT USAGE ON SCHEMA sales TO {db.user}")
     cur.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA sales TO {db.user}")
     admin.close()
-    return db.connect(autocommit=True)
+    wire = WireCounter(db.host, db.port) if counted else None
+    return pg_connect(db, wire), wire
 
 
-def batches(records: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+def batches(records: list[dict[str, Any]], size: int) -> list[Batch]:
     return [records[i : i + size] for i in range(0, len(records), size)]
 
 
-def run_batched(records: list[dict[str, Any]], cfg: Config, conn: Any,
-                batch_size: int) -> tuple[float, list[int], int]:
-    """Seconds, wire round trips per batch, rows changed."""
-    executor = DbApiExecutor(conn, "postgres")
-    wire = WireCounter(conn)
-    trips: list[int] = []
-    changed = 0
-    start = time.perf_counter()
-    for batch in batches(records, batch_size):
-        before = wire.round_trips
-        result = process(batch, cfg, executor, None)
-        if result.failures:
-            raise SystemExit(f"batched writer reported failures: {result.poison}")
-        trips.append(wire.round_trips - before)
-        changed += result.rows_changed
-    return time.perf_counter() - start, trips, changed
-
-
 def single_row_sql(spec: TableSpec) -> tuple[str, str]:
-    """The baseline's two statements, as a careful hand-written writer has them: a plain
+    """The alternatives' two statements, as a careful hand-written writer has them: a plain
     guarded upsert and a guarded delete (no CTE, no counting), `$n` placeholders."""
     table = quote_table(spec.legacy_table, "postgres")
     cols = spec.upsert_columns
@@ -142,30 +143,60 @@ def single_row_sql(spec: TableSpec) -> tuple[str, str]:
     return upsert, delete
 
 
-def row_at_a_time(batch: list[dict[str, Any]], cfg: Config, conn: Any) -> int:
-    """The baseline handler: parse each record as the batched one does, then one guarded
-    single-row upsert or delete per change, sent alone in autocommit — one round trip per
-    change (the same one-round-trip protocol path as the batched writer), nothing collapsed.
-    Returns the statements sent."""
-    spec = next(iter(cfg.tables.values()))
-    upsert, delete = single_row_sql(spec)
-    sent = 0
-    for index, record in enumerate(batch):
-        change = classify(index, record, cfg).change
-        if change is None:
-            continue
-        if change.op == "upsert":
-            pg_pipeline(conn, [(upsert, change.row)])
-        else:
-            pg_pipeline(conn, [(delete, [*change.key, change.version])])
-        sent += 1
-    return sent
+def parsed(batch: Batch, cfg: Config) -> list[Change]:
+    """The batch's changes, parsed as the handler parses them (rows as parameter lists)."""
+    return [o.change for i, r in enumerate(batch)
+            if (o := classify(i, r, cfg)).change is not None]
 
 
-def backend_pid(conn: Any) -> int:
-    cur = conn.cursor()
-    cur.execute("SELECT pg_backend_pid()")
-    return int(cur.fetchone()[0])
+def set_based(conn: Any, cfg: Config) -> Callable[[Batch], None]:
+    executor = DbApiExecutor(conn, "postgres")
+
+    def write(batch: Batch) -> None:
+        result = process(batch, cfg, executor, None)
+        if result.failures:
+            raise SystemExit(f"set-based writer reported failures: {result.poison}")
+    return write
+
+
+def pipelined(conn: Any, cfg: Config) -> Callable[[Batch], None]:
+    """Collapsed changes, one guarded single-row statement each, the batch in one pipeline
+    (one Sync: one round trip, one implicit transaction)."""
+    upsert, delete = single_row_sql(next(iter(cfg.tables.values())))
+    cursor = psycopg.RawCursor(conn)
+
+    def write(batch: Batch) -> None:
+        with conn.pipeline():
+            for change in collapse(parsed(batch, cfg)):
+                if change.op == "upsert":
+                    cursor.execute(upsert, change.row)
+                else:
+                    cursor.execute(delete, [*change.key, change.version])
+    return write
+
+
+def per_change(conn: Any, cfg: Config) -> Callable[[Batch], None]:
+    """Every change (nothing collapsed), one guarded single-row statement each, each sent
+    alone in autocommit: one round trip per change."""
+    upsert, delete = single_row_sql(next(iter(cfg.tables.values())))
+    cursor = psycopg.RawCursor(conn)
+
+    def write(batch: Batch) -> None:
+        for change in parsed(batch, cfg):
+            if change.op == "upsert":
+                cursor.execute(upsert, change.row)
+            else:
+                cursor.execute(delete, [*change.key, change.version])
+    return write
+
+
+WRITERS: dict[str, tuple[str, Callable[[Any, Config], Callable[[Batch], None]]]] = {
+    "set": ("set-based handler (`process`: collapse, one statement per table, one pipeline "
+            "per batch)", set_based),
+    "pipelined": ("per-row guarded upserts, collapsed, ONE psycopg pipeline per batch",
+                  pipelined),
+    "per_change": ("per-row guarded upserts, one round trip per change", per_change),
+}
 
 
 def cpu_ns(pid: int) -> int:
@@ -175,172 +206,289 @@ def cpu_ns(pid: int) -> int:
 
 
 class Writer:
-    """One writer's connection, its wire counter and its accumulated wall and CPU time
-    (client: this process while the writer runs; server: its backend process)."""
+    """One writer's connection and its accumulated wall and CPU time (client: this process
+    while the writer runs; server: its backend process)."""
 
-    def __init__(self, conn: Any, write: Callable[[list[dict[str, Any]]], object]) -> None:
+    def __init__(self, conn: Any, write: Callable[[Batch], None]) -> None:
         self.conn = conn
         self.write = write
-        self.backend = backend_pid(conn)
-        self.wire = WireCounter(conn)
+        self.backend = int(conn.info.backend_pid)
         self.wall = 0.0
         self.client_cpu = 0.0
         self.server_cpu_ns = 0
-        self.trips: list[int] = []
 
-    def run(self, batch: list[dict[str, Any]]) -> None:
-        trips, server = self.wire.round_trips, cpu_ns(self.backend)
+    def run(self, batch: Batch) -> None:
+        server = cpu_ns(self.backend)
         cpu, wall = time.process_time(), time.perf_counter()
         self.write(batch)
         self.wall += time.perf_counter() - wall
         self.client_cpu += time.process_time() - cpu
         self.server_cpu_ns += cpu_ns(self.backend) - server
-        self.trips.append(self.wire.round_trips - trips)
 
     @property
     def cpu(self) -> float:
         return self.client_cpu + self.server_cpu_ns / 1e9
 
 
+def table_rows(conn: Any) -> list[tuple[Any, ...]]:
+    cur = conn.execute("SELECT * FROM sales.orders ORDER BY order_id")
+    return [tuple(r) for r in cur.fetchall()]
+
+
 def trial(server: DbServer, records: list[dict[str, Any]], cfg: Config,
           batch_size: int) -> dict[str, Writer]:
-    """The three writers, batch by batch in turns (so load on the machine hits them alike),
-    each into its own fresh database; their final tables must be identical."""
-    spec = next(iter(cfg.tables.values()))
-    upsert, delete = single_row_sql(spec)
-    dbapi_sql = [re.sub(r"\$\d+", "%s", sql) for sql in (upsert, delete)]
-
-    batched_conn = fresh(server)
-    executor = DbApiExecutor(batched_conn, "postgres")  # sets TCP_NODELAY
-
-    def batched(batch: list[dict[str, Any]]) -> None:
-        result = process(batch, cfg, executor, None)
-        if result.failures:
-            raise SystemExit(f"batched writer reported failures: {result.poison}")
-
-    baseline_conn = fresh(server)
-    no_delay(baseline_conn)
-    dbapi_conn = fresh(server)
-    no_delay(dbapi_conn)
-    cursor = dbapi_conn.cursor()
-
-    def dbapi(batch: list[dict[str, Any]]) -> None:
-        for index, record in enumerate(batch):
-            change = classify(index, record, cfg).change
-            if change is None:
-                continue
-            if change.op == "upsert":
-                cursor.execute(dbapi_sql[0], change.row)
-            else:
-                cursor.execute(dbapi_sql[1], [*change.key, change.version])
-
-    writers = {
-        "batched": Writer(batched_conn, batched),
-        "baseline": Writer(baseline_conn, lambda b: row_at_a_time(b, cfg, baseline_conn)),
-        "dbapi": Writer(dbapi_conn, dbapi),
-    }
-    for batch in batches(records, batch_size):
-        for writer in writers.values():
+    """The writers, batch by batch in turns, each into its own fresh database; their final
+    tables must be identical."""
+    writers = {}
+    for name, (_label, make) in WRITERS.items():
+        conn, _ = fresh(server)
+        writers[name] = Writer(conn, make(conn, cfg))
+    order = list(writers.values())
+    for i, batch in enumerate(batches(records, batch_size)):
+        for writer in order[i % len(order):] + order[: i % len(order)]:  # rotate who goes first
             writer.run(batch)
     tables = {name: table_rows(w.conn) for name, w in writers.items()}
-    if tables["batched"] != tables["baseline"] or tables["batched"] != tables["dbapi"]:
+    if any(t != tables["set"] for t in tables.values()):
         raise SystemExit("the writers' final tables differ")
     return writers
 
 
-def table_rows(conn: Any) -> list[tuple[Any, ...]]:
-    cur = conn.cursor()
-    cur.execute("SELECT * FROM sales.orders ORDER BY order_id")
-    return [tuple(r) for r in cur.fetchall()]
-
-
-def replays(server: DbServer, records: list[dict[str, Any]], cfg: Config, batch_size: int,
-            batched_conn: Any) -> tuple[int, int, int]:
-    """(rows changed by delivering every batch a second time right after the first,
-    rows changed by re-reading the whole stream, max wire round trips of that re-read)."""
-    conn = fresh(server)
+def wire_checks(server: DbServer, records: list[dict[str, Any]], cfg: Config,
+                batch_size: int) -> dict[str, Any]:
+    """Through the counting proxy: round trips per batch of the set-based and the pipelined
+    writer; rows changed by delivering every batch twice in a row and by re-reading the
+    whole stream (set-based)."""
+    out: dict[str, Any] = {}
+    conn, wire = fresh(server, counted=True)
+    assert wire is not None
     executor = DbApiExecutor(conn, "postgres")
-    redelivered = 0
+    trips, redelivered = [], 0
     for batch in batches(records, batch_size):
+        before = wire.round_trips
         process(batch, cfg, executor, None)
+        trips.append(wire.round_trips - before)
         redelivered += process(batch, cfg, executor, None).rows_changed
-    _, trips, reread = run_batched(records, cfg, batched_conn, batch_size)
-    if table_rows(conn) != table_rows(batched_conn):
-        raise SystemExit("replays changed the final table")
-    return redelivered, reread, max(trips)
+    final = table_rows(conn)
+    reread = sum(process(b, cfg, executor, None).rows_changed
+                 for b in batches(records, batch_size))
+    out.update(set_trips=trips, redelivered=redelivered, reread=reread,
+               reread_same=table_rows(conn) == final)
+    conn, wire = fresh(server, counted=True)
+    assert wire is not None
+    write, trips = pipelined(conn, cfg), []
+    for batch in batches(records, batch_size):
+        before = wire.round_trips
+        write(batch)
+        trips.append(wire.round_trips - before)
+    out.update(pipelined_trips=trips, pipelined_same=table_rows(conn) == final)
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+# --------------------------------------------------------------------------- footprint
+
+DRIVER_IMPORTS = {"psycopg": (["psycopg==3.3.9", "psycopg-binary==3.3.9"], "psycopg"),
+                  "pg8000": (["pg8000==1.31.6"], "pg8000.dbapi")}
+
+
+def package_sizes() -> dict[str, tuple[int, int]]:
+    """(zipped, unzipped) bytes of the writeback package for arm64 with each driver."""
+    from components.lambda_package import build_zip
+    from components.legacy_writeback import WRITEBACK_MODULES
+
+    sizes = {}
+    for name, (requirements, _module) in DRIVER_IMPORTS.items():
+        data = build_zip(WRITEBACK_MODULES, requirements, "arm64")
+        unzipped = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+        sizes[name] = (len(data), unzipped)
+    return sizes
+
+
+def cold_imports(runs: int) -> dict[str, dict[str, float]]:
+    """Median wall and CPU ms of `import handlers.writeback, <driver>` in fresh interpreters
+    (interleaved), the handler modules and each driver installed for this interpreter into
+    their own folder; without bytecode (as in the Lambda package) and with it."""
+    work = Path(tempfile.mkdtemp(prefix="bench-wb-import-"))
+    app = work / "app" / "handlers"
+    app.mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    for module in ("writeback.py", "writeback_sql.py"):
+        (app / module).write_bytes((ROOT / "handlers" / module).read_bytes())
+    for name, (requirements, _module) in DRIVER_IMPORTS.items():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+                        "--disable-pip-version-check", "--target", str(work / name),
+                        *requirements], check=True, capture_output=True)
+    cases: dict[str, tuple[list[str], str, bool]] = {}
+    for bytecode in (False, True):
+        suffix = " (with bytecode)" if bytecode else ""
+        cases["handler alone" + suffix] = ([str(work / "app")], "import handlers.writeback",
+                                           bytecode)
+        for name, (_requirements, module) in DRIVER_IMPORTS.items():
+            cases[f"+ {name}{suffix}"] = ([str(work / "app"), str(work / name)],
+                                          f"import handlers.writeback, {module}", bytecode)
+    samples: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in cases}
+    probe = ("import time; w=time.perf_counter(); c=time.process_time(); {}; "
+             "print(time.perf_counter()-w, time.process_time()-c)")
+    for _ in range(runs):
+        for label, (paths, statement, bytecode) in cases.items():
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+            if bytecode:
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+                subprocess.run([sys.executable, "-c", statement], env=env, check=True)  # warm
+            else:
+                env["PYTHONDONTWRITEBYTECODE"] = "1"
+            out = subprocess.run([sys.executable, "-c", probe.format(statement)], env=env,
+                                 check=True, capture_output=True, text=True).stdout.split()
+            samples[label][0].append(float(out[0]) * 1000)
+            samples[label][1].append(float(out[1]) * 1000)
+    return {label: {"wall": statistics.median(w), "cpu": statistics.median(c)}
+            for label, (w, c) in samples.items()}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(n: int, args: argparse.Namespace, trials: list[dict[str, Writer]],
+           wire: dict[str, Any], sizes: dict[str, tuple[int, int]],
+           imports: dict[str, dict[str, float]], load: float) -> tuple[str, bool]:
+    ratios = {name: [t[name].wall / t["set"].wall for t in trials]
+              for name in ("pipelined", "per_change")}
+    cpu_ratios = {name: [t[name].cpu / t["set"].cpu for t in trials]
+                  for name in ("pipelined", "per_change")}
+    order = sorted(range(len(trials)), key=ratios["pipelined"].__getitem__)
+    median = trials[order[len(order) // 2]]
+    nb = len(wire["set_trips"])
+    med = {k: statistics.median(v) for k, v in ratios.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu_ratios.items()}
+    pipelining = statistics.median(
+        t["per_change"].wall / t["pipelined"].wall for t in trials)
+    met = (med["pipelined"] >= 3 and max(wire["set_trips"]) <= 1
+           and wire["redelivered"] == 0 and wire["reread_same"] and wire["pipelined_same"])
+    lines = [
+        "## Writeback",
+        "",
+        f"`python -m bench.bench_writeback` (`--changes {args.changes} --batch-size "
+        f"{args.batch_size} --trials {args.trials}`) — the local PostgreSQL the tests start "
+        "(`tests/servers.py`: loopback, `fsync=off`), psycopg 3.3.9, 2 shared cores, load "
+        f"average {load:.1f} at the end. {n:,} stream records in Lambda's JSON form: inserts "
+        f"and updates of {n // 4:,} keys, 10% exact redeliveries, ~5% neighbouring records "
+        f"swapped (out-of-order versions), ~2% deletes, in {nb} batches. Three writers, each "
+        "into its own fresh database over its own connection, run **batch by batch in "
+        "turns** in one run and must end with identical tables (they do):",
+        "",
+        "- **set-based handler**: `handlers.writeback.process` (collapse per key, one "
+        "`json_populate_recordset` statement per table, the batch in one psycopg pipeline);",
+        "- **pipelined** (the strongest simple alternative): the same parsing and the same "
+        "collapse, then one guarded single-row `INSERT … ON CONFLICT … DO UPDATE … WHERE "
+        "version <` (or guarded `DELETE`) per change, the whole batch in ONE psycopg pipeline "
+        "(one round trip, one implicit transaction, psycopg's automatic prepared statements);",
+        "- **per change**: the same single-row statements, nothing collapsed, one round trip "
+        "each.",
+        "",
+        "CPU is this process while the writer runs plus the writer's PostgreSQL backend "
+        "(`/proc/<pid>/schedstat`). Median trial (by the ratio over the pipelined writer):",
+        "",
+        "| writer | changes/s | seconds | CPU µs/change: client + server = total |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, (label, _make) in WRITERS.items():
+        w = median[name]
+        lines.append(f"| {label} | {n / w.wall:,.0f} | {w.wall:.2f} | "
+                     f"{w.client_cpu / n * 1e6:.1f} + {w.server_cpu_ns / n / 1e3:.1f} = "
+                     f"{w.cpu / n * 1e6:.1f} |")
+    lines += [
+        "",
+        "Speed-up of the set-based handler, per trial:",
+        "",
+        "| over | wall, per trial | wall median | CPU median |",
+        "| --- | --- | ---: | ---: |",
+        f"| pipelined per-row upserts (target >= 3x) | "
+        f"{', '.join(f'{x:.1f}' for x in ratios['pipelined'])} | **{med['pipelined']:.1f}x** "
+        f"| {cpu_med['pipelined']:.1f}x |",
+        f"| one round trip per change | "
+        f"{', '.join(f'{x:.1f}' for x in ratios['per_change'])} | **{med['per_change']:.1f}x** "
+        f"| {cpu_med['per_change']:.1f}x |",
+        "",
+        f"- **Target ≥ 3x over the pipelined writer: {'met' if med['pipelined'] >= 3 else 'NOT met'}"
+        f"** (median {med['pipelined']:.1f}x wall, {cpu_med['pipelined']:.1f}x CPU). The "
+        f"pipelined writer itself is {pipelining:.1f}x faster than one round trip per change "
+        "here (median of the trials' ratios).",
+        f"- **Round trips**, counted on the wire by a loopback proxy "
+        f"(`tests/writeback_support.WireCounter`), not by the code under test: set-based "
+        f"{max(wire['set_trips'])} per batch at most ({sum(wire['set_trips']) / nb:.1f} mean), "
+        f"pipelined {max(wire['pipelined_trips'])} at most; one round trip per change: "
+        "one per change by construction.",
+        f"- **Replay**: every batch delivered a second time right after the first (a Lambda "
+        f"retry): **{wire['redelivered']} rows changed**. The whole stream re-read from its "
+        f"start: {wire['reread']} rows changed — rows a later batch deleted come back when an "
+        "older batch is replayed and are deleted again when the replay reaches the delete; "
+        f"final table unchanged: {'yes' if wire['reread_same'] else 'NO'} (docs/writeback.md, "
+        "*Version guard*).",
+        "- On loopback with `fsync=off` a round trip costs tens of µs; on a network each one "
+        "is ≥ 0.3 ms inside a VPC, so the per-change writer falls further behind there. The "
+        "set-based and the pipelined writer both pay one round trip per batch: their ratio "
+        "is the work per row (client and server), which a network does not change.",
+        "",
+        "**Footprint** of the PostgreSQL driver. Package: `handlers/writeback*.py` and the "
+        "driver with its dependencies, built for arm64 / python3.14 by "
+        "`components.lambda_package`. Cold import: `import handlers.writeback, <driver>` "
+        "(the handler imports its driver on the first connect), fresh interpreters, "
+        f"interleaved, median of {args.import_runs}; the drivers installed for this "
+        f"machine's Python {sys.version_info.major}.{sys.version_info.minor} (x86_64; the "
+        "arm64 wheels do not load here), without bytecode as in the package:",
+        "",
+        "| driver | package zipped | unzipped | cold import wall ms | CPU ms | with bytecode: "
+        "CPU ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in DRIVER_IMPORTS:
+        zipped, unzipped = sizes[name]
+        cold, warm = imports[f"+ {name}"], imports[f"+ {name} (with bytecode)"]
+        lines.append(f"| {name} | {zipped / 1e6:.2f} MB | {unzipped / 1e6:.2f} MB | "
+                     f"{cold['wall']:.0f} | {cold['cpu']:.0f} | {warm['cpu']:.0f} |")
+    alone, alone_bc = imports["handler alone"], imports["handler alone (with bytecode)"]
+    lines += [
+        f"| (none: `handlers.writeback` alone) | | | {alone['wall']:.0f} | {alone['cpu']:.0f} "
+        f"| {alone_bc['cpu']:.0f} |",
+        "",
+        "psycopg's binary wheel bundles libpq with OpenSSL, Kerberos and LDAP client "
+        "libraries (the runtime has no libpq), hence the size; both stay far below Lambda's "
+        "50 MB zipped / 250 MB unzipped. The import is paid once per container, on its first "
+        "batch; the pipeline's gain is paid back on every batch.",
+        "",
+    ]
+    return "\n".join(lines), met
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--trials", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--import-runs", type=int, default=9)
+    parser.add_argument("--no-write", action="store_true", help="do not touch bench/README.md")
+    args = parser.parse_args(argv)
 
     server = get_server("postgres")
     records = changes(args.changes)
     cfg = config(TABLE, LEGACY)
-    redeliveries = len(records) - len({id(r) for r in records})
-    n = len(records)
-    print(f"{n} stream records ({redeliveries} redeliveries), batch size {args.batch_size}, "
-          f"PostgreSQL on {server.host}:{server.port}, {args.trials} trial(s)")
-
-    warm = fresh(server)  # warm-up: server caches, plans, first connections
-    run_batched(records[:2000], cfg, warm, args.batch_size)
-    row_at_a_time(records[:500], cfg, fresh(server))
-
-    trials = [trial(server, records, cfg, args.batch_size) for _ in range(args.trials)]
-    ratios = {name: [t[name].wall / t["batched"].wall for t in trials]
-              for name in ("baseline", "dbapi")}
-    cpu_ratios = {name: [t[name].cpu / t["batched"].cpu for t in trials]
-                  for name in ("baseline", "dbapi")}
-    order = sorted(range(len(trials)), key=ratios["baseline"].__getitem__)
-    median = trials[order[len(order) // 2]]  # the median trial (speed-up vs the baseline)
-    nb = len(median["batched"].trips)
-    labels = {
-        "batched": "batched handler (`process`, one pipeline per batch)",
-        "baseline": "row-at-a-time guarded upsert, one round trip per change",
-        "dbapi": "row-at-a-time guarded upsert via pg8000 `cursor.execute`",
-    }
-    print()
-    print(f"median trial (by speed-up over the baseline), load average {os.getloadavg()[0]:.1f}"
-          f" on {os.cpu_count()} CPUs:")
-    print()
-    print("| writer | changes/s | seconds | CPU µs/change: client + server = total "
-          "| round trips/batch (mean) | max |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, label in labels.items():
-        w = median[name]
-        print(f"| {label} | {n / w.wall:,.0f} | {w.wall:.2f} | {w.client_cpu / n * 1e6:.1f} + "
-              f"{w.server_cpu_ns / n / 1e3:.1f} = {w.cpu / n * 1e6:.1f} "
-              f"| {sum(w.trips) / nb:.1f} | {max(w.trips)} |")
-    print()
-    for name, what in (("baseline", "one-round-trip row-at-a-time baseline"),
-                       ("dbapi", "pg8000 DB-API row-at-a-time baseline")):
-        print(f"speed-up over the {what}: wall "
-              + ", ".join(f"{x:.1f}x" for x in ratios[name])
-              + f" (median {statistics.median(ratios[name]):.1f}x); CPU "
-              + ", ".join(f"{x:.1f}x" for x in cpu_ratios[name])
-              + f" (median {statistics.median(cpu_ratios[name]):.1f}x); target >= 10x")
-    batched_conn = median["batched"].conn
-    redelivered, reread, reread_trips = replays(server, records, cfg, args.batch_size,
-                                                batched_conn)
-    print(f"every batch delivered twice in a row (a Lambda retry): {redelivered} rows changed "
-          "by the second deliveries")
-    print(f"whole stream re-read from its start: {reread} rows changed (rows deleted later "
-          f"in the stream come back and are deleted again), max {reread_trips} round "
-          "trip(s)/batch, final table unchanged")
-    print("final tables identical across the three writers: True")
-    _require(redelivered == 0, "a redelivered batch changed rows")
-    _require(all(max(t["batched"].trips) <= 1 for t in trials),
-             "a batch took more than one round trip")
-
-
-def _require(ok: bool, what: str) -> None:
-    if not ok:
-        raise SystemExit(what)
+    print(f"{len(records)} stream records, batch size {args.batch_size}, PostgreSQL on "
+          f"{server.host}:{server.port}, {args.trials} trial(s)", flush=True)
+    trial(server, records[:2000], cfg, args.batch_size)  # warm-up: caches, plans, imports
+    trials = []
+    for i in range(args.trials):
+        trials.append(trial(server, records, cfg, args.batch_size))
+        t = trials[-1]
+        print(f"trial {i + 1}: set {t['set'].wall:.2f}s, pipelined {t['pipelined'].wall:.2f}s,"
+              f" per change {t['per_change'].wall:.2f}s", flush=True)
+    wire = wire_checks(server, records, cfg, args.batch_size)
+    sizes = package_sizes()
+    imports = cold_imports(args.import_runs)
+    text, met = report(len(records), args, trials, wire, sizes, imports, os.getloadavg()[0])
+    print(text)
+    if not args.no_write:
+        write_section("## Writeback", text)
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
