@@ -177,11 +177,17 @@ def test_the_logs_statement_needs_the_log_group_context() -> None:
          {"kms:GrantIsForAWSResource": "true"}, "allow"),
         # condition keys are case-insensitive
         ({"StringEquals": {"KMS:viaservice": "a"}}, {"kms:ViaService": "a"}, "allow"),
+        ({"ForAllValues:StringEquals": {"aws:TagKeys": ["a", "b"]}}, {}, "allow"),
+        ({"ForAllValues:StringEquals": {"aws:TagKeys": ["a", "b"]}},
+         {"aws:TagKeys": ["a", "c"]}, "implicit"),
+        ({"ForAnyValue:StringEquals": {"aws:TagKeys": ["a", "b"]}},
+         {"aws:TagKeys": ["c", "b"]}, "allow"),
+        ({"ForAnyValue:StringEquals": {"aws:TagKeys": ["a", "b"]}}, {}, "implicit"),
         # an operator we do not evaluate never allows
         ({"NumericLessThan": {"kms:ViaService": "1"}}, {"kms:ViaService": "0"}, "implicit"),
     ],
 )
-def test_conditions(condition: dict[str, Any], context: dict[str, str], expected: str) -> None:
+def test_conditions(condition: dict[str, Any], context: dict[str, Any], expected: str) -> None:
     policy = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": ROOT_ARN},
                              "Action": "kms:*", "Resource": "*", "Condition": condition}]}
     assert decide(policy, Request(ROLE, "kms:Decrypt", KEY, context)) == expected

@@ -48,6 +48,7 @@ from tools.account.checks import (
     check_dms_roles,
     check_secrets,
     check_stack_key,
+    partition_of,
 )
 from tools.account.needs import StackNeeds, stack_needs
 from tools.preflight import Check
@@ -187,9 +188,7 @@ def cmd_check(args: argparse.Namespace, clients: Clients) -> int:
 def cmd_bootstrap(args: argparse.Namespace, clients: Clients) -> int:
     region = resolve_region(args.region, None, None)
     account, _ = caller(clients, region)
-    partition = "aws-cn" if region.startswith("cn-") else (
-        "aws-us-gov" if region.startswith("us-gov-") else "aws")
-    steps, kept = boot.plan(clients, region, account, partition,
+    steps, kept = boot.plan(clients, region, account, partition_of(region),
                             apigateway=not args.no_apigateway, dms=not args.no_dms)
     print(f"# account {account}, region {region}")
     for line in kept:

@@ -86,7 +86,8 @@ def _error(exc: ClientError) -> str:
     return f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip().rstrip(":")
 
 
-def _partition(region: str) -> str:
+def partition_of(region: str) -> str:
+    """The ARN partition of a region."""
     if region.startswith("cn-"):
         return "aws-cn"
     if region.startswith("us-gov-"):
@@ -190,7 +191,7 @@ def check_stack_key(clients: Clients, needs: StackNeeds, region: str, account: s
     policy, failed = _key_policy(kms, key)
     if policy is None:
         return [*checks, failed] if failed else checks
-    partition = _partition(region)
+    partition = partition_of(region)
     arn = meta.get("Arn", key)
 
     if needs.key_log_groups:
@@ -279,7 +280,7 @@ def check_alarm_topic(clients: Clients, needs: StackNeeds, region: str,
                       "encrypt the topic with a customer-managed key holding the statements "
                       "of docs/runbook.md 'KMS key policy: alarm topic publishers'")]
     if not key.startswith("arn:"):
-        key = f"arn:{_partition(region)}:kms:{topic_region}:{account}:" + (
+        key = f"arn:{partition_of(region)}:kms:{topic_region}:{account}:" + (
             key if key.startswith("alias/") else f"key/{key}")
     kms = clients("kms", topic_region)
     meta, error = _describe_key(kms, key)
@@ -291,7 +292,7 @@ def check_alarm_topic(clients: Clients, needs: StackNeeds, region: str,
     policy, failed = _key_policy(kms, meta["Arn"])
     if policy is None:
         return [failed] if failed else []
-    partition = _partition(region)
+    partition = partition_of(region)
     problems: list[str] = []
     for service in sorted(needs.alarm_publishers):
         contexts: list[dict[str, ContextValue]]
@@ -394,7 +395,7 @@ def check_concurrency(clients: Clients, needs: StackNeeds, region: str) -> Check
 def _roles_that_cannot_decrypt(policy: dict[str, Any], key_arn: str, needs: StackNeeds,
                                region: str, account: str) -> list[str]:
     """The stack's roles the key policy does not let read a secret through Secrets Manager."""
-    partition = _partition(region)
+    partition = partition_of(region)
     out = []
     for role in needs.roles:
         who = f"arn:{partition}:iam::{account}:role/{role}"

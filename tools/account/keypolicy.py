@@ -185,7 +185,8 @@ def condition_holds(condition: Any, context: Mapping[str, ContextValue]) -> bool
             if base not in _NEGATED and base not in _POSITIVE:
                 return None
             if actual is None:
-                if if_exists or base in _NEGATED:
+                # absent key: IfExists, negated operators and ForAllValues (vacuously) hold
+                if if_exists or base in _NEGATED or qualifier == "ForAllValues":
                     continue
                 return False
             negated = base in _NEGATED
