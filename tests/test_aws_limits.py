@@ -21,7 +21,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settings import load_settings
+from settings import StackSettings
 from settings.stackfile import stack_files
 from tools import aws_limits
 from tools import plan as plan_tool
@@ -368,7 +368,10 @@ def test_unknown_values_are_not_judged() -> None:
 
 # -- the stack config, before anything is declared ---------------------------------------
 def settings_with(**raw: Any) -> Any:
-    return load_settings("unit", {"tables": {"t": {"partition_key": {"name": "id"}}}, **raw})
+    """Typed settings as the models accept them (whether or not `load_settings` also runs
+    `config_problems`, which these tests call directly)."""
+    data = {"environment": "unit", "tables": {"t": {"partition_key": {"name": "id"}}}, **raw}
+    return StackSettings.model_validate(data)
 
 
 @pytest.mark.parametrize("env", ["qa-", "qa--eu", "a-"])
