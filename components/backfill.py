@@ -33,7 +33,7 @@ from components.common import (
     metric_alarm,
     service_role,
 )
-from components.lambda_package import build_package
+from components.lambda_package import ENVELOPE_REQUIREMENTS, build_package
 
 TYPE = "dms-event-bus:index:Backfill"
 
@@ -264,7 +264,7 @@ class Backfill(pulumi.ComponentResource):
             runtime=LAMBDA_RUNTIME,
             architectures=[LAMBDA_ARCH],
             handler="handlers.backfill.handler",
-            code=build_package(BACKFILL_MODULES),
+            code=build_package(BACKFILL_MODULES, ENVELOPE_REQUIREMENTS, LAMBDA_ARCH),
             role=role.arn,
             memory_size=args.memory_mb,
             timeout=args.timeout_seconds,

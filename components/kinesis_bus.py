@@ -28,7 +28,7 @@ from components.common import (
     secure_bucket,
     service_role,
 )
-from components.lambda_package import build_package
+from components.lambda_package import ENVELOPE_REQUIREMENTS, build_package
 from components.stream_mapping import MappingSettings, stream_mapping
 
 TYPE = "dms-event-bus:index:KinesisBus"
@@ -369,7 +369,7 @@ class KinesisBus(pulumi.ComponentResource):
             runtime=LAMBDA_RUNTIME,
             architectures=[LAMBDA_ARCH],
             handler="handlers.fanin.handler",
-            code=build_package(FANIN_MODULES),
+            code=build_package(FANIN_MODULES, ENVELOPE_REQUIREMENTS, LAMBDA_ARCH),
             role=role.arn,
             memory_size=args.memory_mb,
             timeout=args.timeout_seconds,

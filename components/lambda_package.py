@@ -30,6 +30,11 @@ PLATFORMS = {
     "arm64": ["manylinux2014_aarch64", "manylinux_2_28_aarch64"],
     "x86_64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64"],
 }
+#: What the fan-in and backfill packages need beyond the Lambda runtime: `handlers.envelope`
+#: writes its JSON with orjson (a compiled extension: installed per architecture like any
+#: requirement). Pinned, so a release cannot change a deployed package unseen; its size and
+#: cold-start cost are in bench/README.md (Fan-in handler).
+ENVELOPE_REQUIREMENTS = ["orjson==3.13.0"]
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
