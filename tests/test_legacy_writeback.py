@@ -360,3 +360,57 @@ def test_package_bundles_exactly_the_targets_pure_python_driver(
         assert f"{driver}__init__.py" in names
     else:
         assert not any(n.startswith("pymysql/") for n in names)
+
+
+# ------------------------------------------- the role grows per table, within its own bound
+
+
+#: IAM's limit on a role's inline policies (characters without whitespace).
+IAM_INLINE_LIMIT = 10_240
+
+
+@pytest.mark.parametrize("name_length", [4, 16, 63])
+def test_the_per_table_policy_stays_within_iam_while_the_environment_fits(
+    name_length: int,
+) -> None:
+    """The writeback names each chosen table in its policy (its stream, its items' status
+    updates, their KMS context): least privilege per table. That is bounded: the handler's
+    config (one entry per table) must fit Lambda's 4 KB environment, so the most tables it can
+    take still give a policy under IAM's limit -- for short and for the longest names, with
+    the customer-managed key's grants and the longest environment prefix."""
+    prefix = "dmsbus-abcdefghijklmnop-"  # an environment name of the maximum 16 characters
+
+    def args(count: int) -> LegacyWritebackArgs:
+        names = [f"t{i:03d}".ljust(name_length, "x")[:name_length] for i in range(count)]
+        settings = WritebackSettings.model_validate({
+            "target": DATA_API,
+            "vpc": {"subnet_ids": ["subnet-0a1b2c3d4e5f60718"],
+                    "security_group_ids": ["sg-0a1b2c3d4e5f60718"]},
+            "tables": {n: {"origin": "tables", "legacy_table": "s.t", "key_columns": {"i": "i"},
+                           "columns": {}} for n in names},
+        })
+        return LegacyWritebackArgs(
+            name_prefix=prefix, settings=settings,
+            tables=[WritebackTable(n, prefix + n, table_arn(prefix + n), stream_arn(prefix + n))
+                    for n in names],
+            kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
+        )
+
+    # GIVEN the most tables whose handler config still fits the environment
+    count = 1
+    while True:
+        try:
+            args(count + 1)
+        except ValueError as error:
+            assert "environment limit" in str(error)
+            break
+        count += 1
+    largest = args(count)
+    # WHEN the component is declared with them
+    plan = run_program("wb", {"aws:region": "eu-west-1"},
+                       lambda: LegacyWriteback("writeback", largest))
+    policy = json.loads(plan.named("writeback-policy").inputs["policy"])
+    # THEN the role names every one of them and its policy is within IAM's limit
+    text = "".join(json.dumps(policy, separators=(",", ":")).split())
+    assert count >= 10 and all(prefix + n in text for n in largest.settings.tables)
+    assert len(text) <= IAM_INLINE_LIMIT, (count, len(text))
