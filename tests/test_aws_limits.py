@@ -609,3 +609,13 @@ def test_nothing_aws_caps_grows_per_table(tmp_path_factory: pytest.TempPathFacto
     assert "environment of bus-fanin" in sizes[1]
     grown = {k: (sizes[1][k], v) for k, v in sizes[100].items() if v != sizes[1].get(k)}
     assert grown == {}, f"grows per table (1 table, 100 tables): {grown}"
+
+
+def test_malformed_stack_file_exits_2_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Pulumi.bad.yaml").write_text("config:\n  dms-event-bus:tables: [unclosed\n")
+    assert plan_tool.main(["--stack", "bad", "--stack-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Pulumi.bad.yaml is not valid YAML: ")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from settings import ConfigError, load_settings
 from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
 from tools.aws_limits import Report, config_problems, evaluate
@@ -193,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         problems = check_config(args.stack, args.stack_dir)
     except (ConfigError, FileNotFoundError, ValueError) as exc:  # ValueError: no mapping
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"error: Pulumi.{args.stack}.yaml is not valid YAML: "
+              f"{' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     if problems:
         print(f"error: stack '{args.stack}': config exceeds AWS limits (nothing declared):",
