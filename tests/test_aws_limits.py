@@ -131,6 +131,17 @@ def test_one_inline_policy_over_the_limit_names_the_policy() -> None:
     assert violations(*role_with("r", policy_of(10_240))) == []
 
 
+def test_inline_policy_on_a_role_outside_the_stack_is_judged_alone() -> None:
+    def policy(chars: int) -> Declared:
+        return res(ROLE_POLICY, "extra-policy", role="platform-shared-role",
+                   policy=policy_of(chars))
+
+    found = violations(policy(10_241))
+    assert [(v.resource, v.rule) for v in found] == [("extra-policy", "iam-role-inline-policies")]
+    assert "role platform-shared-role" in found[0].message
+    assert violations(policy(10_240)) == []
+
+
 def test_pretty_printed_policy_is_counted_without_its_white_space() -> None:
     doc = json.loads(policy_of(10_240))
     assert violations(*role_with("r", json.dumps(doc, indent=8))) == []

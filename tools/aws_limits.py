@@ -301,7 +301,13 @@ def _max_len(limit: int, chars: re.Pattern[str], expected: str) -> Callable[[str
 
 # -- IAM ----------------------------------------------------------------------------------
 def _role_inline_policies(r: Resource, ctx: Context) -> Iterator[Violation]:
-    """Runs once per role: its inline policies (RolePolicy resources and inline_policies)."""
+    """Runs once per role: its inline policies (RolePolicy resources and inline_policies).
+    A RolePolicy on a role outside the graph is judged alone (the least its role holds)."""
+    if r.type == "aws:iam/rolePolicy:RolePolicy":
+        if ctx.role_of(r.inputs.get("role")) is None:
+            role = str(r.inputs.get("role"))
+            yield from _inline_total(role, [(r.name, r.inputs.get("policy"))], r)
+        return
     docs: list[tuple[str, Any]] = []
     for p in ctx.resources:
         if p.type == "aws:iam/rolePolicy:RolePolicy" and ctx.role_of(p.inputs.get("role")) is r:
@@ -309,11 +315,14 @@ def _role_inline_policies(r: Resource, ctx: Context) -> Iterator[Violation]:
     for inline in r.inputs.get("inlinePolicies") or []:
         if isinstance(inline, dict) and inline.get("policy"):
             docs.append((f"{r.name}/{inline.get('name')}", inline["policy"]))
+    yield from _inline_total(r.inputs.get("name") or r.name, docs, r)
+
+
+def _inline_total(role: str, docs: list[tuple[str, Any]], r: Resource) -> Iterator[Violation]:
     if not docs or not all(known(d) for _, d in docs):
         return
     total = sum(policy_size(d) for _, d in docs)
     if total > ROLE_INLINE_POLICIES_CHARS:
-        role = r.inputs.get("name") or r.name
         names = ", ".join(n for n, _ in docs)
         yield Violation(
             resource=docs[0][0] if len(docs) == 1 else r.name,
@@ -612,7 +621,7 @@ ROLE = "aws:iam/role:Role"
 FUNCTION = "aws:lambda/function:Function"
 
 RULES: list[Rule] = [
-    Rule("iam-role-inline-policies", (ROLE,),
+    Rule("iam-role-inline-policies", (ROLE, "aws:iam/rolePolicy:RolePolicy"),
          f"all inline policies of one role <= {ROLE_INLINE_POLICIES_CHARS:,} characters "
          "(white space not counted)", IAM_QUOTAS, _role_inline_policies),
     Rule("iam-managed-policy", ("aws:iam/policy:Policy",),
