@@ -195,8 +195,8 @@ _MAX_BYTES = (
 )
 #: a value no larger than a TOAST pointer (18 bytes, aligned to 24) is never moved out of line
 TOAST_POINTER_BYTES = 24
-#: a heap tuple's header (23 bytes + null bitmap, aligned)
-TUPLE_HEADER_BYTES = 24
+#: pg_attribute.attalign -> bytes
+_ALIGN = {"c": 1, "s": 2, "i": 4, "d": 8}
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,10 @@ class ToastTable:
     @property
     def fix(self) -> str:
         return f"ALTER TABLE {self.quoted} REPLICA IDENTITY FULL;"
+
+
+def _maxalign(n: int) -> int:
+    return (n + 7) // 8 * 8
 
 
 def toast_threshold(block_size: int) -> int:
@@ -244,7 +248,7 @@ def toast_tables(conn: Any, condition: str, params: Sequence[Any] = ()) -> list[
         conn,
         "SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
         "c.relreplident, a.attname, format_type(a.atttypid, a.atttypmod), a.attlen, "
-        f"a.attstorage, {_MAX_BYTES}, current_setting('block_size')::int "
+        f"a.attstorage, a.attalign, {_MAX_BYTES}, current_setting('block_size')::int "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
         "CROSS JOIN pg_database d "
@@ -252,22 +256,26 @@ def toast_tables(conn: Any, condition: str, params: Sequence[Any] = ()) -> list[
         f"AND {condition} ORDER BY n.nspname, c.relname, a.attnum",
         params,
     )
-    grouped: dict[tuple[str, str, str, str], list[tuple[str, str, int, str, int | None]]] = {}
+    grouped: dict[tuple[str, str, str, str], list[tuple[str, str, int, str, int | None, int]]]
+    grouped = {}
     threshold = 0
-    for schema, table, quoted, ident, column, typ, attlen, storage, max_bytes, block in rows:
+    for (schema, table, quoted, ident, column, typ, attlen, storage, align, max_bytes,
+         block) in rows:
         threshold = toast_threshold(int(block))
         key = (str(schema), str(table), str(quoted), str(ident))
         size = None if max_bytes is None else int(max_bytes)
         grouped.setdefault(key, []).append((str(column), str(typ), int(attlen), str(storage),
-                                            size))
+                                            size, _ALIGN.get(str(align), 8)))
     out = []
     for (schema, table, quoted, ident), cols in grouped.items():
         movable = [c for c in cols if c[2] == -1 and c[3] != "p"]
         unbounded = [c for c in movable if c[4] is None]
-        # the longest row once every unbounded value is a TOAST pointer
-        rest = TUPLE_HEADER_BYTES + sum(
-            attlen if attlen > 0 else TOAST_POINTER_BYTES if size is None else size
-            for _, _, attlen, _, size in cols
+        # an upper bound of the longest row once every unbounded value is a TOAST pointer:
+        # header with null bitmap, each column at its largest plus its alignment padding
+        rest = _maxalign(23 + (len(cols) + 7) // 8) + sum(
+            (attlen if attlen > 0 else TOAST_POINTER_BYTES if size is None else size)
+            + align - 1
+            for _, _, attlen, _, size, align in cols
         )
         bounded = [c for c in movable if c[4] is not None and c[4] > TOAST_POINTER_BYTES]
         chosen = set(unbounded) | (set(bounded) if rest > threshold else set())
