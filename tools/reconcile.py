@@ -348,7 +348,8 @@ def reconcile_table(
                 report.different += 1
                 if len(different) < sample:
                     different.append((found[1], item))
-                absent = [c for i, c in enumerate(risky) if (found[2] >> i) & 1 and canon[c] is None]
+                held = found[2]
+                absent = [c for i, c in enumerate(risky) if held >> i & 1 and canon[c] is None]
                 for c in absent:
                     report.absent_toastable[c] = report.absent_toastable.get(c, 0) + 1
                 report.absent_items += bool(absent)
