@@ -596,11 +596,14 @@ def test_longest_names_the_config_allows_plan_within_aws_limits(
 
 
 def test_nothing_aws_caps_grows_per_table(tmp_path_factory: pytest.TempPathFactory) -> None:
-    # GIVEN the same stack with 1 and with 100 declared tables (fed by DMS)
+    # GIVEN the same stack with 1 and with 100 declared tables (fed by DMS), and as many
+    # tables DMS created at run time (adopted: discovery finds them in the account)
     sizes: dict[int, dict[str, int]] = {}
     for tables in (1, 100):
         folder = tmp_path_factory.mktemp(f"tables{tables}")
-        plan = run_stack(write_stack(folder, tables, dms=True), stack_dir=folder)
+        found = {"names": [f"dmsbus-gen-audit_{i:04d}" for i in range(tables)], "id": "x"}
+        plan = run_stack(write_stack(folder, tables, dms=True), stack_dir=folder,
+                         invoke_answers={"aws:dynamodb/getTables:getTables": lambda _a, f=found: f})
         # WHEN the sizes AWS caps are measured: each role's inline policies, each
         # function's environment
         ctx = Context(plan.resources)
@@ -618,6 +621,7 @@ def test_nothing_aws_caps_grows_per_table(tmp_path_factory: pytest.TempPathFacto
     assert "inline policies of bus-fanin-role" in sizes[1]
     assert "inline policies of dms-target-role" in sizes[1]
     assert "environment of bus-fanin" in sizes[1]
+    assert "inline policies of backfill-role" in sizes[1], "adopted tables were found"
     grown = {k: (sizes[1][k], v) for k, v in sizes[100].items() if v != sizes[1].get(k)}
     assert grown == {}, f"grows per table (1 table, 100 tables): {grown}"
 
