@@ -601,9 +601,14 @@ def test_nothing_aws_caps_grows_per_table(tmp_path_factory: pytest.TempPathFacto
     sizes: dict[int, dict[str, int]] = {}
     for tables in (1, 100):
         folder = tmp_path_factory.mktemp(f"tables{tables}")
-        found = {"names": [f"dmsbus-gen-audit_{i:04d}" for i in range(tables)], "id": "x"}
+        found: dict[str, Any] = {
+            "names": [f"dmsbus-gen-audit_{i:04d}" for i in range(tables)], "id": "x"}
+
+        def discovered(_args: dict[str, Any], found: dict[str, Any] = found) -> dict[str, Any]:
+            return found
+
         plan = run_stack(write_stack(folder, tables, dms=True), stack_dir=folder,
-                         invoke_answers={"aws:dynamodb/getTables:getTables": lambda _a, f=found: f})
+                         invoke_answers={"aws:dynamodb/getTables:getTables": discovered})
         # WHEN the sizes AWS caps are measured: each role's inline policies, each
         # function's environment
         ctx = Context(plan.resources)
