@@ -21,7 +21,8 @@ L       array;  M: object (attribute names in the order stored)
 Sets are written in the order they are stored. Every `N` of a record is checked with one
 regex call before the record is written; one that is not a JSON number (DynamoDB never sends
 such) is rewritten by `Decimal` or, if it is no finite number, makes the record an
-`EnvelopeError`.
+`EnvelopeError`. So does nesting deeper than orjson writes (about 250 levels; DynamoDB allows
+32).
 
 Input records may be in the JSON form Lambda delivers (binary as base64 strings,
 `ApproximateCreationDateTime` as epoch seconds) or in the form boto3's `get_records` returns

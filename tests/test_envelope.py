@@ -459,6 +459,17 @@ def test_odd_names_wide_maps_and_deep_nesting_match_the_oracle() -> None:
     assert_oracle_value(exact_loads(E.image_json(image)), {"M": image})
 
 
+def test_text_that_is_no_unicode_makes_a_poison_record() -> None:
+    # a lone surrogate has no UTF-8 form: the record cannot go on the bus
+    for image in ({"a": {"S": "\ud800"}}, {"\udfff": {"S": "x"}}, {"a": {"SS": ["\ud800"]}}):
+        record = _record(dynamodb={**_record()["dynamodb"], "OldImage": image})
+        with pytest.raises(E.EnvelopeError):
+            E.stream_envelope(record, "orders")
+        with pytest.raises(E.EnvelopeError):
+            E.snapshot_envelope({**image, "id": {"S": "k"}}, logical_table="orders",
+                                physical_table="dev-orders", key_names=["id"], scanned_at=1)
+
+
 def test_absurd_nesting_is_an_envelope_error() -> None:
     image: dict[str, Any] = {"leaf": {"N": "1"}}
     for level in range(5000):
