@@ -44,8 +44,8 @@ def check_name_prefix(field: str, prefix: str) -> None:
     if prefix.endswith("-" + INGEST_INFIX):
         raise ValueError(
             f"{field}: expected a prefix not ending in '-{INGEST_INFIX}', found {prefix!r}: "
-            f"its tables would be named like the IngestApi tables of the environment "
-            f"'{prefix[: -len(INGEST_INFIX) - 1]}' (rename the environment)"
+            f"its tables would be named like the IngestApi tables of the prefix "
+            f"'{prefix[: -len(INGEST_INFIX)]}' (rename the environment)"
         )
 
 
