@@ -398,49 +398,72 @@ def slot_db(postgres):  # noqa: F811 - the session server imported above
     conn.close()
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(data=st.data())
-def test_every_value_the_stream_leaves_out_is_in_a_column_the_check_names(slot_db, data):
-    # GIVEN a table of random columns (bounded, unbounded, fixed-width; up to 40 of them) and
-    # one row of incompressible values, some at their longest, under DEFAULT identity
-    db, conn, slot = slot_db
-    kinds = data.draw(st.lists(_kind(), min_size=1, max_size=40))
-    values = [data.draw(strategy) for _, strategy in kinds]
-    big = data.draw(st.booleans())  # AND maybe a value far over the ~2 KB threshold
-    if big:
-        kinds.append(("bytea", st.nothing()))
-        values.append("\\x" + secrets.token_hex(data.draw(st.integers(3000, 6000))))
+def _left_out(slot_db, kinds, values, *, target=None):
+    """Create a table of these (type, _) columns, insert one row of ``values``, UPDATE another
+    column; returns (columns the stream left out as unchanged-toast-datum, columns the check
+    names, column names). DEFAULT replica identity; ``target``: toast_tuple_target."""
+    _, conn, slot = slot_db
     cols = [f"c{i}" for i in range(len(kinds))]
     table = f"t_{secrets.token_hex(4)}"
     cur = conn.cursor()
+    with_ = f" WITH (toast_tuple_target = {target})" if target else ""
     cur.execute(f"CREATE TABLE {table} (k int PRIMARY KEY, u int, "
-                + ", ".join(f"{c} {t}" for c, (t, _) in zip(cols, kinds, strict=True)) + ")")
+                + ", ".join(f"{c} {t}" for c, (t, _) in zip(cols, kinds, strict=True))
+                + ")" + with_)
     try:
         cur.execute(
             f"INSERT INTO {table} VALUES (1, 0, "
             + ", ".join(f"CAST(%s AS {t})" for t, _ in kinds) + ")", values)
-        # WHEN an UPDATE changes another column
         cur.execute(f"UPDATE {table} SET u = 1")
         cur.execute("SELECT lsn::text, data FROM pg_logical_slot_get_changes(%s, NULL, NULL)",
                     (slot,))
         changes = [parse_change(str(lsn), str(d)) for lsn, d in cur.fetchall()]
         (update,) = [c for c in changes if c is not None and c.op == "UPDATE"]
         left_out = {c.name for c in update.new if c.unchanged_toast}
-        # THEN every value the stream left out is in a column the check names (it never
-        # misses one), and the check names this table whenever the stream left one out
         found = toast_tables(conn, "n.nspname = 'public' AND c.relname = %s", [table])
-        named = {name for t in found for name, _ in t.columns}
-        assert left_out <= named, (left_out - named, kinds)
-        # AND the big incompressible value, when there is one, was left out: the property
-        # is not vacuous
-        if big:
-            assert cols[-1] in left_out
+        return left_out, {name for t in found for name, _ in t.columns}, cols
     finally:
         cur.execute(f"DROP TABLE {table}")
         cur.execute("SELECT count(*) FROM pg_logical_slot_get_changes(%s, NULL, NULL)",
                     (slot,))
 
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_value_the_stream_leaves_out_is_in_a_column_the_check_names(slot_db, data):
+    # GIVEN a table of random columns (bounded, unbounded, fixed-width; up to 40 of them),
+    # maybe a lower toast_tuple_target, and one row of incompressible values, some at their
+    # longest, under DEFAULT identity
+    kinds = data.draw(st.lists(_kind(), min_size=1, max_size=40))
+    values = [data.draw(strategy) for _, strategy in kinds]
+    big = data.draw(st.booleans())  # AND maybe a value far over the ~2 KB threshold
+    if big:
+        kinds.append(("bytea", st.nothing()))
+        values.append("\\x" + secrets.token_hex(data.draw(st.integers(3000, 6000))))
+    target = data.draw(st.none() | st.integers(128, 2032))
+    # WHEN an UPDATE changes another column
+    left_out, named, cols = _left_out(slot_db, kinds, values, target=target)
+    # THEN every value the stream left out is in a column the check names (it never misses
+    # one), and the check names this table whenever the stream left one out
+    assert left_out <= named, (left_out - named, kinds, target)
+    # AND the big incompressible value, when there is one, was left out: the property is
+    # not vacuous
+    if big:
+        assert cols[-1] in left_out
+
+
+def test_a_bounded_column_bigger_than_the_unbounded_values_is_moved_first(slot_db):
+    # GIVEN a varchar(100) at its longest (404 bytes) and six text values of 364 bytes: the
+    # row passes the threshold and the toaster moves the BIGGEST value first -- the varchar
+    # WHEN another column is updated
+    kinds = [("varchar(100)", None), *[("text", None)] * 6]
+    memo = "".join(chr(0x20000 + i) for i in range(100))
+    texts = ["".join(chr(0x21000 + 97 * j + i) for i in range(90)) for j in range(6)]
+    left_out, named, cols = _left_out(slot_db, kinds, [memo, *texts])
+    # THEN the stream leaves the varchar out, and the check names it
+    assert cols[0] in left_out
+    assert left_out <= named
 
 # --------------------------------------------------------------------------- MariaDB
 

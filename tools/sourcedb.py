@@ -241,13 +241,14 @@ def toast_tables(conn: Any, condition: str, params: Sequence[Any] = ()) -> list[
     variable-length (pg_attribute.attlen = -1), not stored PLAIN (attstorage, which starts
     as the type's typstorage) and either unbounded (text, bytea, json, arrays, numeric
     without precision, ...) or bounded by its type modifier (varchar(n), char(n),
-    numeric(p,s), bit(n)) above a TOAST pointer's size in a row that stays longer than the
-    threshold even with every unbounded value moved out (a wide row of bounded columns).
+    numeric(p,s), bit(n)) and movable by the toaster's rule (see ``_out_of_line``).
     """
     rows = query_rows(
         conn,
         "SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
-        "c.relreplident, a.attname, format_type(a.atttypid, a.atttypmod), a.attlen, "
+        "c.relreplident, (SELECT o.option_value FROM pg_options_to_table(c.reloptions) o "
+        "WHERE o.option_name = 'toast_tuple_target')::int, "
+        "a.attname, format_type(a.atttypid, a.atttypmod), a.attlen, "
         f"a.attstorage, a.attalign, {_MAX_BYTES}, current_setting('block_size')::int "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
@@ -256,35 +257,69 @@ def toast_tables(conn: Any, condition: str, params: Sequence[Any] = ()) -> list[
         f"AND {condition} ORDER BY n.nspname, c.relname, a.attnum",
         params,
     )
-    grouped: dict[tuple[str, str, str, str], list[tuple[str, str, int, str, int | None, int]]]
-    grouped = {}
-    threshold = 0
-    for (schema, table, quoted, ident, column, typ, attlen, storage, align, max_bytes,
+    grouped: dict[tuple[str, str, str, str, int], list[_Col]] = {}
+    default_target = 0
+    for (schema, table, quoted, ident, target, column, typ, attlen, storage, align, max_bytes,
          block) in rows:
-        threshold = toast_threshold(int(block))
-        key = (str(schema), str(table), str(quoted), str(ident))
+        default_target = toast_threshold(int(block))
+        key = (str(schema), str(table), str(quoted), str(ident), int(target or 0))
         size = None if max_bytes is None else int(max_bytes)
-        grouped.setdefault(key, []).append((str(column), str(typ), int(attlen), str(storage),
-                                            size, _ALIGN.get(str(align), 8)))
+        grouped.setdefault(key, []).append(_Col(str(column), str(typ), int(attlen),
+                                                str(storage), size, _ALIGN.get(str(align), 8)))
     out = []
-    for (schema, table, quoted, ident), cols in grouped.items():
-        movable = [c for c in cols if c[2] == -1 and c[3] != "p"]
-        unbounded = [c for c in movable if c[4] is None]
-        # an upper bound of the longest row once every unbounded value is a TOAST pointer:
-        # header with null bitmap, each column at its largest plus its alignment padding
-        rest = _maxalign(23 + (len(cols) + 7) // 8) + sum(
-            (attlen if attlen > 0 else TOAST_POINTER_BYTES if size is None else size)
-            + align - 1
-            for _, _, attlen, _, size, align in cols
-        )
-        bounded = [c for c in movable if c[4] is not None and c[4] > TOAST_POINTER_BYTES]
-        chosen = set(unbounded) | (set(bounded) if rest > threshold else set())
+    for (schema, table, quoted, ident, target), cols in grouped.items():
+        chosen = _out_of_line(cols, target or default_target)
         if chosen:
-            out.append(ToastTable(
-                schema, table, quoted, REPLICA_IDENTITY.get(ident, ident),
-                tuple((c[0], c[1]) for c in movable if c in chosen),
-            ))
+            out.append(ToastTable(schema, table, quoted, REPLICA_IDENTITY.get(ident, ident),
+                                  tuple((c.name, c.type) for c in chosen)))
     return out
+
+
+@dataclass(frozen=True)
+class _Col:
+    name: str
+    type: str
+    attlen: int  # > 0 fixed width; -1 variable length
+    storage: str  # attstorage: p (plain) never moves out of line
+    max_bytes: int | None  # largest value, header included; None = unbounded
+    align: int
+
+
+def _out_of_line(cols: list[_Col], target: int) -> list[_Col]:
+    """The columns of a table (that has a TOAST table) whose values can be moved out of line.
+
+    PostgreSQL's toaster moves the biggest movable value first, again and again, while the
+    row is longer than the target (``toast_tuple_target``, default the ~2 KB threshold), and
+    never a value no bigger than a TOAST pointer. An unbounded column can always be the
+    biggest. A bounded one of at most ``s`` bytes is moved only if, when it is the biggest
+    value left, the row can still be longer than the target: every other movable value at
+    most ``s`` (or a pointer), plain and fixed-width ones at their largest, plus the header
+    and alignment padding -- an upper bound, so no column that can move is missed."""
+    header = _maxalign(23 + (len(cols) + 7) // 8)
+    chosen = []
+    for col in cols:
+        if col.attlen != -1 or col.storage == "p":
+            continue
+        if col.max_bytes is None:
+            chosen.append(col)
+            continue
+        s = col.max_bytes
+        if s <= TOAST_POINTER_BYTES:
+            continue
+        row = header + s + col.align - 1
+        for other in cols:
+            if other is col:
+                continue
+            if other.attlen > 0:
+                width = other.attlen
+            elif other.storage == "p":
+                width = other.max_bytes if other.max_bytes is not None else 1 << 30
+            else:
+                width = s if other.max_bytes is None else min(other.max_bytes, s)
+            row += width + other.align - 1
+        if row > target:
+            chosen.append(col)
+    return chosen
 
 
 def _one_line(exc: BaseException) -> str:
