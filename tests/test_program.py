@@ -513,3 +513,38 @@ def test_example_stacks_reserve_no_concurrency(stack: str) -> None:
         assert settings.writeback.function.reserved_concurrency is None
     for fn in plan_of(stack).of_type("aws:lambda/function:Function"):
         assert fn.inputs.get("reservedConcurrentExecutions") is None, fn.name
+
+
+def test_tables_named_off_the_rule_are_listed_few_and_never_in_another_environments_name(
+) -> None:
+    """A KinesisBus used on its own may carry tables not named `<prefix><logical>`: each is
+    named in the fan-in's policy and TABLES, so they are few; a name that starts with the
+    prefix but has a '-' after it is another environment's (or an IngestApi table) and is
+    refused."""
+    from components.kinesis_bus import MAX_TABLE_EXCEPTIONS, BusTable, KinesisBus, KinesisBusArgs
+
+    def table(logical: str, physical: str) -> BusTable:
+        arn = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/{physical}/stream/x"
+        return BusTable(logical, physical, arn)
+
+    ruled = table("orders", "dmsbus-ex-orders")
+    legacy = table("invoices", "LegacyInvoices")
+
+    def program() -> None:
+        KinesisBus("bus", KinesisBusArgs(name_prefix="dmsbus-ex-", tables=[ruled, legacy]))
+
+    plan = run_program("ex", {"aws:region": "eu-west-1"}, program)
+    env = plan.named("bus-fanin").inputs["environment"]["variables"]
+    assert env["TABLE_PREFIX"] == "dmsbus-ex-"
+    assert json.loads(env["TABLES"]) == {"LegacyInvoices": "invoices"}
+    fanin = roles_of(plan)["dmsbus-ex-fanin"]
+    assert fanin.allows("dynamodb:GetRecords", str(ruled.stream_arn))
+    assert fanin.allows("dynamodb:GetRecords", str(legacy.stream_arn))
+
+    with pytest.raises(ValueError, match="belong to other environments"):
+        KinesisBusArgs(name_prefix="dmsbus-ex-", tables=[table("orders", "dmsbus-ex-eu-orders")])
+    with pytest.raises(ValueError, match=f"at most {MAX_TABLE_EXCEPTIONS} tables"):
+        KinesisBusArgs(name_prefix="dmsbus-ex-", tables=[
+            table(f"t{i}", f"Legacy{i}") for i in range(MAX_TABLE_EXCEPTIONS + 1)])
+    with pytest.raises(ValueError, match="-ingest-"):
+        KinesisBusArgs(name_prefix="dmsbus-ex-ingest-", tables=[ruled])
