@@ -236,7 +236,7 @@ class Backfill(pulumi.ComponentResource):
             key, region = args.kms_key_arn, self._region
             statements += [
                 kms_grant("TablesKey", key, ["kms:Decrypt"], service="dynamodb", region=region,
-                          context=[allowed], context_not=[denied]),
+                          context=[allowed], context_not=[denied], account=self._account),
                 kms_grant("BusKey", key, ["kms:GenerateDataKey"], service="kinesis",
                           region=region, context=[args.bus_stream_arn]),
                 kms_grant("OverflowKey", key, ["kms:GenerateDataKey"], service="s3",

@@ -79,11 +79,13 @@ def kms_grant(
     region: pulumi.Input[str],
     context: Sequence[pulumi.Input[str]] = (),
     context_not: Sequence[pulumi.Input[str]] = (),
+    account: pulumi.Input[str] | None = None,
 ) -> dict[str, Any]:
     """The statement letting a role use a customer-managed key, only through `service` in
     `region` (`kms:ViaService`) and, where the service sends an encryption context
     (`ENCRYPTION_CONTEXT_KEYS`), only for the resources `context` names (IAM patterns);
-    `context_not` names patterns excluded from them.
+    `context_not` names patterns excluded from them. `account` (DynamoDB only): the account
+    its context names (`aws:dynamodb:subscriberId`), so only this account's tables.
 
     One statement per service: a role that reads a stream and writes a queue gets two, each
     naming only its service."""
@@ -108,6 +110,10 @@ def kms_grant(
             condition["StringNotLike"] = {
                 f"kms:EncryptionContext:{context_key}": list(context_not)
             }
+    if account is not None:
+        if service != "dynamodb":
+            raise ValueError(f"kms_grant({sid}): only DynamoDB's context names the account")
+        condition["StringEquals"]["kms:EncryptionContext:aws:dynamodb:subscriberId"] = account
     return {
         "Sid": sid,
         "Effect": "Allow",

@@ -276,6 +276,7 @@ class IngestApi(pulumi.ComponentResource):
         invoke = pulumi.InvokeOptions(parent=self)
         region = aws.get_region(opts=invoke).region
         dns_suffix = aws.get_partition(opts=invoke).dns_suffix
+        self._account = aws.get_caller_identity(opts=invoke).account_id
 
         tables = {e: self._create_table(e, spec, tags) for e, spec in cfg.entities.items()}
         self.table_names = {e: t.name for e, t in tables.items()}
@@ -468,6 +469,7 @@ class IngestApi(pulumi.ComponentResource):
                     service="dynamodb",
                     region=region,
                     context=sorted(self._args.table_name(e) for e in tables),
+                    account=self._account,
                 )
             )
         aws.iam.RolePolicy(

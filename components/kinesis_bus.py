@@ -321,7 +321,7 @@ class KinesisBus(pulumi.ComponentResource):
             statements += [
                 kms_grant("WaypointStreamsKey", key, ["kms:Decrypt"], service="dynamodb",
                           region=region, context=[allowed, *(t.table_name for t in exceptions)],
-                          context_not=[denied]),
+                          context_not=[denied], account=self._account),
                 kms_grant("BusKey", key, ["kms:GenerateDataKey"], service="kinesis",
                           region=region, context=[self.stream.arn]),
                 kms_grant("OverflowKey", key, ["kms:GenerateDataKey"], service="s3",

@@ -312,7 +312,8 @@ class LegacyWriteback(pulumi.ComponentResource):
                 # the chosen tables' streams and the status updates on their items
                 kms_grant("TablesKey", key, ["kms:Decrypt", "kms:GenerateDataKey"],
                           service="dynamodb", region=region,
-                          context=sorted(t.table_name for t in tables)),
+                          context=sorted(t.table_name for t in tables),
+                          account=self._account),
                 kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
                           region=region),
             ]

@@ -265,7 +265,10 @@ def test_role_may_use_the_customer_key_only_through_dynamodb(key_plan: Plan) -> 
         "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
         "Resource": [KMS],
         "Condition": {
-            "StringEquals": {"kms:ViaService": "dynamodb.eu-west-1.amazonaws.com"},
+            "StringEquals": {
+                "kms:ViaService": "dynamodb.eu-west-1.amazonaws.com",
+                "kms:EncryptionContext:aws:dynamodb:subscriberId": ACCOUNT,
+            },
             "StringLike": {
                 "kms:EncryptionContext:aws:dynamodb:tableName": sorted(
                     t.inputs["name"] for t in tables

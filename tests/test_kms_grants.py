@@ -163,16 +163,19 @@ def encrypted_resources(plan: Plan) -> list[Encrypted]:
     return found
 
 
-def kms_request(grant_actions: list[str], service: str, resource: Encrypted) -> dict[str, str]:
+def kms_request(service: str, resource: Encrypted) -> dict[str, str]:
+    """The condition keys of the KMS request `service` makes for `resource`."""
     context = {"kms:ViaService": f"{service}.{REGION}.amazonaws.com"}
     key = ENCRYPTION_CONTEXT_KEYS.get(service)
     if key is not None and resource.context is not None:
         context[f"kms:EncryptionContext:{key}"] = resource.context
+    if service == "dynamodb":  # DynamoDB's context also names the table's account
+        context["kms:EncryptionContext:aws:dynamodb:subscriberId"] = ACCOUNT
     return context
 
 
 def grant_covers(role: Role, kms_action: str, resource: Encrypted) -> bool:
-    request = kms_request([kms_action], resource.service, resource)
+    request = kms_request(resource.service, resource)
     for grant in role.kms_grants():
         if KEY not in as_list(grant["Resource"]):
             continue
@@ -251,4 +254,12 @@ def test_no_grant_reaches_another_resource_of_the_service(plan: Plan) -> None:
     assert not grant_covers(fanin, "kms:GenerateDataKey", other_stream)
     for name in (f"dmsbus-{STACK}-eu-orders", f"{PREFIX}ingest-order_requests", "orders"):
         assert not grant_covers(fanin, "kms:Decrypt", Encrypted("dynamodb", name, {}, name))
-    assert grant_covers(fanin, "kms:Decrypt", Encrypted("dynamodb", "t", {}, f"{PREFIX}orders"))
+    own = Encrypted("dynamodb", "t", {}, f"{PREFIX}orders")
+    assert grant_covers(fanin, "kms:Decrypt", own)
+    # the same table name in another account (DynamoDB's context names the account too)
+    elsewhere = {**kms_request("dynamodb", own),
+                 "kms:EncryptionContext:aws:dynamodb:subscriberId": "999999999999"}
+    for name in (f"{PREFIX}fanin", f"{PREFIX}backfill", f"{PREFIX}writeback",
+                 f"{PREFIX}ingest-apigw"):
+        grants = roles_of(plan)[name].kms_grants()
+        assert not any(condition_allows(g["Condition"], elsewhere) for g in grants), name
