@@ -33,6 +33,7 @@ from components.common import (
 from settings.core import TableSettings
 from settings.dms import (
     DmsSettings,
+    DmsTableSettings,
     InstanceCapacity,
     ServerlessCapacity,
     WildcardSelection,
@@ -55,6 +56,18 @@ TABLE_ACTIONS = (
     "dynamodb:BatchWriteItem",
     "dynamodb:GetItem",
 )
+#: Capacity DMS gives each DynamoDB table it creates (wildcard tables, before adoption):
+#: 200 RCU, and 200 WCU per parallel load thread (the AWS DMS guide, DynamoDB target).
+DMS_DEFAULT_RCU = 200
+DMS_DEFAULT_WCU = 200
+#: The DMS control table apply errors are written to with `on_apply_error: exceptions_table`.
+APPLY_EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
+#: ErrorBehavior policy per `task.on_data_error` / `task.on_apply_error`.
+ERROR_POLICY = {
+    "stop_task": "STOP_TASK",
+    "suspend_table": "SUSPEND_TABLE",
+    "exceptions_table": "LOG_ERROR",
+}
 #: Task log components: source reads, target writes, the task itself.
 LOG_COMPONENTS = (
     "SOURCE_UNLOAD",
@@ -75,10 +88,12 @@ def build_table_mappings(
 ) -> dict[str, Any]:
     """The DMS table-mapping document for the declared tables and the wildcards.
 
-    - one `selection` include per declared table (exact schema + table);
+    - one `selection` include per declared table (exact schema + table, `_` escaped as
+      `[_]`: DMS reads a bare `_` as a one-character wildcard);
     - one `object-mapping` rule `map-record-to-record` per declared table: target table
       `<name_prefix><logical>` (the table StreamedTable created), partition/sort key =
-      the declared key columns, excluded columns left out;
+      the declared key columns (or one string key DMS concatenates from a longer source
+      key, `concatenated_key_template`), excluded columns left out;
     - per wildcard: a `selection` include (schema + pattern), one `selection` exclude per
       excluded pattern, and `transformation` rules `convert-lowercase` + `add-prefix`
       (`<name_prefix><table_prefix>`), so DMS names the tables it creates at runtime
@@ -103,7 +118,7 @@ def build_table_mappings(
             {
                 "name": f"select-{logical}",
                 "rule-type": "selection",
-                "object-locator": {"schema-name": schema, "table-name": name},
+                "object-locator": {"schema-name": literal(schema), "table-name": literal(name)},
                 "rule-action": "include",
             }
         )
@@ -116,12 +131,22 @@ def build_table_mappings(
         extra = dms.tables.get(logical)
         if extra is not None and extra.exclude_columns:
             params["exclude-columns"] = list(extra.exclude_columns)
+        template = concatenated_key_template(table, extra)
+        if template is not None:
+            params["attribute-mappings"] = [
+                {
+                    "target-attribute-name": table.partition_key.name,
+                    "attribute-type": "scalar",
+                    "attribute-sub-type": "string",
+                    "value": template,
+                }
+            ]
         add(
             {
                 "name": f"map-{logical}",
                 "rule-type": "object-mapping",
                 "rule-action": "map-record-to-record",
-                "object-locator": {"schema-name": schema, "table-name": name},
+                "object-locator": {"schema-name": literal(schema), "table-name": literal(name)},
                 "target-table-name": f"{name_prefix}{logical}",
                 "mapping-parameters": params,
             }
@@ -133,11 +158,62 @@ def build_table_mappings(
     return document
 
 
+def literal(name: str) -> str:
+    """A source name as a DMS object-locator that matches only itself. In table mappings `_`
+    matches any one character and `[_]` a literal underscore (the AWS DMS guide, "Wildcards
+    in table mapping"): unescaped, declared `order_lines` would also select `orderXlines`
+    and map it onto the same DynamoDB table. Source names hold no `%`, `[` or `]`
+    (settings.dms.SourceName)."""
+    return name.replace("_", "[_]")
+
+
+def concatenated_key_template(
+    table: TableSettings, extra: DmsTableSettings | None
+) -> str | None:
+    """The DMS attribute-mapping template of a concatenated partition key
+    (`${c1}|${c2}|${c3}`), or None when the key is source columns as they are.
+
+    A key is concatenated when the source primary key (`dms.tables.<t>.primary_key`) has two
+    or more columns and the table's partition key is none of them (the config check makes
+    it a string and leaves no sort key). DMS fills it from the template with no escaping:
+    the AWS DMS guide's DynamoDB example builds `CustomerName` from `${FirstName},${LastName}`.
+    """
+    if extra is None or extra.primary_key is None or len(extra.primary_key) < 2:
+        return None
+    if table.partition_key.name in extra.primary_key:
+        return None
+    return extra.key_separator.join(f"${{{column}}}" for column in extra.primary_key)
+
+
+def wildcard_limits(dms: DmsSettings, name_prefix: str) -> list[str]:
+    """One line per wildcard: what DMS carries of it and what not (keys, capacity), for the
+    plan output and the component's log. The tables behind a pattern are unknown before the
+    task runs, so this is said per wildcard, not per table."""
+    lines = []
+    for i, wildcard in enumerate(dms.wildcards):
+        lines.append(
+            f"dms.wildcards[{i}] ({wildcard.schema_name}.{wildcard.table_pattern} -> "
+            f"{name_prefix}{wildcard.table_prefix}<table>): only tables with a one-column "
+            "primary key are carried (declare the others under `tables`); DMS creates each "
+            f"with {DMS_DEFAULT_RCU} RCU / {dms_created_wcu(dms)} WCU provisioned until "
+            "adoption sets its capacity"
+        )
+    return lines
+
+
+def dms_created_wcu(dms: DmsSettings) -> int:
+    """The write capacity DMS gives a DynamoDB table it creates (the AWS DMS guide, "Using an
+    Amazon DynamoDB database as a target"): 200, or 200 x ParallelLoadThreads when that is
+    above 1, at most 10,000 (40,000 in us-east-1; the lower cap is given here)."""
+    threads = dms.task.parallel_load_threads
+    return min(DMS_DEFAULT_WCU * (threads if threads > 1 else 1), 10_000)
+
+
 def _wildcard_rules(
     index: int, wildcard: WildcardSelection, name_prefix: str, offset: int
 ) -> list[dict[str, Any]]:
-    schema = wildcard.schema_name
-    assert schema is not None  # validated: a wildcard always names its schema
+    assert wildcard.schema_name is not None  # validated: a wildcard always names its schema
+    schema = literal(wildcard.schema_name)
     locator = {"schema-name": schema, "table-name": wildcard.table_pattern}
     bodies: list[tuple[str, dict[str, Any]]] = [
         (
@@ -219,19 +295,26 @@ def build_task_settings(dms: DmsSettings) -> dict[str, Any]:
     """Replication task settings: full load into the pre-created tables, then CDC.
 
     `TargetTablePrepMode: DO_NOTHING` keeps the declared tables (streams already on), so the
-    full load itself flows onto the bus. Errors are logged and escalate to suspending the
-    table (never silently skipped forever); recoverable errors (network, throttling) are
-    retried with backoff. A dropped or truncated source table never deletes target data.
+    full load itself flows onto the bus. Nothing is only logged: a row DMS cannot convert or
+    must truncate stops the task or suspends its table (`task.on_data_error`); a change it
+    cannot apply does the same or goes to DMS's apply-exceptions table, which then has an
+    alarm (`task.on_apply_error`); a table error suspends the table, and the next one stops
+    the task. Recoverable errors (network, throttling) are retried with backoff. LOBs:
+    limited-size mode only where the source endpoint fails the task on truncation
+    (`DmsSettings.lob_mode`). A dropped or truncated source table never deletes target data.
     """
     task = dms.task
+    full_lob = dms.lob_mode == "full"
+    data_policy = ERROR_POLICY[task.on_data_error]
+    apply_policy = ERROR_POLICY[task.on_apply_error]
     return {
         "TargetMetadata": {
             "TargetSchema": "",
             "SupportLobs": True,
-            "FullLobMode": False,
-            "LobChunkSize": 0,
-            "LimitedSizeLobMode": True,
-            "LobMaxSize": task.lob_max_size_kb,
+            "FullLobMode": full_lob,
+            "LobChunkSize": task.lob_chunk_size_kb if full_lob else 0,
+            "LimitedSizeLobMode": not full_lob,
+            "LobMaxSize": 0 if full_lob else task.lob_max_size_kb,
             "BatchApplyEnabled": False,
             "ParallelLoadThreads": task.parallel_load_threads,
             "ParallelLoadBufferSize": 0 if task.parallel_load_threads == 0 else 500,
@@ -280,10 +363,10 @@ def build_task_settings(dms: DmsSettings) -> dict[str, Any]:
             "StatementCacheSize": 50,
         },
         "ErrorBehavior": {
-            "DataErrorPolicy": "LOG_ERROR",
-            "DataTruncationErrorPolicy": "LOG_ERROR",
-            "DataErrorEscalationPolicy": "SUSPEND_TABLE",
-            "DataErrorEscalationCount": 50,
+            "DataErrorPolicy": data_policy,
+            "DataTruncationErrorPolicy": data_policy,
+            "DataErrorEscalationPolicy": data_policy,
+            "DataErrorEscalationCount": 0,
             "TableErrorPolicy": "SUSPEND_TABLE",
             "TableErrorEscalationPolicy": "STOP_TASK",
             "TableErrorEscalationCount": 0,
@@ -292,10 +375,10 @@ def build_task_settings(dms: DmsSettings) -> dict[str, Any]:
             "RecoverableErrorThrottling": True,
             "RecoverableErrorThrottlingMax": 1800,
             "RecoverableErrorStopRetryAfterThrottlingMax": False,
-            "ApplyErrorDeletePolicy": "IGNORE_RECORD",
-            "ApplyErrorInsertPolicy": "LOG_ERROR",
-            "ApplyErrorUpdatePolicy": "LOG_ERROR",
-            "ApplyErrorEscalationPolicy": "LOG_ERROR",
+            "ApplyErrorDeletePolicy": apply_policy,
+            "ApplyErrorInsertPolicy": apply_policy,
+            "ApplyErrorUpdatePolicy": apply_policy,
+            "ApplyErrorEscalationPolicy": apply_policy,
             "ApplyErrorEscalationCount": 0,
             "ApplyErrorFailOnTruncationDdl": False,
             "FullLoadIgnoreConflicts": True,
@@ -470,6 +553,8 @@ class DmsSource(pulumi.ComponentResource):
             build_table_mappings(args.tables, args.dms, self._prefix), indent=None
         )
         task_settings = json.dumps(build_task_settings(args.dms))
+        for line in wildcard_limits(args.dms, self._prefix):
+            pulumi.log.info(line, resource=self)
         self.physical_table_names = physical_table_names(args.tables, self._prefix)
 
         security_group = self._create_security_group()
@@ -879,6 +964,26 @@ class DmsSource(pulumi.ComponentResource):
     def _create_alarms(self, dimensions: Mapping[str, str]) -> None:
         alarms = self._args.dms.alarms
         topic = self._args.notification_topic_arn
+        if self._args.dms.task.on_apply_error == "exceptions_table":
+            # Any write to DMS's apply-exceptions table is a change that did not reach its
+            # waypoint table. The table's name is fixed by DMS, so it is shared by every DMS
+            # task of the account and region: the alarm fires for all of them.
+            metric_alarm(
+                f"{self._name}-apply-exceptions",
+                alarm_name=f"{self._prefix}dms-apply-exceptions",
+                description=f"{self._prefix}cdc (or another DMS task of this account) wrote "
+                f"to {APPLY_EXCEPTIONS_TABLE}: a change was not applied to DynamoDB",
+                namespace="AWS/DynamoDB",
+                metric="ConsumedWriteCapacityUnits",
+                dimensions={"TableName": APPLY_EXCEPTIONS_TABLE},
+                threshold=0,
+                topic_arn=topic,
+                parent=self,
+                statistic="Sum",
+                period=60,
+                evaluation_periods=1,
+                tags=self._tags,
+            )
         for metric, threshold in (
             ("CDCLatencySource", alarms.cdc_latency_source_seconds),
             ("CDCLatencyTarget", alarms.cdc_latency_target_seconds),

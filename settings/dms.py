@@ -86,6 +86,12 @@ ACCOUNT_ROLES_CREATE_REFUSED = (
     "(Account roles) gives the steps: `pulumi state delete` "
     + ", then ".join(f"'{urn}'" for urn in LEGACY_ACCOUNT_ROLE_URNS)
 )
+#: Most source key columns a declared table may name (SQL Server allows 16 key columns, Oracle 32).
+MAX_KEY_COLUMNS = 16
+#: Engines whose DMS source endpoint can fail the task when a LOB is truncated
+#: (`FailTasksOnLobTruncation`, PostgreSQL and Oracle endpoint settings). Elsewhere a LOB
+#: over `LobMaxSize` in limited-size LOB mode is truncated with only a log warning.
+FAIL_ON_LOB_TRUNCATION = ("postgres", "aurora-postgresql", "oracle")
 #: DMS Serverless capacity units (DCU) AWS accepts.
 DCU_VALUES = (1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 384)
 
@@ -359,6 +365,14 @@ class WildcardSelection(Model):
         description="Extra name prefix after the environment prefix, e.g. `audit_`, so "
         "tables of two schemas cannot get the same DynamoDB name.",
     )
+    keys: Literal["single_column"] = Field(
+        default="single_column",
+        description="How DMS keys the tables this wildcard selects and the stack does not "
+        "declare: `single_column`, the only way DMS's DynamoDB target can key a table it "
+        "knows only by pattern (its one-column primary key becomes the partition key). A "
+        "matched table with a composite or no primary key is NOT carried: declare it under "
+        "`tables` (the wildcard may still match it; the declaration wins).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WildcardSelection:
@@ -397,9 +411,19 @@ class DmsTableSettings(Model):
     primary_key: list[ColumnName] | None = Field(
         default=None,
         min_length=1,
-        max_length=2,
+        max_length=MAX_KEY_COLUMNS,
         description="The source table's primary key columns, as a check: they must be "
-        "exactly the table's partition_key (+ sort_key), else rows would overwrite each other.",
+        "exactly the table's partition_key (+ sort_key), else rows would overwrite each other. "
+        "More than two columns (or two carried as one key): the table's partition_key is a "
+        "string attribute that is not a source column, and DMS builds it by joining the "
+        "columns' values with key_separator (`${c1}|${c2}|${c3}`).",
+    )
+    key_separator: str = Field(
+        default="|",
+        pattern=r"^[|#:~^]$",
+        description="Separator of a concatenated key's column values (one of | # : ~ ^). "
+        "DMS does not escape it: a key column whose values contain it can make two rows "
+        "share one key.",
     )
     exclude_columns: list[ColumnName] = Field(
         default_factory=list,
@@ -428,12 +452,41 @@ class TaskSettings(Model):
     commit_rate: int = Field(
         default=10000, ge=1000, le=50000, description="Records per full-load commit."
     )
+    lob_mode: Literal["limited", "full"] | None = Field(
+        default=None,
+        description="`limited` (LimitedSizeLobMode: LOBs up to lob_max_size_kb, fast) or "
+        "`full` (FullLobMode: every LOB whole, in lob_chunk_size_kb pieces, slower). Default: "
+        f"`limited` where the source endpoint fails the task on a truncated LOB "
+        f"({', '.join(FAIL_ON_LOB_TRUNCATION)}), else `full`; `limited` is refused on the "
+        "other engines (DMS would truncate silently). A LOB that makes an item over "
+        "DynamoDB's 400 KB fails as a data error either way.",
+    )
     lob_max_size_kb: int = Field(
         default=64,
         ge=1,
         le=350,
-        description="Largest LOB copied (KB); DynamoDB items are at most 400 KB. Larger LOBs "
-        "fail the table instead of being truncated silently (PostgreSQL/Oracle).",
+        description="Limited LOB mode: largest LOB copied (KB); DynamoDB items are at most "
+        "400 KB. A larger LOB fails the task (PostgreSQL/Oracle endpoint setting).",
+    )
+    lob_chunk_size_kb: int = Field(
+        default=64,
+        ge=1,
+        le=350,
+        description="Full LOB mode: size of the pieces a LOB is read in (KB).",
+    )
+    on_data_error: Literal["stop_task", "suspend_table"] = Field(
+        default="stop_task",
+        description="A row DMS cannot convert or must truncate (DataErrorPolicy, "
+        "DataTruncationErrorPolicy): `stop_task` (the task stops: a DMS failure event and the "
+        "not-running alarm reach the alarm topic) or `suspend_table` (that table stops "
+        "replicating, the others go on; see docs/dms.md). Never only logged.",
+    )
+    on_apply_error: Literal["stop_task", "suspend_table", "exceptions_table"] = Field(
+        default="stop_task",
+        description="A change DMS cannot apply to DynamoDB (ApplyError*Policy): `stop_task`, "
+        "`suspend_table`, or `exceptions_table` (the change is written to DMS's "
+        "awsdms_apply_exceptions table and an alarm on that table's writes notifies the "
+        "alarm topic; replication goes on).",
     )
     log_severity: Literal[
         "LOGGER_SEVERITY_ERROR",
@@ -500,6 +553,32 @@ class DmsSettings(Model):
             raise ValueError(ACCOUNT_ROLES_CREATE_REFUSED)
         return value
 
+    @model_validator(mode="after")
+    def _no_silent_lob_truncation(self) -> DmsSettings:
+        engine = self.source.engine
+        if self.task.lob_mode == "limited" and engine not in FAIL_ON_LOB_TRUNCATION:
+            raise_problems(
+                "DmsSettings",
+                [
+                    (
+                        ("task", "lob_mode"),
+                        f"expected 'full' (or no key) for engine '{engine}', found 'limited': "
+                        f"DMS truncates a {engine} LOB over lob_max_size_kb with only a log "
+                        "warning (only PostgreSQL and Oracle endpoints can fail the task on "
+                        "truncation)",
+                        self.task.lob_mode,
+                    )
+                ],
+            )
+        return self
+
+    @property
+    def lob_mode(self) -> Literal["limited", "full"]:
+        """The LOB mode the task runs: the setting, else by engine (see TaskSettings.lob_mode)."""
+        if self.task.lob_mode is not None:
+            return self.task.lob_mode
+        return "limited" if self.source.engine in FAIL_ON_LOB_TRUNCATION else "full"
+
 
 # -- cross-checks against the declared tables -------------------------------------------
 
@@ -558,9 +637,7 @@ def dms_problems(dms: DmsSettings, tables: Mapping[str, TableSettings]) -> list[
             )
         sources.setdefault(key, logical)
         for i, wildcard in enumerate(dms.wildcards):
-            if wildcard.schema_name is None or wildcard.schema_name.lower() != schema.lower():
-                continue
-            if not dms_pattern_matches(wildcard.table_pattern, name):
+            if not _same_schema(wildcard.schema_name, schema):
                 continue
             excluded = [p for p in wildcard.exclude if dms_pattern_matches(p, name)]
             if excluded:
@@ -573,16 +650,40 @@ def dms_problems(dms: DmsSettings, tables: Mapping[str, TableSettings]) -> list[
                         wildcard.exclude,
                     )
                 )
-            else:
+                continue
+            if not dms_pattern_matches(wildcard.table_pattern, name):
+                continue
+            wanted = wildcard_table_name(wildcard, name)
+            if wanted != logical:
                 problems.append(
                     (
-                        ("dms", "wildcards", i, "table_pattern"),
-                        f"expected a pattern not matching declared table {schema}.{name} "
-                        f"(tables.{logical}; the wildcard's name rules would rename it too), "
-                        f"found '{wildcard.table_pattern}'",
-                        wildcard.table_pattern,
+                        ("tables", logical),
+                        f"expected the logical name '{wanted}' for {schema}.{name}, found "
+                        f"'{logical}': dms.wildcards[{i}] ('{wildcard.schema_name}'.'"
+                        f"{wildcard.table_pattern}') also matches it, and its name rules give "
+                        f"<prefix>{wanted}; the AWS DMS guide does not say whether they or "
+                        f"the declaration's object mapping name the table, so both must agree "
+                        f"(rename the table to '{wanted}' or narrow the pattern)",
+                        logical,
                     )
                 )
+        for i, wildcard in enumerate(dms.wildcards):
+            if _same_schema(wildcard.schema_name, schema) and dms_pattern_matches(
+                wildcard.table_pattern, name
+            ):
+                continue
+            if names_may_overlap(wildcard.table_prefix, wildcard.table_pattern, "", logical):
+                problems.append(
+                    (
+                        ("dms", "wildcards", i, "table_prefix"),
+                        f"expected a table_prefix with which no table this wildcard selects "
+                        f"is named like declared tables.{logical} (<prefix>{logical}), found "
+                        f"'{wildcard.table_prefix}' with pattern '{wildcard.table_pattern}': "
+                        f"two source tables would write one DynamoDB table",
+                        wildcard.table_prefix,
+                    )
+                )
+    problems += _wildcard_pair_problems(dms.wildcards)
 
     for logical, extra in dms.tables.items():
         if logical not in tables:
@@ -608,34 +709,171 @@ def dms_problems(dms: DmsSettings, tables: Mapping[str, TableSettings]) -> list[
                     )
                 )
         if extra.primary_key is not None:
-            declared = set(keys)
-            source_key = set(extra.primary_key)
-            for column in extra.primary_key:
-                if column not in declared:
-                    loc: tuple[str | int, ...] = (
-                        ("tables", logical, "sort_key")
-                        if table.sort_key is None and len(extra.primary_key) > 1
-                        else ("tables", logical, "partition_key")
-                    )
-                    problems.append(
-                        (
-                            loc,
-                            f"expected source key column '{column}' (dms.tables.{logical}."
-                            f"primary_key {extra.primary_key}) as a key of the table, found "
-                            f"keys {keys}: without it rows sharing {keys} overwrite each other",
-                            keys,
+            problems += _key_problems(logical, table, extra.primary_key)
+    return problems
+
+
+def _same_schema(a: str | None, b: str) -> bool:
+    return a is not None and a.lower() == b.lower()
+
+
+def wildcard_table_name(wildcard: WildcardSelection, table: str) -> str:
+    """The logical name DMS gives a table the wildcard selects (after the environment
+    prefix): `convert-lowercase`, then `add-prefix` of table_prefix."""
+    return f"{wildcard.table_prefix}{table.lower()}"
+
+
+def _ends(literal: str, pattern: str) -> tuple[str, str, bool]:
+    """(head, tail, has_wildcard) of the names `literal + pattern` matches, lowercased:
+    head = everything before the first wildcard, tail = everything after the last."""
+    pattern = pattern.lower()
+    wild = [i for i, ch in enumerate(pattern) if ch in "%_"]
+    if not wild:
+        whole = literal.lower() + pattern
+        return whole, whole, False
+    return literal.lower() + pattern[: wild[0]], pattern[wild[-1] + 1 :], True
+
+
+def names_may_overlap(literal_a: str, pattern_a: str, literal_b: str, pattern_b: str) -> bool:
+    """Whether some name is both `literal_a + <a name pattern_a matches>` and
+    `literal_b + <a name pattern_b matches>`, case-insensitively. Errs towards True: two
+    patterns with wildcards overlap unless their literal heads or tails contradict."""
+    head_a, tail_a, wild_a = _ends(literal_a, pattern_a)
+    head_b, tail_b, wild_b = _ends(literal_b, pattern_b)
+    if not wild_a and not wild_b:
+        return head_a == head_b
+    if not wild_a or not wild_b:
+        (lit, pat, name) = (
+            (literal_b, pattern_b, head_a) if not wild_a else (literal_a, pattern_a, head_b)
+        )
+        if not name.startswith(lit.lower()):
+            return False
+        return dms_pattern_matches(pat, name[len(lit) :])
+    heads = head_a.startswith(head_b) or head_b.startswith(head_a)
+    tails = tail_a.endswith(tail_b) or tail_b.endswith(tail_a)
+    return heads and tails
+
+
+def _wildcard_pair_problems(wildcards: list[WildcardSelection]) -> list[Problem]:
+    """Each table selected by one wildcard at most, each wildcard name given to one table,
+    no exclusion removing what another wildcard selects (DMS applies exclusions to every
+    rule)."""
+    problems: list[Problem] = []
+    for j, later in enumerate(wildcards):
+        if later.schema_name is None:
+            continue
+        for i, earlier in enumerate(wildcards):
+            if i == j or earlier.schema_name is None:
+                continue
+            same = earlier.schema_name.lower() == later.schema_name.lower()
+            if same:
+                for k, pattern in enumerate(later.exclude):
+                    if names_may_overlap("", pattern, "", earlier.table_pattern):
+                        problems.append(
+                            (
+                                ("dms", "wildcards", j, "exclude", k),
+                                f"expected an exclusion no table of dms.wildcards[{i}] "
+                                f"('{earlier.table_pattern}') matches, found '{pattern}': "
+                                "a DMS exclusion removes a table whichever rule selects it",
+                                pattern,
+                            )
                         )
+            if i > j:
+                continue
+            if same and names_may_overlap("", earlier.table_pattern, "", later.table_pattern):
+                problems.append(
+                    (
+                        ("dms", "wildcards", j, "table_pattern"),
+                        f"expected a pattern that no table of schema '{later.schema_name}' "
+                        f"matches together with dms.wildcards[{i}] ('{earlier.table_pattern}'), "
+                        f"found '{later.table_pattern}': a table both select would get both "
+                        "wildcards' name rules",
+                        later.table_pattern,
                     )
-            for column in keys:
-                if column not in source_key:
-                    problems.append(
-                        (
-                            ("dms", "tables", logical, "primary_key"),
-                            f"expected key column '{column}' of tables.{logical} in the source "
-                            f"primary key, found {extra.primary_key}",
-                            extra.primary_key,
-                        )
+                )
+            elif names_may_overlap(
+                earlier.table_prefix, earlier.table_pattern, later.table_prefix, later.table_pattern
+            ):
+                problems.append(
+                    (
+                        ("dms", "wildcards", j, "table_prefix"),
+                        f"expected a table_prefix that keeps this wildcard's DynamoDB names "
+                        f"apart from those of dms.wildcards[{i}] ('{earlier.table_prefix}' + "
+                        f"'{earlier.table_pattern}'), found '{later.table_prefix}' + "
+                        f"'{later.table_pattern}': a table of each could get the same name",
+                        later.table_prefix,
                     )
+                )
+    return problems
+
+
+def _key_problems(logical: str, table: TableSettings, primary_key: list[str]) -> list[Problem]:
+    """The declared DynamoDB key against the source primary key: the same columns, or (two
+    or more columns) one string partition key DMS concatenates from them."""
+    problems: list[Problem] = []
+    keys = table.key_names
+    partition = table.partition_key
+    if partition.name not in primary_key and len(primary_key) >= 2:
+        # a concatenated key: DMS builds the partition key from every key column
+        if partition.type != "S":
+            problems.append(
+                (
+                    ("tables", logical, "partition_key"),
+                    f"expected type 'S' for the concatenated key '{partition.name}' of "
+                    f"{primary_key} (DMS joins the values into a string), found "
+                    f"'{partition.type}'",
+                    partition.type,
+                )
+            )
+        if table.sort_key is not None:
+            problems.append(
+                (
+                    ("tables", logical, "sort_key"),
+                    f"expected no sort_key next to the concatenated key '{partition.name}' of "
+                    f"{primary_key}, found '{table.sort_key.name}'",
+                    table.sort_key.name,
+                )
+            )
+        return problems
+    if len(primary_key) > 2:
+        problems.append(
+            (
+                ("tables", logical, "partition_key"),
+                f"expected a string attribute that is not a source column as the key of a "
+                f"primary key of {len(primary_key)} columns {primary_key} (DMS builds it "
+                f"from them), found '{partition.name}'",
+                partition.name,
+            )
+        )
+        return problems
+    declared = set(keys)
+    source_key = set(primary_key)
+    for column in primary_key:
+        if column not in declared:
+            loc: tuple[str | int, ...] = (
+                ("tables", logical, "sort_key")
+                if table.sort_key is None and len(primary_key) > 1
+                else ("tables", logical, "partition_key")
+            )
+            problems.append(
+                (
+                    loc,
+                    f"expected source key column '{column}' (dms.tables.{logical}."
+                    f"primary_key {primary_key}) as a key of the table, found "
+                    f"keys {keys}: without it rows sharing {keys} overwrite each other",
+                    keys,
+                )
+            )
+    for column in keys:
+        if column not in source_key:
+            problems.append(
+                (
+                    ("dms", "tables", logical, "primary_key"),
+                    f"expected key column '{column}' of tables.{logical} in the source "
+                    f"primary key, found {primary_key}",
+                    primary_key,
+                )
+            )
     return problems
 
 
