@@ -6,15 +6,20 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.metadata
+import importlib.util
 import io
 import re
+import shutil
 import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
+from components.backfill import BACKFILL_MODULES
 from components.kinesis_bus import FANIN_MODULES
 from components.lambda_package import (
     ENVELOPE_REQUIREMENTS,
@@ -136,3 +141,29 @@ def test_fanin_and_backfill_packages_hold_every_library_their_handlers_import(
             header = package.read(extension)[:20]
             assert header[:4] == b"\x7fELF"
             assert struct.unpack_from("<H", header, 18)[0] == ELF_MACHINE[arch], extension
+
+
+@pytest.mark.parametrize(
+    ("modules", "handler"),
+    [(FANIN_MODULES, "handlers.fanin"), (BACKFILL_MODULES, "handlers.backfill")],
+)
+def test_the_handler_imports_from_its_package_and_pinned_requirements_alone(
+    tmp_path: Path, modules: list[str], handler: str
+) -> None:
+    # GIVEN the package's modules unpacked alone, beside this machine's build of each pinned
+    # requirement (the package's own builds are for the Lambda's interpreter and machine and
+    # cannot load here)
+    with zipfile.ZipFile(io.BytesIO(build_zip(modules))) as zf:
+        zf.extractall(tmp_path)
+    for requirement in ENVELOPE_REQUIREMENTS:
+        name = requirement.partition("==")[0]
+        origin = importlib.util.find_spec(name)
+        assert origin is not None and origin.origin is not None
+        shutil.copytree(Path(origin.origin).parent, tmp_path / name)
+    # WHEN a fresh interpreter without site-packages imports the handler from there
+    code = f"import sys, {handler} as h; print(callable(h.handler), 'boto3' in sys.modules)"
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, check=False,
+                         capture_output=True, text=True)
+    # THEN it loads with nothing else, and boto3 only later (clients on first use)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "False"]
