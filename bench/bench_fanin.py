@@ -483,7 +483,8 @@ def _table(
             "`python -m bench.bench_fanin` (2 shared cores, load average "
             f"{imports['load']:.1f} when it ran; each line compares against its baseline in the "
             f"same run, ours and the baseline interleaved run by run; medians of "
-            f"{transform['repeats']} runs).",
+            f"{transform['repeats']} runs). Absolute rates follow the machine's load; the "
+            "ratios compare runs under the same load.",
             "",
             "| measurement | ours | baseline | ratio | target | met |",
             "| --- | --- | --- | --- | --- | --- |",
