@@ -493,7 +493,8 @@ class DmsSourceArgs:
     dms: DmsSettings
     """The stack's `dms` config section (capacity, network, source, selection, task, alarms)."""
     tables: Mapping[str, TableSettings]
-    """The declared waypoint tables (logical name -> settings); their keys drive the mapping."""
+    """The declared waypoint tables (logical name -> settings); their keys drive the mapping.
+    May be empty when `dms.wildcards` selects tables."""
     notification_topic_arn: pulumi.Input[str]
     """SNS topic for DMS events and alarms (its policy must let events.amazonaws.com publish
     for serverless state-change events)."""
@@ -508,8 +509,11 @@ class DmsSourceArgs:
 
     def __post_init__(self) -> None:
         check_name_prefix("DmsSourceArgs.environment", self.name_prefix)
-        if not self.tables:
-            raise ValueError("DmsSourceArgs.tables: expected at least one declared table")
+        if not self.tables and not self.dms.wildcards:
+            raise ValueError(
+                "DmsSourceArgs.tables: expected at least one declared table or one "
+                "dms.wildcards entry, found neither"
+            )
         problems = dms_problems(self.dms, self.tables)
         if problems:
             loc, msg, _ = problems[0]

@@ -30,6 +30,7 @@ from components.dms_source import (
     DmsSourceArgs,
     build_table_mappings,
     build_task_settings,
+    wildcard_limits,
 )
 from components.stream_mapping import MappingSettings, stream_mapping
 from components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
@@ -1029,9 +1030,10 @@ def test_args_validation_names_the_field() -> None:
             notification_topic_arn=TOPIC,
             depends_on=["not-a-resource"],  # type: ignore[list-item]
         )
+    nothing = settings.dms.model_copy(update={"wildcards": [], "tables": {}})
     with pytest.raises(ValueError, match=r"DmsSourceArgs\.tables"):
         DmsSourceArgs(
-            environment="test", dms=settings.dms, tables={}, notification_topic_arn=TOPIC
+            environment="test", dms=nothing, tables={}, notification_topic_arn=TOPIC
         )
     # an environment whose waypoint tables would be named like another's IngestApi tables
     # (dmsbus-shop-ingest-orders) cannot be scoped by its prefix
@@ -1603,3 +1605,100 @@ def test_every_selected_table_has_exactly_one_path(
             ]
             assert len(owners) == 1, (source, owners)
             assert path.target == f"dmsbus-test-{owners[0].table_prefix}{source[1].lower()}"
+
+
+def test_a_wildcard_only_source_is_a_valid_component() -> None:
+    # GIVEN a DmsSource used on its own with a whole-schema wildcard and no declared table
+    settings = settings_of(_schema_wide_raw())
+    assert settings.dms is not None
+    wildcard_only = settings.dms.model_copy(update={"tables": {}})
+    args = DmsSourceArgs(
+        environment="solo", dms=wildcard_only, tables={}, notification_topic_arn=TOPIC
+    )
+    plan = run_program("solo", {"aws:region": "eu-west-1"}, lambda: DmsSource("dms", args))
+    # THEN the task selects the schema and carries its single-key tables by their names
+    doc = json.loads(only(plan, CONFIG).inputs["tableMappings"])
+    paths = simulate(doc, {("dbo", "Invoices"): ["InvoiceId"], ("dbo", "Lines"): ["a", "b"]})
+    invoices = paths[("dbo", "Invoices")]
+    assert invoices is not None and invoices.target == "dmsbus-solo-invoices"
+    assert paths[("dbo", "Lines")] == RulePath(NOT_CARRIED, None, (), rule_ids=paths[
+        ("dbo", "Lines")].rule_ids)  # type: ignore[union-attr]
+    # AND with neither tables nor wildcards the arguments are refused, naming both
+    bare = wildcard_only.model_copy(update={"wildcards": []})
+    with pytest.raises(ValueError, match=r"DmsSourceArgs\.tables: .*dms\.wildcards"):
+        DmsSourceArgs(environment="solo", dms=bare, tables={}, notification_topic_arn=TOPIC)
+
+
+@pytest.mark.parametrize(("threads", "wcu"), [(0, 200), (1, 200), (4, 800), (80, 10_000)])
+def test_wildcard_limits_name_the_key_contract_and_the_capacity(threads: int, wcu: int) -> None:
+    settings = settings_of(realistic_raw(task={"parallel_load_threads": threads}))
+    assert settings.dms is not None
+    lines = wildcard_limits(settings.dms, "dmsbus-test-")
+    assert len(lines) == len(settings.dms.wildcards) == 2
+    assert lines[0].startswith("dms.wildcards[0] (audit.% -> dmsbus-test-audit_<table>)")
+    assert all("one-column primary key" in line for line in lines)
+    assert all(f"200 RCU / {wcu} WCU" in line for line in lines)
+
+
+def test_a_wildcard_key_contract_other_than_single_column_is_refused() -> None:
+    text = config_error(_mutate(lambda r: r["dms"]["wildcards"][0].update(keys="composite")))
+    assert "dms-event-bus:dms.wildcards[0].keys:" in text and "single_column" in text
+
+
+def _erp_stack(engine: str, schema: str, count: int) -> tuple[
+    dict[str, Any], dict[tuple[str, str], list[str]]
+]:
+    """A discovered ERP: `count` declared tables of one schema (one-, two- and three-column
+    keys, names with `_`), the whole schema also selected by a wildcard."""
+    upper = engine == "oracle"
+    catalog: dict[tuple[str, str], list[str]] = {}
+    tables: dict[str, Any] = {}
+    dms_tables: dict[str, Any] = {}
+    for i in range(count):
+        name = f"ERP_T{i:03d}" if upper else f"Erp_T{i:03d}"
+        pk = [["ID"], ["DOC_NO", "LINE_NO"], ["CO", "SITE", "ITEM"]][i % 3]
+        catalog[(schema, name)] = pk
+        logical = name.lower()
+        if len(pk) == 3:
+            key: dict[str, Any] = {"partition_key": {"name": "row_key", "type": "S"}}
+        else:
+            key = {"partition_key": {"name": pk[0], "type": "N"}}
+            if len(pk) == 2:
+                key["sort_key"] = {"name": pk[1], "type": "N"}
+        tables[logical] = {"source": {"schema": schema, "table": name}, **key}
+        dms_tables[logical] = {"primary_key": pk}
+    source = {"engine": engine, "server": "erp.db.internal", "secret_arn": SECRET_ARN,
+              **ENGINE_SOURCES[engine]}
+    raw = realistic_raw(source=source, default_schema=None, tables=dms_tables,
+                        wildcards=[{"schema": schema, "table_pattern": "%"}])
+    raw["tables"] = tables
+    # tables created later, caught by the wildcard only
+    catalog[(schema, "NEW_TABLE" if upper else "NewTable")] = ["ID"]
+    catalog[(schema, "NEW_LINES" if upper else "NewLines")] = ["DOC_NO", "LINE_NO"]
+    return raw, catalog
+
+
+@pytest.mark.parametrize(("engine", "schema"), [("sqlserver", "dbo"), ("oracle", "FIN")])
+def test_an_erp_stack_of_300_tables_gives_each_table_one_path(engine: str, schema: str) -> None:
+    # GIVEN 300 declared tables (a third with keys of three columns) and the whole schema
+    raw, catalog = _erp_stack(engine, schema, 300)
+    settings = settings_of(raw)
+    assert settings.dms is not None
+    doc = build_table_mappings(settings.tables, settings.dms, "dmsbus-erp-")
+    assert len(json.dumps(doc)) < 2_000_000
+    paths = simulate(doc, catalog)
+    # THEN every declared table goes by its object mapping with a key DMS accepts
+    kinds: dict[str, int] = {}
+    for (src_schema, name), path in paths.items():
+        assert path is not None and path.kind != AMBIGUOUS, (name, path)
+        kinds[path.kind] = kinds.get(path.kind, 0) + 1
+        if path.kind == OBJECT_MAPPING:
+            assert path.target == f"dmsbus-erp-{name.lower()}"
+            if len(catalog[(src_schema, name)]) == 3:
+                assert path.key == ("row_key",) and path.key_template == "${CO}|${SITE}|${ITEM}"
+            else:
+                assert path.key == tuple(catalog[(src_schema, name)])
+    # AND a later single-key table comes by the wildcard, a later composite one is named
+    # as not carried
+    assert kinds == {OBJECT_MAPPING: 300, WILDCARD: 1, NOT_CARRIED: 1}
+    assert len({p.target for p in paths.values() if p and p.target}) == 301
