@@ -544,7 +544,8 @@ def test_rules_evaluate_a_thousand_table_graph_in_seconds() -> None:
     started = time.perf_counter()
     report = evaluate(graph(*tables, *mappings, *roles))
     assert time.perf_counter() - started < 5
-    assert report.violations == [] and report.resources_checked == 2_050
+    # tables, mappings, roles and their policies (judged via their role)
+    assert report.violations == [] and report.resources_checked == 2_100
 
 
 @settings(max_examples=25, deadline=None)
