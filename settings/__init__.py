@@ -109,9 +109,17 @@ def load_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
     data = {k: _parse_value(v) for k, v in raw.items()}
     data.setdefault("environment", stack)
     try:
-        return StackSettings.model_validate(data)
+        settings = StackSettings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(stack, problems_of(exc, data)) from None
+    # Values AWS would refuse wherever they land (DMS identifiers, tag limits): refused here,
+    # before any resource is declared, by `pulumi up` as by the offline plan.
+    from tools.aws_limits import config_problems  # pure Python, no Pulumi import
+
+    problems = config_problems(settings)
+    if problems:
+        raise ConfigError(stack, [f"{PROJECT}:{p}" for p in problems])
+    return settings
 
 
 def settings_from_pulumi() -> StackSettings:
