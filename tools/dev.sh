@@ -18,11 +18,13 @@ setup_python() {
   "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
     || { log "Python 3.11+ is required (found $("$PY" --version 2>&1))"; exit 1; }
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  local stamp="$VENV/.installed-$(cat pyproject.toml requirements.txt | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     log "installing Python dependencies into $VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check '.[dev,drivers]'
+    # the program's dependencies at the versions of the lock Pulumi installs (requirements.txt)
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+      -c requirements.txt '.[dev,drivers]'
     touch "$stamp"
   fi
 }
