@@ -731,19 +731,29 @@ def test_backfill_component_refuses_bad_args_by_field() -> None:
 
 
 def test_the_backfill_package_imports_without_the_project(tmp_path: Path) -> None:
-    # GIVEN the function's zip, unpacked alone
+    # GIVEN the function's zip, unpacked alone: its modules and its one requirement (orjson),
+    # which the real package carries built for Lambda's Python and architecture -- here the
+    # local interpreter's build of it stands in
     import io
+    import shutil
     import subprocess
     import sys
     import zipfile
 
+    import orjson
+
     from components.backfill import BACKFILL_MODULES
-    from components.lambda_package import build_zip
+    from components.common import LAMBDA_ARCH
+    from components.lambda_package import ENVELOPE_REQUIREMENTS, build_zip
 
     with zipfile.ZipFile(io.BytesIO(build_zip(BACKFILL_MODULES))) as zf:
         zf.extractall(tmp_path)
-    # WHEN a fresh interpreter imports the handler from it (no project on the path, no boto3
-    # needed at import time)
+    shipped = zipfile.ZipFile(io.BytesIO(
+        build_zip(BACKFILL_MODULES, ENVELOPE_REQUIREMENTS, LAMBDA_ARCH))).namelist()
+    assert any(n.startswith("orjson/") for n in shipped)
+    shutil.copytree(Path(orjson.__file__).parent, tmp_path / "orjson")
+    # WHEN a fresh interpreter imports the handler from it (no project on the path, no
+    # site-packages, no boto3 needed at import time)
     code = ("import sys; import handlers.backfill as b; "
             "print(callable(b.handler), 'boto3' in sys.modules)")
     out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, check=True,

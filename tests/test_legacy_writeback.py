@@ -339,23 +339,25 @@ def test_the_docs_example_config_is_valid() -> None:
 
 @pytest.mark.parametrize(
     ("target", "driver", "absent"),
-    [(POSTGRES, "pg8000/", "pymysql/"),
-     ({**POSTGRES, "kind": "mysql"}, "pymysql/", "pg8000/"),
-     (DATA_API, None, "pg8000/")],
+    [(POSTGRES, "psycopg/", "pymysql/"),
+     ({**POSTGRES, "kind": "mysql"}, "pymysql/", "psycopg/"),
+     (DATA_API, None, "psycopg/")],
 )
-def test_package_bundles_exactly_the_targets_pure_python_driver(
+def test_package_bundles_exactly_the_targets_driver(
     target: dict[str, Any], driver: str | None, absent: str
 ) -> None:
     # GIVEN the component for a target
     import zipfile
 
     fn = plan_for(target).named("writeback-function")
-    # THEN its package holds the handler modules and the target's driver (pure Python: no
-    # compiled extension), and not the other driver
+    # THEN its package holds the handler modules and the target's driver, not the other one;
+    # the only compiled code is psycopg's binary wheel, built for the function's architecture
     names = zipfile.ZipFile(fn.inputs["code"].path).namelist()
     assert {"handlers/writeback.py", "handlers/writeback_sql.py"} <= set(names)
     assert not any(n.startswith(absent) for n in names)
-    assert not any(n.endswith((".so", ".pyd")) for n in names)
+    compiled = [n for n in names if n.endswith((".so", ".pyd"))]
+    assert all(n.startswith("psycopg_binary/") and "aarch64" in n for n in compiled), compiled
+    assert bool(compiled) is (target["kind"] == "postgres")
     if driver:
         assert f"{driver}__init__.py" in names
     else:
