@@ -532,6 +532,114 @@ def test_mariadb_user_without_replication_grants_fails(maria, capsys, monkeypatc
     assert "GRANT REPLICATION CLIENT, REPLICATION SLAVE" in lines["replication privilege"]
 
 
+def _least_privileged(
+    server: DbServer, database: str, *, replication: str = "REPLICATION CLIENT, REPLICATION SLAVE"
+) -> DbServer:
+    """A login with exactly the grants docs/preflight.md tells a user to give DMS on
+    MySQL/MariaDB: SELECT on the replicated database plus the global replication grants
+    (no SUPER, no ALL: what an RDS master user can hand out)."""
+    user = f"pf_dms_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    admin = server.admin_connect()
+    cur = admin.cursor()
+    for host in ("127.0.0.1", "localhost"):
+        cur.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user, host, password))
+        cur.execute(f"GRANT SELECT ON `{database}`.* TO %s@%s", (user, host))
+        if replication:
+            cur.execute(f"GRANT {replication} ON *.* TO %s@%s", (user, host))
+    admin.close()
+    return replace(server, user=user, password=password, dbname=database)
+
+
+def _keyed_tables(db: DbServer) -> None:
+    conn = db.admin_connect()
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE orders (id bigint PRIMARY KEY, note text)")
+    cur.execute("CREATE TABLE order_lines (order_id bigint, n int, qty int, "
+                "PRIMARY KEY (order_id, n))")
+    cur.execute("CREATE TABLE customers (code varchar(20) NOT NULL, name text, "
+                "CONSTRAINT pk_customers PRIMARY KEY (code), UNIQUE KEY u_name (name(20)))")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "replication",
+    ["REPLICATION CLIENT, REPLICATION SLAVE", "BINLOG MONITOR, REPLICATION SLAVE"],
+)
+def test_mariadb_least_privileged_user_passes_every_check(
+    maria, replication, capsys, monkeypatch
+):
+    # GIVEN three tables that all have a primary key and a login with exactly the grants
+    # the docs advise (SELECT on the database + replication; MariaDB's own privilege name)
+    db = maria.fresh_database("pf_lp")
+    _keyed_tables(db)
+    server = _least_privileged(maria, db.dbname, replication=replication)
+    # WHEN preflight runs as that login
+    code, lines, err = _run(capsys, monkeypatch, server, "mariadb")
+    # THEN every check passes: the keys are visible to it
+    assert code == 0, (lines, err)
+    assert len(lines) == 7
+    assert all(line.startswith("PASS ") for line in lines.values()), lines
+
+
+def test_mariadb_least_privileged_user_finds_the_table_without_primary_key(
+    maria, capsys, monkeypatch
+):
+    db = maria.fresh_database("pf_lp_nopk")
+    _keyed_tables(db)
+    conn = db.admin_connect()
+    conn.cursor().execute("CREATE TABLE audit_log (at datetime, what text, UNIQUE KEY (at))")
+    conn.close()
+    server = _least_privileged(maria, db.dbname)
+    code, lines, _ = _run(capsys, monkeypatch, server, "mariadb")
+    assert code == 1
+    assert lines["primary keys"].startswith("FAIL primary keys: 1 table(s)"), lines
+    assert f"{db.dbname}.audit_log" in lines["primary keys"]
+    assert all(v.startswith("PASS ") for k, v in lines.items() if k != "primary keys")
+
+
+def test_mariadb_least_privileged_user_on_misconfigured_server_fails_each_check(
+    maria_bad, capsys, monkeypatch
+):
+    # GIVEN the misconfigured server, a login with only the advised grants and a keyless table
+    db = maria_bad.fresh_database("pf_lp_bad")
+    _keyed_tables(db)
+    conn = db.admin_connect()
+    conn.cursor().execute("CREATE TABLE audit_log (at datetime, what text)")
+    conn.close()
+    server = _least_privileged(maria_bad, db.dbname)
+    code, lines, _ = _run(capsys, monkeypatch, server, "mariadb")
+    # THEN each server setting fails, the grants pass, the keyless table (only) is named
+    assert code == 1
+    for name in ("log_bin", "binlog_format", "binlog_row_image", "binlog_checksum",
+                 "binlog retention"):
+        assert lines[name].startswith(f"FAIL {name}: "), lines[name]
+    assert lines["replication privilege"].startswith("PASS "), lines
+    assert lines["primary keys"].startswith("FAIL primary keys: 1 table(s)"), lines
+
+
+def test_mariadb_least_privileged_user_without_replication_grants_fails(
+    maria, capsys, monkeypatch
+):
+    db = maria.fresh_database("pf_lp_norepl")
+    _keyed_tables(db)
+    server = _least_privileged(maria, db.dbname, replication="")
+    code, lines, _ = _run(capsys, monkeypatch, server, "mariadb")
+    assert code == 1
+    assert lines["replication privilege"].startswith("FAIL replication privilege: ")
+    assert lines["primary keys"].startswith("PASS "), lines
+
+
+def test_mariadb_least_privileged_user_with_unknown_schema_fails(maria, capsys, monkeypatch):
+    db = maria.fresh_database("pf_lp_schema")
+    _keyed_tables(db)
+    server = _least_privileged(maria, db.dbname)
+    code, lines, _ = _run(capsys, monkeypatch, server, "mariadb", "--schemas",
+                          f"{db.dbname},nowhere_{secrets.token_hex(2)}")
+    assert code == 1
+    assert lines["schemas"].startswith("FAIL schemas: not found: nowhere_"), lines
+
+
 # --------------------------------------------------------------------------- errors
 
 

@@ -372,13 +372,16 @@ def check_mysql(
             )
         )
     marks = ", ".join(["%s"] * len(schemas)) or "NULL"
+    # Keys are read from STATISTICS (a primary key is always the index named PRIMARY):
+    # MariaDB shows a login with only SELECT on the schema no TABLE_CONSTRAINTS rows, so a
+    # least-privileged DMS user would see every table as keyless there.
     no_pk = query_rows(
         conn,
         "SELECT CONCAT(t.TABLE_SCHEMA, '.', t.TABLE_NAME) FROM information_schema.TABLES t "
         f"WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA IN ({marks}) "
-        "AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS c "
-        "WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME "
-        "AND c.CONSTRAINT_TYPE = 'PRIMARY KEY') ORDER BY 1",
+        "AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS s "
+        "WHERE s.TABLE_SCHEMA = t.TABLE_SCHEMA AND s.TABLE_NAME = t.TABLE_NAME "
+        "AND s.INDEX_NAME = 'PRIMARY') ORDER BY 1",
         schemas,
     )
     checks.append(_no_pk_check([r[0] for r in no_pk], ", ".join(schemas) or "(no database)"))
