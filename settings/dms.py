@@ -672,7 +672,7 @@ def dms_problems(dms: DmsSettings, tables: Mapping[str, TableSettings]) -> list[
                 wildcard.table_pattern, name
             ):
                 continue
-            if names_may_overlap(wildcard.table_prefix, wildcard.table_pattern, "", logical):
+            if names_may_overlap(wildcard.table_prefix, wildcard.table_pattern, logical, ""):
                 problems.append(
                     (
                         ("dms", "wildcards", i, "table_prefix"),

@@ -1731,3 +1731,19 @@ def test_an_erp_stack_of_300_tables_gives_each_table_one_path(engine: str, schem
     # as not carried
     assert kinds == {OBJECT_MAPPING: 300, WILDCARD: 1, NOT_CARRIED: 1}
     assert len({p.target for p in paths.values() if p and p.target}) == 301
+
+
+def test_a_declared_name_with_underscores_is_compared_literally() -> None:
+    # GIVEN a wildcard naming its tables w_a<...> and a declared table w_bx of another schema
+    raw = _schema_wide_raw()
+    raw["dms"]["wildcards"] = [{"schema": "hist", "table_pattern": "a%", "table_prefix": "w_"}]
+    raw["tables"]["w_bx"] = {
+        "source": {"schema": "dbo", "table": "Bx"},
+        "partition_key": {"name": "Id", "type": "N"},
+    }
+    # THEN no collision is reported: 'w_bx' is a name, its '_' no wildcard
+    settings = settings_of(raw)
+    assert settings.dms is not None
+    # AND a declared name the wildcard can give is still refused
+    raw["tables"]["w_ax"] = raw["tables"].pop("w_bx")
+    assert "dms-event-bus:dms.wildcards[0].table_prefix:" in config_error(raw)
