@@ -5,6 +5,7 @@ Nothing is declared before the whole stack config has been validated.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Callable
 
@@ -101,101 +102,109 @@ adopted: dict[str, StreamedTable] = {}
 backfill_function_name: pulumi.Output[str]
 resolve_backfill_function_name: Callable[[pulumi.Output[str]], None]
 backfill_function_name, resolve_backfill_function_name = pulumi.deferred_output()
-if adoption.enabled:
-    adopt_read, adopt_write = scaling_of(adoption.capacity)
-    for physical in discover(
-        settings.name_prefix,
-        [settings.physical_table_name(logical) for logical in settings.tables],
-        exclude=adoption.exclude,
-    ):
-        logical = logical_name(physical, settings.name_prefix)
-        adopted[logical] = StreamedTable(
-            f"adopted-{logical}",
-            StreamedTableArgs(
-                table_name=physical,
-                read=adopt_read,
-                write=adopt_write,
-                kms_key_arn=kms_key_arn,
-                deletion_protection=adoption.deletion_protection,
-                alarm_topic_arn=alarm_topic_arn,
-                tags=tags,
-                adopt=AdoptSpec(
-                    logical_name=logical,
-                    backfill_function_name=backfill_function_name,
-                    wait_timeout_seconds=adoption.wait_timeout_seconds,
-                    backfill_segments=adoption.backfill_segments,
-                    replace_stream=logical in adoption.replace_stream,
+# An error before the name is resolved would leave the engine waiting for it forever: the
+# deferred output is resolved (empty) on the way out, and the error goes on to the user.
+try:
+    if adoption.enabled:
+        adopt_read, adopt_write = scaling_of(adoption.capacity)
+        for physical in discover(
+            settings.name_prefix,
+            [settings.physical_table_name(logical) for logical in settings.tables],
+            exclude=adoption.exclude,
+        ):
+            logical = logical_name(physical, settings.name_prefix)
+            adopted[logical] = StreamedTable(
+                f"adopted-{logical}",
+                StreamedTableArgs(
+                    table_name=physical,
+                    read=adopt_read,
+                    write=adopt_write,
+                    kms_key_arn=kms_key_arn,
+                    deletion_protection=adoption.deletion_protection,
+                    alarm_topic_arn=alarm_topic_arn,
+                    tags=tags,
+                    adopt=AdoptSpec(
+                        logical_name=logical,
+                        backfill_function_name=backfill_function_name,
+                        wait_timeout_seconds=adoption.wait_timeout_seconds,
+                        backfill_segments=adoption.backfill_segments,
+                        replace_stream=logical in adoption.replace_stream,
+                    ),
                 ),
-            ),
-        )
+            )
 
-# -- the bus ---------------------------------------------------------------------------
-fanin = settings.bus.fanin
-bus = KinesisBus(
-    "bus",
-    KinesisBusArgs(
-        name_prefix=settings.name_prefix,
-        tables=[
-            BusTable(logical, settings.physical_table_name(logical), t.stream_arn)
-            for logical, t in tables.items()
-        ]
-        + [
-            BusTable(logical, settings.physical_table_name(logical), t.stream_arn,
-                     depends_on=[t])
-            for logical, t in adopted.items()
-        ],
-        stream_mode=settings.bus.stream.mode,
-        shard_count=settings.bus.stream.shards,
-        retention_hours=settings.bus.stream.retention_hours,
-        memory_mb=fanin.memory_mb,
-        timeout_seconds=fanin.timeout_seconds,
-        mapping=MappingSettings(
-            batch_size=fanin.batch_size,
-            batching_window_seconds=fanin.batching_window_seconds,
-            parallelization_factor=fanin.parallelization_factor,
-            maximum_retry_attempts=fanin.maximum_retry_attempts,
-            maximum_record_age_seconds=fanin.maximum_record_age_seconds,
-        ),
-        max_record_bytes=fanin.max_record_bytes,
-        overflow_expire_days=settings.bus.overflow.expire_days,
-        archive=ArchiveArgs(
-            buffer_seconds=settings.bus.archive.buffer_seconds,
-            buffer_mb=settings.bus.archive.buffer_mb,
-            expire_days=settings.bus.archive.expire_days,
-        )
-        if settings.bus.archive.enabled
-        else None,
-        kms_key_arn=kms_key_arn,
-        alarm_topic_arn=alarm_topic_arn,
-        iterator_age_ms=settings.alarms.iterator_age_ms,
-        dlq_depth=settings.alarms.dlq_depth,
-        log_retention_days=fanin.log_retention_days,
-        tags=tags,
-    ),
-)
-
-# -- backfill of the adopted tables' rows written before their stream -----------------
-backfill: Backfill | None = None
-if adopted:
-    backfill = Backfill(
-        "backfill",
-        BackfillArgs(
+    # -- the bus ---------------------------------------------------------------------------
+    fanin = settings.bus.fanin
+    bus = KinesisBus(
+        "bus",
+        KinesisBusArgs(
             name_prefix=settings.name_prefix,
-            table_names=[settings.physical_table_name(logical) for logical in adopted],
-            bus_stream_name=bus.stream_name,
-            bus_stream_arn=bus.stream_arn,
-            overflow_bucket=bus.overflow_bucket,
-            overflow_bucket_arn=bus.overflow.arn,
-            memory_mb=adoption.backfill_memory_mb,
+            tables=[
+                BusTable(logical, settings.physical_table_name(logical), t.stream_arn)
+                for logical, t in tables.items()
+            ]
+            + [
+                BusTable(logical, settings.physical_table_name(logical), t.stream_arn,
+                         depends_on=[t])
+                for logical, t in adopted.items()
+            ],
+            stream_mode=settings.bus.stream.mode,
+            shard_count=settings.bus.stream.shards,
+            retention_hours=settings.bus.stream.retention_hours,
+            memory_mb=fanin.memory_mb,
+            timeout_seconds=fanin.timeout_seconds,
+            mapping=MappingSettings(
+                batch_size=fanin.batch_size,
+                batching_window_seconds=fanin.batching_window_seconds,
+                parallelization_factor=fanin.parallelization_factor,
+                maximum_retry_attempts=fanin.maximum_retry_attempts,
+                maximum_record_age_seconds=fanin.maximum_record_age_seconds,
+            ),
+            max_record_bytes=fanin.max_record_bytes,
+            overflow_expire_days=settings.bus.overflow.expire_days,
+            force_destroy_buckets=settings.bus.buckets.force_destroy,
+            archive=ArchiveArgs(
+                buffer_seconds=settings.bus.archive.buffer_seconds,
+                buffer_mb=settings.bus.archive.buffer_mb,
+                expire_days=settings.bus.archive.expire_days,
+            )
+            if settings.bus.archive.enabled
+            else None,
             kms_key_arn=kms_key_arn,
             alarm_topic_arn=alarm_topic_arn,
+            iterator_age_ms=settings.alarms.iterator_age_ms,
+            dlq_depth=settings.alarms.dlq_depth,
             log_retention_days=fanin.log_retention_days,
             tags=tags,
         ),
     )
-    resolve_backfill_function_name(backfill.ready_function_name)
-else:
-    resolve_backfill_function_name(pulumi.Output.from_input(""))
+
+    # -- backfill of the adopted tables' rows written before their stream -----------------
+    backfill: Backfill | None = None
+    if adopted:
+        backfill = Backfill(
+            "backfill",
+            BackfillArgs(
+                name_prefix=settings.name_prefix,
+                table_names=[settings.physical_table_name(logical) for logical in adopted],
+                bus_stream_name=bus.stream_name,
+                bus_stream_arn=bus.stream_arn,
+                overflow_bucket=bus.overflow_bucket,
+                overflow_bucket_arn=bus.overflow.arn,
+                memory_mb=adoption.backfill_memory_mb,
+                kms_key_arn=kms_key_arn,
+                alarm_topic_arn=alarm_topic_arn,
+                log_retention_days=fanin.log_retention_days,
+                tags=tags,
+            ),
+        )
+        resolve_backfill_function_name(backfill.ready_function_name)
+    else:
+        resolve_backfill_function_name(pulumi.Output.from_input(""))
+except BaseException:
+    with contextlib.suppress(Exception):  # already resolved when the error came later
+        resolve_backfill_function_name(pulumi.Output.from_input(""))
+    raise
 
 # -- change data capture from the legacy database (after every stream and mapping) -----
 dms: DmsSource | None = None

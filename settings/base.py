@@ -8,7 +8,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 PROJECT = "dms-event-bus"
 
@@ -18,7 +25,22 @@ LogicalName = Annotated[str, StringConstraints(pattern=LOGICAL_NAME_PATTERN)]
 #: Column / attribute names of the legacy database (case kept as the database has it).
 ColumnName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")]
 #: An environment name: goes into every physical name.
-EnvName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,15}$")]
+#: Not ending in '-ingest': its waypoint tables would be named like the IngestApi tables of
+#: the environment without that suffix, and the prefix-wide IAM scope would join the two.
+def _not_an_ingest_suffix(name: str) -> str:
+    if name.endswith("-ingest"):
+        raise ValueError(
+            f"expected a name not ending in '-ingest' (its tables would be named like the "
+            f"IngestApi tables of environment '{name[: -len('-ingest')]}'), found '{name}'"
+        )
+    return name
+
+
+EnvName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,15}$"),
+    AfterValidator(_not_an_ingest_suffix),
+]
 
 _ARN = r"^arn:aws[a-z-]*:{service}:[a-z0-9-]*:\d{{12}}:.+$"
 

@@ -170,3 +170,16 @@ def test_overflow_must_outlive_the_archive() -> None:
     assert "overflow 30 < archive 400" in text
     raw["bus"]["overflow"] = {"expire_days": 400}
     assert load_settings("dev", raw).bus.overflow.expire_days == 400
+
+
+@pytest.mark.parametrize("environment", ["x-ingest", "shop-ingest"])
+def test_environment_named_like_another_ones_ingest_tables_is_refused(environment: str) -> None:
+    # its waypoint tables `dmsbus-x-ingest-<t>` would be environment x's IngestApi tables
+    raw = {"environment": environment, "tables": {"orders": {
+        "source": {"schema": "s", "table": "orders"},
+        "partition_key": {"name": "id", "type": "N"}}}}
+    with pytest.raises(ConfigError) as err:
+        load_settings("any", raw)
+    assert "dms-event-bus:environment: expected a name not ending in '-ingest'" in str(err.value)
+    raw["environment"] = environment.replace("-ingest", "-ingesting")
+    assert load_settings("any", raw).environment == raw["environment"]

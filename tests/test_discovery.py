@@ -334,10 +334,10 @@ def test_program_adopts_exactly_the_new_tables_and_wires_them_like_declared_ones
         assert {k: mapping.inputs.get(k) for k in same} == {
             k: declared_mapping.inputs.get(k) for k in same}, physical
     # ... and the fan-in knows their logical names
-    fanin = plan.named("bus-fanin")
-    tables_env = json.loads(fanin.inputs["environment"]["variables"]["TABLES"])
+    env = plan.named("bus-fanin").inputs["environment"]["variables"]
+    assert env["TABLE_PREFIX"] == "dmsbus-prod-" and "TABLES" not in env
     for logical, physical in ADOPTED.items():
-        assert tables_env[physical] == logical
+        assert physical == env["TABLE_PREFIX"] + logical
 
     # AND alarms and autoscaling like a declared provisioned table (orders)
     def child_kinds(component_name: str) -> list[str]:
