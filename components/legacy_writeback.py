@@ -327,7 +327,7 @@ class LegacyWriteback(pulumi.ComponentResource):
         kind = target.kind
         description = {
             "data_api": "Writeback to the legacy database through the RDS Data API",
-            "postgres": "Writeback to the legacy PostgreSQL database (pg8000)",
+            "postgres": "Writeback to the legacy PostgreSQL database (psycopg 3)",
             "mysql": "Writeback to the legacy MySQL/MariaDB database (PyMySQL)",
         }[kind]
         if isinstance(target, SqlTarget):

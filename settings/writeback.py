@@ -43,7 +43,7 @@ class DataApiTarget(Model):
 
 
 class SqlTarget(Model):
-    """A direct connection (pg8000 / PyMySQL, bundled in the Lambda package)."""
+    """A direct connection (psycopg 3 / PyMySQL, bundled in the Lambda package)."""
 
     kind: Literal["postgres", "mysql"]
     host: str = Field(min_length=1, max_length=253, description="DNS name or IP, in the VPC.")
