@@ -22,7 +22,8 @@ Fixtures
 ``postgres_misconfigured``   wal_level=replica, max_replication_slots=max_wal_senders=1;
                              ``user`` has no REPLICATION privilege.
 ``mariadb``                  log_bin on, binlog_format=ROW, binlog_row_image=FULL,
-                             binlog_checksum=NONE, binlog_expire_logs_seconds=7 days;
+                             binlog_checksum=NONE, binlog_expire_logs_seconds=7 days,
+                             binlog_row_metadata=FULL (for the binlog CDC stand-in);
                              ``user`` has ALL on ``dbname`` plus REPLICATION CLIENT/SLAVE.
 ``mariadb_misconfigured``    log_bin off, binlog_format=STATEMENT, binlog_row_image=MINIMAL,
                              binlog_checksum=CRC32, binlog_expire_logs_seconds=1 hour.
@@ -71,6 +72,9 @@ MARIADB_GOOD = [
     "--binlog-row-image=FULL",
     "--binlog-checksum=NONE",
     "--binlog-expire-logs-seconds=604800",
+    # column names, signedness, charsets and ENUM/SET values in the row events, for the
+    # binlog CDC stand-in (tests/e2e/binlog_cdc.py); DMS itself does not need it
+    "--binlog-row-metadata=FULL",
 ]
 MARIADB_BAD = [
     "--skip-log-bin",
