@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Any
 
@@ -368,11 +369,17 @@ def test_program_adopts_exactly_the_new_tables_and_wires_them_like_declared_ones
         assert alarm.inputs["alarmActions"] == [
             "arn:aws:sns:eu-west-1:210987654321:platform-oncall"]
 
-    # AND one backfill function may scan exactly the adopted tables and put on the bus
+    # AND one backfill function may scan this environment's tables (by its prefix, so the
+    # policy does not grow with them, never another environment's) and put on the bus
     policy = json.loads(plan.named("backfill-policy").inputs["policy"])
-    scan = next(s for s in policy["Statement"] if s["Sid"] == "ScanTheAdoptedTables")
-    assert sorted(scan["Resource"]) == sorted(
-        f"arn:aws:dynamodb:eu-west-1:123456789012:table/{p}" for p in ADOPTED.values())
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    table_arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/"
+    assert statements["ScanTheAdoptedTables"]["Resource"] == [f"{table_arn}dmsbus-prod-*"]
+    assert statements["NotOtherEnvironmentsTables"]["Effect"] == "Deny"
+    assert statements["NotOtherEnvironmentsTables"]["Resource"] == [f"{table_arn}dmsbus-prod-*-*"]
+    for physical in ADOPTED.values():  # each adopted table is in the allowed, not the denied
+        assert fnmatch.fnmatchcase(table_arn + physical, f"{table_arn}dmsbus-prod-*")
+        assert not fnmatch.fnmatchcase(table_arn + physical, f"{table_arn}dmsbus-prod-*-*")
     assert backfill_function.inputs["memorySize"] == 1024
     env = backfill_function.inputs["environment"]["variables"]
     assert env["BUS_STREAM_NAME"] == plan.exports["bus_stream_name"]
