@@ -2,7 +2,7 @@
 # Developer entry point. Works on a fresh machine with Python 3.11+.
 #   tools/dev.sh plan [stack]   set up, then print the offline plan of a stack (default: dev)
 #   tools/dev.sh test [args]    set up (Python deps, database servers, actionlint), lint (ruff,
-#                               mypy), run all tests
+#                               mypy), run all tests on every core
 #   tools/dev.sh demo [args]    set up, then run the whole pipeline locally (python -m tools.demo)
 #   tools/dev.sh setup          set up only
 set -euo pipefail
@@ -81,7 +81,9 @@ case "$cmd" in
     setup_python; setup_servers; setup_node
     "$VENV/bin/python" -m ruff check .
     "$VENV/bin/python" -m mypy .
-    exec "$VENV/bin/python" -m pytest "$@" ;;
+    # both cores (pytest-xdist); each worker starts its own database servers. `-n 0` runs
+    # everything in one process.
+    exec "$VENV/bin/python" -m pytest -n auto "$@" ;;
   *)
     log "usage: tools/dev.sh plan [stack] | test [pytest args] | demo [--full] | setup"; exit 2 ;;
 esac
