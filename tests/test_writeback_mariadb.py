@@ -1,5 +1,10 @@
 """Writeback handler against a REAL MariaDB server (tests/servers.py starts it).
 
+The handler logs in as a login holding only the grants docs/writeback.md lists for it
+("Grants for the writeback login"), on the legacy tables only, and opens its connection with
+the handler's own `connect` (its session setup included); a login missing one of them fails
+the batch with the server's access-denied error, nothing blamed on a record.
+
 MariaDB fires UPDATE triggers even when ON DUPLICATE KEY UPDATE leaves a row as it was, so
 the change counter's trigger counts only rows whose values really differ; the statement's
 affected-row count (0 when the guard kept the row) is checked as well.
@@ -7,14 +12,16 @@ affected-row count (0 when the guard kept the row) is checked as well.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import secrets
 from decimal import Decimal
 from typing import Any
 
+import pymysql
 import pytest
 from moto import mock_aws
 
 from handlers.writeback import Config, DbApiExecutor, process
+from handlers.writeback_sql import connect
 from tests.servers import DbServer, mariadb  # noqa: F401
 from tests.writeback_support import MotoStream, Records, WireCounter, config, item
 
@@ -43,6 +50,25 @@ SCHEMA = [
         UPDATE changes SET n = n + 1""",
 ]
 
+#: What docs/writeback.md ("Grants for the writeback login") tells a user to grant the
+#: writeback login on each mapped legacy table, and nothing else.
+WRITEBACK_GRANTS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+LEGACY_TABLES = ("orders", "order_lines")
+
+
+def writeback_login(db: DbServer, grants: tuple[str, ...] = WRITEBACK_GRANTS) -> tuple[str, str]:
+    """A new login holding `grants` on the legacy tables of `db` only: (user, password)."""
+    user, password = f"wb_{secrets.token_hex(4)}", secrets.token_hex(16)
+    admin = db.admin_connect(db.dbname)
+    cur = admin.cursor()
+    for host in ("127.0.0.1", "localhost"):
+        cur.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user, host, password))
+        for table in LEGACY_TABLES if grants else ():
+            cur.execute(f"GRANT {', '.join(grants)} ON `{db.dbname}`.`{table}` TO %s@%s",
+                        (user, host))
+    admin.close()
+    return user, password
+
 
 class Legacy:
     def __init__(self, server: DbServer) -> None:
@@ -56,11 +82,17 @@ class Legacy:
         self.cfg = config(TABLE, self.legacy_table, kind="mysql")
         # the handler's connection, through a proxy counting its network round trips
         self.wire = WireCounter(self.db.host, self.db.port)
-        self.conn = replace(self.db, host=self.wire.host, port=self.wire.port).connect(
-            autocommit=True)
-        self.wire.round_trips = 0  # from here on: the handler's work, not the login
-        self.executor = DbApiExecutor(self.conn, "mysql")
+        self.executor = self.login(WRITEBACK_GRANTS)
         self.check = self.db.connect(autocommit=True)
+
+    def login(self, grants: tuple[str, ...]) -> DbApiExecutor:
+        """An executor on the handler's own connection, as a login holding `grants`."""
+        user, password = writeback_login(self.db, grants)
+        target = {"kind": "mysql", "host": self.wire.host, "port": self.wire.port,
+                  "database": self.db.dbname, "tls": False}
+        conn = connect(target, user, password)
+        self.wire.round_trips = 0  # from here on: the handler's work, not the login
+        return DbApiExecutor(conn, "mysql")
 
     def rows(self) -> dict[int, tuple[Any, ...]]:
         cur = self.check.cursor()
@@ -246,3 +278,28 @@ def test_moto_stream_records_write_back_to_mariadb(legacy: Legacy) -> None:
         got = stream.ddb.get_item(TableName=stream.table, Key={"id": {"N": "80"}})["Item"]
         assert got["status"] == {"S": "applied"}
         assert second.skipped == {"status-only update": 1}
+
+
+@pytest.mark.parametrize("missing", WRITEBACK_GRANTS)
+def test_a_login_missing_one_grant_fails_the_batch_with_access_denied(
+    legacy: Legacy, missing: str
+) -> None:
+    # GIVEN legacy rows at v1, and a login holding every writeback grant but one
+    legacy.seed(90, 1)
+    legacy.seed(91, 1)
+    before, changes = legacy.rows(), legacy.changes()
+    executor = legacy.login(tuple(g for g in WRITEBACK_GRANTS if g != missing))
+    r = Records(TABLE)
+    # a batch needing all four: an insert, an update of an existing row, a delete
+    batch = [r.insert(item(92, 1)), r.modify(item(90, 1), item(90, 2, note="v2")),
+             r.remove(item(91, 1))]
+    # WHEN written back
+    with pytest.raises(pymysql.err.OperationalError) as raised:
+        process(batch, legacy.cfg, executor, None)
+    # THEN the invocation fails as a whole with the server's access-denied error naming the
+    # command: not a poison record, not a silent skip; nothing is written
+    code, message = raised.value.args[:2]
+    assert code in (1142, 1143)  # ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR
+    assert f"{missing} command denied" in message
+    assert legacy.rows() == before
+    assert legacy.changes() == changes
