@@ -291,7 +291,7 @@ dashboard = Dashboard(
             **({"writeback DLQ": writeback.dlq_name} if writeback is not None else {}),
         },
         dms_dimensions=dms.metric_dimensions if dms else None,
-        tables={logical: t.table_name for logical, t in {**tables, **adopted}.items()},
+        table_name_prefix=settings.name_prefix,
     ),
 )
 

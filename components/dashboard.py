@@ -2,15 +2,16 @@
 
 Records and bytes into the bus, bus write throttling, iterator age and errors of every stream
 consumer (fan-in, writeback), DLQ depths, DMS CDC latency at source and target, what the fan-in
-put on the bus (its embedded metrics: put, retried, not put, overflowed, poison) and waypoint
-table write throttles.
+put on the bus (its embedded metrics: put, retried, not put, overflowed, poison) and the
+waypoint tables with the most write throttles (one search expression over the environment's
+tables: nothing in the body grows with the table count).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -36,12 +37,18 @@ class DashboardArgs:
     dms_dimensions: Mapping[str, pulumi.Input[str]] | None = None
     """Dimensions of the DMS CDC metrics (`DmsSource.metric_dimensions`: instance + task
     identifiers, or the serverless replication config identifier); None: no DMS."""
-    tables: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    """Waypoint tables by logical name (write throttles)."""
+    table_name_prefix: str | None = None
+    """Prefix of the environment's DynamoDB table names (`dmsbus-<env>-`): the write-throttle
+    panel searches the tables by it; None: no table panel."""
 
     def __post_init__(self) -> None:
         if not self.functions:
             raise ValueError("DashboardArgs.functions: expected at least one function")
+        if self.table_name_prefix is not None and not self.table_name_prefix.strip("-"):
+            raise ValueError(
+                "DashboardArgs.table_name_prefix: expected the environment's table name "
+                f"prefix (e.g. 'dmsbus-dev-') or None, found {self.table_name_prefix!r}"
+            )
         if self.dms_dimensions is not None and not self.dms_dimensions:
             raise ValueError(
                 "DashboardArgs.dms_dimensions: expected the DMS metric dimensions or None, "
@@ -73,6 +80,32 @@ def _metric_rows(
     return row
 
 
+#: How many tables the write-throttle panel shows: the top offenders, whatever the table count.
+TOP_TABLES = 10
+
+
+def throttle_search(table_name_prefix: str) -> str:
+    """The metric-math expression of the write-throttle panel: the `TOP_TABLES` tables of the
+    environment with the most `WriteThrottleEvents` per minute.
+
+    What it matches: SEARCH over `{AWS/DynamoDB,TableName}` (metrics with exactly the
+    dimension TableName) named WriteThrottleEvents (exact: the name is in double quotes), with
+    a PARTIAL match of the TableName value on the prefix without its trailing '-'
+    (`TableName=dmsbus-dev`). CloudWatch's partial match is by tokens (words split at
+    non-alphanumeric characters), not by a string prefix, and SEARCH has no prefix or wildcard
+    match (a double-quoted value is an exact match of the whole value). So it matches every
+    table of this environment -- waypoint, ingest and exception tables -- but may also show a
+    table of another environment whose name holds the same words (`dmsbus-dev-eu-orders` on
+    `dev`'s board). The panel is for finding the offender by name, not an alarm: the
+    per-table throttle alarms stay exact.
+    """
+    term = table_name_prefix.rstrip("-")
+    return (
+        "SORT(SEARCH('{AWS/DynamoDB,TableName} MetricName=\"WriteThrottleEvents\" "
+        f"TableName={term}', 'Sum', 60), SUM, DESC, {TOP_TABLES})"
+    )
+
+
 def dashboard_body(
     *,
     region: str,
@@ -80,7 +113,7 @@ def dashboard_body(
     functions: Mapping[str, str],
     queues: Mapping[str, str],
     dms: Mapping[str, str] | None,
-    tables: Mapping[str, str],
+    table_name_prefix: str | None,
 ) -> str:
     """The dashboard JSON for resolved names (a pure function, tested directly)."""
 
@@ -175,15 +208,15 @@ def dashboard_body(
             0, 18,
         )
     )
-    if tables:
+    if table_name_prefix:
         widgets.append(
             widget(
-                "Waypoint tables: write throttles",
-                [
-                    _metric_rows("AWS/DynamoDB", "WriteThrottleEvents", {"TableName": t},
-                                 "Sum", logical)
-                    for logical, t in tables.items()
-                ],
+                f"Waypoint tables: write throttles (top {TOP_TABLES})",
+                [[{
+                    "expression": throttle_search(table_name_prefix),
+                    "id": "throttles",
+                    "label": "${PROP('Dim.TableName')}",
+                }]],
                 12, 18,
             )
         )
@@ -197,7 +230,7 @@ class Dashboard(pulumi.ComponentResource):
         self, name: str, args: DashboardArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(TYPE, name, None, opts)
-        labels_f, labels_q, labels_t = list(args.functions), list(args.queues), list(args.tables)
+        labels_f, labels_q = list(args.functions), list(args.queues)
         dms_keys = list(args.dms_dimensions or {})
         body = pulumi.Output.all(
             args.region,
@@ -205,7 +238,6 @@ class Dashboard(pulumi.ComponentResource):
             pulumi.Output.all(*args.functions.values()),
             pulumi.Output.all(*args.queues.values()),
             pulumi.Output.all(*(args.dms_dimensions or {}).values()),
-            pulumi.Output.all(*args.tables.values()),
         ).apply(
             lambda v: dashboard_body(
                 region=v[0],
@@ -213,7 +245,7 @@ class Dashboard(pulumi.ComponentResource):
                 functions=dict(zip(labels_f, v[2], strict=True)),
                 queues=dict(zip(labels_q, v[3], strict=True)),
                 dms=dict(zip(dms_keys, v[4], strict=True)) if dms_keys else None,
-                tables=dict(zip(labels_t, v[5], strict=True)),
+                table_name_prefix=args.table_name_prefix,
             )
         )
         dashboard = aws.cloudwatch.Dashboard(

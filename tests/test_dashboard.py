@@ -6,23 +6,37 @@ them (fan-in and writeback functions and DLQs, DMS metric dimensions in both cap
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pulumi
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from components.dashboard import Dashboard, DashboardArgs, dashboard_body, resource_name
+from components.dashboard import (
+    TOP_TABLES,
+    Dashboard,
+    DashboardArgs,
+    dashboard_body,
+    resource_name,
+    throttle_search,
+)
 from components.dms_source import DmsSource, DmsSourceArgs
 from components.kinesis_bus import BusTable, KinesisBus, KinesisBusArgs
 from components.legacy_writeback import LegacyWriteback, LegacyWritebackArgs, WritebackTable
 from settings import StackSettings, load_settings
 from settings.stackfile import project_config, read_stack_config, stack_files
 from settings.writeback import WritebackSettings
-from tools.mockrun import ACCOUNT, Plan, run_program
+from tools.aws_limits import Violation, evaluate
+from tools.mockrun import ACCOUNT, Declared, Plan, run_program, run_stack
 
 REGION = "eu-west-1"
 TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:dmsbus-alarms"
 SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:legacy-pg-AbCdEf"
+THROTTLES = f"Waypoint tables: write throttles (top {TOP_TABLES})"
 
 #: A writeback section (the stack files have none yet): app-owned orders back to PostgreSQL.
 WRITEBACK = WritebackSettings.model_validate({
@@ -48,7 +62,7 @@ def body(**changes: Any) -> dict[str, Any]:
         "queues": {"fan-in DLQ": "dmsbus-t-fanin-dlq", "writeback DLQ": "dmsbus-t-writeback-dlq"},
         "dms": {"ReplicationInstanceIdentifier": "dmsbus-t-replication",
                 "ReplicationTaskIdentifier": "dmsbus-t-cdc"},
-        "tables": {"orders": "dmsbus-t-orders"},
+        "table_name_prefix": "dmsbus-t-",
     }
     args.update(changes)
     parsed: dict[str, Any] = json.loads(dashboard_body(**args))
@@ -89,9 +103,9 @@ def test_every_panel_the_operator_needs() -> None:
         ["AWS/DMS", "CDCLatencyTarget", "ReplicationInstanceIdentifier", "dmsbus-t-replication",
          "ReplicationTaskIdentifier", "dmsbus-t-cdc", {"stat": "Maximum", "label": "target"}],
     ]
-    assert panels["Waypoint tables: write throttles"][0][:4] == [
-        "AWS/DynamoDB", "WriteThrottleEvents", "TableName", "dmsbus-t-orders"
-    ]
+    ((throttles,),) = panels[THROTTLES]
+    assert throttles["expression"] == throttle_search("dmsbus-t-")
+    assert throttles["id"] and throttles["label"]
     # the fan-in's embedded metrics, exactly as handlers.fanin emits them
     fanin_rows = panels["Fan-in: changes put on the bus"]
     assert {(r[0], r[2], r[3]) for r in fanin_rows} == {("DmsEventBus", "Stream", "dmsbus-t-bus")}
@@ -104,9 +118,9 @@ def test_every_panel_the_operator_needs() -> None:
 
 
 def test_without_dms_or_tables_their_panels_are_left_out() -> None:
-    titles = set(rows(body(dms=None, tables={})))
+    titles = set(rows(body(dms=None, table_name_prefix=None)))
     assert "DMS CDC latency (s)" not in titles
-    assert "Waypoint tables: write throttles" not in titles
+    assert THROTTLES not in titles
     assert {"Bus: records and bytes in", "DLQ depth (messages)"} <= titles
 
 
@@ -144,6 +158,49 @@ def test_args_validation_names_the_field() -> None:
         DashboardArgs("d", REGION, "bus", functions={}, queues={})
     with pytest.raises(ValueError, match=r"DashboardArgs\.dms_dimensions"):
         DashboardArgs("d", REGION, "bus", functions={"f": "f"}, queues={}, dms_dimensions={})
+    with pytest.raises(ValueError, match=r"DashboardArgs\.table_name_prefix"):
+        DashboardArgs("d", REGION, "bus", functions={"f": "f"}, queues={}, table_name_prefix="-")
+
+
+# --- at scale: nothing grows with the table count ----------------------------------------------
+
+
+def limit_violations(board: dict[str, Any]) -> list[Violation]:
+    """The project's dashboard limit rules (tools/aws_limits.py) run on this body."""
+    dashboard = Declared(type="aws:cloudwatch/dashboard:Dashboard", name="ops-dashboard",
+                         inputs={"dashboardName": "dmsbus-t-pipeline",
+                                 "dashboardBody": json.dumps(board)},
+                         outputs={}, urn="urn:ops-dashboard", parent="", custom=True,
+                         id="ops-dashboard-id")
+    return evaluate(Plan("unit", [dashboard], [])).violations
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@given(environment=st.from_regex(r"[a-z][a-z0-9]{0,9}(-[a-z0-9]{1,5})?", fullmatch=True))
+def test_the_throttle_panel_searches_the_environments_prefix(environment: str) -> None:
+    prefix = f"dmsbus-{environment}-"
+    ((throttles,),) = rows(body(table_name_prefix=prefix))[THROTTLES]
+    expression = throttles["expression"]
+    assert expression.startswith("SORT(SEARCH('{AWS/DynamoDB,TableName} ")
+    assert 'MetricName="WriteThrottleEvents"' in expression
+    # a partial match on the whole prefix (not quoted: a quoted value matches exactly)
+    assert f" TableName=dmsbus-{environment}'" in expression
+    assert expression.endswith(f", SUM, DESC, {TOP_TABLES})")
+
+
+@pytest.mark.parametrize("tables", [1, 1_000])
+def test_a_thousand_tables_stay_within_the_dashboard_limits(tables: int) -> None:
+    """1 and 1,000 tables give the same body (the panel searches the prefix: the body has no
+    per-table input left), and the project's dashboard rules pass on it."""
+    names = [f"dmsbus-t-table{i:04}" for i in range(tables)]
+    board = body(table_name_prefix="dmsbus-t-")
+    assert len(json.dumps(board)) == len(json.dumps(body(table_name_prefix="dmsbus-t-")))
+    assert limit_violations(board) == []
+    # the rule does count: the same panel with one metric row per table fails it
+    per_table = [["AWS/DynamoDB", "WriteThrottleEvents", "TableName", n] for n in names]
+    widgets = [{**w, "properties": {**w["properties"], "metrics": per_table}}
+               if w["properties"]["title"] == THROTTLES else w for w in board["widgets"]]
+    assert (limit_violations({"widgets": widgets}) == []) == (tables <= 500)
 
 
 # --- wired as the program wires it, under mocks ------------------------------------------------
@@ -208,7 +265,7 @@ def wired_plan(stack: str) -> Plan:
                 functions=functions,
                 queues=queues,
                 dms_dimensions=dms.metric_dimensions if dms else None,
-                tables={t: settings.physical_table_name(t) for t in settings.tables},
+                table_name_prefix=prefix,
             ),
         )
 
@@ -283,3 +340,33 @@ def test_fanin_panel_reads_the_metrics_the_handler_emits(
         assert namespace == directive["Namespace"]
         assert directive["Dimensions"] == [[dimension]] and line[dimension] == value
         assert metric in emitted, f"the fan-in emits no {metric}"
+
+
+def generated_stack(folder: Path, tables: int) -> str:
+    """A stack file of `tables` declared tables (no DMS: the dashboard is all this reads)."""
+    config = {
+        "aws:region": REGION,
+        "dms-event-bus:tables": {
+            f"table_{i:04d}": {"partition_key": {"name": "id", "type": "S"}}
+            for i in range(tables)
+        },
+    }
+    (folder / "Pulumi.gen.yaml").write_text(yaml.safe_dump({"config": config}))
+    return "gen"
+
+
+def test_the_programs_dashboard_does_not_grow_with_the_tables(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`__main__.py` wires the dashboard so that its body is the same for 1 and 40 tables
+    (40 keeps the run short; the body has no per-table input, see the test above for 1,000)."""
+    bodies = []
+    for tables in (1, 40):
+        folder = tmp_path_factory.mktemp(f"tables{tables}")
+        plan = run_stack(generated_stack(folder, tables), stack_dir=folder)
+        (board,) = plan.of_type("aws:cloudwatch/dashboard:Dashboard")
+        bodies.append(board.inputs["dashboardBody"])
+    assert bodies[0] == bodies[1]
+    (throttles,) = [w for w in json.loads(bodies[0])["widgets"]
+                    if w["properties"]["title"].startswith("Waypoint tables")]
+    assert "TableName=dmsbus-gen'" in throttles["properties"]["metrics"][0][0]["expression"]
