@@ -706,3 +706,32 @@ def test_every_aws_cli_command_of_the_runbook_exists_with_its_options():
         members = {xform_name(m, "-") for m in operation.input_shape.members}
         for option in re.findall(r"(?:^|\s)--([a-z0-9-]+)", command):
             assert option in members | AWS_CLI_GLOBAL, f"{command}: no option --{option}"
+
+
+@pytest.mark.parametrize("missing", ["region", "credentials"])
+def test_command_without_region_or_credentials_says_so_in_one_line(
+    missing: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no region in the environment (the queue URL names it), or no credentials at all
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    if missing == "region":
+        monkeypatch.delenv("AWS_DEFAULT_REGION")
+        monkeypatch.delenv("AWS_REGION")
+    else:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                     "AWS_SECURITY_TOKEN"):
+            monkeypatch.delenv(name)
+    argv = ["--queue-url", "https://sqs.eu-west-1.amazonaws.com/123456789012/dmsbus-x-dlq",
+            "--table-prefix", "dmsbus-x-", "--stream-name", "dmsbus-x-bus", "--dry-run"]
+    if missing == "region":
+        # THEN the region comes from the queue URL (moto answers in eu-west-1)
+        with mock_aws():
+            boto3.client("sqs", region_name=REGION).create_queue(QueueName="dmsbus-x-dlq")
+            assert redrive.main(argv) == 0
+        return
+    # WHEN it runs without credentials THEN one line names the fix, exit 2, no traceback
+    assert redrive.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "credentials" in err[0] and "Traceback" not in err[0], err

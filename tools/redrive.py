@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -431,17 +432,39 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stream-name", help="the bus (Kinesis stream name)")
     parser.add_argument("--overflow-bucket", help="bucket for changes too large for a record")
     parser.add_argument("--max-record-bytes", type=int, default=None)
-    parser.add_argument("--region", help="AWS region (default: the environment's)")
+    parser.add_argument(
+        "--region", help="AWS region (default: the queue URL's, else the environment's)"
+    )
     parser.add_argument("--wait-seconds", type=int, default=2, help="SQS long-poll seconds")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
+def _queue_region(queue_url: str) -> str | None:
+    """The region an SQS queue URL names (https://sqs.<region>.amazonaws.com/...)."""
+    match = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/", queue_url)
+    return match.group(1) if match else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        return _run(args)
+    except NoCredentialsError:
+        print("error: no AWS credentials: set AWS_PROFILE or credentials for the queue's "
+              "account", file=sys.stderr)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"error: {exc} (a message is deleted only once its records are on the bus)",
+              file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     import boto3
 
-    session = boto3.session.Session(region_name=args.region)
+    session = boto3.session.Session(region_name=args.region or _queue_region(args.queue_url))
     env: dict[str, str] = {}
     if args.function_name:
         env = fanin_environment(session.client("lambda"), args.function_name)
