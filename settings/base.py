@@ -36,9 +36,10 @@ def _not_an_ingest_suffix(name: str) -> str:
     return name
 
 
+ENV_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
 EnvName = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,15}$"),
+    StringConstraints(pattern=ENV_NAME_PATTERN),
     AfterValidator(_not_an_ingest_suffix),
 ]
 

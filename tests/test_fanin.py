@@ -33,6 +33,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from moto import mock_aws
 
 from handlers import bus, fanin
+from settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
 from tests.conftest import SHARED
 from tests.e2e.lambda_events import to_lambda_record
 
@@ -1080,8 +1081,8 @@ def test_a_table_off_the_prefix_rule_is_unknown_unless_listed(
     assert [e["table"] for e in world.envelopes()] == ["orders"]
 
 
-_ENV = st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True)
-_LOGICAL_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,62}", fullmatch=True)
+_ENV = st.from_regex(ENV_NAME_PATTERN, fullmatch=True)
+_LOGICAL_NAMES = st.from_regex(LOGICAL_NAME_PATTERN, fullmatch=True)
 
 
 @settings(max_examples=300, deadline=None)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from components.common import check_name_prefix, env_table_patterns
 from settings import ConfigError, load_settings
+from settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
 from settings.stackfile import project_config, read_stack_config, stack_files
 from tests.iam_eval import Role, condition_allows, policy_texts, roles_of
 from tools.mockrun import ACCOUNT, Plan, run_program, run_stack
@@ -429,8 +430,8 @@ def test_no_environment_reaches_anothers_tables(neighbours: dict[str, Plan]) -> 
                 assert backfill.allows("dynamodb:Scan", arn) is (owner == env)
 
 
-_ENV = st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True)
-_LOGICAL_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,62}", fullmatch=True)
+_ENV = st.from_regex(ENV_NAME_PATTERN, fullmatch=True)
+_LOGICAL_NAMES = st.from_regex(LOGICAL_NAME_PATTERN, fullmatch=True)
 
 
 @examples(max_examples=500, deadline=None)
