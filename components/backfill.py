@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.common import (
-    LAMBDA_ARCH,
-    LAMBDA_RUNTIME,
-    check_name_prefix,
-    encrypted_queue,
-    env_table_patterns,
-    kms_grant,
-    metric_alarm,
-    service_role,
+from components.common import check_name_prefix, env_table_patterns
+from components.kinesis_bus import producer_kms, producer_statements
+from components.lambda_function import (
+    Account,
+    FunctionNames,
+    FunctionSpec,
+    KmsUse,
+    LambdaFunction,
+    Shared,
 )
-from components.lambda_package import ENVELOPE_REQUIREMENTS, build_package
+from components.lambda_package import ENVELOPE_REQUIREMENTS
 
 TYPE = "dms-event-bus:index:Backfill"
 
@@ -132,29 +132,36 @@ class Backfill(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         self._name = name
         self._args = args
-        self._tags = dict(args.tags)
-        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        self._account = identity.account_id
-        self._region = region.region
-        self._function_name = f"{args.name_prefix}backfill"
-
-        self.dlq = encrypted_queue(
-            f"{name}-dlq",
-            queue_name=f"{args.name_prefix}backfill-dlq",
-            kms_key_arn=args.kms_key_arn,
-            parent=self,
-            tags=self._tags,
+        self._where = Account.of(self)
+        names = FunctionNames(args.name_prefix, "backfill", base=name,
+                              function=f"{name}-function", dlq=f"{name}-dlq")
+        self._function_name = names.function_name
+        self.backfill = LambdaFunction(
+            self,
+            names,
+            FunctionSpec(
+                description="Backfill: rows adopted tables held before their stream, as "
+                "snapshots",
+                handler="handlers.backfill.handler",
+                modules=BACKFILL_MODULES,
+                requirements=ENVELOPE_REQUIREMENTS,
+                memory_mb=args.memory_mb,
+                timeout_seconds=args.timeout_seconds,
+                environment={
+                    "BUS_STREAM_NAME": args.bus_stream_name,
+                    "OVERFLOW_BUCKET": args.overflow_bucket,
+                    "BACKFILL_RESERVE_MS": str(args.reserve_ms),
+                    "BACKFILL_PAGE_ITEMS": str(args.page_items),
+                },
+                log_retention_days=args.log_retention_days,
+            ),
+            Shared(args.kms_key_arn, args.alarm_topic_arn, dict(args.tags)),
+            statements=self._statements(),
+            kms=self._kms(),
+            account=self._where,
         )
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{self._function_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.function = self._create_function()
+        self.function, self.dlq = self.backfill.function, self.backfill.dlq
+        self.log_group = self.backfill.log_group
         settings = self._create_invoke_settings()
         self.alarms = self._create_alarms()
 
@@ -175,22 +182,17 @@ class Backfill(pulumi.ComponentResource):
             }
         )
 
-    def _arn(self, service: str, resource: str) -> pulumi.Output[str]:
-        return pulumi.Output.concat(
-            "arn:aws:", service, ":", self._region, ":", self._account, ":", resource
-        )
-
     def _statements(self) -> list[dict]:
         args = self._args
         allowed, denied = env_table_patterns(args.name_prefix)
         scan = ["dynamodb:Scan", "dynamodb:DescribeTable"]
-        statements: list[dict] = [
+        return [
             {
                 # this environment's tables by prefix: the policy does not grow with them
                 "Sid": "ScanTheAdoptedTables",
                 "Effect": "Allow",
                 "Action": scan,
-                "Resource": [self._arn("dynamodb", f"table/{allowed}")],
+                "Resource": [self._where.arn("dynamodb", f"table/{allowed}")],
             },
             {
                 # `<prefix>*` also matches tables of an environment `<env>-eu` and IngestApi
@@ -198,91 +200,24 @@ class Backfill(pulumi.ComponentResource):
                 "Sid": "NotOtherEnvironmentsTables",
                 "Effect": "Deny",
                 "Action": scan,
-                "Resource": [self._arn("dynamodb", f"table/{denied}")],
+                "Resource": [self._where.arn("dynamodb", f"table/{denied}")],
             },
-            {
-                "Sid": "PutOnTheBus",
-                "Effect": "Allow",
-                "Action": ["kinesis:PutRecord", "kinesis:PutRecords",
-                           "kinesis:DescribeStreamSummary"],
-                "Resource": [args.bus_stream_arn],
-            },
-            {
-                "Sid": "WriteOverflow",
-                "Effect": "Allow",
-                "Action": ["s3:PutObject"],
-                "Resource": [pulumi.Output.concat(args.overflow_bucket_arn, "/*")],
-            },
+            *producer_statements(args.bus_stream_arn, args.overflow_bucket_arn),
             {
                 "Sid": "ContinueItself",
                 "Effect": "Allow",
                 "Action": ["lambda:InvokeFunction"],
-                "Resource": [self._arn("lambda", f"function:{self._function_name}")],
-            },
-            {
-                "Sid": "OnFailureDestination",
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage"],
-                "Resource": [self.dlq.arn],
-            },
-            {
-                "Sid": "Logs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [pulumi.Output.concat(self.log_group.arn, ":*")],
+                "Resource": [self._where.arn("lambda", f"function:{self._function_name}")],
             },
         ]
-        if args.kms_key_arn:
-            key, region = args.kms_key_arn, self._region
-            statements += [
-                kms_grant("TablesKey", key, ["kms:Decrypt"], service="dynamodb", region=region,
-                          context=[allowed], context_not=[denied], account=self._account),
-                kms_grant("BusKey", key, ["kms:GenerateDataKey"], service="kinesis",
-                          region=region, context=[args.bus_stream_arn]),
-                kms_grant("OverflowKey", key, ["kms:GenerateDataKey"], service="s3",
-                          region=region, context=[args.overflow_bucket_arn]),
-                kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
-                          region=region),
-            ]
-        return statements
 
-    def _create_function(self) -> aws.lambda_.Function:
-        args = self._args
-        role, policy = service_role(
-            self._name,
-            role_name=f"{args.name_prefix}backfill",
-            service="lambda.amazonaws.com",
-            statements=self._statements(),
-            parent=self,
-            tags=self._tags,
-        )
-        self._policy = policy
-        return aws.lambda_.Function(
-            f"{self._name}-function",
-            name=self._function_name,
-            description="Backfill: rows adopted tables held before their stream, as snapshots",
-            runtime=LAMBDA_RUNTIME,
-            architectures=[LAMBDA_ARCH],
-            handler="handlers.backfill.handler",
-            code=build_package(BACKFILL_MODULES, ENVELOPE_REQUIREMENTS, LAMBDA_ARCH),
-            role=role.arn,
-            memory_size=args.memory_mb,
-            timeout=args.timeout_seconds,
-            kms_key_arn=args.kms_key_arn,
-            environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables={
-                    "BUS_STREAM_NAME": args.bus_stream_name,
-                    "OVERFLOW_BUCKET": args.overflow_bucket,
-                    "BACKFILL_RESERVE_MS": str(args.reserve_ms),
-                    "BACKFILL_PAGE_ITEMS": str(args.page_items),
-                }
-            ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=self.log_group.name
-            ),
-            tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
-        )
+    def _kms(self) -> list[KmsUse]:
+        allowed, denied = env_table_patterns(self._args.name_prefix)
+        return [
+            KmsUse("TablesKey", ["kms:Decrypt"], "dynamodb", context=[allowed],
+                   context_not=[denied]),
+            *producer_kms(self._args.bus_stream_arn, self._args.overflow_bucket_arn),
+        ]
 
     def _create_invoke_settings(self) -> list[pulumi.CustomResource]:
         args = self._args
@@ -309,35 +244,17 @@ class Backfill(pulumi.ComponentResource):
         return [invoke_config, recursion]
 
     def _create_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
-        args = self._args
         return [
-            metric_alarm(
-                f"{self._name}-errors",
-                alarm_name=f"{self._args.name_prefix}backfill-errors",
-                description="A backfill invocation failed; Lambda retries it, then the event "
-                "goes to the backfill DLQ (redrive: invoke the function asynchronously with the "
-                "message's requestPayload).",
-                namespace="AWS/Lambda",
-                metric="Errors",
-                dimensions={"FunctionName": self.function.name},
-                threshold=0,
-                topic_arn=args.alarm_topic_arn,
-                parent=self,
-                tags=self._tags,
+            self.backfill.errors_alarm(
+                "A backfill invocation failed; Lambda retries it, then the event goes to the "
+                "backfill DLQ (redrive: invoke the function asynchronously with the message's "
+                "requestPayload)."
             ),
-            metric_alarm(
-                f"{self._name}-dlq-depth",
-                alarm_name=f"{self._args.name_prefix}backfill-dlq-depth",
-                description="A backfill event gave up after its retries: some rows of an "
-                "adopted table are not on the bus yet. Fix the cause, then invoke the function "
-                "asynchronously with the message's requestPayload (docs/adoption.md).",
-                namespace="AWS/SQS",
-                metric="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": self.dlq.name},
-                statistic="Maximum",
-                threshold=0,
-                topic_arn=args.alarm_topic_arn,
-                parent=self,
-                tags=self._tags,
+            self.backfill.dlq_depth_alarm(
+                "A backfill event gave up after its retries: some rows of an adopted table are "
+                "not on the bus yet. Fix the cause, then invoke the function asynchronously "
+                "with the message's requestPayload (docs/adoption.md).",
+                0,
+                comparison="GreaterThanThreshold",
             ),
         ]

@@ -17,10 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.common import (
-    LAMBDA_ARCH,
-    LAMBDA_RUNTIME,
     check_name_prefix,
-    encrypted_queue,
     env_table_patterns,
     follows_table_rule,
     kms_grant,
@@ -28,7 +25,15 @@ from components.common import (
     secure_bucket,
     service_role,
 )
-from components.lambda_package import ENVELOPE_REQUIREMENTS, build_package
+from components.lambda_function import (
+    Account,
+    FunctionNames,
+    FunctionSpec,
+    KmsUse,
+    LambdaFunction,
+    Shared,
+)
+from components.lambda_package import ENVELOPE_REQUIREMENTS
 from components.stream_mapping import MappingSettings, stream_mapping
 
 TYPE = "dms-event-bus:index:KinesisBus"
@@ -174,19 +179,11 @@ class KinesisBus(pulumi.ComponentResource):
         self._name = name
         self._args = args
         self._tags = dict(args.tags)
-        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        self._account = identity.account_id
-        self._region = region.region
+        self._where = Account.of(self)
+        self._account = self._where.account_id
+        self._region = self._where.region
 
         self.stream = self._create_stream()
-        self.dlq = encrypted_queue(
-            f"{name}-dlq",
-            queue_name=f"{args.name_prefix}fanin-dlq",
-            kms_key_arn=args.kms_key_arn,
-            parent=self,
-            tags=self._tags,
-        )
         self.overflow = secure_bucket(
             f"{name}-overflow",
             bucket_name=pulumi.Output.concat(
@@ -198,7 +195,9 @@ class KinesisBus(pulumi.ComponentResource):
             tags=self._tags,
             force_destroy=args.force_destroy_buckets,
         )
-        self.function, policy = self._create_fanin()
+        self.fanin = self._create_fanin()
+        self.function, self.dlq, policy = self.fanin.function, self.fanin.dlq, self.fanin.policy
+        self.log_group = self.fanin.log_group
         self.mappings = {
             table.table_name: stream_mapping(
                 f"{name}-{table.logical_name}-mapping",
@@ -254,23 +253,21 @@ class KinesisBus(pulumi.ComponentResource):
 
     # -- the fan-in Lambda --------------------------------------------------------------
     def _table_arn(self, name: str) -> pulumi.Output[str]:
-        return pulumi.Output.concat(
-            "arn:aws:dynamodb:", self._region, ":", self._account, ":table/", name
-        )
+        return self._where.arn("dynamodb", f"table/{name}")
 
-    def _fanin_statements(self) -> list[dict]:
-        """The fan-in's policy: its size does not grow with the tables.
+    def _create_fanin(self) -> LambdaFunction:
+        """The fan-in; its policy does not grow with the tables.
 
         The waypoint streams are scoped by the environment's prefix (`<prefix>*` minus
         `<prefix>*-*`, see `components.common.env_table_patterns`), plus the few tables named
         off the rule (`KinesisBusArgs.exceptions`)."""
         args = self._args
         allowed, denied = env_table_patterns(args.name_prefix)
-        exceptions = args.exceptions
+        exceptions = sorted(args.exceptions, key=lambda t: t.table_name)
         streams = [
             pulumi.Output.concat(self._table_arn(allowed), "/stream/*"),
             *(pulumi.Output.concat(self._table_arn(t.table_name), "/stream/*")
-              for t in exceptions),
+              for t in args.exceptions),
         ]
         statements: list[dict] = [
             {
@@ -287,69 +284,8 @@ class KinesisBus(pulumi.ComponentResource):
                 "Action": STREAM_READ_ACTIONS,
                 "Resource": [pulumi.Output.concat(self._table_arn(denied), "/stream/*")],
             },
-            {
-                "Sid": "PutOnTheBus",
-                "Effect": "Allow",
-                "Action": [
-                    "kinesis:PutRecord",
-                    "kinesis:PutRecords",
-                    "kinesis:DescribeStreamSummary",
-                ],
-                "Resource": [self.stream.arn],
-            },
-            {
-                "Sid": "WriteOverflow",
-                "Effect": "Allow",
-                "Action": ["s3:PutObject"],
-                "Resource": [pulumi.Output.concat(self.overflow.arn, "/*")],
-            },
-            {
-                "Sid": "OnFailureDestination",
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage"],
-                "Resource": [self.dlq.arn],
-            },
-            {
-                "Sid": "Logs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [pulumi.Output.concat(self.log_group.arn, ":*")],
-            },
+            *producer_statements(self.stream.arn, self.overflow.arn),
         ]
-        if args.kms_key_arn:
-            key, region = args.kms_key_arn, self._region
-            statements += [
-                kms_grant("WaypointStreamsKey", key, ["kms:Decrypt"], service="dynamodb",
-                          region=region, context=[allowed, *(t.table_name for t in exceptions)],
-                          context_not=[denied], account=self._account),
-                kms_grant("BusKey", key, ["kms:GenerateDataKey"], service="kinesis",
-                          region=region, context=[self.stream.arn]),
-                kms_grant("OverflowKey", key, ["kms:GenerateDataKey"], service="s3",
-                          region=region, context=[self.overflow.arn]),
-                kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
-                          region=region),
-            ]
-        return statements
-
-    def _create_fanin(self) -> tuple[aws.lambda_.Function, aws.iam.RolePolicy]:
-        args = self._args
-        function_name = f"{args.name_prefix}fanin"
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{self._name}-fanin-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        role, policy = service_role(
-            f"{self._name}-fanin",
-            role_name=f"{args.name_prefix}fanin",
-            service="lambda.amazonaws.com",
-            statements=self._fanin_statements(),
-            parent=self,
-            tags=self._tags,
-        )
         variables: dict[str, pulumi.Input[str]] = {
             "BUS_STREAM_NAME": self.stream.name,
             "OVERFLOW_BUCKET": self.overflow.bucket,
@@ -357,31 +293,34 @@ class KinesisBus(pulumi.ComponentResource):
             "TABLE_PREFIX": args.name_prefix,
             "MAX_RECORD_BYTES": str(args.max_record_bytes),
         }
-        exceptions = sorted(args.exceptions, key=lambda t: t.table_name)
         if exceptions:
             variables["TABLES"] = json.dumps(
                 {t.table_name: t.logical_name for t in exceptions}, separators=(",", ":")
             )
-        function = aws.lambda_.Function(
-            f"{self._name}-fanin",
-            name=function_name,
-            description="Fan-in: every change of every waypoint table onto the bus",
-            runtime=LAMBDA_RUNTIME,
-            architectures=[LAMBDA_ARCH],
-            handler="handlers.fanin.handler",
-            code=build_package(FANIN_MODULES, ENVELOPE_REQUIREMENTS, LAMBDA_ARCH),
-            role=role.arn,
-            memory_size=args.memory_mb,
-            timeout=args.timeout_seconds,
-            kms_key_arn=args.kms_key_arn,
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables=variables),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=self.log_group.name
+        return LambdaFunction(
+            self,
+            FunctionNames(args.name_prefix, "fanin", base=f"{self._name}-fanin",
+                          function=f"{self._name}-fanin", dlq=f"{self._name}-dlq"),
+            FunctionSpec(
+                description="Fan-in: every change of every waypoint table onto the bus",
+                handler="handlers.fanin.handler",
+                modules=FANIN_MODULES,
+                requirements=ENVELOPE_REQUIREMENTS,
+                memory_mb=args.memory_mb,
+                timeout_seconds=args.timeout_seconds,
+                environment=variables,
+                log_retention_days=args.log_retention_days,
             ),
-            tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
+            Shared(args.kms_key_arn, args.alarm_topic_arn, self._tags),
+            statements=statements,
+            kms=[
+                KmsUse("WaypointStreamsKey", ["kms:Decrypt"], "dynamodb",
+                       context=[allowed, *(t.table_name for t in args.exceptions)],
+                       context_not=[denied]),
+                *producer_kms(self.stream.arn, self.overflow.arn),
+            ],
+            account=self._where,
         )
-        return function, policy
 
     # -- the archive --------------------------------------------------------------------
     def _create_archive(self) -> aws.kinesis.FirehoseDeliveryStream:
@@ -466,50 +405,21 @@ class KinesisBus(pulumi.ComponentResource):
     # -- alarms -------------------------------------------------------------------------
     def _create_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
         args = self._args
-        topic = args.alarm_topic_arn
-        fn = {"FunctionName": self.function.name}
+        fanin = self.fanin
         return [
-            metric_alarm(
-                f"{self._name}-fanin-errors",
-                alarm_name=f"{self._args.name_prefix}fanin-errors",
-                description="Fan-in invocations fail: records are retried, then go to the DLQ. "
-                "Read the fan-in logs (JSON) for the reason.",
-                namespace="AWS/Lambda",
-                metric="Errors",
-                dimensions=fn,
-                threshold=0,
-                topic_arn=topic,
-                parent=self,
-                tags=self._tags,
+            fanin.errors_alarm(
+                "Fan-in invocations fail: records are retried, then go to the DLQ. "
+                "Read the fan-in logs (JSON) for the reason."
             ),
-            metric_alarm(
-                f"{self._name}-fanin-iterator-age",
-                alarm_name=f"{self._args.name_prefix}fanin-iterator-age",
-                description="Changes wait too long before reaching the bus (fan-in behind or "
+            fanin.iterator_age_alarm(
+                "Changes wait too long before reaching the bus (fan-in behind or "
                 "stuck on a failing batch).",
-                namespace="AWS/Lambda",
-                metric="IteratorAge",
-                dimensions=fn,
-                statistic="Maximum",
-                threshold=args.iterator_age_ms,
-                topic_arn=topic,
-                parent=self,
-                tags=self._tags,
+                args.iterator_age_ms,
             ),
-            metric_alarm(
-                f"{self._name}-dlq-depth",
-                alarm_name=f"{self._args.name_prefix}fanin-dlq-depth",
-                description="Batches the fan-in gave up on are in the DLQ: fix the cause, then "
+            fanin.dlq_depth_alarm(
+                "Batches the fan-in gave up on are in the DLQ: fix the cause, then "
                 "run `python -m tools.redrive` within 24 hours.",
-                namespace="AWS/SQS",
-                metric="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": self.dlq.name},
-                statistic="Maximum",
-                threshold=args.dlq_depth,
-                comparison="GreaterThanOrEqualToThreshold",
-                topic_arn=topic,
-                parent=self,
-                tags=self._tags,
+                args.dlq_depth,
             ),
             metric_alarm(
                 f"{self._name}-bus-throttled",
@@ -520,8 +430,43 @@ class KinesisBus(pulumi.ComponentResource):
                 metric="WriteProvisionedThroughputExceeded",
                 dimensions={"StreamName": self.stream.name},
                 threshold=0,
-                topic_arn=topic,
+                topic_arn=args.alarm_topic_arn,
                 parent=self,
                 tags=self._tags,
             ),
         ]
+
+
+def producer_statements(
+    stream_arn: pulumi.Input[str], overflow_bucket_arn: pulumi.Input[str]
+) -> list[dict]:
+    """What a function that puts envelopes on the bus needs (the fan-in, the backfill): put
+    on the stream, write overflow objects for changes too large for one record."""
+    return [
+        {
+            "Sid": "PutOnTheBus",
+            "Effect": "Allow",
+            "Action": [
+                "kinesis:PutRecord",
+                "kinesis:PutRecords",
+                "kinesis:DescribeStreamSummary",
+            ],
+            "Resource": [stream_arn],
+        },
+        {
+            "Sid": "WriteOverflow",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": [pulumi.Output.concat(overflow_bucket_arn, "/*")],
+        },
+    ]
+
+
+def producer_kms(
+    stream_arn: pulumi.Input[str], overflow_bucket_arn: pulumi.Input[str]
+) -> list[KmsUse]:
+    """The key uses of a bus producer: data keys for the stream and the overflow bucket."""
+    return [
+        KmsUse("BusKey", ["kms:GenerateDataKey"], "kinesis", context=[stream_arn]),
+        KmsUse("OverflowKey", ["kms:GenerateDataKey"], "s3", context=[overflow_bucket_arn]),
+    ]

@@ -17,15 +17,15 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.common import (
-    LAMBDA_ARCH,
-    LAMBDA_RUNTIME,
-    encrypted_queue,
-    kms_grant,
-    metric_alarm,
-    service_role,
+from components.lambda_function import (
+    Account,
+    FunctionNames,
+    FunctionSpec,
+    KmsUse,
+    LambdaFunction,
+    Shared,
+    VpcPlacement,
 )
-from components.lambda_package import build_package
 from components.stream_mapping import MappingSettings, stream_mapping
 from settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
 
@@ -126,37 +126,12 @@ class LegacyWriteback(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         self._name = name
         self._args = args
-        self._tags = dict(args.tags)
-        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        self._account = identity.account_id
-        self._region = region.region
-        self._function_name = f"{args.name_prefix}writeback"
-
-        self.dlq = encrypted_queue(
-            f"{name}-dlq",
-            queue_name=f"{args.name_prefix}writeback-dlq",
-            kms_key_arn=args.kms_key_arn,
-            parent=self,
-            tags=self._tags,
-        )
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{self._function_name}",
-            retention_in_days=args.settings.function.log_retention_days,
-            kms_key_id=args.kms_key_arn,
-            tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.role, policy = service_role(
-            name,
-            role_name=f"{args.name_prefix}writeback",
-            service="lambda.amazonaws.com",
-            statements=self._statements(),
-            parent=self,
-            tags=self._tags,
-        )
-        self.function = self._create_function(policy)
+        self._where = Account.of(self)
+        self.writeback = self._create_function()
+        self.function, self.dlq, self.role = (
+            self.writeback.function, self.writeback.dlq, self.writeback.role)
+        self.log_group = self.writeback.log_group
+        policy = self.writeback.policy
         mapping = args.settings.mapping
         settings = MappingSettings(
             batch_size=mapping.batch_size,
@@ -198,9 +173,7 @@ class LegacyWriteback(pulumi.ComponentResource):
 
     # -- the role -----------------------------------------------------------------------
     def _arn(self, service: str, resource: str) -> pulumi.Output[str]:
-        return pulumi.Output.concat(
-            f"arn:aws:{service}:", self._region, ":", self._account, ":", resource
-        )
+        return self._where.arn(service, resource)
 
     def _statements(self) -> list[dict[str, Any]]:
         args = self._args
@@ -213,7 +186,7 @@ class LegacyWriteback(pulumi.ComponentResource):
             | {a for t in tables for a in settings.tables[t.logical_name].key_columns}
             | {settings.tables[t.logical_name].version_attribute for t in tables}
         )
-        statements: list[dict[str, Any]] = [
+        return [
             {
                 "Sid": "ReadTheChosenStreams",
                 "Effect": "Allow",
@@ -249,18 +222,12 @@ class LegacyWriteback(pulumi.ComponentResource):
                 "Action": ["secretsmanager:GetSecretValue"],
                 "Resource": [target.secret_arn],
             },
-            {
-                "Sid": "OnFailureDestination",
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage"],
-                "Resource": [self.dlq.arn],
-            },
-            {
-                "Sid": "Logs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [pulumi.Output.concat(self.log_group.arn, ":*")],
-            },
+        ]
+
+    def _vpc_and_target_statements(self) -> list[dict[str, Any]]:
+        settings = self._args.settings
+        target = settings.target
+        statements: list[dict[str, Any]] = [
             # What AWSLambdaVPCAccessExecutionRole grants, scoped where EC2 allows it:
             # Describe* has no resource-level permissions.
             {
@@ -306,21 +273,15 @@ class LegacyWriteback(pulumi.ComponentResource):
                     "Resource": [target.cluster_arn],
                 }
             )
-        if args.kms_key_arn:
-            key, region = args.kms_key_arn, self._region
-            statements += [
-                # the chosen tables' streams and the status updates on their items
-                kms_grant("TablesKey", key, ["kms:Decrypt", "kms:GenerateDataKey"],
-                          service="dynamodb", region=region,
-                          context=sorted(t.table_name for t in tables),
-                          account=self._account),
-                kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
-                          region=region),
-            ]
         return statements
 
+    def _kms(self) -> list[KmsUse]:
+        # the chosen tables' streams and the status updates on their items
+        return [KmsUse("TablesKey", ["kms:Decrypt", "kms:GenerateDataKey"], "dynamodb",
+                       context=sorted(t.table_name for t in self._args.tables))]
+
     # -- the function -------------------------------------------------------------------
-    def _create_function(self, policy: aws.iam.RolePolicy) -> aws.lambda_.Function:
+    def _create_function(self) -> LambdaFunction:
         args = self._args
         settings = args.settings
         target = settings.target
@@ -332,92 +293,54 @@ class LegacyWriteback(pulumi.ComponentResource):
         }[kind]
         if isinstance(target, SqlTarget):
             description += f" at {target.host}:{target.effective_port}"
-        return aws.lambda_.Function(
-            f"{self._name}-function",
-            name=self._function_name,
-            description=description[:256],
-            runtime=LAMBDA_RUNTIME,
-            architectures=[LAMBDA_ARCH],
-            handler="handlers.writeback.handler",
-            code=build_package(WRITEBACK_MODULES, DRIVERS[kind], LAMBDA_ARCH),
-            role=self.role.arn,
-            memory_size=settings.function.memory_mb,
-            timeout=settings.function.timeout_seconds,
-            reserved_concurrent_executions=settings.function.reserved_concurrency,
-            kms_key_arn=args.kms_key_arn,
-            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=list(settings.vpc.subnet_ids),
-                security_group_ids=list(settings.vpc.security_group_ids),
+        return LambdaFunction(
+            self,
+            FunctionNames(args.name_prefix, "writeback", base=self._name,
+                          function=f"{self._name}-function", dlq=f"{self._name}-dlq"),
+            FunctionSpec(
+                description=description,
+                handler="handlers.writeback.handler",
+                modules=WRITEBACK_MODULES,
+                requirements=DRIVERS[kind],
+                memory_mb=settings.function.memory_mb,
+                timeout_seconds=settings.function.timeout_seconds,
+                environment={"WRITEBACK_CONFIG": args.handler_config_json()},
+                log_retention_days=settings.function.log_retention_days,
+                reserved_concurrency=settings.function.reserved_concurrency,
+                vpc=VpcPlacement(settings.vpc.subnet_ids, settings.vpc.security_group_ids),
             ),
-            environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables={"WRITEBACK_CONFIG": args.handler_config_json()}
-            ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=self.log_group.name
-            ),
-            tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, self.log_group]),
+            Shared(args.kms_key_arn, args.alarm_topic_arn, dict(args.tags)),
+            statements=self._statements(),
+            more_statements=self._vpc_and_target_statements(),
+            kms=self._kms(),
+            account=self._where,
         )
 
     # -- alarms -------------------------------------------------------------------------
     def _create_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
         args = self._args
-        topic = args.alarm_topic_arn
-        fn = {"FunctionName": self.function.name}
+        writeback = self.writeback
         return [
-            metric_alarm(
-                f"{self._name}-errors",
-                alarm_name=f"{self._args.name_prefix}writeback-errors",
-                description="Writeback invocations fail as a whole (database unreachable, "
-                "credentials, throttling): the batch is retried, then goes to the DLQ.",
-                namespace="AWS/Lambda",
-                metric="Errors",
-                dimensions=fn,
-                threshold=0,
-                topic_arn=topic,
-                parent=self,
-                tags=self._tags,
+            writeback.errors_alarm(
+                "Writeback invocations fail as a whole (database unreachable, credentials, "
+                "throttling): the batch is retried, then goes to the DLQ."
             ),
-            metric_alarm(
-                f"{self._name}-iterator-age",
-                alarm_name=f"{self._args.name_prefix}writeback-iterator-age",
-                description="Changes wait too long before reaching the legacy database "
-                "(writeback behind or retrying a failing batch).",
-                namespace="AWS/Lambda",
-                metric="IteratorAge",
-                dimensions=fn,
-                statistic="Maximum",
-                threshold=args.iterator_age_ms,
-                topic_arn=topic,
-                parent=self,
-                tags=self._tags,
+            writeback.iterator_age_alarm(
+                "Changes wait too long before reaching the legacy database (writeback behind "
+                "or retrying a failing batch).",
+                args.iterator_age_ms,
             ),
-            metric_alarm(
-                f"{self._name}-poison",
-                alarm_name=f"{self._args.name_prefix}writeback-poison",
+            writeback.alarm(
+                "poison",
                 description="A record the legacy database rejects (type mismatch, missing "
                 "key): its item has status 'error' with the reason; it ends in the DLQ.",
                 namespace=METRICS_NAMESPACE,
                 metric="Poison",
                 dimensions={"Function": self.function.name},
-                threshold=0,
-                topic_arn=topic,
-                parent=self,
-                tags=self._tags,
             ),
-            metric_alarm(
-                f"{self._name}-dlq-depth",
-                alarm_name=f"{self._args.name_prefix}writeback-dlq-depth",
-                description="Writeback batches that were given up on are in the DLQ (stream "
-                "positions, not data): read the item, fix the cause, write it again.",
-                namespace="AWS/SQS",
-                metric="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": self.dlq.name},
-                statistic="Maximum",
-                threshold=args.dlq_depth,
-                comparison="GreaterThanOrEqualToThreshold",
-                topic_arn=topic,
-                parent=self,
-                tags=self._tags,
+            writeback.dlq_depth_alarm(
+                "Writeback batches that were given up on are in the DLQ (stream positions, not "
+                "data): read the item, fix the cause, write it again.",
+                args.dlq_depth,
             ),
         ]
