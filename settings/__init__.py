@@ -128,6 +128,12 @@ def settings_from_pulumi() -> StackSettings:
     from pulumi.runtime import config as runtime_config
 
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    # A key in a namespace nobody reads (`dmseventbus:dms`) would be ignored in silence.
+    from .stackfile import config_problems
+
+    problems = config_problems(merged)
+    if problems:
+        raise ConfigError(pulumi.get_stack(), problems)
     prefix = f"{PROJECT}:"
     raw = {k[len(prefix) :]: v for k, v in merged.items() if k.startswith(prefix)}
     return load_settings(pulumi.get_stack(), raw)

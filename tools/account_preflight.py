@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from settings import ConfigError, StackSettings, load_settings
 from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
@@ -51,6 +51,7 @@ from tools.account.checks import (
     partition_of,
 )
 from tools.account.needs import StackNeeds, stack_needs
+from tools.cli import OneLineParser, aws_problem, region_arg
 from tools.preflight import Check
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -87,10 +88,8 @@ def load_stack(stack: str, stack_dir: Path | None) -> tuple[StackSettings, str |
     """The stack's settings and its `aws:region` (None when the file does not set one)."""
     try:
         config = read_stack_config(stack, stack_dir or ROOT)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: StackFileError, one line
         raise CannotRun(str(exc)) from None
-    except Exception as exc:  # YAML syntax
-        raise CannotRun(f"Pulumi.{stack}.yaml: {_one_line(exc)}") from None
     engine, _ = as_engine_config(config)
     settings = load_settings(stack, project_config(engine))  # ConfigError: the caller prints it
     region = config.get("aws:region")
@@ -120,6 +119,8 @@ def caller(clients: Clients, region: str) -> tuple[str, str]:
     """(account id, caller principal ARN as an IAM ARN). No credentials -> CannotRun."""
     try:
         identity = clients("sts", region).get_caller_identity()
+    except EndpointConnectionError as exc:  # not a credentials problem: say so
+        raise CannotRun(str(aws_problem(exc, "STS", region))) from None
     except (BotoCoreError, ClientError) as exc:
         raise CannotRun(f"no usable AWS credentials for region {region}: {_one_line(exc)} "
                         "(set AWS_PROFILE or credentials for the target account)") from None
@@ -205,18 +206,19 @@ def cmd_bootstrap(args: argparse.Namespace, clients: Clients) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m tools.account_preflight",
         description="Account preflight and per-account bootstrap (docs/account.md).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="read-only checks of a stack's account and region")
     check.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml)")
-    check.add_argument("--region", help="default: the stack's aws:region")
+    check.add_argument("--region", type=region_arg, help="default: the stack's aws:region")
     check.add_argument("--stack-dir", type=Path, default=None,
                        help="folder holding Pulumi.<stack>.yaml (default: the project folder)")
     bootstrap = sub.add_parser("bootstrap", help="create the per-account pieces (once)")
-    bootstrap.add_argument("--region", help="region of API Gateway's account setting "
+    bootstrap.add_argument("--region", type=region_arg,
+                           help="region of API Gateway's account setting "
                            "(default: AWS_REGION / the profile's region)")
     bootstrap.add_argument("--apply", action="store_true", help="create (default: print only)")
     bootstrap.add_argument("--no-dms", action="store_true", help="skip DMS's account roles")

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from settings import StackSettings
 from settings.base import PROJECT
+from settings.stackfile import NAMESPACES, TOP_LEVEL_KEYS
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
 
@@ -80,6 +81,15 @@ def render() -> str:
         "Generated from the config models by `python -m tools.config_reference --write`;",
         "a test fails when this file and the code disagree. Every key lives under the",
         f"`{PROJECT}:` namespace of a `Pulumi.<stack>.yaml` file. Unknown keys are errors.",
+        "",
+        "The stack file itself is checked first, each problem as one line with",
+        "`file:line:column` and the fix (`python -m tools.plan` exits 2): YAML syntax, bytes",
+        "that are not UTF-8, duplicate keys (the Pulumi CLI refuses them), alias cycles, a top",
+        f"level other than a mapping of {', '.join(f'`{k}`' for k in TOP_LEVEL_KEYS)}, keys",
+        "outside `config:`, config keys without a namespace or in a namespace this program",
+        f"does not read (only {', '.join(f'`{n}:`' for n in NAMESPACES)}; the closest is",
+        "suggested), and an `aws:region` that is not an AWS region name. The program refuses",
+        "the same namespaces and region under `pulumi up`.",
         "",
     ]
     seen: set[type[BaseModel]] = set()

@@ -15,7 +15,6 @@ per violation naming the resource, the limit and the fix; the last line sums the
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,11 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from settings import ConfigError, load_settings
 from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
 from tools.aws_limits import Report, config_problems, evaluate
+from tools.cli import OneLineParser
 from tools.mockrun import Declared, Plan, run_stack
 
 #: The settings worth seeing per resource type: (label, function of inputs).
@@ -182,7 +180,7 @@ def report_json(report: Report) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m tools.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", default="dev", help="stack name (Pulumi.<stack>.yaml)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a tree")
     parser.add_argument(
@@ -193,12 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AWS_REGION", "eu-west-1")
     try:
         problems = check_config(args.stack, args.stack_dir)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:  # ValueError: no mapping
+    except (ConfigError, FileNotFoundError, ValueError) as exc:  # ValueError: StackFileError
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except yaml.YAMLError as exc:
-        print(f"error: Pulumi.{args.stack}.yaml is not valid YAML: "
-              f"{' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     if problems:
         print(f"error: stack '{args.stack}': config exceeds AWS limits (nothing declared):",

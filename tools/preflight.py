@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tools.cli import OneLineParser, non_negative_int, positive_int
 from tools.sourcedb import (
     MYSQL_LIKE,
     POSTGRES_LIKE,
@@ -480,7 +481,7 @@ def manual_lines(engine: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         allow_abbrev=False,
         prog="python -m tools.preflight",
         description="Check a legacy database's CDC prerequisites for AWS DMS.",
@@ -494,13 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tasks",
-        type=int,
+        type=positive_int,
         default=1,
         help="DMS tasks that will read this server (PostgreSQL slots/senders; default 1)",
     )
     parser.add_argument(
         "--min-retention-hours",
-        type=int,
+        type=non_negative_int,
         default=DEFAULT_MIN_RETENTION_HOURS,
         help=f"binlog retention needed (MySQL; default {DEFAULT_MIN_RETENTION_HOURS})",
     )

@@ -31,6 +31,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tools.cli import (
+    OneLineParser,
+    aws_problem,
+    default_region,
+    non_negative_int,
+    one_line,
+    positive_int,
+    region_of_endpoint,
+)
 from tools.dms_types import Canonical, Category, canonical, canonical_value, category_of, digest
 from tools.sourcedb import (
     MYSQL_LIKE,
@@ -429,7 +438,7 @@ def reconcile(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         allow_abbrev=False,
         prog="python -m tools.reconcile",
         description="Compare legacy source tables with their DynamoDB waypoint tables.",
@@ -444,8 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a table to compare (repeat for more)",
     )
     parser.add_argument("--endpoint-url", help="DynamoDB endpoint (e.g. DynamoDB Local)")
-    parser.add_argument("--page-size", type=int, default=DEFAULT_PAGE)
-    parser.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, help="keys shown per kind")
+    parser.add_argument("--page-size", type=positive_int, default=DEFAULT_PAGE)
+    parser.add_argument(
+        "--sample", type=non_negative_int, default=DEFAULT_SAMPLE, help="keys shown per kind"
+    )
     parser.add_argument(
         "--boolean-as-boolean",
         action="store_true",
@@ -458,19 +469,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dynamodb_client(args: argparse.Namespace) -> tuple[Any, str]:
+    """A DynamoDB client in the region given, the default one, or the endpoint URL's."""
+    import boto3
+
+    region = args.region or region_of_endpoint(args.endpoint_url) or default_region()
+    if not region:
+        raise ReconcileError(
+            "no AWS region for DynamoDB: pass --region (the waypoint tables' region) or set "
+            "AWS_REGION"
+        )
+    return boto3.client("dynamodb", region_name=region, endpoint_url=args.endpoint_url), region
+
+
+def _describe_target(dynamodb: Any, table: str, region: str | None) -> None:
+    """ReconcileError naming the fix when ``table`` is not there to be read."""
+    from botocore.exceptions import ClientError
+
+    try:
+        dynamodb.describe_table(TableName=table)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            where = f" in {region}" if region else ""
+            raise ReconcileError(
+                f"DynamoDB table {table} not found{where} (ResourceNotFoundException): check "
+                "the --table target and --region"
+            ) from None
+        raise
+
+
 def main(
     argv: Sequence[str] | None = None, dynamodb: Any = None, secrets_client: Any = None
 ) -> int:
     args = build_parser().parse_args(argv)
+    region = args.region
     try:
         mappings = [TableMapping.parse(spec) for spec in args.table]
-        params = params_from_args(args, args.engine, secrets_client)
         if dynamodb is None:
-            import boto3
-
-            dynamodb = boto3.client(
-                "dynamodb", region_name=args.region, endpoint_url=args.endpoint_url
-            )
+            dynamodb, region = _dynamodb_client(args)
+        # before the source is read (it can take long): every target table is there
+        for mapping in mappings:
+            _describe_target(dynamodb, mapping.target, region)
+        params = params_from_args(args, args.engine, secrets_client)
         conn = connect(params)
         try:
             result = reconcile(
@@ -488,8 +529,8 @@ def main(
     except (SourceError, ReconcileError) as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as exc:  # DynamoDB errors (no table, no credentials), query failures
-        msg = " ".join(str(exc).split()) or type(exc).__name__
+    except Exception as exc:  # DynamoDB errors (no credentials, endpoint), query failures
+        msg = aws_problem(exc, "DynamoDB", region) or one_line(exc)
         print(f"reconcile: {msg}", file=sys.stderr)
         return EXIT_ERROR
     if args.json:

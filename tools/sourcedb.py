@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tools.cli import aws_problem, default_region, port_number, region_arg, region_of_arn
+
 #: engines a connection can be opened to from here (pure-Python drivers)
 CONNECTABLE = ("postgres", "mysql", "mariadb")
 #: DMS engine names that speak the PostgreSQL / MySQL protocol
@@ -69,7 +71,7 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     ``allow_abbrev=False`` so ``--password`` is not taken for ``--password-env``."""
     parser.add_argument("--password", action=_RefusePassword, help=argparse.SUPPRESS)
     parser.add_argument("--host", help="source host (default: from the secret)")
-    parser.add_argument("--port", type=int, help="source port (default: engine default)")
+    parser.add_argument("--port", type=port_number, help="source port (default: engine default)")
     parser.add_argument("--database", help="database name (default: from the secret)")
     parser.add_argument("--user", help="login (default: username from the secret)")
     pw = parser.add_mutually_exclusive_group()
@@ -79,7 +81,12 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
         metavar="ARN",
         help="Secrets Manager secret with JSON username/password (as RDS writes it)",
     )
-    parser.add_argument("--region", help="AWS region for Secrets Manager / DynamoDB")
+    parser.add_argument(
+        "--region",
+        type=region_arg,
+        help="AWS region for Secrets Manager / DynamoDB (default: the secret ARN's region, "
+        "then AWS_REGION / the profile's)",
+    )
     parser.add_argument(
         "--ssl",
         choices=("disable", "require", "verify-full"),
@@ -91,14 +98,25 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
 
 def read_secret(arn: str, region: str | None = None, client: Any = None) -> dict[str, Any]:
     """The JSON body of a Secrets Manager secret; SourceError (one line) on any problem."""
+    # the ARN names the secret's region exactly; a bare name needs --region or a default
+    region = region_of_arn(arn) or region
     try:
         if client is None:
             import boto3
 
-            client = boto3.client("secretsmanager", region_name=region or _region_of(arn))
+            region = region or default_region()
+            if not region:
+                raise SourceError(
+                    f"no AWS region for secret {arn}: pass --region or give the secret's full "
+                    "ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
+                )
+            client = boto3.client("secretsmanager", region_name=region)
         body = client.get_secret_value(SecretId=arn)
+    except SourceError:
+        raise
     except Exception as exc:  # botocore ClientError, NoCredentialsError, endpoint errors
-        raise SourceError(f"cannot read secret {arn}: {_one_line(exc)}") from exc
+        why = aws_problem(exc, "Secrets Manager", region) or _one_line(exc)
+        raise SourceError(f"cannot read secret {arn}: {why}") from exc
     text = body.get("SecretString")
     if not text:
         raise SourceError(f"secret {arn} has no SecretString (binary secrets are not supported)")
@@ -109,11 +127,6 @@ def read_secret(arn: str, region: str | None = None, client: Any = None) -> dict
     if not isinstance(data, dict) or "password" not in data:
         raise SourceError(f"secret {arn} has no 'password' key")
     return data
-
-
-def _region_of(arn: str) -> str | None:
-    parts = arn.split(":")
-    return parts[3] if len(parts) > 3 and parts[0] == "arn" and parts[3] else None
 
 
 def params_from_args(
