@@ -144,7 +144,14 @@ class ArchiveSettings(Model):
 class OverflowSettings(Model):
     """The bucket holding changes too large for one bus record."""
 
-    expire_days: int = Field(default=30, ge=1, le=36500)
+    expire_days: int = Field(
+        default=30,
+        ge=1,
+        le=36500,
+        description="Days until an object expires; at least the bus retention "
+        "(stream.retention_hours / 24, rounded up) and, with the archive on, "
+        "archive.expire_days: pointers must resolve as long as their records are readable.",
+    )
 
 
 class BucketSettings(Model):
@@ -166,7 +173,17 @@ class BusSettings(Model):
     buckets: BucketSettings = Field(default_factory=BucketSettings)
 
     @model_validator(mode="after")
-    def _archived_pointers_resolve(self) -> BusSettings:
+    def _pointers_resolve(self) -> BusSettings:
+        # a pointer envelope stays readable on the bus for retention_hours after its object
+        # was written (before it): the object must live at least that long
+        needed = -(-self.stream.retention_hours // 24)
+        if self.overflow.expire_days < needed:
+            raise ValueError(
+                f"expected overflow.expire_days >= {needed} (the bus keeps a pointer record "
+                f"stream.retention_hours {self.stream.retention_hours} h; its S3 object must "
+                f"still be there), found overflow.expire_days {self.overflow.expire_days} "
+                f"(raise overflow.expire_days to {needed} or more)"
+            )
         # the archive keeps overflow pointer envelopes; their S3 objects must live as long
         if self.archive.enabled and self.overflow.expire_days < self.archive.expire_days:
             raise ValueError(

@@ -30,6 +30,15 @@ RESERVED_ATTRIBUTES = frozenset(
     }
 )
 
+#: The IngestApi table's key, version and status attributes, and the attributes it writes on
+#: every item besides the body's fields (docs/ingest-api.md); `expires_at` on request-like
+#: entities only. The writeback's mappings of these tables are checked against them.
+INGEST_KEY = "id"
+INGEST_VERSION = "version"
+INGEST_STATUS = "status"
+INGEST_TTL_ATTRIBUTE = "expires_at"
+INGEST_ITEM_ATTRIBUTES = frozenset({"received_at", "updated_at", "updated_by", "request_id"})
+
 #: Retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,

@@ -12,6 +12,13 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
 
 from .base import ColumnName, LogicalName, Model, SecretArn
+from .ingest import (
+    INGEST_ITEM_ATTRIBUTES,
+    INGEST_KEY,
+    INGEST_STATUS,
+    INGEST_TTL_ATTRIBUTE,
+    INGEST_VERSION,
+)
 
 RdsClusterArn = Annotated[
     str, Field(pattern=r"^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z0-9-]{1,63}$")
@@ -87,14 +94,19 @@ class TableMapping(Model):
     legacy_table: LegacyTableName = Field(description="`schema.table` in the legacy database.")
     key_columns: dict[ColumnName, ColumnName] = Field(
         min_length=1,
-        description="Item key attribute -> legacy primary key column (all key columns).",
+        description="Item key attribute -> legacy primary key column (all key columns). "
+        "origin ingest_api: exactly `{id: <column>}` (the IngestApi table's key).",
     )
     columns: dict[ColumnName, ColumnName] = Field(
         default_factory=dict,
-        description="Item attribute -> legacy column for every written non-key column.",
+        description="Item attribute -> legacy column for every written non-key column. "
+        "origin ingest_api: the entity's fields or received_at, updated_at, updated_by, "
+        "request_id (expires_at when request-like).",
     )
     version_attribute: ColumnName = Field(
-        default="version", description="Item attribute holding the change's version (N)."
+        default="version",
+        description="Item attribute holding the change's version (N); `version` for "
+        "origin ingest_api.",
     )
     version_column: ColumnName = Field(
         default="version", description="Legacy column holding the row's version."
@@ -270,6 +282,55 @@ def writeback_problems(
             problems.append((path, "expected an entity declared under `ingest_api.entities` "
                              f"({', '.join(sorted(ingest_entities)) or 'none'}), found "
                              f"'{name}' (set origin: tables for a waypoint table)", name))
+        else:
+            problems += _ingest_problems(path, mapping, ingest_entities[name],
+                                         writeback.item_contract)
+    return problems
+
+
+def _ingest_problems(
+    path: tuple[str | int, ...], mapping: TableMapping, entity: Any, contract: ItemContract
+) -> list[Problem]:
+    """An IngestApi table's items as the IngestApi writes them (docs/ingest-api.md): key
+    `id` alone, version in `version`, status in `status`, the entity's fields and the
+    attributes the write path adds."""
+    problems: list[Problem] = []
+    keys = dict(mapping.key_columns)
+    if list(keys) != [INGEST_KEY]:
+        problems.append((
+            (*path, "key_columns"),
+            f"expected the IngestApi table's key alone: {{{INGEST_KEY}: <legacy key column>}}, "
+            f"found {keys} (a body field is no key: an item whose value changes would become "
+            "a second legacy row, and the status update would name the wrong key)",
+            keys,
+        ))
+    if mapping.version_attribute != INGEST_VERSION:
+        problems.append((
+            (*path, "version_attribute"),
+            f"expected '{INGEST_VERSION}' (the IngestApi's version attribute), found "
+            f"'{mapping.version_attribute}'",
+            mapping.version_attribute,
+        ))
+    readable = {*entity.fields, *INGEST_ITEM_ATTRIBUTES}
+    if entity.request_like:
+        readable.add(INGEST_TTL_ATTRIBUTE)
+    unknown = sorted(set(mapping.columns) - readable)
+    if unknown:
+        problems.append((
+            (*path, "columns"),
+            f"expected attributes the IngestApi writes (the entity's fields "
+            f"{sorted(entity.fields)} or {sorted(readable - set(entity.fields))}), found "
+            f"{unknown} (their legacy columns would always be written NULL)",
+            dict(mapping.columns),
+        ))
+    if contract.status_attribute != INGEST_STATUS:
+        problems.append((
+            ("writeback", "item_contract", "status_attribute"),
+            f"expected '{INGEST_STATUS}' (the IngestApi marks its items there) while "
+            f"tables.{path[-1]} has origin ingest_api, found '{contract.status_attribute}' "
+            "(no item would carry the marker, none would be written back)",
+            contract.status_attribute,
+        ))
     return problems
 
 

@@ -5,12 +5,26 @@ resource is declared."""
 from __future__ import annotations
 
 import copy
+import textwrap
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from settings import ConfigError, load_settings
-from settings.stackfile import project_config, read_stack_config, stack_files
+from settings import PROJECT, ConfigError, load_settings
+from settings.stackfile import (
+    NAMESPACES,
+    ROOT,
+    StackFileError,
+    load_stack_text,
+    project_config,
+    read_stack_config,
+    stack_files,
+)
 from tools.mockrun import run_stack
 
 
@@ -183,3 +197,186 @@ def test_environment_named_like_another_ones_ingest_tables_is_refused(environmen
     assert "dms-event-bus:environment: expected a name not ending in '-ingest'" in str(err.value)
     raw["environment"] = environment.replace("-ingest", "-ingesting")
     assert load_settings("any", raw).environment == raw["environment"]
+
+
+# --------------------------------------------------------------------------- own fixtures
+
+MINIMAL: dict[str, Any] = {"tables": {"orders": {
+    "source": {"schema": "sales", "table": "orders"},
+    "partition_key": {"name": "order_id", "type": "N"}}}}
+
+
+def _with(**sections: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(MINIMAL), **copy.deepcopy(sections)}
+
+
+# --------------------------------------------------------------------------- overflow vs the bus
+
+
+@settings(max_examples=200, deadline=None)
+@given(retention_hours=st.integers(24, 8760), expire_days=st.integers(1, 400))
+def test_overflow_objects_outlive_the_records_pointing_to_them(
+    retention_hours: int, expire_days: int
+) -> None:
+    # GIVEN a bus keeping records `retention_hours` and overflow objects kept `expire_days`
+    raw = _with(bus={"stream": {"retention_hours": retention_hours},
+                     "overflow": {"expire_days": expire_days}})
+    # WHEN the config is loaded
+    # THEN it is refused exactly when an object can expire before its pointer record
+    if expire_days * 24 >= retention_hours:
+        assert load_settings("dev", raw).bus.overflow.expire_days == expire_days
+    else:
+        text = str(problems("dev", raw))
+        needed = -(-retention_hours // 24)
+        assert f"dms-event-bus:bus: expected overflow.expire_days >= {needed}" in text
+        assert f"retention_hours {retention_hours} h" in text
+        assert f"found overflow.expire_days {expire_days}" in text
+
+
+# --------------------------------------------------------------------------- ingest_api mappings
+
+INGEST = {"entities": {"order_requests": {"request_like": True, "fields": {
+    "customer_id": {"type": "integer", "required": True}, "sku": {"type": "string"}}}}}
+TARGET = {"kind": "postgres", "host": "db.internal", "database": "erp",
+          "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:wb-AbCdEf"}
+VPC = {"subnet_ids": ["subnet-0a1b2c3d4e5f60001"], "security_group_ids": ["sg-0a1b2c3d4e5f60718"]}
+
+
+def _writeback(mapping: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return _with(ingest_api=INGEST, writeback={
+        "target": TARGET, "vpc": VPC, **extra,
+        "tables": {"order_requests": {"legacy_table": "sales.order_requests", **mapping}}})
+
+
+def test_ingest_mapping_keyed_on_the_id_loads() -> None:
+    raw = _writeback({"key_columns": {"id": "request_id"},
+                      "columns": {"customer_id": "customer_id", "sku": "sku",
+                                  "received_at": "received_at", "expires_at": "expires_at"}})
+    loaded = load_settings("dev", raw)
+    assert loaded.writeback is not None
+    assert loaded.writeback.tables["order_requests"].key_columns == {"id": "request_id"}
+
+
+@pytest.mark.parametrize("keys", [{"customer_id": "customer_id"},
+                                  {"id": "request_id", "sku": "sku"},
+                                  {"request_id": "request_id"}])
+def test_ingest_mapping_keyed_on_anything_but_the_id_is_refused(keys: dict[str, str]) -> None:
+    # GIVEN a writeback of the IngestApi table keyed on a body field (or id plus one)
+    raw = _writeback({"key_columns": keys})
+    # WHEN loaded THEN refused: one item would become several legacy rows
+    text = str(problems("dev", raw))
+    assert ("dms-event-bus:writeback.tables.order_requests.key_columns: expected the "
+            "IngestApi table's key alone: {id: <legacy key column>}") in text
+    assert "second legacy row" in text
+
+
+def test_ingest_mapping_other_version_attribute_is_refused() -> None:
+    raw = _writeback({"key_columns": {"id": "request_id"}, "version_attribute": "rev"})
+    text = str(problems("dev", raw))
+    assert ("dms-event-bus:writeback.tables.order_requests.version_attribute: expected "
+            "'version'") in text and "found 'rev'" in text
+
+
+def test_ingest_mapping_of_an_attribute_the_api_never_writes_is_refused() -> None:
+    raw = _writeback({"key_columns": {"id": "request_id"},
+                      "columns": {"customer_id": "customer_id", "skew": "sku"}})
+    text = str(problems("dev", raw))
+    assert "dms-event-bus:writeback.tables.order_requests.columns: expected attributes" in text
+    assert "found ['skew']" in text and "always be written NULL" in text
+
+
+def test_ingest_mapping_needs_the_apis_status_marker() -> None:
+    raw = _writeback({"key_columns": {"id": "request_id"}},
+                     item_contract={"status_attribute": "state",
+                                    "status_only_attributes": ["state", "status_detail"]})
+    text = str(problems("dev", raw))
+    assert "dms-event-bus:writeback.item_contract.status_attribute: expected 'status'" in text
+
+
+def test_waypoint_mapping_keys_are_still_the_tables_keys() -> None:
+    # origin: tables is checked against the declared table, not against the IngestApi's id
+    raw = _with(writeback={"target": TARGET, "vpc": VPC, "tables": {"orders": {
+        "origin": "tables", "legacy_table": "sales.orders",
+        "key_columns": {"order_id": "order_id"}}}})
+    assert load_settings("dev", raw).writeback is not None
+
+
+# --------------------------------------------------------------------------- the stack file
+
+
+def test_the_project_namespace_is_pulumi_yamls_name() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == PROJECT
+    assert PROJECT in NAMESPACES
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-gov-west-1", "cn-northwest-1",
+                                    "eusc-de-east-1", "ap-southeast-9", "il-central-2"])
+def test_region_names_aws_uses_are_accepted(region: str) -> None:
+    # a region newer than the installed botocore still has AWS's name shape
+    text = f"config:\n  aws:region: {region}\n".encode()
+    assert load_stack_text(text, "Pulumi.x.yaml") == {"aws:region": region}
+
+
+@pytest.mark.parametrize(("region", "hint"), [("eu-wset-1", "eu-west-1"),
+                                              ("euwest1", "eu-west-1"),
+                                              ("eu-west-0", None), ("EU-WEST-1", None),
+                                              ("moon-base-1", None)])
+def test_malformed_regions_are_refused(region: str, hint: str | None) -> None:
+    with pytest.raises(StackFileError) as err:
+        load_stack_text(f"config:\n  aws:region: {region}\n".encode(), "Pulumi.x.yaml")
+    text = str(err.value)
+    assert text.startswith("Pulumi.x.yaml:2:15: aws:region: expected an AWS region") and (
+        f"found '{region}'" in text)
+    assert "\n" not in text
+    if hint:
+        assert f"did you mean '{hint}'" in text
+
+
+def test_anchors_and_merge_keys_read_as_pulumi_reads_them() -> None:
+    # GIVEN a merge key whose explicit key overrides a merged one (not a duplicate)
+    text = textwrap.dedent("""\
+        config:
+          dms-event-bus:tags: &base {team: data, tier: gold}
+          dms-event-bus:alarms:
+            <<: {iterator_age_ms: 1000, dlq_depth: 3}
+            iterator_age_ms: 60000
+        """).encode()
+    # THEN it reads, the explicit key winning
+    config = load_stack_text(text, "Pulumi.x.yaml")
+    assert config["dms-event-bus:alarms"] == {"iterator_age_ms": 60000, "dlq_depth": 3}
+
+
+def test_a_wide_alias_fan_out_is_checked_without_blowing_up() -> None:
+    # GIVEN the "billion laughs" shape: each level refers to the previous one ten times
+    lines = ["x0: &a0 [1]"] + [
+        f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)
+    ]
+    text = ("config:\n" + "".join(f"  dms-event-bus:{line}\n" for line in lines)).encode()
+    # WHEN checked THEN quickly (each node once) and read as YAML would
+    started = time.monotonic()
+    config = load_stack_text(text, "Pulumi.x.yaml")
+    assert time.monotonic() - started < 5
+    assert len(config) == 9
+
+
+def test_the_program_refuses_an_unknown_namespace_under_the_engine(tmp_path: Path) -> None:
+    # GIVEN config the engine hands over with a namespace typo (`pulumi config set` allows it)
+    (tmp_path / "Pulumi.gen.yaml").write_text(yaml.safe_dump({"config": {
+        "aws:region": "eu-west-1", **{f"{PROJECT}:{k}": v for k, v in MINIMAL.items()}}}))
+    # WHEN the program runs under mocks
+    with pytest.raises(ConfigError) as caught:
+        run_stack("gen", stack_dir=tmp_path,
+                  overrides={"dmseventbus:dms": {"account_roles": "existing"}})
+    # THEN it stops on that key before declaring anything
+    text = str(caught.value)
+    assert "dmseventbus:dms: unknown config namespace 'dmseventbus'" in text
+    assert "did you mean 'dms-event-bus:dms'" in text
+    assert caught.value.declared == []  # type: ignore[attr-defined]
+
+
+def test_one_problem_is_one_line() -> None:
+    raw = _with(bus={"fanin": {"memory_mb": "lots"}})
+    text = str(problems("dev", raw))
+    assert text == ("stack 'dev': invalid config in Pulumi.dev.yaml: "
+                    "dms-event-bus:bus.fanin.memory_mb: expected a whole number, found 'lots'")
