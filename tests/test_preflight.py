@@ -837,3 +837,152 @@ def test_oracle_and_sqlserver_list_their_checks_and_exit_3(engine, names, capsys
     for line, name in zip(manual, names, strict=True):
         assert line.startswith(f"MANUAL {name}")
         assert " — fix: " in line
+
+
+# --------------------------------------------------------------------------- writeback targets
+
+
+def _writeback_stack(tmp_path: Path, legacy_table: str, kind: str, **mapping: object) -> Path:
+    """A stack file (in tmp_path) whose writeback writes `legacy_table`."""
+    body = {"legacy_table": legacy_table, "key_columns": {"id": "code"},
+            "columns": {"qty": "qty"}, "version_column": "row_version", **mapping}
+    config = {
+        "aws:region": "eu-west-1",
+        "dms-event-bus:tables": {"orders": {"source": {"schema": "s", "table": "orders"},
+                                            "partition_key": {"name": "id", "type": "N"}}},
+        "dms-event-bus:ingest_api": {"entities": {"order_requests": {"fields": {
+            "qty": {"type": "integer"}}}}},
+        "dms-event-bus:writeback": {
+            "target": {"kind": kind, "host": "db.internal", "database": "erp", "secret_arn":
+                       "arn:aws:secretsmanager:eu-west-1:123456789012:secret:w-AbCdEf"},
+            "vpc": {"subnet_ids": ["subnet-0a1b2c3d4e5f60001"],
+                    "security_group_ids": ["sg-0a1b2c3d4e5f60718"]},
+            "tables": {"order_requests": body}},
+    }
+    (tmp_path / "Pulumi.wb.yaml").write_text(json.dumps({"config": config}))
+    return tmp_path
+
+
+def _writeback_run(capsys, monkeypatch, server: DbServer, engine: str, stack_dir: Path
+                   ) -> tuple[int, dict[str, str]]:
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", server.password)
+    code = preflight.main(_args(server, engine, "--writeback-stack", "wb",
+                                "--stack-dir", str(stack_dir)))
+    out, err = capsys.readouterr()
+    assert err == "", err
+    lines = {}
+    for line in out.splitlines():
+        if line.startswith(("PASS ", "FAIL ", "WARN ")):
+            lines[line.split(" ", 1)[1].split(":", 1)[0]] = line
+    return code, lines
+
+
+def _create(server: DbServer, *statements: str) -> None:
+    conn = server.connect(autocommit=True)
+    cur = conn.cursor()
+    for statement in statements:
+        cur.execute(statement)
+    conn.close()
+
+
+def test_writeback_postgres_numeric_version_and_exact_keys_pass(pg, capsys, monkeypatch,
+                                                                tmp_path):
+    db = pg.fresh_database("pf_wb")
+    _create(db, "CREATE SCHEMA sales", "CREATE TABLE sales.order_requests (code text PRIMARY "
+            "KEY, qty integer, row_version bigint NOT NULL)")
+    code, lines = _writeback_run(capsys, monkeypatch, db, "postgres",
+                                 _writeback_stack(tmp_path, "sales.order_requests", "postgres"))
+    assert code == 0, lines
+    name = "writeback sales.order_requests"
+    assert set(lines) == {name, f"{name} version column", f"{name} key collation"}
+    assert all(line.startswith("PASS ") for line in lines.values()), lines
+    assert "row_version bigint (numeric)" in lines[f"{name} version column"]
+
+
+def test_writeback_postgres_text_version_fails_and_ci_collation_warns(pg, capsys, monkeypatch,
+                                                                      tmp_path):
+    # GIVEN a version column of a text type and a key under a nondeterministic (ICU) collation
+    db = pg.fresh_database("pf_wb")
+    _create(db, "CREATE SCHEMA sales",
+            "CREATE COLLATION sales.ci (provider = icu, locale = 'und-u-ks-level2', "
+            "deterministic = false)",
+            "CREATE TABLE sales.order_requests (code text COLLATE sales.ci PRIMARY KEY, "
+            "qty integer, row_version varchar(20) NOT NULL)")
+    # WHEN the writeback preflight runs
+    code, lines = _writeback_run(capsys, monkeypatch, db, "postgres",
+                                 _writeback_stack(tmp_path, "sales.order_requests", "postgres"))
+    # THEN the version column fails with its fix, the collation is a warning
+    name = "writeback sales.order_requests"
+    assert code == 1
+    assert lines[f"{name} version column"].startswith(
+        f"FAIL {name} version column: row_version character varying(20): not a number type")
+    assert ("ALTER TABLE sales.order_requests ALTER COLUMN row_version TYPE bigint"
+            in lines[f"{name} version column"])
+    assert lines[f"{name} key collation"].startswith(f"WARN {name} key collation: code text")
+    assert "case-insensitive" in lines[f"{name} key collation"]
+
+
+def test_writeback_missing_table_and_column_fail(pg, capsys, monkeypatch, tmp_path):
+    db = pg.fresh_database("pf_wb")
+    code, lines = _writeback_run(capsys, monkeypatch, db, "postgres",
+                                 _writeback_stack(tmp_path, "sales.order_requests", "postgres"))
+    assert code == 1
+    assert lines["writeback sales.order_requests"].startswith(
+        "FAIL writeback sales.order_requests: table not found")
+    _create(db, "CREATE SCHEMA sales", "CREATE TABLE sales.order_requests (code text PRIMARY "
+            "KEY, row_version bigint)")
+    code, lines = _writeback_run(capsys, monkeypatch, db, "postgres", tmp_path)
+    assert code == 1
+    assert "no column(s) qty" in lines["writeback sales.order_requests"]
+
+
+@pytest.mark.parametrize(("collation", "warns"), [
+    ("utf8mb4_general_ci", True), ("utf8mb4_unicode_ci", True), ("utf8mb4_bin", False),
+    ("latin1_general_cs", False),
+])
+def test_writeback_mariadb_key_collations(maria, capsys, monkeypatch, tmp_path, collation,
+                                          warns):
+    # GIVEN a legacy table whose string key has the given collation, version a VARCHAR
+    db = maria.fresh_database("pf_wb")
+    charset = collation.split("_", 1)[0]
+    _create(db, f"CREATE TABLE order_requests (code varchar(40) CHARACTER SET {charset} "
+            f"COLLATE {collation} PRIMARY KEY, qty int, row_version varchar(20) NOT NULL)")
+    legacy = f"{db.dbname}.order_requests"
+    # WHEN the writeback preflight runs on the real server
+    code, lines = _writeback_run(capsys, monkeypatch, db, "mariadb",
+                                 _writeback_stack(tmp_path, legacy, "mysql"))
+    # THEN a case-insensitive key collation warns (exit unaffected), a text version fails
+    name = f"writeback {legacy}"
+    assert code == 1
+    assert lines[f"{name} key collation"].startswith("WARN " if warns else "PASS "), lines
+    if warns:
+        assert f"COLLATE {collation}" in lines[f"{name} key collation"]
+        assert "COLLATE utf8mb4_bin" in lines[f"{name} key collation"]
+    assert lines[f"{name} version column"].startswith(f"FAIL {name} version column: "
+                                                      "row_version varchar(20)")
+    assert f"ALTER TABLE {legacy} MODIFY row_version BIGINT NOT NULL" in (
+        lines[f"{name} version column"])
+
+
+def test_writeback_mariadb_numeric_version_passes(maria, capsys, monkeypatch, tmp_path):
+    db = maria.fresh_database("pf_wb")
+    _create(db, "CREATE TABLE order_requests (code varchar(40) COLLATE utf8mb4_bin PRIMARY "
+            "KEY, qty int, row_version bigint unsigned NOT NULL)")
+    legacy = f"{db.dbname}.order_requests"
+    code, lines = _writeback_run(capsys, monkeypatch, db, "mariadb",
+                                 _writeback_stack(tmp_path, legacy, "mysql"))
+    assert code == 0, lines
+    assert all(line.startswith("PASS ") for line in lines.values()), lines
+
+
+def test_writeback_stack_without_writeback_is_one_line(pg, capsys, monkeypatch, tmp_path):
+    (tmp_path / "Pulumi.wb.yaml").write_text(json.dumps({"config": {
+        "dms-event-bus:tables": {"orders": {"source": {"schema": "s", "table": "orders"},
+                                            "partition_key": {"name": "id", "type": "N"}}}}}))
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", pg.password)
+    code = preflight.main(_args(pg, "postgres", "--writeback-stack", "wb",
+                                "--stack-dir", str(tmp_path)))
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip() == ("preflight: stack 'wb' has no dms-event-bus:writeback section: "
+                           "nothing to check with --writeback-stack")

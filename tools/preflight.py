@@ -18,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tools.cli import OneLineParser, non_negative_int, positive_int
@@ -48,8 +49,12 @@ class Check:
     ok: bool
     found: str
     fix: str = ""
+    #: passed, but worth a look: printed as WARN with its fix, never fails the run
+    warn: bool = False
 
     def line(self) -> str:
+        if self.ok and self.warn:
+            return f"WARN {self.name}: {self.found} — fix: {self.fix}"
         if self.ok:
             return f"PASS {self.name}: {self.found}"
         return f"FAIL {self.name}: {self.found} — fix: {self.fix}"
@@ -389,6 +394,139 @@ def check_mysql(
     return checks
 
 
+# --------------------------------------------------------------------------- writeback targets
+
+#: PostgreSQL type categories / MySQL data types compared as numbers
+_NUMERIC_MYSQL = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal",
+                  "numeric", "float", "double", "real"}
+
+
+@dataclass(frozen=True)
+class LegacyColumn:
+    name: str
+    sql_type: str
+    numeric: bool
+    text: bool  # a string type (its collation decides how keys compare)
+    collation: str | None
+    case_insensitive: bool  # the collation treats 'A' and 'a' (or 'é' and 'e') as equal
+
+
+def legacy_columns(conn: Any, engine: str, schema: str, table: str) -> dict[str, LegacyColumn]:
+    """The columns of one legacy table, as the database compares them."""
+    if engine == "postgres":
+        rows = query_rows(
+            conn,
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory, "
+            "co.collname, co.collisdeterministic FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_type t ON t.oid = a.atttypid "
+            "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum",
+            (schema, table),
+        )
+        return {
+            str(name): LegacyColumn(str(name), str(typ), str(cat) == "N", str(cat) == "S",
+                                    None if coll is None else str(coll),
+                                    coll is not None and deterministic is False)
+            for name, typ, cat, coll, deterministic in rows
+        }
+    rows = query_rows(
+        conn,
+        "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, COLLATION_NAME "
+        "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+        "ORDER BY ORDINAL_POSITION",
+        (schema, table),
+    )
+    out = {}
+    for name, col_type, data_type, coll in rows:
+        parts = str(coll or "").lower().split("_")
+        out[str(name)] = LegacyColumn(
+            str(name), str(col_type), str(data_type).lower() in _NUMERIC_MYSQL,
+            coll is not None, None if coll is None else str(coll),
+            coll is not None and ("ci" in parts or "ai" in parts),
+        )
+    return out
+
+
+def check_writeback_table(conn: Any, engine: str, legacy_table: str, keys: list[str],
+                          version: str, columns: list[str]) -> list[Check]:
+    """What the version-guarded writeback needs from one legacy table: the table and its
+    mapped columns exist, the version column compares as a number (a text column compares
+    '10' < '9'), and key columns compare exactly (under a case-insensitive collation
+    'Order-7' and 'order-7' are one legacy row)."""
+    schema, _, table = legacy_table.partition(".")
+    name = f"writeback {legacy_table}"
+    found = legacy_columns(conn, engine, schema, table)
+    if not found:
+        return [Check(name, False, "table not found (or no access for this login)",
+                      "run the legacy migration before deploying the writeback, and grant "
+                      "the writeback login access to the table")]
+    missing = [c for c in [*keys, version, *columns] if c not in found]
+    if missing:
+        return [Check(name, False, f"no column(s) {', '.join(missing)}",
+                      "run the legacy migration that adds them, or correct the stack's "
+                      "writeback mapping")]
+    checks = [Check(name, True, f"table and {len(keys) + 1 + len(columns)} mapped column(s) "
+                    "found")]
+    col = found[version]
+    alter = (f"ALTER TABLE {legacy_table} ALTER COLUMN {version} TYPE bigint USING "
+             f"{version}::bigint" if engine == "postgres"
+             else f"ALTER TABLE {legacy_table} MODIFY {version} BIGINT NOT NULL")
+    checks.append(Check(
+        f"{name} version column", col.numeric,
+        f"{version} {col.sql_type}" + (" (numeric)" if col.numeric else
+                                         ": not a number type, so versions would compare "
+                                         "as text ('10' < '9')"),
+        f"{alter} (versions are whole numbers)",
+    ))
+    loose = [found[k] for k in keys if found[k].text and found[k].case_insensitive]
+    if loose:
+        shown = ", ".join(f"{c.name} {c.sql_type} COLLATE {c.collation}" for c in loose)
+        fix = (f"give the key a binary collation, e.g. ALTER TABLE {legacy_table} MODIFY "
+               f"{loose[0].name} {loose[0].sql_type} COLLATE utf8mb4_bin"
+               if engine != "postgres" else
+               f"give the key a deterministic collation, e.g. ALTER TABLE {legacy_table} "
+               f"ALTER COLUMN {loose[0].name} TYPE {loose[0].sql_type} COLLATE \"C\"")
+        checks.append(Check(
+            f"{name} key collation", True,
+            f"{shown}: case-insensitive, so item ids that differ only in case "
+            "('Order-7', 'order-7') are one legacy row",
+            f"{fix}; or make sure such ids never reach the writeback", warn=True,
+        ))
+    else:
+        checks.append(Check(f"{name} key collation", True,
+                            f"key column(s) {', '.join(keys)} compare exactly"))
+    return checks
+
+
+def check_writeback(conn: Any, engine: str, settings: Any) -> list[Check]:
+    """The writeback checks of every mapping of a stack's `writeback` section."""
+    checks: list[Check] = []
+    for mapping in settings.tables.values():
+        checks += check_writeback_table(
+            conn, engine, mapping.legacy_table, list(mapping.key_columns.values()),
+            mapping.version_column, list(mapping.columns.values()),
+        )
+    return checks
+
+
+def load_writeback(stack: str, stack_dir: Path | None) -> Any:
+    """The `writeback` settings of a stack file; SourceError (one line) if there are none."""
+    from settings import ConfigError, load_settings
+    from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+
+    try:
+        engine_config, _ = as_engine_config(read_stack_config(stack, stack_dir or ROOT))
+        loaded = load_settings(stack, project_config(engine_config))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        raise SourceError(" ".join(str(exc).split())) from None
+    if loaded.writeback is None:
+        raise SourceError(f"stack '{stack}' has no dms-event-bus:writeback section: nothing "
+                          "to check with --writeback-stack")
+    return loaded.writeback
+
+
 # --------------------------------------------------------------------------- Oracle / SQL Server
 
 #: (check, how to see it, fix) — listed, not run: no Oracle / SQL Server driver here
@@ -505,16 +643,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MIN_RETENTION_HOURS,
         help=f"binlog retention needed (MySQL; default {DEFAULT_MIN_RETENTION_HOURS})",
     )
+    parser.add_argument(
+        "--writeback-stack",
+        metavar="STACK",
+        help="instead of the CDC checks, check the legacy tables the stack's writeback writes "
+        "(version column numeric, key collation exact); connect as the writeback login",
+    )
+    parser.add_argument(
+        "--stack-dir", type=Path, default=None,
+        help="folder holding Pulumi.<stack>.yaml (default: the project folder)",
+    )
     return parser
 
 
 def run(args: argparse.Namespace, secrets_client: Any = None) -> tuple[int, list[Check]]:
     """Connect and run the checks; SourceError on credential / connection problems."""
+    writeback = load_writeback(args.writeback_stack, args.stack_dir) if args.writeback_stack \
+        else None
     params = params_from_args(args, args.engine, secrets_client)
     schemas = [s.strip() for s in args.schemas.split(",") if s.strip()] if args.schemas else None
     conn = connect(params)
     try:
-        if params.engine == "postgres":
+        if writeback is not None:
+            checks = check_writeback(conn, params.engine, writeback)
+        elif params.engine == "postgres":
             checks = check_postgres(conn, schemas, tasks=args.tasks)
         else:
             checks = check_mysql(conn, schemas, min_retention_hours=args.min_retention_hours)
@@ -542,7 +694,9 @@ def main(argv: Sequence[str] | None = None, secrets_client: Any = None) -> int:
     for check in checks:
         print(check.line())
     failed = sum(not c.ok for c in checks)
-    print(f"# summary: {len(checks) - failed}/{len(checks)} checks passed")
+    warned = sum(c.ok and c.warn for c in checks)
+    extra = f", {warned} with a warning" if warned else ""
+    print(f"# summary: {len(checks) - failed}/{len(checks)} checks passed{extra}")
     return code
 
 
