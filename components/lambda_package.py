@@ -1,14 +1,17 @@
 """Deterministic Lambda deployment packages.
 
-A package is the named handler modules plus every dependency the Lambda Python runtime
-lacks, installed for the function's architecture (manylinux wheels for arm64 or x86_64, not
-this machine's). The zip is byte-for-byte reproducible: sorted entries, fixed timestamps and
-permissions, no bytecode, so the same inputs give the same archive hash and
-`pulumi preview` shows no change when nothing changed.
+A package is the named handler modules, the project modules they import (`handlers.x`,
+found on their syntax trees, so a shared module such as `handlers.observability` cannot be
+left out), plus every dependency the Lambda Python runtime lacks, installed for the
+function's architecture (manylinux wheels for arm64 or x86_64, not this machine's). The zip
+is byte-for-byte reproducible: sorted entries, fixed timestamps and permissions, no bytecode,
+so the same inputs give the same archive hash and `pulumi preview` shows no change when
+nothing changed.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import os
@@ -84,13 +87,62 @@ def _install_dependencies(requirements: list[str], arch: str) -> Path:
     return target
 
 
+#: The project's packages whose modules a handler module may import; they go into its package.
+PROJECT_PACKAGES = ("handlers",)
+
+
+def _imported_modules(module: str, source: bytes) -> list[str]:
+    """Paths (relative to the repo root) of the project modules `source` imports, at any
+    depth of its syntax tree (imports inside functions too): `import handlers.x`,
+    `from handlers import x`, `from handlers.x import y`, `from . import x`."""
+    package = Path(module).parent.as_posix()
+    found: list[str] = []
+
+    def add(dotted: str) -> None:
+        if dotted.split(".", maxsplit=1)[0] not in PROJECT_PACKAGES:
+            return
+        as_file = dotted.replace(".", "/") + ".py"
+        if (ROOT / as_file).is_file():
+            found.append(as_file)
+
+    for node in ast.walk(ast.parse(source, filename=module)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's own package (one level supported)
+                base = f"{package.replace('/', '.')}.{base}".rstrip(".")
+            add(base)
+            for alias in node.names:
+                add(f"{base}.{alias.name}")
+    return found
+
+
+def with_imported_modules(modules: list[str]) -> list[str]:
+    """`modules` plus every project module they import, transitively, each once, in order
+    of discovery (the given ones first)."""
+    out: list[str] = []
+    todo = [Path(m).as_posix() for m in modules]
+    while todo:
+        module = todo.pop(0)
+        if module in out:
+            continue
+        out.append(module)
+        path = ROOT / module
+        if path.suffix == ".py" and path.is_file():
+            todo += [m for m in _imported_modules(module, path.read_bytes()) if m not in out]
+    return out
+
+
 def build_zip(modules: list[str], requirements: list[str] | None = None,
               arch: str = "arm64") -> bytes:
-    """The package as zip bytes. `modules` are file paths relative to the repo root."""
+    """The package as zip bytes. `modules` are file paths relative to the repo root; the
+    project modules they import are packaged with them (`with_imported_modules`)."""
     if arch not in PLATFORMS:
         raise ValueError(f"arch: expected one of {sorted(PLATFORMS)}, found {arch!r}")
     entries: dict[str, bytes] = {}
-    for module in modules:
+    for module in with_imported_modules(modules):
         path = ROOT / module
         if not path.is_file():
             raise FileNotFoundError(f"Lambda package module {module!r} not found under {ROOT}")

@@ -27,9 +27,11 @@ A page the bus publisher could not put after its bounded retries (`bus.PublishEr
   destination (the backfill DLQ, alarmed) keeps it for a redrive. So a bus that stays broken
   ends in the DLQ after a bounded number of attempts, never in an endless loop.
 
-Environment: `BUS_STREAM_NAME`, `OVERFLOW_BUCKET` (the bus publisher's), optional
+Environment (`Config`): `BUS_STREAM_NAME`, `OVERFLOW_BUCKET` (the bus publisher's), optional
 `BACKFILL_PAGE_ITEMS` (scan page size, default 500 = one PutRecords call) and
 `BACKFILL_RESERVE_MS` (time kept for one more page, default 60000).
+
+Logs and metrics (namespace `DmsEventBus`) go through `handlers.observability`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from handlers import bus
+from handlers.common import ConfigError, config_from_env
 from handlers.envelope import Envelope, snapshot_envelope
+from handlers.observability import BUS_NAMESPACE, LazyClient, client, emf, log
 
 DEFAULT_PAGE_ITEMS = 500
 DEFAULT_RESERVE_MS = 60_000
@@ -62,19 +66,74 @@ class BackfillError(Exception):
 
 
 def _client(service: str) -> Any:
-    config = None
+    boto_config = None
     if service == "dynamodb" and service not in _clients:
-        from botocore.config import Config
+        from botocore.config import Config as BotoConfig
 
         # The scan may meet a provisioned table's low read capacity (autoscaling catches up
         # in minutes): adaptive retries slow the client down instead of failing the page.
-        config = Config(retries={"mode": "adaptive", "max_attempts": 10})
-    return bus.lazy_client(_clients, service, config)
+        boto_config = BotoConfig(retries={"mode": "adaptive", "max_attempts": 10})
+    return client(_clients, service, boto_config)
+
+
+class Config:
+    """The backfill's settings (a `handlers.common.Config`: `from_env` in Lambda)."""
+
+    __slots__ = ("overflow_bucket", "page_items", "reserve_ms", "stream_name")
+
+    def __init__(
+        self,
+        *,
+        stream_name: str,
+        overflow_bucket: str | None = None,
+        page_items: int = DEFAULT_PAGE_ITEMS,
+        reserve_ms: int = DEFAULT_RESERVE_MS,
+    ) -> None:
+        self.stream_name = stream_name
+        self.overflow_bucket = overflow_bucket or None
+        self.page_items = page_items
+        self.reserve_ms = reserve_ms
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        problems = []
+        stream = env.get("BUS_STREAM_NAME", "")
+        if not stream:
+            problems.append("BUS_STREAM_NAME is not set (the bus stream name)")
+        numbers: dict[str, int] = {}
+        for name, default, low, high in (
+            # the same bounds as the Backfill component's arguments (timeout at most 15 min)
+            ("BACKFILL_PAGE_ITEMS", DEFAULT_PAGE_ITEMS, 1, 10_000),
+            ("BACKFILL_RESERVE_MS", DEFAULT_RESERVE_MS, 0, 900_000),
+        ):
+            text = env.get(name, str(default))
+            if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+                problems.append(f"{name} must be an integer from {low} to {high}, found {text!r}")
+            else:
+                numbers[name] = int(text)
+        if problems:
+            raise ConfigError("backfill configuration: " + "; ".join(problems))
+        return cls(
+            stream_name=stream,
+            overflow_bucket=env.get("OVERFLOW_BUCKET"),
+            page_items=numbers["BACKFILL_PAGE_ITEMS"],
+            reserve_ms=numbers["BACKFILL_RESERVE_MS"],
+        )
+
+
+_config_cache: dict[tuple[str | None, ...], Config] = {}
+_ENV_NAMES = ("BUS_STREAM_NAME", "OVERFLOW_BUCKET", "BACKFILL_PAGE_ITEMS", "BACKFILL_RESERVE_MS")
+
+
+def config() -> Config:
+    """The configuration of the current environment (parsed once per distinct value)."""
+    return config_from_env(_config_cache, _ENV_NAMES, Config.from_env, os.environ)
 
 
 def _metric(table: str, published: int, pages: int, put: Mapping[str, int]) -> None:
     """CloudWatch embedded metric format: what this invocation put on the bus, per table."""
-    bus.emf(
+    emf(
+        BUS_NAMESPACE,
         {"Table": table},
         {"SnapshotRecords": published, "SnapshotPages": pages,
          "PutRecordsCalls": put["calls"], "RetriedRecords": put["retried"],
@@ -121,7 +180,7 @@ def fan_out(event: Mapping[str, Any], *, invoke: Invoke) -> dict[str, Any]:
     total = int(event["total_segments"])
     for segment in range(total):
         invoke({**event, "segment": segment, "pass": 0})
-    bus.log("info", "backfill fanned out", table=event["table"], segments=total)
+    log("info", "backfill fanned out", table=event["table"], segments=total)
     return {"table": event["table"], "segments": total}
 
 
@@ -155,7 +214,7 @@ def scan_segment(
 
     def hand_on(why: str) -> None:
         invoke({**event, "exclusive_start_key": encode_key(start_key), "pass": this_pass + 1})
-        bus.log("info", "backfill continues in a new invocation", table=table, segment=segment,
+        log("info", "backfill continues in a new invocation", table=table, segment=segment,
                 published=published, pages=pages, next_pass=this_pass + 1, why=why)
 
     while True:
@@ -180,7 +239,7 @@ def scan_segment(
                 result = publish(envelopes)
             except bus.PublishError as error:
                 _count(put, error.result)
-                bus.log("warning", "backfill page not on the bus", table=table,
+                log("warning", "backfill page not on the bus", table=table,
                         segment=segment, pass_no=this_pass, error=str(error),
                         first_failed=error.first_failed, progress_pages=pages)
                 if pages:  # progress made: keep it, continue from this page
@@ -196,7 +255,7 @@ def scan_segment(
         pages += 1
         start_key = page.get("LastEvaluatedKey")
         if not start_key:
-            bus.log("info", "backfill segment done", table=table, segment=segment,
+            log("info", "backfill segment done", table=table, segment=segment,
                     published=published, passes=this_pass + 1)
             return done(False)
 
@@ -207,12 +266,12 @@ def _count(put: dict[str, int], result: bus.PutResult) -> None:
 
 
 # -- Lambda entry point ----------------------------------------------------------------------
-def _bus_publish() -> Publish:
+def _bus_publish(cfg: Config) -> Publish:
     return bus.snapshot_publisher(
         kinesis=_client("kinesis"),
-        s3=bus.LazyS3(lambda: _client("s3")),
-        stream_name=os.environ["BUS_STREAM_NAME"],
-        overflow_bucket=os.environ.get("OVERFLOW_BUCKET", ""),
+        s3=LazyClient(lambda: _client("s3")),
+        stream_name=cfg.stream_name,
+        overflow_bucket=cfg.overflow_bucket,
     )
 
 
@@ -231,12 +290,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     invoke = _self_invoker(context)
     if "segment" not in event:
         return fan_out(event, invoke=invoke)
+    try:
+        cfg = config()
+    except ConfigError as error:
+        log("error", "backfill misconfigured: the segment fails until it is fixed",
+            reason=str(error))
+        raise
     return scan_segment(
         event,
         ddb=_client("dynamodb"),
-        publish=_bus_publish(),
+        publish=_bus_publish(cfg),
         invoke=invoke,
         remaining_ms=context.get_remaining_time_in_millis,
-        reserve_ms=int(os.environ.get("BACKFILL_RESERVE_MS", DEFAULT_RESERVE_MS)),
-        page_items=int(os.environ.get("BACKFILL_PAGE_ITEMS", DEFAULT_PAGE_ITEMS)),
+        reserve_ms=cfg.reserve_ms,
+        page_items=cfg.page_items,
     )

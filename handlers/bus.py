@@ -27,18 +27,19 @@ twice (same `id`) and may see an older change after a newer one it already appli
 consumer rule (docs/bus.md: deduplicate on `id`, per row drop an envelope whose `seq` is
 lower than the last applied) makes it end at the source state.
 
-Nothing heavy is imported at module load: boto3 clients are passed in by the callers.
+Nothing heavy is imported at module load: boto3 clients are passed in by the callers (who
+make them with `handlers.observability.client`). Metrics and logs: `handlers.observability`.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from handlers.envelope import Envelope
+from handlers.observability import BUS_NAMESPACE
 
 __all__ = [
     "MAX_BYTES_PER_CALL",
@@ -46,8 +47,6 @@ __all__ = [
     "PublishError",
     "PutResult",
     "chunks",
-    "emf",
-    "log",
     "overflow_key",
     "publisher",
     "put_envelopes",
@@ -62,7 +61,8 @@ DEFAULT_MAX_RECORD_BYTES = 1_000_000
 DEFAULT_MAX_ATTEMPTS = 5
 BASE_DELAY_S = 0.05
 MAX_DELAY_S = 2.0
-METRIC_NAMESPACE = "DmsEventBus"
+#: CloudWatch namespace of the fan-in's and the backfill's metrics.
+METRIC_NAMESPACE = BUS_NAMESPACE
 
 Sleep = Callable[[float], None]
 TimeLeft = Callable[[], float]
@@ -102,61 +102,6 @@ class PutResult:
             f"overflowed={self.overflowed}, first_failed={self.first_failed}, "
             f"error={self.error!r})"
         )
-
-
-# ------------------------------------------------------------------------------ clients
-
-
-def lazy_client(cache: dict[str, Any], service: str, config: Any = None) -> Any:
-    """The boto3 client for `service`, created on first use and kept in `cache`: boto3 is
-    imported only when a handler first needs AWS, not at its cold start."""
-    client = cache.get(service)
-    if client is None:
-        import boto3
-
-        client = cache[service] = boto3.client(service, config=config)
-    return client
-
-
-class LazyS3:
-    """Stands in for the S3 client, which only an overflowing change needs: `get()` makes
-    (or finds) the real one at the first `put_object`."""
-
-    def __init__(self, get: Callable[[], Any]) -> None:
-        self._get = get
-
-    def put_object(self, **kwargs: Any) -> Any:
-        return self._get().put_object(**kwargs)
-
-
-# ------------------------------------------------------------------------------ logging
-
-
-def log(level: str, message: str, **fields: Any) -> None:
-    """One JSON log line (CloudWatch Logs Insights can filter on every field)."""
-    print(json.dumps({"level": level, "message": message, **fields}, default=str))
-
-
-def emf(dimensions: dict[str, str], metrics: dict[str, int | float], unit: str = "Count") -> None:
-    """One CloudWatch embedded-metric-format line: the metrics cost no API call."""
-    print(
-        json.dumps(
-            {
-                "_aws": {
-                    "Timestamp": int(time.time() * 1000),
-                    "CloudWatchMetrics": [
-                        {
-                            "Namespace": METRIC_NAMESPACE,
-                            "Dimensions": [sorted(dimensions)],
-                            "Metrics": [{"Name": name, "Unit": unit} for name in metrics],
-                        }
-                    ],
-                },
-                **dimensions,
-                **metrics,
-            }
-        )
-    )
 
 
 # ------------------------------------------------------------------------------ packing

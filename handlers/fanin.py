@@ -34,7 +34,9 @@ that stream fails alike.)
 Nothing in the environment grows with the number of tables (Lambda caps the environment at
 4 KB): the prefix covers every table named by the rule, `TABLES` only the exceptions.
 
-Logs are JSON lines; metrics are CloudWatch embedded metric format (no API calls).
+Logs are JSON lines; metrics are CloudWatch embedded metric format (no API calls), namespace
+`DmsEventBus` (`handlers.observability`). `Config`, `Outcome` and `PoisonRecordError` mean
+what `handlers.common` says.
 """
 
 from __future__ import annotations
@@ -47,7 +49,20 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from handlers import bus
+from handlers.common import ConfigError, Outcome, PoisonRecordError, config_from_env
 from handlers.envelope import Envelope, EnvelopeError, physical_table_of, stream_envelope
+from handlers.observability import BUS_NAMESPACE, LazyClient, client, emf, log
+
+__all__ = [
+    "Config",
+    "FanInOutcome",
+    "PoisonRecordError",
+    "TableNames",
+    "UnknownTableError",
+    "config",
+    "handler",
+    "process_records",
+]
 
 #: Time kept back from Lambda's remaining time for the response and the logs.
 RESERVE_SECONDS = 2.0
@@ -56,7 +71,7 @@ _clients: dict[str, Any] = {}
 
 
 def _client(service: str) -> Any:
-    return bus.lazy_client(_clients, service)
+    return client(_clients, service)
 
 
 #: A logical table name (settings.base.LOGICAL_NAME_PATTERN; a test keeps the two equal).
@@ -98,7 +113,7 @@ class TableNames:
 
 
 class Config:
-    """The fan-in's settings (from the environment in Lambda)."""
+    """The fan-in's settings (a `handlers.common.Config`: `from_env` in Lambda)."""
 
     __slots__ = ("max_attempts", "max_record_bytes", "overflow_bucket", "stream_name", "tables")
 
@@ -167,7 +182,7 @@ class Config:
             else:
                 numbers[name] = int(text)
         if problems:
-            raise ValueError("fan-in configuration: " + "; ".join(problems))
+            raise ConfigError("fan-in configuration: " + "; ".join(problems))
         return cls(
             stream_name=stream,
             tables=tables,
@@ -185,34 +200,20 @@ _ENV_NAMES = ("BUS_STREAM_NAME", "OVERFLOW_BUCKET", "TABLE_PREFIX", "TABLES",
 
 def config() -> Config:
     """The configuration of the current environment (parsed once per distinct value)."""
-    key = tuple(os.environ.get(name) for name in _ENV_NAMES)
-    cached = _config_cache.get(key)
-    if cached is None:
-        _config_cache.clear()
-        cached = _config_cache[key] = Config.from_env(os.environ)
-    return cached
+    return config_from_env(_config_cache, _ENV_NAMES, Config.from_env, os.environ)
 
 
-class PoisonRecordError(Exception):
-    """The first record of the batch cannot be converted to an envelope.
+class FanInOutcome(Outcome):
+    """What the fan-in did with one batch (an `Outcome`): `poison` is why a record could not
+    be converted to an envelope (the batch stops there; nothing of it was put when it is the
+    first record, and the handler then raises `PoisonRecordError`)."""
 
-    Raised (a function error) so that the event source mapping bisects the batch and isolates
-    the record; nothing of the batch was put on the bus.
-    """
-
-
-class Outcome:
-    """What one batch did; `batch_item_failures` is the Lambda partial-batch response."""
-
-    __slots__ = (
-        "batch_item_failures", "converted", "per_table", "poison", "result", "unknown_table"
-    )
+    __slots__ = ("converted", "per_table", "result", "unknown_table")
 
     def __init__(self) -> None:
-        self.batch_item_failures: list[dict[str, str]] = []
+        super().__init__()
         self.converted = 0
         self.per_table: dict[str, int] = {}  # logical table -> changes now on the bus
-        self.poison: str | None = None  # reason, when a record could not be converted
         self.unknown_table = False  # the poison record's table is neither by rule nor listed
         self.result = bus.PutResult()
 
@@ -249,9 +250,9 @@ def process_records(
     s3: Any,
     sleep: Callable[[float], None] = time.sleep,
     time_left: bus.TimeLeft | None = None,
-) -> Outcome:
+) -> FanInOutcome:
     """Convert and publish one batch; see the module docstring."""
-    outcome = Outcome()
+    outcome = FanInOutcome()
     envelopes: list[Envelope] = []
     for record in records:
         try:
@@ -259,7 +260,7 @@ def process_records(
         except EnvelopeError as error:
             outcome.poison = str(error)
             outcome.unknown_table = isinstance(error, UnknownTableError)
-            bus.log(
+            log(
                 "error",
                 "poison record: cannot convert to an envelope; Lambda retries it (bisecting "
                 "the batch when it is the first record) and, after its bounded retries, sends "
@@ -291,9 +292,9 @@ def process_records(
         first_failed = len(envelopes)  # the poison record itself
     if first_failed is not None:
         seq = _sequence_number(records[first_failed])
-        outcome.batch_item_failures = [{"itemIdentifier": seq}]
+        outcome.failures = [seq]
         if outcome.result.error:
-            bus.log(
+            log(
                 "warning",
                 "records not on the bus after bounded retries; Lambda retries from the "
                 "earliest of them",
@@ -308,9 +309,9 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     records = event.get("Records") or []
     try:
         cfg = config()
-    except ValueError as error:
-        bus.log("error", "fan-in misconfigured: the whole batch fails until it is fixed",
-                reason=str(error))
+    except ConfigError as error:
+        log("error", "fan-in misconfigured: the whole batch fails until it is fixed",
+            reason=str(error))
         raise
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     time_left = None
@@ -323,11 +324,12 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         records,
         cfg,
         kinesis=_client("kinesis"),
-        s3=bus.LazyS3(lambda: _client("s3")),
+        s3=LazyClient(lambda: _client("s3")),
         time_left=time_left,
     )
     result = outcome.result
-    bus.emf(
+    emf(
+        BUS_NAMESPACE,
         {"Stream": cfg.stream_name},
         {
             "Records": len(records),
@@ -341,13 +343,13 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         },
     )
     for table, count in outcome.per_table.items():
-        bus.emf({"Table": table}, {"ChangesPublished": count})
+        emf(BUS_NAMESPACE, {"Table": table}, {"ChangesPublished": count})
     if outcome.poison is not None and outcome.converted == 0 and not outcome.unknown_table:
         # A table the configuration does not cover fails every record of its stream alike:
         # bisecting would only multiply invocations, so that batch is reported (one DLQ
         # message) instead.
         raise PoisonRecordError(
-            f"first record of the batch ({outcome.batch_item_failures[0]['itemIdentifier']}) "
+            f"first record of the batch ({outcome.failures[0]}) "
             f"cannot be converted: {outcome.poison}; raised so that Lambda bisects the batch"
         )
-    return {"batchItemFailures": outcome.batch_item_failures}
+    return outcome.response()
