@@ -18,11 +18,18 @@ SS      array of strings;  NS: array of exact numbers;  BS: array of base64
 L       array;  M: object (attribute names in the order stored)
 ======  =====================================================================
 
-Sets are written in the order they are stored. Every `N` of a record is checked with one
-regex call before the record is written; one that is not a JSON number (DynamoDB never sends
+Map attributes and set members are written in the order the value holds them (as DynamoDB
+delivered them; nothing is sorted): DynamoDB promises neither order, so a consumer compares
+sets as sets, and sorting would cost the hot path for nothing. Only `keys` is sorted (by
+name): it is the row's canonical identity. Every `N` of a record is checked with one regex
+call before the record is written; one that is not a JSON number (DynamoDB never sends
 such) is rewritten by `Decimal` or, if it is no finite number, makes the record an
 `EnvelopeError`. So does nesting deeper than orjson writes (about 250 levels; DynamoDB allows
 32).
+
+`value_json` is the project's one DynamoDB-JSON -> JSON writer: the envelope's images are
+written by the same code (an image's member is byte for byte `value_json` of its value), and
+the writeback uses it for the map, list and set values it stores in JSON or text columns.
 
 Input records may be in the JSON form Lambda delivers (binary as base64 strings,
 `ApproximateCreationDateTime` as epoch seconds) or in the form boto3's `get_records` returns
@@ -324,7 +331,14 @@ def _image(image: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def value_json(av: Mapping[str, Any]) -> str:
-    """JSON text of one DynamoDB-JSON attribute value, exact numbers."""
+    """JSON text of one DynamoDB-JSON attribute value: the project's one DynamoDB-JSON -> JSON
+    writer (the envelope's images, the writeback's JSON values).
+
+    Compact (no whitespace), non-ASCII as is; numbers with their stored digits (rewritten by
+    Decimal only when not already a JSON number); binary as base64 (bytes are encoded, base64
+    text is copied); map attributes and set members in the order `av` holds them, nothing
+    sorted. Lambda's form and boto3's give the same text. A malformed value raises
+    `EnvelopeError` (a ValueError)."""
     try:
         nums: list[Any] = []
         value = _value(av, nums)
