@@ -28,6 +28,7 @@ import pytest
 from moto import mock_aws
 
 from handlers import backfill, bus, fanin
+from handlers.common import ConfigError
 from providers import adopted_table
 from providers.adopted_table import AdoptedTableProvider
 from tests.conftest import SHARED
@@ -760,3 +761,39 @@ def test_the_backfill_package_imports_without_the_project(tmp_path: Path) -> Non
                          capture_output=True, text=True).stdout
     # THEN it loads, lazily
     assert out.split() == ["True", "False"]
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BUS_STREAM_NAME": ""}, ["BUS_STREAM_NAME"]),
+        ({"BACKFILL_PAGE_ITEMS": "ten"}, ["BACKFILL_PAGE_ITEMS"]),
+        ({"BACKFILL_PAGE_ITEMS": "0", "BACKFILL_RESERVE_MS": "-1"},
+         ["BACKFILL_PAGE_ITEMS", "BACKFILL_RESERVE_MS"]),
+    ],
+)
+def test_a_wrong_environment_fails_the_segment_naming_every_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    env: dict[str, str], named: list[str],
+) -> None:
+    # GIVEN the backfill's environment with wrong values, and clients that must not be used
+    good = {"BUS_STREAM_NAME": BUS, "OVERFLOW_BUCKET": OVERFLOW,
+            "BACKFILL_PAGE_ITEMS": "10", "BACKFILL_RESERVE_MS": "60000"}
+    for name, value in {**good, **env}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(backfill, "_clients", {"lambda": None, "dynamodb": None})
+
+    class Context:
+        invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:f"
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 900_000
+
+    # WHEN a segment event arrives
+    with pytest.raises(ConfigError) as raised:
+        backfill.handler({**start_event("t", 1), "segment": 0}, Context())
+    # THEN the error (and the one error log line) names each wrong variable, nothing scanned
+    for name in named:
+        assert name in str(raised.value)
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert line["level"] == "error" and line["reason"] == str(raised.value)
