@@ -71,12 +71,18 @@ class ConfigError(Exception):
     def __init__(self, stack: str, problems: list[str]) -> None:
         self.stack = stack
         self.problems = problems
-        head = f"stack '{stack}': invalid config in Pulumi.{stack}.yaml"
-        if len(problems) == 1:  # one problem, one line
-            super().__init__(f"{head}: {problems[0]}")
-            return
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{head} ({len(problems)} problems):\n{lines}")
+        super().__init__(
+            f"stack '{stack}': invalid config in Pulumi.{stack}.yaml "
+            f"({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n{lines}"
+        )
+
+    def brief(self) -> str:
+        """The message for a command's stderr: one line when there is one problem."""
+        if len(self.problems) == 1:
+            return (f"stack '{self.stack}': invalid config in Pulumi.{self.stack}.yaml: "
+                    f"{self.problems[0]}")
+        return str(self)
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

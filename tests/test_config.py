@@ -375,8 +375,8 @@ def test_the_program_refuses_an_unknown_namespace_under_the_engine(tmp_path: Pat
     assert caught.value.declared == []  # type: ignore[attr-defined]
 
 
-def test_one_problem_is_one_line() -> None:
+def test_one_problem_is_one_line_for_the_commands() -> None:
     raw = _with(bus={"fanin": {"memory_mb": "lots"}})
-    text = str(problems("dev", raw))
+    text = problems("dev", raw).brief()
     assert text == ("stack 'dev': invalid config in Pulumi.dev.yaml: "
                     "dms-event-bus:bus.fanin.memory_mb: expected a whole number, found 'lots'")

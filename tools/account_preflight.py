@@ -172,7 +172,7 @@ def cmd_check(args: argparse.Namespace, clients: Clients) -> int:
     try:
         settings, stack_region = load_stack(args.stack, args.stack_dir)
     except ConfigError as exc:
-        print(f"account preflight: {exc}", file=sys.stderr)
+        print(f"account preflight: {exc.brief()}", file=sys.stderr)
         return EXIT_ERROR
     region = resolve_region(args.region, stack_region, args.stack)
     account, caller_arn = caller(clients, region)

@@ -191,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AWS_REGION", "eu-west-1")
     try:
         problems = check_config(args.stack, args.stack_dir)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:  # ValueError: StackFileError
+    except ConfigError as exc:
+        print(f"error: {exc.brief()}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: StackFileError, one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if problems:
@@ -202,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         plan = run_stack(args.stack, stack_dir=args.stack_dir)
-    except (ConfigError, FileNotFoundError) as exc:
+    except ConfigError as exc:
+        print(f"error: {exc.brief()}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = evaluate(plan)

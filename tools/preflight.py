@@ -519,7 +519,9 @@ def load_writeback(stack: str, stack_dir: Path | None) -> Any:
     try:
         engine_config, _ = as_engine_config(read_stack_config(stack, stack_dir or ROOT))
         loaded = load_settings(stack, project_config(engine_config))
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except ConfigError as exc:
+        raise SourceError(" ".join(exc.brief().split())) from None
+    except (FileNotFoundError, ValueError) as exc:
         raise SourceError(" ".join(str(exc).split())) from None
     if loaded.writeback is None:
         raise SourceError(f"stack '{stack}' has no dms-event-bus:writeback section: nothing "
