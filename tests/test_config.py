@@ -380,3 +380,23 @@ def test_one_problem_is_one_line_for_the_commands() -> None:
     text = problems("dev", raw).brief()
     assert text == ("stack 'dev': invalid config in Pulumi.dev.yaml: "
                     "dms-event-bus:bus.fanin.memory_mb: expected a whole number, found 'lots'")
+
+
+_YAMLISH = st.text(alphabet=list("config:aws-region{}[]&*!|>'\"#%@`,?-<=\n\t \\0é\x00\x07\ufeff"),
+                   max_size=80)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.one_of(st.binary(max_size=80), _YAMLISH.map(lambda t: t.encode("utf-8")),
+                      _YAMLISH.map(lambda t: ("config:\n  " + t).encode("utf-8"))))
+def test_any_bytes_read_as_a_config_or_one_line_naming_the_file(data: bytes) -> None:
+    # WHEN any bytes are read as a stack file
+    try:
+        config = load_stack_text(data, "Pulumi.x.yaml")
+    except StackFileError as exc:
+        # THEN a refusal is one line naming the file
+        text = str(exc)
+        assert text.startswith("Pulumi.x.yaml") and "\n" not in text, text
+    else:
+        # or a config mapping
+        assert isinstance(config, dict)
