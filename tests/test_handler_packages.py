@@ -17,8 +17,13 @@ import pytest
 
 from components.backfill import BACKFILL_MODULES
 from components.kinesis_bus import FANIN_MODULES
-from components.lambda_package import ROOT, build_zip, with_imported_modules
-from components.legacy_writeback import WRITEBACK_MODULES
+from components.lambda_package import (
+    ENVELOPE_REQUIREMENTS,
+    ROOT,
+    build_zip,
+    with_imported_modules,
+)
+from components.legacy_writeback import DRIVERS, WRITEBACK_MODULES
 
 PACKAGES = [
     (FANIN_MODULES, "handlers.fanin"),
@@ -100,3 +105,44 @@ def test_imports_are_followed_in_every_form_and_transitively(tmp_path: Path) -> 
     assert sorted(found[1:]) == sorted({"handlers/bus.py", "handlers/envelope.py",
                                         "handlers/common.py", "handlers/observability.py"})
     assert len(found) == len(set(found))
+
+
+#: Modules the Lambda Python runtime provides (boto3 and its dependencies).
+RUNTIME_MODULES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"}
+
+
+def import_time_libraries(source: bytes) -> set[str]:
+    """Top-level names of the third-party modules `source` imports when it is imported (at
+    module level: imports inside functions load only when called)."""
+    found: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".", maxsplit=1)[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".", maxsplit=1)[0])
+    return found - set(sys.stdlib_module_names) - {"__future__", "handlers"}
+
+
+def requirement_modules(requirements: list[str]) -> set[str]:
+    return {r.partition("==")[0].lower().replace("-", "_") for r in requirements}
+
+
+@pytest.mark.parametrize(
+    ("modules", "requirement_sets"),
+    [
+        (FANIN_MODULES, [ENVELOPE_REQUIREMENTS]),
+        (BACKFILL_MODULES, [ENVELOPE_REQUIREMENTS]),
+        (WRITEBACK_MODULES, list(DRIVERS.values())),
+    ],
+)
+def test_what_a_handler_imports_at_load_is_in_every_package_it_ships_in(
+    modules: list[str], requirement_sets: list[list[str]]
+) -> None:
+    # GIVEN every module of the package (the project modules the handler imports included)
+    needed = set().union(*(import_time_libraries((ROOT / m).read_bytes())
+                           for m in with_imported_modules(modules)))
+    # THEN each library they import at load is a requirement of every variant of the
+    # package (the writeback's differs per target) or part of the Lambda runtime
+    for requirements in requirement_sets:
+        missing = needed - RUNTIME_MODULES - requirement_modules(requirements)
+        assert not missing, f"{modules[0]} imports {sorted(missing)}; {requirements} lacks it"
