@@ -19,7 +19,7 @@ from components.discovery import discover, logical_name
 from components.dms_source import DmsSource, DmsSourceArgs
 from components.ingest_api import IngestApi, IngestApiArgs
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
-from components.legacy_writeback import LegacyWriteback, LegacyWritebackArgs, WritebackTable
+from components.legacy_writeback import LegacyWriteback
 from components.stream_mapping import MappingSettings
 from components.streamed_table import (
     AdoptSpec,
@@ -29,6 +29,7 @@ from components.streamed_table import (
     StreamedTableArgs,
 )
 from settings import StackSettings, settings_from_pulumi
+from settings.component_args import WritebackSource, legacy_writeback_args
 from settings.core import OnDemandCapacity, ProvisionedCapacity, TableSettings
 
 # The provider SDK just imported (pulumi_aws: hundreds of thousands of long-lived objects) is
@@ -236,36 +237,30 @@ if settings.ingest_api is not None:
 # -- writeback: changes of the chosen tables back to the legacy database ---------------
 writeback: LegacyWriteback | None = None
 if settings.writeback is not None:
-    writeback_tables: list[WritebackTable] = []
+    writeback_sources: dict[str, WritebackSource] = {}
     for logical, mapping in settings.writeback.tables.items():
         if mapping.origin == "ingest_api":
             if ingest is None:  # StackSettings already rejects this; narrows the type
                 raise ValueError(f"writeback.tables.{logical}: needs ingest_api")
-            writeback_tables.append(
-                WritebackTable(
-                    logical,
-                    ingest_args.table_name(logical),
-                    ingest.table_arns[logical],
-                    ingest.stream_arns[logical],
-                )
+            writeback_sources[logical] = WritebackSource(
+                ingest_args.table_name(logical),
+                ingest.table_arns[logical],
+                ingest.stream_arns[logical],
             )
         else:  # origin: tables -- a declared waypoint table
             waypoint = tables[logical]
-            writeback_tables.append(
-                WritebackTable(
-                    logical,
-                    settings.physical_table_name(logical),
-                    waypoint.table_arn,
-                    waypoint.stream_arn,
-                    depends_on=[waypoint],
-                )
+            writeback_sources[logical] = WritebackSource(
+                settings.physical_table_name(logical),
+                waypoint.table_arn,
+                waypoint.stream_arn,
+                depends_on=[waypoint],
             )
     writeback = LegacyWriteback(
         "writeback",
-        LegacyWritebackArgs(
+        legacy_writeback_args(
+            settings.writeback,
+            writeback_sources,
             name_prefix=settings.name_prefix,
-            settings=settings.writeback,
-            tables=writeback_tables,
             alarm_topic_arn=alarm_topic_arn,
             kms_key_arn=kms_key_arn,
             iterator_age_ms=settings.alarms.iterator_age_ms,

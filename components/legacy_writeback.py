@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -27,7 +27,6 @@ from components.lambda_function import (
     VpcPlacement,
 )
 from components.stream_mapping import MappingSettings, stream_mapping
-from settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
 
 TYPE = "dms-event-bus:index:LegacyWriteback"
 
@@ -45,29 +44,67 @@ METRICS_NAMESPACE = "DmsEventBus/Writeback"
 
 @dataclass(frozen=True)
 class WritebackTable:
-    """One DynamoDB table whose stream is written back (a key of `settings.tables`)."""
+    """One DynamoDB table whose stream is written back."""
 
     logical_name: str
-    """Logical name: the key of its mapping under `settings.tables`."""
+    """Logical name (resource names, `source` in the handler config)."""
     table_name: str
-    """Physical DynamoDB table name (the handler finds the mapping by it)."""
+    """Physical DynamoDB table name: its key under `handler_config["tables"]`."""
     table_arn: pulumi.Input[str]
     """Table ARN: the handler's status UpdateItem is allowed on exactly this table."""
     stream_arn: pulumi.Input[str]
     """The table's stream ARN (NEW_AND_OLD_IMAGES)."""
+    key_attributes: Sequence[str]
+    """The items' key attributes (the status UpdateItem names them)."""
+    version_attribute: str
+    """The items' version attribute (the status UpdateItem is conditional on it)."""
     depends_on: Sequence[pulumi.Resource] = ()
     """Resources the mapping waits for (e.g. the table, its adoption)."""
+
+
+@dataclass(frozen=True)
+class WritebackTarget:
+    """The legacy database the function writes to."""
+
+    kind: Literal["data_api", "postgres", "mysql"]
+    """RDS Data API, or a direct PostgreSQL / MySQL connection (its driver is bundled)."""
+    secret_arn: str
+    """Secrets Manager secret the function signs in with (read: exactly it)."""
+    cluster_arn: str | None = None
+    """Aurora cluster ARN (`data_api` only: rds-data on exactly it)."""
+    endpoint: str | None = None
+    """`host:port` of a direct target (named in the function's description)."""
 
 
 @dataclass(frozen=True)
 class LegacyWritebackArgs:
     name_prefix: str
     """Prefix of every physical name, e.g. `dmsbus-dev-`."""
-    settings: WritebackSettings
-    """The validated `writeback` config section: target, VPC, mappings, item contract,
-    function and mapping tuning."""
+    target: WritebackTarget
+    """The legacy database."""
+    subnet_ids: Sequence[str]
+    """Subnets the function's network interfaces are created in (they reach the database);
+    the role may create and manage network interfaces in exactly these."""
+    security_group_ids: Sequence[str]
+    """Security groups of those network interfaces."""
     tables: Sequence[WritebackTable]
-    """Exactly one entry per `settings.tables` key."""
+    """The tables whose streams are written back (at least one)."""
+    handler_config: Mapping[str, Any]
+    """The handler's WRITEBACK_CONFIG, plain JSON data (`target`, `contract`, `tables` keyed
+    by each table's `table_name`); `settings.component_args.legacy_writeback_args` renders
+    it from the validated config."""
+    status_attributes: Sequence[str] = ("status", "status_detail")
+    """Item attributes the handler writes a change's status into."""
+    memory_mb: int = 512
+    """Function memory (128..10240)."""
+    timeout_seconds: int = 60
+    """Function timeout (3..900)."""
+    reserved_concurrency: int | None = None
+    """Cap on concurrent writers to the database; None: unreserved."""
+    log_retention_days: int = 30
+    """Log retention."""
+    mapping: MappingSettings = field(default_factory=MappingSettings)
+    """Stream mapping tuning (batch size, window, retries, record age, parallelization)."""
     alarm_topic_arn: pulumi.Input[str] | None = None
     """SNS topic for alarms (None: alarms without actions)."""
     kms_key_arn: str | None = None
@@ -80,34 +117,45 @@ class LegacyWritebackArgs:
     """Tags on every resource."""
 
     def __post_init__(self) -> None:
+        field_ = "LegacyWritebackArgs."
         if not self.name_prefix or not self.name_prefix.endswith("-"):
-            raise ValueError(
-                f"LegacyWritebackArgs.name_prefix: expected e.g. 'dmsbus-dev-', "
-                f"found {self.name_prefix!r}"
-            )
+            raise ValueError(f"{field_}name_prefix: expected e.g. 'dmsbus-dev-', "
+                             f"found {self.name_prefix!r}")
+        if (self.target.kind == "data_api") is not bool(self.target.cluster_arn):
+            raise ValueError(f"{field_}target.cluster_arn: expected a cluster ARN for the Data "
+                             f"API and none otherwise, found {self.target.cluster_arn!r} for "
+                             f"{self.target.kind!r}")
+        for name, found in (("subnet_ids", self.subnet_ids),
+                            ("security_group_ids", self.security_group_ids)):
+            if not found:
+                raise ValueError(f"{field_}{name}: expected at least one, found none")
+        if not self.tables:
+            raise ValueError(f"{field_}tables: expected at least one table, found none")
         given = [t.logical_name for t in self.tables]
         dupes = sorted({n for n in given if given.count(n) > 1})
         if dupes:
-            raise ValueError(f"LegacyWritebackArgs.tables: expected each table once, found "
-                             f"{dupes} twice")
-        wanted = set(self.settings.tables)
-        if set(given) != wanted:
+            raise ValueError(f"{field_}tables: expected each table once, found {dupes} twice")
+        configured = sorted(self.handler_config.get("tables", {}))
+        if configured != sorted(t.table_name for t in self.tables):
             raise ValueError(
-                "LegacyWritebackArgs.tables: expected one entry per settings.tables key "
-                f"{sorted(wanted)}, found {sorted(given)}"
+                f"{field_}handler_config: expected a `tables` entry per table "
+                f"{sorted(t.table_name for t in self.tables)}, found {configured}"
             )
+        if not 128 <= self.memory_mb <= 10240:
+            raise ValueError(f"{field_}memory_mb: expected 128..10240, found {self.memory_mb}")
+        if not 3 <= self.timeout_seconds <= 900:
+            raise ValueError(f"{field_}timeout_seconds: expected 3..900, found "
+                             f"{self.timeout_seconds}")
         size = len(self.handler_config_json()) + len("WRITEBACK_CONFIG")
         if size > ENV_LIMIT_BYTES:
             raise ValueError(
-                f"LegacyWritebackArgs.settings: the handler config is {size} bytes, more than "
+                f"{field_}handler_config: the handler config is {size} bytes, more than "
                 f"Lambda's {ENV_LIMIT_BYTES}-byte environment limit (map fewer columns per "
                 "table or split the tables over two LegacyWriteback components)"
             )
 
     def handler_config_json(self) -> str:
-        physical = {t.logical_name: t.table_name for t in self.tables}
-        return json.dumps(self.settings.handler_config(physical), separators=(",", ":"),
-                          sort_keys=True)
+        return json.dumps(self.handler_config, separators=(",", ":"), sort_keys=True)
 
 
 class LegacyWriteback(pulumi.ComponentResource):
@@ -132,21 +180,13 @@ class LegacyWriteback(pulumi.ComponentResource):
             self.writeback.function, self.writeback.dlq, self.writeback.role)
         self.log_group = self.writeback.log_group
         policy = self.writeback.policy
-        mapping = args.settings.mapping
-        settings = MappingSettings(
-            batch_size=mapping.batch_size,
-            batching_window_seconds=mapping.batching_window_seconds,
-            parallelization_factor=mapping.parallelization_factor,
-            maximum_retry_attempts=mapping.maximum_retry_attempts,
-            maximum_record_age_seconds=mapping.maximum_record_age_seconds,
-        )
         self.mappings = {
             table.logical_name: stream_mapping(
                 f"{name}-{table.logical_name}-mapping",
                 function_name=self.function.name,
                 stream_arn=table.stream_arn,
                 dlq_arn=self.dlq.arn,
-                settings=settings,
+                settings=args.mapping,
                 parent=self,
                 depends_on=[policy, *table.depends_on],
             )
@@ -177,14 +217,11 @@ class LegacyWriteback(pulumi.ComponentResource):
 
     def _statements(self) -> list[dict[str, Any]]:
         args = self._args
-        settings = args.settings
-        target = settings.target
-        contract = settings.item_contract
         tables = list(args.tables)
         status_attributes = sorted(
-            {contract.status_attribute, contract.status_detail_attribute}
-            | {a for t in tables for a in settings.tables[t.logical_name].key_columns}
-            | {settings.tables[t.logical_name].version_attribute for t in tables}
+            {*args.status_attributes}
+            | {a for t in tables for a in t.key_attributes}
+            | {t.version_attribute for t in tables}
         )
         return [
             {
@@ -220,13 +257,13 @@ class LegacyWriteback(pulumi.ComponentResource):
                 "Sid": "ReadTheDatabaseSecret",
                 "Effect": "Allow",
                 "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [target.secret_arn],
+                "Resource": [args.target.secret_arn],
             },
         ]
 
     def _vpc_and_target_statements(self) -> list[dict[str, Any]]:
-        settings = self._args.settings
-        target = settings.target
+        args = self._args
+        target = args.target
         statements: list[dict[str, Any]] = [
             # What AWSLambdaVPCAccessExecutionRole grants, scoped where EC2 allows it:
             # Describe* has no resource-level permissions.
@@ -242,9 +279,8 @@ class LegacyWriteback(pulumi.ComponentResource):
                 "Action": ["ec2:CreateNetworkInterface"],
                 "Resource": [
                     self._arn("ec2", "network-interface/*"),
-                    *[self._arn("ec2", f"subnet/{s}") for s in settings.vpc.subnet_ids],
-                    *[self._arn("ec2", f"security-group/{g}")
-                      for g in settings.vpc.security_group_ids],
+                    *[self._arn("ec2", f"subnet/{s}") for s in args.subnet_ids],
+                    *[self._arn("ec2", f"security-group/{g}") for g in args.security_group_ids],
                 ],
             },
             {
@@ -258,7 +294,7 @@ class LegacyWriteback(pulumi.ComponentResource):
                 "Resource": [self._arn("ec2", "network-interface/*")],
             },
         ]
-        if isinstance(target, DataApiTarget):
+        if target.kind == "data_api":
             statements.append(
                 {
                     "Sid": "RdsDataApiOnTheCluster",
@@ -283,16 +319,15 @@ class LegacyWriteback(pulumi.ComponentResource):
     # -- the function -------------------------------------------------------------------
     def _create_function(self) -> LambdaFunction:
         args = self._args
-        settings = args.settings
-        target = settings.target
+        target = args.target
         kind = target.kind
         description = {
             "data_api": "Writeback to the legacy database through the RDS Data API",
             "postgres": "Writeback to the legacy PostgreSQL database (psycopg 3)",
             "mysql": "Writeback to the legacy MySQL/MariaDB database (PyMySQL)",
         }[kind]
-        if isinstance(target, SqlTarget):
-            description += f" at {target.host}:{target.effective_port}"
+        if target.endpoint:
+            description += f" at {target.endpoint}"
         return LambdaFunction(
             self,
             FunctionNames(args.name_prefix, "writeback", base=self._name,
@@ -302,12 +337,12 @@ class LegacyWriteback(pulumi.ComponentResource):
                 handler="handlers.writeback.handler",
                 modules=WRITEBACK_MODULES,
                 requirements=DRIVERS[kind],
-                memory_mb=settings.function.memory_mb,
-                timeout_seconds=settings.function.timeout_seconds,
+                memory_mb=args.memory_mb,
+                timeout_seconds=args.timeout_seconds,
                 environment={"WRITEBACK_CONFIG": args.handler_config_json()},
-                log_retention_days=settings.function.log_retention_days,
-                reserved_concurrency=settings.function.reserved_concurrency,
-                vpc=VpcPlacement(settings.vpc.subnet_ids, settings.vpc.security_group_ids),
+                log_retention_days=args.log_retention_days,
+                reserved_concurrency=args.reserved_concurrency,
+                vpc=VpcPlacement(args.subnet_ids, args.security_group_ids),
             ),
             Shared(args.kms_key_arn, args.alarm_topic_arn, dict(args.tags)),
             statements=self._statements(),

@@ -26,8 +26,9 @@ from components.dashboard import (
 )
 from components.dms_source import DmsSource, DmsSourceArgs
 from components.kinesis_bus import BusTable, KinesisBus, KinesisBusArgs
-from components.legacy_writeback import LegacyWriteback, LegacyWritebackArgs, WritebackTable
+from components.legacy_writeback import LegacyWriteback
 from settings import StackSettings, load_settings
+from settings.component_args import WritebackSource, legacy_writeback_args
 from settings.stackfile import project_config, read_stack_config, stack_files
 from settings.writeback import WritebackSettings
 from tools.aws_limits import Violation, evaluate
@@ -238,15 +239,13 @@ def wired_plan(stack: str) -> Plan:
         physical = {"orders": f"{prefix}ingest-orders"}
         writeback = LegacyWriteback(
             "writeback",
-            LegacyWritebackArgs(
+            legacy_writeback_args(
+                WRITEBACK,
+                {logical: WritebackSource(name,
+                                          f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}",
+                                          stream.format(name))
+                 for logical, name in physical.items()},
                 name_prefix=prefix,
-                settings=WRITEBACK,
-                tables=[
-                    WritebackTable(logical, name,
-                                   f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}",
-                                   stream.format(name))
-                    for logical, name in physical.items()
-                ],
                 alarm_topic_arn=TOPIC,
             ),
         )

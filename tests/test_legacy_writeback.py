@@ -3,6 +3,7 @@ settings, the role scoped to exactly the chosen streams/tables/secret/cluster, D
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -10,8 +11,13 @@ import pulumi
 import pytest
 from pydantic import ValidationError
 
-from components.legacy_writeback import LegacyWriteback, LegacyWritebackArgs, WritebackTable
+from components.legacy_writeback import (
+    LegacyWriteback,
+    LegacyWritebackArgs,
+    WritebackTarget,
+)
 from policy import rules
+from settings.component_args import WritebackSource, legacy_writeback_args
 from settings.writeback import WritebackSettings, writeback_problems
 from tools.mockrun import ACCOUNT, Plan, run_program
 
@@ -56,14 +62,13 @@ DATA_API = {"kind": "data_api", "cluster_arn": CLUSTER, "secret_arn": SECRET,
 PHYSICAL = {"orders": f"{PREFIX}ingest-orders", "customers": f"{PREFIX}customers"}
 STREAMS = sorted(stream_arn(p) for p in PHYSICAL.values())
 TABLE_ARNS = sorted(table_arn(p) for p in PHYSICAL.values())
-TABLES = [WritebackTable(logical, p, table_arn(p), stream_arn(p))
-          for logical, p in PHYSICAL.items()]
+SOURCES = {logical: WritebackSource(p, table_arn(p), stream_arn(p))
+           for logical, p in PHYSICAL.items()}
 
 
 def plan_for(target: dict[str, Any], **extra: Any) -> Plan:
-    args = LegacyWritebackArgs(name_prefix=PREFIX, settings=writeback_settings(target),
-                               tables=TABLES, alarm_topic_arn=TOPIC, tags={"team": "t"},
-                               **extra)
+    args = legacy_writeback_args(writeback_settings(target), SOURCES, name_prefix=PREFIX,
+                                 alarm_topic_arn=TOPIC, tags={"team": "t"}, **extra)
 
     def program() -> None:
         wb = LegacyWriteback("writeback", args)
@@ -189,11 +194,50 @@ def test_every_resource_passes_the_policy_rules(pg_plan: Plan) -> None:
 
 
 def test_args_name_the_bad_field() -> None:
-    settings = writeback_settings(POSTGRES)
-    with pytest.raises(ValueError, match=r"LegacyWritebackArgs.tables: expected one entry"):
-        LegacyWritebackArgs(name_prefix=PREFIX, settings=settings, tables=TABLES[:1])
-    with pytest.raises(ValueError, match=r"LegacyWritebackArgs.name_prefix"):
-        LegacyWritebackArgs(name_prefix="dmsbus", settings=settings, tables=TABLES)
+    good = legacy_writeback_args(writeback_settings(POSTGRES), SOURCES, name_prefix=PREFIX)
+    tables = list(good.tables)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"tables": tables[:1]},
+         r"LegacyWritebackArgs.handler_config: expected a `tables` entry per table"),
+        ({"tables": [*tables, tables[0]]}, r"LegacyWritebackArgs.tables: expected each table once"),
+        ({"tables": []}, r"LegacyWritebackArgs.tables: expected at least one"),
+        ({"name_prefix": "dmsbus"}, r"LegacyWritebackArgs.name_prefix"),
+        ({"subnet_ids": []}, r"LegacyWritebackArgs.subnet_ids: expected at least one"),
+        ({"target": WritebackTarget("data_api", SECRET)},
+         r"LegacyWritebackArgs.target.cluster_arn: expected a cluster ARN"),
+        ({"memory_mb": 64}, r"LegacyWritebackArgs.memory_mb: expected 128..10240"),
+        ({"timeout_seconds": 901}, r"LegacyWritebackArgs.timeout_seconds: expected 3..900"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=message):
+            dataclasses.replace(good, **change)
+
+
+def test_args_are_plain_values_not_the_config_models() -> None:
+    # GIVEN the args rendered from the validated config
+    args = legacy_writeback_args(writeback_settings(DATA_API), SOURCES, name_prefix=PREFIX)
+    # THEN the component gets plain values: no pydantic model anywhere in them
+    from pydantic import BaseModel
+
+    def models(value: Any) -> list[Any]:
+        if isinstance(value, BaseModel):
+            return [value]
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return [m for f in dataclasses.fields(value) for m in models(getattr(value, f.name))]
+        if isinstance(value, dict):
+            return [m for v in value.values() for m in models(v)]
+        if isinstance(value, list | tuple):
+            return [m for v in value for m in models(v)]
+        return []
+
+    assert models(args) == []
+    assert args.target == WritebackTarget("data_api", SECRET, cluster_arn=CLUSTER)
+    assert [(t.logical_name, t.key_attributes, t.version_attribute) for t in args.tables] == [
+        ("orders", ["id"], "version"), ("customers", ["customer_id"], "version")]
+    # AND a source the program did not find is named
+    with pytest.raises(ValueError, match=r"writeback.tables: no table found for \['orders'\]"):
+        legacy_writeback_args(writeback_settings(POSTGRES), {"customers": SOURCES["customers"]},
+                              name_prefix=PREFIX)
 
 
 def test_outputs_name_the_function_and_the_dlq_for_the_dashboard(pg_plan: Plan) -> None:
@@ -391,10 +435,11 @@ def test_the_per_table_policy_stays_within_iam_while_the_environment_fits(
             "tables": {n: {"origin": "tables", "legacy_table": "s.t", "key_columns": {"i": "i"},
                            "columns": {}} for n in names},
         })
-        return LegacyWritebackArgs(
-            name_prefix=prefix, settings=settings,
-            tables=[WritebackTable(n, prefix + n, table_arn(prefix + n), stream_arn(prefix + n))
-                    for n in names],
+        return legacy_writeback_args(
+            settings,
+            {n: WritebackSource(prefix + n, table_arn(prefix + n), stream_arn(prefix + n))
+             for n in names},
+            name_prefix=prefix,
             kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
         )
 
@@ -414,5 +459,5 @@ def test_the_per_table_policy_stays_within_iam_while_the_environment_fits(
     policy = json.loads(plan.named("writeback-policy").inputs["policy"])
     # THEN the role names every one of them and its policy is within IAM's limit
     text = "".join(json.dumps(policy, separators=(",", ":")).split())
-    assert count >= 10 and all(prefix + n in text for n in largest.settings.tables)
+    assert count >= 10 and all(t.table_name in text for t in largest.tables)
     assert len(text) <= IAM_INLINE_LIMIT, (count, len(text))
