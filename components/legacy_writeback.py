@@ -274,24 +274,33 @@ class LegacyWriteback(pulumi.ComponentResource):
                 "Resource": ["*"],
             },
             {
+                # a new interface names its subnet and security groups: exactly these
                 "Sid": "VpcNetworkInterfaces",
                 "Effect": "Allow",
                 "Action": ["ec2:CreateNetworkInterface"],
                 "Resource": [
-                    self._arn("ec2", "network-interface/*"),
                     *[self._arn("ec2", f"subnet/{s}") for s in args.subnet_ids],
                     *[self._arn("ec2", f"security-group/{g}") for g in args.security_group_ids],
                 ],
             },
             {
+                # the interfaces themselves: only in these subnets (`ec2:Subnet` is the
+                # interface's subnet ARN), never another environment's or anyone's in the
+                # account
                 "Sid": "VpcNetworkInterfaceLifecycle",
                 "Effect": "Allow",
                 "Action": [
-                    "ec2:DeleteNetworkInterface",
                     "ec2:AssignPrivateIpAddresses",
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DeleteNetworkInterface",
                     "ec2:UnassignPrivateIpAddresses",
                 ],
                 "Resource": [self._arn("ec2", "network-interface/*")],
+                "Condition": {
+                    "ArnEquals": {
+                        "ec2:Subnet": [self._arn("ec2", f"subnet/{s}") for s in args.subnet_ids]
+                    }
+                },
             },
         ]
         if target.kind == "data_api":

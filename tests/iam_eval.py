@@ -2,8 +2,9 @@
 
 Covers what the project's policies use: Allow and Deny statements, `Action` and `Resource`
 lists with IAM's wildcards (`*` any run of characters, `?` one character, case-sensitive for
-ARNs, case-insensitive for actions), and the string conditions of KMS grants
-(`StringEquals`, `StringLike`, `StringNotLike`). Anything else in a statement (NotAction,
+ARNs, case-insensitive for actions), the string conditions of KMS grants (`StringEquals`,
+`StringLike`, `StringNotLike`) and the ARN conditions (`ArnEquals`, `ArnLike`) of the
+network-interface statements. Anything else in a statement (NotAction,
 NotResource, other operators) is refused, so a test cannot pass by ignoring it.
 """
 
@@ -62,11 +63,18 @@ class Role:
                 found.append(s)
         return found
 
-    def allows(self, action: str, resource: str) -> bool:
-        """Allowed by some statement and denied by none (conditions of the Allow ignored)."""
-        return bool(self._matching("Allow", action, resource)) and not self._matching(
-            "Deny", action, resource
-        )
+    def allows(
+        self, action: str, resource: str, context: Mapping[str, str] | None = None
+    ) -> bool:
+        """Allowed by some statement and denied by none. Without `context` the conditions of
+        the Allow statements are ignored (an over-approximation: what is denied so is denied
+        whatever the request carries); with it, an Allow counts only when its condition holds
+        for a request with these condition keys (a key the request lacks fails it, as in
+        IAM)."""
+        allowing = self._matching("Allow", action, resource)
+        if context is not None:
+            allowing = [s for s in allowing if condition_allows(s.get("Condition") or {}, context)]
+        return bool(allowing) and not self._matching("Deny", action, resource)
 
     def kms_grants(self) -> list[dict[str, Any]]:
         return [
@@ -89,6 +97,8 @@ def condition_allows(condition: Mapping[str, Any], context: Mapping[str, str]) -
             if operator == "StringEquals":
                 ok = value is not None and value in wanted
             elif operator == "StringLike":
+                ok = value is not None and any(matches(w, value) for w in wanted)
+            elif operator in ("ArnEquals", "ArnLike"):  # both take IAM's wildcards
                 ok = value is not None and any(matches(w, value) for w in wanted)
             elif operator == "StringNotLike":
                 ok = value is None or not any(matches(w, value) for w in wanted)

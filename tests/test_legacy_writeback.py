@@ -157,9 +157,14 @@ def test_role_is_scoped_to_exactly_the_chosen_resources(pg_plan: Plan) -> None:
         pg_plan.named("writeback-dlq").outputs["arn"]]
     assert "RdsDataApiOnTheCluster" not in sts
     # AND ENI permissions for the VPC, scoped to the configured subnets and SGs
-    eni = sts["VpcNetworkInterfaces"]["Resource"]
-    assert f"arn:aws:ec2:eu-west-1:{ACCOUNT}:subnet/subnet-0a1b2c3d4e5f60718" in eni
-    assert f"arn:aws:ec2:eu-west-1:{ACCOUNT}:security-group/sg-0a1b2c3d4e5f60718" in eni
+    ec2 = f"arn:aws:ec2:eu-west-1:{ACCOUNT}"
+    subnets = [f"{ec2}:subnet/subnet-0a1b2c3d4e5f60718", f"{ec2}:subnet/subnet-1a1b2c3d4e5f60718"]
+    assert sts["VpcNetworkInterfaces"]["Resource"] == [
+        *subnets, f"{ec2}:security-group/sg-0a1b2c3d4e5f60718"]
+    # AND the interfaces themselves only in those subnets (issue: any ENI of the account)
+    lifecycle = sts["VpcNetworkInterfaceLifecycle"]
+    assert lifecycle["Resource"] == [f"{ec2}:network-interface/*"]
+    assert lifecycle["Condition"] == {"ArnEquals": {"ec2:Subnet": subnets}}
     # AND nothing grants a data action on '*' (the project's policy rule agrees)
     policy = pg_plan.named("writeback-policy")
     assert rules.statement_problems(policy.inputs["policy"]) == []
