@@ -382,6 +382,24 @@ class LegacyWriteback(pulumi.ComponentResource):
                 metric="Poison",
                 dimensions={"Function": self.function.name},
             ),
+            writeback.alarm(
+                "conflicts",
+                description="The legacy database refused writes: its row is newer, or a "
+                "foreign row holds the key. The items have status 'conflict' with the legacy "
+                "version and why; nothing is retried (docs/runbook.md).",
+                namespace=METRICS_NAMESPACE,
+                metric="Conflicts",
+                dimensions={"Function": self.function.name},
+            ),
+            writeback.alarm(
+                "schema-not-ready",
+                description="A legacy table or column the mapping names is missing (deployed "
+                "before the legacy migration?): whole batches are retried, then go to the DLQ "
+                "when their records age out. Run the migration or fix the mapping.",
+                namespace=METRICS_NAMESPACE,
+                metric="SchemaNotReady",
+                dimensions={"Function": self.function.name},
+            ),
             writeback.dlq_depth_alarm(
                 "Writeback batches that were given up on are in the DLQ (stream positions, not "
                 "data): read the item, fix the cause, write it again.",

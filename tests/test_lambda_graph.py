@@ -60,7 +60,8 @@ ROLE, POLICY = "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy"
 FUNCTION, ALARM = "aws:lambda/function:Function", "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 #: component -> (type, logical name, physical name) of each Lambda-related resource, as the
-#: components declared them before the building block.
+#: components declared them before the building block (the writeback's conflicts and
+#: schema-not-ready alarms came after it).
 PINNED: dict[str, list[tuple[str, str, str]]] = {
     "KinesisBus": [
         (QUEUE, "bus-dlq", f"{PREFIX}fanin-dlq"),
@@ -90,6 +91,8 @@ PINNED: dict[str, list[tuple[str, str, str]]] = {
         (ALARM, "writeback-errors", f"{PREFIX}writeback-errors"),
         (ALARM, "writeback-iterator-age", f"{PREFIX}writeback-iterator-age"),
         (ALARM, "writeback-poison", f"{PREFIX}writeback-poison"),
+        (ALARM, "writeback-conflicts", f"{PREFIX}writeback-conflicts"),  # new with the two
+        (ALARM, "writeback-schema-not-ready", f"{PREFIX}writeback-schema-not-ready"),  # below
         (ALARM, "writeback-dlq-depth", f"{PREFIX}writeback-dlq-depth"),
     ],
 }

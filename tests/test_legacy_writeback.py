@@ -182,10 +182,22 @@ def test_data_api_target_gets_rds_data_on_exactly_the_cluster(data_api_plan: Pla
 
 def test_alarms_go_to_the_topic(pg_plan: Plan) -> None:
     alarms = {a.name: a for a in pg_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    assert sorted(alarms) == ["writeback-dlq-depth", "writeback-errors",
-                              "writeback-iterator-age", "writeback-poison"]
+    assert sorted(alarms) == ["writeback-conflicts", "writeback-dlq-depth", "writeback-errors",
+                              "writeback-iterator-age", "writeback-poison",
+                              "writeback-schema-not-ready"]
     for alarm in alarms.values():
         assert alarm.inputs["alarmActions"] == [TOPIC]
+        assert alarm.inputs["okActions"] == [TOPIC]
+        assert alarm.inputs["name"] == f"{PREFIX}{alarm.name}"
+    # the handler's own metrics (embedded metric format), per function, any one is an alarm
+    for name, metric in (("writeback-poison", "Poison"), ("writeback-conflicts", "Conflicts"),
+                         ("writeback-schema-not-ready", "SchemaNotReady")):
+        i = alarms[name].inputs
+        assert (i["namespace"], i["metricName"], i["statistic"]) == (
+            "DmsEventBus/Writeback", metric, "Sum"), name
+        assert i["dimensions"] == {"Function": f"{PREFIX}writeback"}, name
+        assert (i["threshold"], i["comparisonOperator"]) == (0, "GreaterThanThreshold"), name
+        assert i["treatMissingData"] == "notBreaching", name
     assert alarms["writeback-dlq-depth"].inputs["dimensions"] == {
         "QueueName": f"{PREFIX}writeback-dlq"}
     assert alarms["writeback-poison"].inputs["namespace"] == "DmsEventBus/Writeback"
