@@ -34,7 +34,7 @@ from components.lambda_function import (
     Shared,
 )
 from components.lambda_package import ENVELOPE_REQUIREMENTS
-from components.stream_mapping import MappingSettings, stream_mapping
+from components.stream_mapping import MappingSettings
 
 TYPE = "dms-event-bus:index:KinesisBus"
 
@@ -196,18 +196,12 @@ class KinesisBus(pulumi.ComponentResource):
             force_destroy=args.force_destroy_buckets,
         )
         self.fanin = self._create_fanin()
-        self.function, self.dlq, policy = self.fanin.function, self.fanin.dlq, self.fanin.policy
+        self.function, self.dlq = self.fanin.function, self.fanin.dlq
         self.log_group = self.fanin.log_group
         self.mappings = {
-            table.table_name: stream_mapping(
-                f"{name}-{table.logical_name}-mapping",
-                function_name=self.function.name,
-                stream_arn=table.stream_arn,
-                dlq_arn=self.dlq.arn,
-                settings=args.mapping,
-                parent=self,
-                depends_on=[policy, *table.depends_on],
-            )
+            table.table_name: self.fanin.stream_mapping(
+                f"{name}-{table.logical_name}-mapping", table.stream_arn, args.mapping,
+                table.depends_on)
             for table in args.tables
         }
         self.archive = self._create_archive() if args.archive else None

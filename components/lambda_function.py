@@ -32,6 +32,7 @@ from components.common import (
     service_role,
 )
 from components.lambda_package import build_package
+from components.stream_mapping import MappingSettings, stream_mapping
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,26 @@ class LambdaFunction:
             kms_grant("DlqKey", key, ["kms:Decrypt", "kms:GenerateDataKey"], service="sqs",
                       region=region),
         ]
+
+    def stream_mapping(
+        self,
+        name: str,
+        stream_arn: pulumi.Input[str],
+        settings: MappingSettings,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> aws.lambda_.EventSourceMapping:
+        """A DynamoDB Streams mapping `name` to this function, configured the one safe way
+        (`components.stream_mapping`), failing over to its DLQ; it waits for the policy (the
+        function reads the stream with it) and for `depends_on`."""
+        return stream_mapping(
+            name,
+            function_name=self.function.name,
+            stream_arn=stream_arn,
+            dlq_arn=self.dlq.arn,
+            settings=settings,
+            parent=self._parent,
+            depends_on=[self.policy, *depends_on],
+        )
 
     # -- alarms -------------------------------------------------------------------------
     def alarm(

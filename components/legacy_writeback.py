@@ -26,7 +26,7 @@ from components.lambda_function import (
     Shared,
     VpcPlacement,
 )
-from components.stream_mapping import MappingSettings, stream_mapping
+from components.stream_mapping import MappingSettings
 
 TYPE = "dms-event-bus:index:LegacyWriteback"
 
@@ -179,17 +179,10 @@ class LegacyWriteback(pulumi.ComponentResource):
         self.function, self.dlq, self.role = (
             self.writeback.function, self.writeback.dlq, self.writeback.role)
         self.log_group = self.writeback.log_group
-        policy = self.writeback.policy
         self.mappings = {
-            table.logical_name: stream_mapping(
-                f"{name}-{table.logical_name}-mapping",
-                function_name=self.function.name,
-                stream_arn=table.stream_arn,
-                dlq_arn=self.dlq.arn,
-                settings=args.mapping,
-                parent=self,
-                depends_on=[policy, *table.depends_on],
-            )
+            table.logical_name: self.writeback.stream_mapping(
+                f"{name}-{table.logical_name}-mapping", table.stream_arn, args.mapping,
+                table.depends_on)
             for table in args.tables
         }
         self.alarms = self._create_alarms()

@@ -91,8 +91,8 @@ PINNED: dict[str, list[tuple[str, str, str]]] = {
         (ALARM, "writeback-errors", f"{PREFIX}writeback-errors"),
         (ALARM, "writeback-iterator-age", f"{PREFIX}writeback-iterator-age"),
         (ALARM, "writeback-poison", f"{PREFIX}writeback-poison"),
-        (ALARM, "writeback-conflicts", f"{PREFIX}writeback-conflicts"),  # new with the two
-        (ALARM, "writeback-schema-not-ready", f"{PREFIX}writeback-schema-not-ready"),  # below
+        (ALARM, "writeback-conflicts", f"{PREFIX}writeback-conflicts"),
+        (ALARM, "writeback-schema-not-ready", f"{PREFIX}writeback-schema-not-ready"),
         (ALARM, "writeback-dlq-depth", f"{PREFIX}writeback-dlq-depth"),
     ],
 }
