@@ -1,14 +1,19 @@
-"""Scale: the program under mocks with 10, 50 and 200 declared tables, and the fan-in on a
+"""Scale: the program under mocks with 10, 100 and 1,000 declared tables, and the fan-in on a
 10,000-record batch.
 
-    python -m bench.bench_scale [--repeat 5] [--records 10000]
+    python -m bench.bench_scale [--repeat 3] [--sizes 10,100,1000] [--records 10000]
+    python -m bench.bench_scale --garbage 100     # what the collector frees, by type
 
 1. Stack config = Pulumi.dev.yaml with its tables replaced by N generated ones (half with a
-   sort key). Runs `__main__.py` under `tools.mockrun.run_program`, N = 10, 50, 200 (median
-   of `--repeat`, interleaved, after a warm-up). Reports resources declared, resources per
-   table beyond the fixed part ((R(N) - R(10)) / (N - 10), constant when the program is
-   linear), evaluation time relative to N = 10 (linear: t(200)/t(10) <= 20 plus the fixed
-   part, i.e. at most 22) and the time per added table between sizes (equal when linear).
+   sort key). Each measurement runs `__main__.py` under `tools.mockrun.run_program` in a fresh
+   interpreter (after a warm-up run there: imports are not evaluation time), twice per size:
+   with Python's default collector (the program's `gc.freeze()` / `gc.set_threshold()` made
+   no-ops) and with the program's tuning as it ships. Sizes and modes are interleaved; the
+   median of `--repeat` runs is reported. Per row: resources declared, resources per table
+   beyond the first size (constant when linear), evaluation CPU time and its ratio to the
+   first size (goal: t(1000)/t(10) <= 110), CPU ms per added table (flat when linear), the
+   collector's collections and CPU time (gc.callbacks), and the growth of the process's peak
+   RSS during the run (resource.getrusage).
 2. The fan-in handler on one 10,000-record batch built from real moto stream records (Lambda's
    JSON form): wall time and peak Python heap (tracemalloc) of the handler with a Kinesis
    client that keeps nothing, and with moto's Kinesis; baseline measured in the same run:
@@ -20,15 +25,24 @@ Benchmarks are not tests: nothing here runs in CI.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
+import resource
+import subprocess
+import sys
 import time
 import tracemalloc
 from typing import Any
+from unittest import mock
 
 from bench.bench_fanin import FakeKinesis
 from settings.base import PROJECT as NS
-from settings.stackfile import as_engine_config, read_stack_config
+from settings.stackfile import ROOT, as_engine_config, read_stack_config
+
+#: the interpreter's own collector thresholds, read before any program run changes them
+DEFAULT_THRESHOLD = gc.get_threshold()
 
 
 def stack_config(n: int) -> dict[str, Any]:
@@ -67,42 +81,113 @@ def program_run(n: int) -> tuple[float, int]:
     return time.process_time() - started, len(plan.resources)
 
 
-def bench_program(repeat: int, *, collector: bool = True) -> list[dict[str, Any]]:
-    """Median of `repeat` runs per N, the sizes interleaved (10, 50, 200, 10, ...) after one
-    warm-up run (imports), each after a full garbage collection. `collector=False` disables
-    Python's cyclic garbage collector during each run (a diagnostic: how much of the time,
-    and of its growth, is the collector walking Pulumi's growing object graph)."""
-    import gc
+SIZES = (10, 100, 1000)
+#: how the collector runs during a measured evaluation
+MODES = ("untuned", "tuned")
+
+
+def _untuned() -> contextlib.AbstractContextManager[Any]:
+    """Python's default collector for the run: the program's own tuning (`gc.freeze()`,
+    `gc.set_threshold(...)` in `__main__.py`) is undone before it and made a no-op during it,
+    whatever function of the program makes those calls."""
+    stack = contextlib.ExitStack()
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_THRESHOLD)
+    stack.enter_context(mock.patch.object(gc, "freeze", lambda: None))
+    stack.enter_context(mock.patch.object(gc, "set_threshold", lambda *_: None))
+    return stack
+
+
+def measure_once(n: int, mode: str) -> dict[str, Any]:
+    """One evaluation of the program with `n` tables in THIS process, after a warm-up run
+    (imports are not evaluation time): CPU seconds, resources, the collector's collections
+    and CPU seconds by generation, and the growth of the process's peak RSS during the run."""
+    program_run(10)
+    gc.collect()
+    collections = [0, 0, 0]
+    gc_seconds = [0.0, 0.0, 0.0]
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.process_time())
+        elif started:
+            collections[info["generation"]] += 1
+            gc_seconds[info["generation"]] += time.process_time() - started.pop()
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.callbacks.append(on_gc)
+    try:
+        with _untuned() if mode == "untuned" else contextlib.nullcontext():
+            seconds, resources = program_run(n)
+    finally:
+        gc.callbacks.remove(on_gc)
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"tables": n, "mode": mode, "seconds": seconds, "resources": resources,
+            "collections": collections, "gc_seconds": gc_seconds,
+            "peak_rss_growth_kib": rss_after - rss_before}
+
+
+def cyclic_garbage(n: int) -> list[tuple[str, int]]:
+    """What the collector frees during an untuned evaluation of `n` tables: the types of the
+    objects found in unreachable cycles (gc.DEBUG_SAVEALL keeps them for counting)."""
+    import collections as col
+
+    program_run(10)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        with _untuned():
+            program_run(n)
+        gc.collect()
+        counts = col.Counter(
+            f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    return counts.most_common(8)
+
+
+def _in_child(n: int, mode: str) -> dict[str, Any]:
+    """`measure_once` in a fresh interpreter, so no run inherits another's heap, frozen
+    objects or collector thresholds, and the peak RSS is this run's own."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_scale", "--child", str(n), mode],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def bench_program(repeat: int, sizes: tuple[int, ...] = SIZES) -> dict[str, list[dict[str, Any]]]:
+    """Median of `repeat` runs per size and mode, every run in a fresh interpreter, sizes and
+    modes interleaved (10 untuned, 10 tuned, 100 untuned, ...) so both modes see the same
+    machine load."""
     import statistics
 
-    sizes = (10, 50, 200)
-    program_run(10)  # warm-up: module imports are not evaluation time
-    times: dict[int, list[float]] = {n: [] for n in sizes}
-    counts: dict[int, int] = {}
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _ in range(repeat):
         for n in sizes:
-            gc.collect()
-            if not collector:
-                gc.disable()
-            try:
-                seconds, counts[n] = program_run(n)
-            finally:
-                gc.enable()
-            times[n].append(seconds)
-    rows: list[dict[str, Any]] = [
-        {"tables": n, "resources": counts[n], "seconds": statistics.median(times[n])}
-        for n in sizes
-    ]
-    base = rows[0]
-    for prev, row in zip([None, *rows], rows, strict=False):
-        extra = row["tables"] - base["tables"]
-        row["per_table"] = (row["resources"] - base["resources"]) / extra if extra else None
-        row["time_ratio"] = row["seconds"] / base["seconds"]
-        row["ms_per_added_table"] = (
-            (row["seconds"] - prev["seconds"]) * 1000 / (row["tables"] - prev["tables"])
-            if prev else None
-        )
-    return rows
+            for mode in MODES:
+                runs.setdefault((mode, n), []).append(_in_child(n, mode))
+    table: dict[str, list[dict[str, Any]]] = {}
+    for mode in MODES:
+        rows = []
+        for n in sizes:
+            got = sorted(runs[(mode, n)], key=lambda r: r["seconds"])
+            row = dict(got[len(got) // 2])
+            row["seconds"] = statistics.median(r["seconds"] for r in got)
+            rows.append(row)
+        base = rows[0]
+        for prev, row in zip([None, *rows], rows, strict=False):
+            extra = row["tables"] - base["tables"]
+            row["per_table"] = (row["resources"] - base["resources"]) / extra if extra else None
+            row["time_ratio"] = row["seconds"] / base["seconds"]
+            row["ms_per_added_table"] = (
+                (row["seconds"] - prev["seconds"]) * 1000 / (row["tables"] - prev["tables"])
+                if prev else None
+            )
+        table[mode] = rows
+    return table
 
 
 def _stream_event(records: int) -> tuple[dict[str, Any], str]:
@@ -201,32 +286,50 @@ def bench_fanin(records: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="table counts, comma-separated, smallest first")
     parser.add_argument("--skip-program", action="store_true")
     parser.add_argument("--skip-fanin", action="store_true")
+    parser.add_argument("--garbage", type=int, metavar="N",
+                        help="only list what the collector frees evaluating N tables")
+    parser.add_argument("--child", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure_once(int(args.child[0]), args.child[1])))
+        return
+    if args.garbage:
+        for name, count in cyclic_garbage(args.garbage):
+            print(f"{count:>8} {name}")
+        return
     if not args.skip_program:
-        print("| declared tables | resources | resources/table beyond N=10 | evaluation CPU s "
-              "(median) | t(N)/t(10) | CPU ms per added table |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-        rows = bench_program(args.repeat)
-        for row in rows:
-            per = "-" if row["per_table"] is None else f"{row['per_table']:.2f}"
-            slope = "-" if row["ms_per_added_table"] is None else \
-                f"{row['ms_per_added_table']:.1f}"
-            print(f"| {row['tables']} | {row['resources']} | {per} | {row['seconds']:.2f} "
-                  f"| {row['time_ratio']:.2f} | {slope} |")
-        nogc = bench_program(args.repeat, collector=False)
-        print("| same, cyclic GC disabled during the run (diagnostic) | | | "
-              + " / ".join(f"{r['seconds']:.2f}" for r in nogc)
-              + f" | {nogc[-1]['time_ratio']:.2f} (N=200) | |")
-        pers = {row["per_table"] for row in rows[1:]}
-        fixed = rows[0]["resources"] - 10 * rows[1]["per_table"]
-        print(f"resources per table: {', '.join(f'{x:.2f}' for x in sorted(pers))} "
-              f"({'constant' if len(pers) == 1 else 'NOT constant'}; fixed part {fixed:.0f}); "
-              f"t(200)/t(10) = {rows[-1]['time_ratio']:.2f} (linear: at most 22); without the "
-              f"cyclic GC {nogc[-1]['time_ratio']:.2f}")
+        try:
+            sizes = tuple(int(x) for x in args.sizes.split(","))
+        except ValueError:
+            parser.error(f"--sizes: expected integers like 10,100,1000, found {args.sizes!r}")
+        table = bench_program(args.repeat, sizes)
+        mib = 1024
+        print("| collector | tables | resources | resources/table beyond the first size "
+              "| evaluation CPU s (median) | t(N)/t(first) | CPU ms per added table "
+              "| collections gen0/1/2 | collector CPU s (share) | peak RSS growth MiB |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for mode, rows in table.items():
+            label = {"untuned": "Python's default", "tuned": "`__main__.py`'s tuning"}[mode]
+            for row in rows:
+                per = "-" if row["per_table"] is None else f"{row['per_table']:.2f}"
+                slope = "-" if row["ms_per_added_table"] is None else \
+                    f"{row['ms_per_added_table']:.1f}"
+                gc_s = sum(row["gc_seconds"])
+                print(f"| {label} | {row['tables']} | {row['resources']} | {per} "
+                      f"| {row['seconds']:.2f} | {row['time_ratio']:.1f} | {slope} "
+                      f"| {'/'.join(map(str, row['collections']))} "
+                      f"| {gc_s:.2f} ({gc_s / row['seconds']:.0%}) "
+                      f"| {row['peak_rss_growth_kib'] / mib:.0f} |")
+        for mode, rows in table.items():
+            ratio = rows[-1]["time_ratio"]
+            print(f"{mode}: t({rows[-1]['tables']})/t({rows[0]['tables']}) = {ratio:.1f} "
+                  f"(goal at 1000/10: <= 110)")
     if not args.skip_fanin:
         import contextlib
         import io
