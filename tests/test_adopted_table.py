@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from providers import adopted_table
 from providers.adopted_table import (
@@ -30,6 +28,7 @@ from providers.adopted_table import (
     AdoptedTableProvider,
     AdoptionError,
 )
+from tools.localpipe.aws import MotoWorld
 
 REGION = "eu-west-1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,9 +51,10 @@ class Calls:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
-    # credentials and AWS_DEFAULT_REGION: conftest._offline_aws; the provider must not
-    # depend on AWS_REGION
+def aws(moto_world: MotoWorld, monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """moto (tests/conftest.py `moto_world`), and every call the provider makes recorded."""
+    # credentials and AWS_DEFAULT_REGION: the moto world; the provider must not depend on
+    # AWS_REGION
     monkeypatch.delenv("AWS_REGION", raising=False)
     calls = Calls()
 
@@ -64,8 +64,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
         return sess
 
     monkeypatch.setattr(adopted_table, "session", recording_session)
-    with mock_aws(config={"lambda": {"use_docker": False}}):
-        yield calls
+    return calls
 
 
 def ddb() -> Any:
@@ -577,7 +576,9 @@ def test_the_serialized_provider_refreshes_and_deletes_from_any_directory(
     assert MARKER_TAG not in result["tags_after_delete"]
 
 
-def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow() -> None:
+def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow(
+    moto_world: MotoWorld,
+) -> None:
     # GIVEN the provider's own session factory (not the recording one of the other tests)
     first = adopted_table.session()
     loader = first._session.get_component("data_loader")
@@ -590,34 +591,32 @@ def test_sessions_share_one_data_loader_whose_search_paths_do_not_grow() -> None
     assert len(set(paths)) == len(paths)
     assert any(p.endswith("boto3/data") for p in paths)
     # AND clients from them work (moto)
-    with mock_aws():
-        name = unique()
-        dms_table(name)
-        client = sessions[-1].client("dynamodb", region_name=REGION)
-        assert name in client.list_tables()["TableNames"]
+    name = unique()
+    dms_table(name)
+    client = sessions[-1].client("dynamodb", region_name=REGION)
+    assert name in client.list_tables()["TableNames"]
 
 
-def test_adoptions_from_several_threads_at_once() -> None:
+def test_adoptions_from_several_threads_at_once(moto_world: MotoWorld) -> None:
     # GIVEN 16 DMS tables, and the provider's own sessions (the engine calls the provider
     # from several threads)
     from concurrent.futures import ThreadPoolExecutor
 
-    with mock_aws():
-        names = [unique() for _ in range(16)]
-        for name in names:
-            dms_table(name)
-        provider = AdoptedTableProvider()
-        # WHEN they are adopted by 8 threads at once
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda n: provider.create(props(n)), names))
-        # THEN each table was adopted, on-demand with its stream, and the shared loader's
-        # search paths did not grow
-        for name, result in zip(names, results, strict=True):
-            table = ddb().describe_table(TableName=name)["Table"]
-            assert (result.outs or {})["stream_arn"] == table["LatestStreamArn"]
-            assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-        paths = adopted_table._LOADER[0].search_paths
-        assert len(paths) == len(set(paths))
+    names = [unique() for _ in range(16)]
+    for name in names:
+        dms_table(name)
+    provider = AdoptedTableProvider()
+    # WHEN they are adopted by 8 threads at once
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: provider.create(props(n)), names))
+    # THEN each table was adopted, on-demand with its stream, and the shared loader's
+    # search paths did not grow
+    for name, result in zip(names, results, strict=True):
+        table = ddb().describe_table(TableName=name)["Table"]
+        assert (result.outs or {})["stream_arn"] == table["LatestStreamArn"]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    paths = adopted_table._LOADER[0].search_paths
+    assert len(paths) == len(set(paths))
 
 
 def test_deletion_protection_someone_turned_on_is_left_on(aws: Calls) -> None:

@@ -35,7 +35,8 @@ from moto import mock_aws
 from handlers import bus, fanin
 from settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
 from tests.conftest import SHARED
-from tests.e2e.lambda_events import to_lambda_record
+from tools.localpipe.esm import StreamMapping
+from tools.localpipe.lambda_events import to_lambda_record
 
 SCHEMA = json.loads((SHARED / "envelope.schema.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
@@ -937,31 +938,30 @@ def test_poison_record_first_in_its_batch_raises_so_lambda_bisects(
 
 
 def esm(world: World, records: list[dict[str, Any]], max_retries: int) -> list[list[str]]:
-    """Lambda's DynamoDB stream mapping as documented (ReportBatchItemFailures, bisect on
-    function error, bounded retries): a partial response cuts the batch at the reported record
-    and retries the rest (a retry); a function error splits a batch of several records in
-    halves (not a retry) and retries a one-record batch; past max_retries the batch goes to
-    the DLQ. Returns the DLQ'd batches (sequence numbers)."""
-    queue: list[tuple[list[dict[str, Any]], int]] = [(records, 0)]
-    dlq: list[list[str]] = []
-    while queue:
-        batch, retries = queue.pop(0)
-        try:
-            failures = world.invoke(batch)["batchItemFailures"]
-        except fanin.PoisonRecordError:
-            if len(batch) > 1:
-                half = len(batch) // 2
-                queue[:0] = [(batch[:half], retries), (batch[half:], retries)]
-                continue
-            failures = [{"itemIdentifier": batch[0]["dynamodb"]["SequenceNumber"]}]
-        if not failures:
-            continue
-        seqs = [r["dynamodb"]["SequenceNumber"] for r in batch]
-        rest = batch[seqs.index(failures[0]["itemIdentifier"]):]
-        if retries + 1 > max_retries:
-            dlq.append([r["dynamodb"]["SequenceNumber"] for r in rest])
-        else:
-            queue.insert(0, (rest, retries + 1))
+    """Lambda's DynamoDB stream mapping as documented, the local pipeline's simulator
+    (`tools.localpipe.esm.StreamMapping`: ReportBatchItemFailures, bisect on function error,
+    bounded retries, on-failure records) reading the table's stream in one batch; the function
+    is handed `records` as given (a test may have spoiled one). Returns the DLQ'd batches
+    (sequence numbers)."""
+    given = {r["dynamodb"]["SequenceNumber"]: r for r in records}
+    seqs = list(given)
+
+    def function(event: dict[str, Any], context: Any) -> Any:
+        return world.invoke([given[r["dynamodb"]["SequenceNumber"]] for r in event["Records"]],
+                            context)
+
+    mapping = StreamMapping(streams=world.streams, stream_arn=records[0]["eventSourceARN"],
+                            function=function, function_name="fanin", batch_size=len(records),
+                            maximum_retry_attempts=max_retries)
+    while mapping.step():
+        pass
+    dlq = []
+    for message in mapping.discarded:
+        info = message["DDBStreamBatchInfo"]
+        first = seqs.index(info["startSequenceNumber"])
+        last = seqs.index(info["endSequenceNumber"])
+        assert last - first + 1 == info["batchSize"]
+        dlq.append(seqs[first:last + 1])
     return dlq
 
 

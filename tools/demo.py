@@ -1,8 +1,8 @@
 """See the whole pipeline work on one machine, without AWS: `python -m tools.demo`.
 
 Starts a real PostgreSQL (Debian package `postgresql`, on loopback, in a temporary directory,
-stopped at exit) and the local pipeline harness of the end-to-end tests
-(`tests/e2e/harness.py`, see docs/e2e.md): a CDC stand-in for DMS reading a logical
+stopped at exit) and the local pipeline the end-to-end tests use too (`tools.localpipe`, see
+docs/e2e.md): a CDC stand-in for DMS reading a logical
 replication slot into moto's DynamoDB, an event source mapping simulator over moto's DynamoDB
 Streams calling the project's real fan-in, backfill and writeback handlers in-process, moto's
 Kinesis as the bus, and a consumer keeping a replica by the consumer rule.
@@ -128,33 +128,19 @@ def printer(full: bool, out: Callable[[str], None]) -> Callable[[dict[str, Any]]
 # --------------------------------------------------------------------------- the workload
 
 
-def _offline_aws() -> None:
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="demo",
-        AWS_SECRET_ACCESS_KEY="demo",  # noqa: S105 - moto's fake credentials
-        AWS_SESSION_TOKEN="demo",
-        AWS_DEFAULT_REGION="eu-west-1",
-        AWS_REGION="eu-west-1",
-        # current botocore routes DynamoDB Streams to account endpoints moto does not serve
-        AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
-    )
-
-
 BIG = "12345678901234567890123456789012345678"  # 38 digits: DynamoDB's largest precision
 
 
 def run(out: Callable[[str], None], full: bool = False) -> int:  # noqa: PLR0915 - a script
     """The scripted workload; returns the exit code."""
-    _offline_aws()
-    from moto import mock_aws
-
-    from tests.e2e.harness import ENVELOPE_SCHEMA, Pipeline, Source
-    from tests.servers import get_server
+    from tools.localpipe.aws import moto_world
+    from tools.localpipe.harness import ENVELOPE_SCHEMA, Pipeline, Source
+    from tools.localpipe.servers import get_server
 
     out("starting PostgreSQL (wal_level=logical) on 127.0.0.1 ...")
     db = get_server("postgres").fresh_database("demo")
     out(f"  database {db.dbname} on port {db.port}")
-    with mock_aws():
+    with moto_world():  # fake credentials, one region, moto
         p = Pipeline(db, [Source("public.orders", "orders", (("id", "N"),))],
                      env="demo", on_envelope=printer(full, out),
                      validate_envelopes=ENVELOPE_SCHEMA.exists())
@@ -256,7 +242,7 @@ def _replica_identity(p: Any, out: Callable[[str], None]) -> bool:
 
 
 def _summary(p: Any, out: Callable[[str], None]) -> int:
-    from tests.e2e.harness import ENVELOPE_SCHEMA
+    from tools.localpipe.harness import ENVELOPE_SCHEMA
 
     identity_ok = _replica_identity(p, out)
     _phase(out, "reconcile: PostgreSQL = DynamoDB waypoint tables = consumer replica")
@@ -329,7 +315,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = 
             with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
                 return run(out, full=args.full)
         except Exception as exc:  # a start-up problem of the local pieces: one clear line
-            from tests.servers import ServerStartError
+            from tools.localpipe.servers import ServerStartError
 
             if isinstance(exc, ServerStartError):
                 out(f"demo: PostgreSQL did not start: {exc}")

@@ -1,5 +1,2 @@
-"""End-to-end pipeline harness (TEST SUPPORT ONLY, not a product component).
-
-Stand-ins for the AWS services that cannot run here, wired around the project's real
-handlers: see `harness.py` and `docs/e2e.md`.
-"""
+"""End-to-end tests: the whole local pipeline (`tools.localpipe`, see docs/e2e.md) around the
+project's real handlers. Every test here is marked `e2e` (tests/conftest.py)."""

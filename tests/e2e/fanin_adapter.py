@@ -1,32 +1,7 @@
-"""Calls the project's real fan-in handler in-process with the harness's clients (test support).
+"""Moved to `tools.localpipe.fanin_adapter` (the local pipeline the tests and the demo share). This
+re-export remains only for modules that still import it from here; import from
+`tools.localpipe.fanin_adapter` instead."""
 
-The harness owns the Kinesis client (a fault-injecting wrapper around moto's) and the S3
-client; `reset` hands them to `handlers.fanin`'s lazily created module-level clients and
-drops any cached configuration, so every Pipeline starts from a cold container.
-"""
+from tools.localpipe.fanin_adapter import invoke, reset
 
-from __future__ import annotations
-
-from typing import Any
-
-_CLIENTS: dict[str, Any] = {}
-
-
-def reset(*, kinesis: Any, s3: Any) -> None:
-    _CLIENTS.update({"kinesis": kinesis, "s3": s3})
-    from handlers import fanin
-
-    _inject(fanin)
-
-
-def _inject(module: Any) -> None:
-    clients = getattr(module, "_clients", None)
-    if isinstance(clients, dict):
-        clients.clear()
-        clients.update(_CLIENTS)
-
-
-def invoke(event: dict[str, Any], context: Any) -> Any:
-    from handlers import fanin
-
-    return fanin.handler(event, context)
+__all__ = ["invoke", "reset"]

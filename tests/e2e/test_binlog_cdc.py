@@ -4,19 +4,17 @@ started by tests/servers.py) and moto's DynamoDB."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
-from tests.e2e.binlog_cdc import BinlogCdc, BinlogTableMap, Checkpoint, SimulatedCrash
 from tests.servers import DbServer, mariadb  # noqa: F401
+from tools.localpipe import aws
+from tools.localpipe.aws import MotoWorld
+from tools.localpipe.binlog_cdc import BinlogCdc, BinlogTableMap, Checkpoint, SimulatedCrash
 
-REGION = "eu-west-1"
 BIG = "12345678901234567890123456.1234567891"  # DECIMAL(36,10): 36 exact digits
 
 TYPED = (
@@ -39,9 +37,8 @@ TYPED = (
 
 
 @pytest.fixture
-def ddb() -> Iterator[Any]:
-    with mock_aws():
-        yield boto3.client("dynamodb", region_name=REGION)
+def ddb(moto_world: MotoWorld) -> Any:
+    return moto_world.client("dynamodb")
 
 
 def _table(ddb: Any, keys: list[tuple[str, str]]) -> str:
@@ -202,8 +199,8 @@ _TXS = st.lists(st.lists(_OP, min_size=1, max_size=4), min_size=1, max_size=8)
 def test_a_crash_at_any_point_replays_and_converges(mariadb, txs, preload, crash_at,  # noqa: F811
                                                     point):
     # GIVEN rows before the start and a random history of transactions after it
-    with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
+    with aws.moto_world() as world:  # one per example (the fixture would be one per test)
+        ddb = world.client("dynamodb")
         db = mariadb.fresh_database("blc_crash")
         _sql(db, "CREATE TABLE h (id INT PRIMARY KEY, n DECIMAL(30,0), at DATETIME(6))",
              *[f"INSERT INTO h VALUES ({i}, {i * 7}, '2020-01-01')" for i in range(1, preload + 1)])

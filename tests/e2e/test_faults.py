@@ -15,16 +15,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
-from tests.e2e.cdc import CdcStandIn, SimulatedCrash
-from tests.e2e.harness import Injection, Pipeline, Source
 from tests.servers import (  # noqa: F401 - fixtures
     DbServer,
     RestartablePostgres,
     postgres,
     postgres_restartable,
 )
+from tools.localpipe.aws import MotoWorld
+from tools.localpipe.cdc import CdcStandIn, SimulatedCrash
+from tools.localpipe.harness import Injection, Pipeline, Source
 
 ORDERS = Source("public.orders", "orders", (("id", "N"),))
 BIG = "12345678901234567890123456789012345678"  # 38 digits
@@ -58,13 +58,7 @@ def settle(p: Pipeline, max_rounds: int = 40) -> int:
 
 
 @pytest.fixture
-def aws() -> Iterator[None]:
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def make(postgres: DbServer, aws: None) -> Iterator[Any]:  # noqa: F811 - fixture use
+def make(postgres: DbServer, moto_world: MotoWorld) -> Iterator[Any]:  # noqa: F811 - fixture use
     made: list[Pipeline] = []
 
     def factory(server: DbServer | None = None, **kwargs: Any) -> Pipeline:
@@ -83,7 +77,7 @@ def row(p: Pipeline, table: str, **keys: Any) -> dict[str, Any]:
     """The replica's live row of `table` with these keys (numbers as in the envelope)."""
     from decimal import Decimal
 
-    from tests.e2e.consumer import row_key
+    from tools.localpipe.consumer import row_key
 
     exact = {k: Decimal(v) if isinstance(v, int) else v for k, v in keys.items()}
     return p.consumer.replica.live(table)[row_key(exact)]
@@ -142,7 +136,7 @@ def test_1_partial_putrecords_failures_including_earlier_change_of_a_row(make: A
 def bus_records(p: Pipeline) -> list[dict[str, Any]]:
     """Every envelope on the bus, shard by shard in sequence order (read independently of
     the harness's consumer)."""
-    from tests.e2e.consumer import loads
+    from tools.localpipe.consumer import loads
 
     out: list[dict[str, Any]] = []
     for shard in p.kinesis_real.list_shards(StreamName=p.stream_name)["Shards"]:
@@ -358,7 +352,7 @@ def test_6_replay_whole_bus_from_trim_horizon(make: Any) -> None:
     before = {k: dict(v) for k, v in p.consumer.replica.live("orders").items()}
 
     # WHEN the consumer re-reads the whole bus from TRIM_HORIZON (same replica)
-    from tests.e2e.consumer import BusConsumer
+    from tools.localpipe.consumer import BusConsumer
 
     again = BusConsumer(p.kinesis_real, p.stream_name, p.s3, p.consumer.replica)
     replayed = again.step()
@@ -403,7 +397,7 @@ def test_7_out_of_order_versions_reaching_writeback(make: Any) -> None:
     mapping = p.writeback_mappings["orders"]
     mapping.pending()
     records = [r for b in mapping._buffers.values() for r in b]
-    from tests.e2e.lambda_events import to_lambda_record
+    from tools.localpipe.lambda_events import to_lambda_record
 
     event = {"Records": [to_lambda_record(r, mapping.stream_arn) for r in reversed(records)]}
     assert writeback.handler(event, None) == {"batchItemFailures": []}
@@ -755,7 +749,7 @@ def test_invariant_detects_a_lost_change_an_extra_row_and_an_echo(make: Any) -> 
                          "note": {"S": "lost change"}})
     from decimal import Decimal
 
-    from tests.e2e.consumer import RowState, row_key
+    from tools.localpipe.consumer import RowState, row_key
 
     p.consumer.replica.rows["orders"][row_key({"id": Decimal(99)})] = RowState(
         10**9, {"id": Decimal(99), "note": "ghost"})

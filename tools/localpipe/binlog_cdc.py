@@ -1,6 +1,6 @@
 """A CDC stand-in for AWS DMS on MySQL / MariaDB: the binary log -> moto's DynamoDB.
 
-The MySQL-family sibling of ``tests/e2e/cdc.py`` (PostgreSQL). It reads the source's binary
+The MySQL-family sibling of ``tools/localpipe/cdc.py`` (PostgreSQL). It reads the source's binary
 log (``binlog_format=ROW``, ``binlog_row_image=FULL``) with the maintained ``mysql-replication``
 client (``BinLogStreamReader``: ``WriteRowsEvent`` / ``UpdateRowsEvent`` / ``DeleteRowsEvent``,
 ``XidEvent`` for the commit, ``resume_stream`` from ``log_file`` / ``log_pos``) and applies each

@@ -1,4 +1,4 @@
-"""A bus consumer that keeps a replica, following the consumer rule of docs/bus.md (test support).
+"""A bus consumer that keeps a replica, following the consumer rule of docs/bus.md (local pipeline).
 
 Rule: deduplicate on `id`; per row (table + keys) keep the highest `seq` applied and drop a
 change with a lower one; a `delete` leaves a tombstone holding its seq, so an older change

@@ -1,15 +1,16 @@
-"""The local pipeline harness (TEST SUPPORT ONLY — not a product component).
+"""The local pipeline harness (used by the end-to-end tests and `python -m tools.demo`; not a
+product component: nothing here is deployed).
 
     PostgreSQL (real, wal_level=logical)
-      │ logical slot (test_decoding)             tests/e2e/cdc.py        (DMS stand-in)
+      │ logical slot (test_decoding)             localpipe/cdc.py        (DMS stand-in)
       ▼
     moto DynamoDB waypoint tables, streams on
-      │ DynamoDB Streams                         tests/e2e/esm.py        (Lambda ESM stand-in)
+      │ DynamoDB Streams                         localpipe/esm.py        (Lambda ESM stand-in)
       ▼
     handlers.fanin.handler  (the project's real fan-in, in-process)
       │ moto Kinesis (+ overflow bucket, DLQ in moto SQS; tools.redrive)
       ▼
-    BusConsumer -> Replica                       tests/e2e/consumer.py   (docs/bus.md rule)
+    BusConsumer -> Replica                       localpipe/consumer.py   (docs/bus.md rule)
 
     app-owned table (moto) --stream--> handlers.writeback.handler --> PostgreSQL (echo path)
     DMS-created table --providers.adopted_table--> handlers.backfill.handler --> bus
@@ -19,8 +20,9 @@ injected at an exact point and every run is deterministic. `Pipeline.run_until_q
 when the pipeline does not go quiet within a bounded number of rounds. `Pipeline.reconcile`
 compares the PostgreSQL source, the DynamoDB tables and the consumer replica row by row.
 
-moto must be active (`moto.mock_aws`) around a Pipeline; set AWS_ACCOUNT_ID_ENDPOINT_MODE=
-disabled and fake credentials first (tests/conftest.py does).
+moto must be active around a Pipeline, with fake credentials and AWS_ACCOUNT_ID_ENDPOINT_MODE=
+disabled: `tools.localpipe.aws.moto_world()` does both (the tests' `moto_world` fixture and the
+demo use it).
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ from typing import Any
 
 import boto3
 
-from tests.e2e.cdc import CdcStandIn, SimulatedCrash, TableMap, source_columns, source_rows
-from tests.e2e.consumer import BusConsumer, Replica, loads, row_key
-from tests.e2e.dmsvalues import dms_item
-from tests.e2e.esm import LambdaContext, SimulatedTimeout, StreamMapping
+from tools.localpipe.cdc import CdcStandIn, SimulatedCrash, TableMap, source_columns, source_rows
+from tools.localpipe.consumer import BusConsumer, Replica, loads, row_key
+from tools.localpipe.dmsvalues import dms_item
+from tools.localpipe.esm import LambdaContext, SimulatedTimeout, StreamMapping
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -305,12 +307,12 @@ class Pipeline:
         self._env.set("TABLES", json.dumps(self.fanin_tables(), separators=(",", ":")))
         if self.max_record_bytes is not None:
             self._env.set("MAX_RECORD_BYTES", str(self.max_record_bytes))
-        from tests.e2e import fanin_adapter
+        from tools.localpipe import fanin_adapter
 
         fanin_adapter.reset(kinesis=self.kinesis, s3=self.s3)
 
     def _fanin(self, event: dict[str, Any], context: Any) -> Any:
-        from tests.e2e import fanin_adapter
+        from tools.localpipe import fanin_adapter
 
         self.fanin_calls += 1
         if self.record_hook is not None:
@@ -571,7 +573,7 @@ class Pipeline:
             # the next `pulumi up` declares the fan-in mapping for the adopted stream
             self._map_fanin(self.adopted[logical])
             self._env.set("TABLES", json.dumps(self.fanin_tables(), separators=(",", ":")))
-            from tests.e2e import fanin_adapter
+            from tools.localpipe import fanin_adapter
 
             fanin_adapter.reset(kinesis=self.kinesis, s3=self.s3)
         self.backfill_queue.extend(invokes)
