@@ -37,6 +37,7 @@ from handlers.writeback_sql import (
     DbApiExecutor,
     Executor,
     JsonText,
+    SchemaNotReadyError,
     Statement,
     TableSpec,
     build_statements,
@@ -46,6 +47,8 @@ from handlers.writeback_sql import (
 
 NAMESPACE = "DmsEventBus/Writeback"
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+#: The statuses the writeback sets (docs/ingest-api.md: what a client does with each).
+WRITEBACK_STATUSES = frozenset({"applied", "conflict", "error"})
 
 
 # --------------------------------------------------------------------------- logging / metrics
@@ -196,7 +199,7 @@ class Contract:
     status_attribute: str = "status"
     status_detail_attribute: str = "status_detail"
     status_only_attributes: frozenset[str] = frozenset({"status", "status_detail"})
-    status_values: frozenset[str] = frozenset({"accepted", "applied", "error"})
+    status_values: frozenset[str] = frozenset({"accepted", *WRITEBACK_STATUSES})
 
     @classmethod
     def from_config(cls, raw: dict[str, Any] | None) -> Contract:
@@ -209,7 +212,8 @@ class Contract:
             status_only_attributes=frozenset(
                 raw.get("status_only_attributes", [status, detail])
             ),
-            status_values=frozenset(raw.get("status_values", ["accepted", "applied", "error"])),
+            # the writeback's own statuses are always markers
+            status_values=frozenset(raw.get("status_values", ["accepted"])) | WRITEBACK_STATUSES,
         )
 
     def is_write_path(self, image: dict[str, Any] | None) -> bool:
@@ -370,42 +374,159 @@ _json_str = json.encoder.encode_basestring
 # --------------------------------------------------------------------------- applying
 
 
-def collapse(changes: Iterable[Change]) -> list[Change]:
-    """Keep the newest change per (table, key): highest version, later record on a tie."""
-    newest: dict[tuple[str, tuple[Any, ...]], Change] = {}
+@dataclass(slots=True)
+class KeyOp:
+    """What a batch does to one legacy row: an optional guarded delete, then an optional
+    guarded upsert (the sequential effect of all the batch's changes of that key, in stream
+    order)."""
+
+    delete: Change | None = None
+    upsert: Change | None = None
+
+    @property
+    def index(self) -> int:
+        first = self.delete or self.upsert
+        assert first is not None
+        return first.index
+
+
+def plan(changes: Iterable[Change]) -> list[KeyOp]:
+    """One KeyOp per (table, key), equivalent to applying the changes one by one in stream
+    order under the version guard (upsert when the row is older or absent, delete when it is
+    not newer):
+
+    * upserts keep the highest version (the later record on a tie);
+    * deletes keep the highest version;
+    * an upsert then a delete that is not older than it: the delete alone;
+    * a delete then an upsert (a re-creation, e.g. version 3 deleted, re-created at 1):
+      both, the delete first, so the re-creation is written once the row is gone.
+    """
+    ops: dict[tuple[str, tuple[Any, ...]], KeyOp] = {}
     for change in changes:
         slot = (change.table, change.key)  # numerically equal keys are one legacy row
-        current = newest.get(slot)
-        if current is None or change.version >= current.version:
-            newest[slot] = change
-    return sorted(newest.values(), key=lambda c: c.index)
+        op = ops.setdefault(slot, KeyOp())
+        if change.op == "upsert":
+            if op.upsert is None or change.version >= op.upsert.version:
+                op.upsert = change
+        elif op.upsert is None or op.upsert.version <= change.version:
+            if op.delete is None or change.version >= op.delete.version:
+                op.delete = change
+            op.upsert = None
+    return sorted(ops.values(), key=lambda o: o.index)
+
+
+def collapse(changes: Iterable[Change]) -> list[Change]:
+    """The changes `plan` keeps, in the order they are applied (a key's delete before its
+    re-creation)."""
+    return [c for op in plan(changes) for c in (op.delete, op.upsert) if c is not None]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A statement and the changes its refusal rows number (`Statement`)."""
+
+    statement: Statement
+    upserts: tuple[Change, ...] = ()
+    deletes: tuple[Change, ...] = ()
+
+
+def planned_statements(
+    changes: Sequence[Change], config: Config, executor: Executor
+) -> list[Planned]:
+    """Planned changes -> statements per table (config order), split only when a table's
+    changes exceed the executor's parameter limit. A table where a key is deleted and
+    re-created gets its deletes and its upserts as two statements, deletes first."""
+    out: list[Planned] = []
+    ops = plan(changes)
+    for table, spec in config.tables.items():
+        mine = [o for o in ops if (o.delete or o.upsert).table == table]  # type: ignore[union-attr]
+        if not mine:
+            continue
+        per_row = len(spec.upsert_columns) * (1 if executor.style.startswith("json") else 3)
+        chunk = max(1, executor.max_params // per_row)
+        for start in range(0, len(mine), chunk):
+            part = mine[start : start + chunk]
+            ups = tuple(o.upsert for o in part if o.upsert is not None)
+            dels = tuple(o.delete for o in part if o.delete is not None)
+            both = any(o.upsert is not None and o.delete is not None for o in part)
+            phases = [(dels, ()), ((), ups)] if both else [(dels, ups)]
+            for d_part, u_part in phases:
+                if not d_part and not u_part:
+                    continue
+                built = build_statements(
+                    spec, [c.row for c in u_part], [(list(c.key), c.version) for c in d_part],
+                    dialect=executor.dialect, style=executor.style)
+                out.extend(Planned(s, tuple(u_part), tuple(d_part)) for s in built)
+    return out
 
 
 def statements_for(
     changes: Sequence[Change], config: Config, executor: Executor
 ) -> list[Statement]:
-    """Collapsed changes -> one statement per table (config order), split only when a table's
-    changes exceed the executor's parameter limit."""
-    out: list[Statement] = []
-    collapsed = collapse(changes)
-    for table, spec in config.tables.items():
-        mine = [c for c in collapsed if c.table == table]
-        if not mine:
-            continue
-        per_row = len(spec.upsert_columns)
-        chunk = max(1, executor.max_params // per_row)
-        for start in range(0, len(mine), chunk):
-            part = mine[start : start + chunk]
-            out.extend(
-                build_statements(
-                    spec,
-                    [c.row for c in part if c.op == "upsert"],
-                    [(list(c.key), c.version) for c in part if c.op == "delete"],
-                    dialect=executor.dialect,
-                    style=executor.style,
-                )
-            )
-    return out
+    """The statements of `planned_statements`."""
+    return [p.statement for p in planned_statements(changes, config, executor)]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A change the legacy row refused, and why (the item's `status_detail`)."""
+
+    change: Change
+    reason: str
+
+
+def _refusal(change: Change, row: tuple[Any, ...]) -> Refusal | None:
+    """A refusal row -> why, or None when the row holds the change after all."""
+    kind, _n, version, same, same_key, stored_key = row
+    noun = "deleted" if change.op == "delete" else "written"
+    if kind == "d":
+        if version is None or same_key in (0, False):
+            return None  # the row is gone, or only another key's row is there
+    elif same and same_key in (None, 1, True):
+        return None  # already there: same version, same content
+    if same_key in (0, False):
+        return Refusal(change, "conflict: the legacy row under this key is "
+                       f"{stored_key!r} (the legacy database compares these keys as "
+                       f"equal): another item's row; not {noun}")
+    if version is None:
+        return Refusal(change, "conflict: a concurrent writer holds this key in the legacy "
+                       f"database (version unknown); not {noun}")
+    mine = _version_text(change.version)
+    try:
+        newer = Decimal(version) > change.version
+    except ArithmeticError:
+        newer = False
+    if newer:
+        return Refusal(change, f"conflict: the legacy row is at version {version}, newer than "
+                       f"this change's version {mine}; not {noun}")
+    if change.op == "upsert" and Decimal(version) == change.version:
+        return Refusal(change, f"conflict: the legacy row holds version {version} with other "
+                       f"content (an earlier request under this key?); not {noun}")
+    return Refusal(change, f"conflict: the legacy row (version {version}) refused version "
+                   f"{mine}; not {noun}")
+
+
+def _version_text(version: Decimal) -> str:
+    return format(version, "f")
+
+
+def _outcomes(planned: Sequence[Planned], results: Sequence[Any]) -> tuple[int, list[Refusal]]:
+    """Rows changed, and the refusals of the planned statements' results. A delete that is
+    the first half of a re-creation reports nothing itself (its re-creation does)."""
+    changed = 0
+    refusals: list[Refusal] = []
+    recreated = {(p.table, p.key) for pl in planned for p in pl.upserts}
+    for pl, result in zip(planned, results, strict=True):
+        changed += result.changed
+        for row in result.refusals:
+            kind, n = row[0], int(row[1])
+            change = (pl.upserts if kind == "u" else pl.deletes)[n - 1]
+            if kind == "d" and (change.table, change.key) in recreated:
+                continue
+            found = _refusal(change, row)
+            if found is not None:
+                refusals.append(found)
+    return changed, refusals
 
 
 @dataclass
@@ -418,6 +539,7 @@ class BatchResult:
     skipped: dict[str, int]
     poison: list[tuple[str, str]]  # (seq, reason)
     round_trips: int
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (seq, reason)
 
     def response(self) -> dict[str, Any]:
         return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failures]}
@@ -429,8 +551,11 @@ def process(
     executor: Executor,
     status_client: Any | None,
 ) -> BatchResult:
-    """Write one batch back. Returns the failures (at most the earliest failing record)."""
-    json_row = executor.style == "json"
+    """Write one batch back. Returns the failures (at most the earliest failing record).
+
+    Raises SchemaNotReadyError (a mapped table or column is missing) or the driver's error
+    (transient: retry the batch) without blaming any record or writing any status."""
+    json_row = executor.style.startswith("json")
     outcomes = [classify(i, r, config, json_row=json_row) for i, r in enumerate(records)]
     skipped: dict[str, int] = {}
     for o in outcomes:
@@ -444,16 +569,20 @@ def process(
 
     round_trips_before = executor.round_trips
     try:
-        rows = executor.apply(statements_for(changes, config, executor))
+        planned = planned_statements(changes, config, executor)
+        rows, refusals = _outcomes(planned, executor.apply([p.statement for p in planned]))
         applied = changes
     except DataError as exc:
         bad, reason = _isolate(changes, config, executor, str(exc))
         applied = changes[:bad]
-        rows = executor.apply(statements_for(applied, config, executor))
+        planned = planned_statements(applied, config, executor)
+        rows, refusals = _outcomes(planned, executor.apply([p.statement for p in planned]))
         poison_outcome = outcomes[changes[bad].index]
         poison_outcome.item = _status_target(changes[bad])
         poison_reason = f"rejected by the database: {reason}"
 
+    refused_keys = {(r.change.table, r.change.key) for r in refusals}
+    applied = [c for c in applied if (c.table, c.key) not in refused_keys]
     failures: list[str] = []
     poison: list[tuple[str, str]] = []
     if poison_outcome is not None:
@@ -462,15 +591,21 @@ def process(
         log("ERROR", "record cannot be written back; reported as batch item failure (it goes "
             "to the DLQ after the mapping's retries)", sequence_number=poison_outcome.seq,
             reason=poison_reason, table=table_of(records[poison_outcome.index]))
+    for refusal in refusals:
+        log("WARN", "change refused by the legacy row; its item says conflict",
+            sequence_number=refusal.change.seq, table=refusal.change.table,
+            reason=refusal.reason)
 
     if status_client is not None:
-        status_failure = _write_statuses(status_client, config.contract, collapse(applied),
+        final = [op.upsert for op in plan(applied) if op.upsert is not None]
+        status_failure = _write_statuses(status_client, config.contract, final, refusals,
                                          poison_outcome, poison_reason)
         if status_failure is not None and (not failures or _before(status_failure, failures[0],
                                                                    outcomes)):
             failures = [status_failure]
     return BatchResult(failures, applied, rows, skipped, poison,
-                       executor.round_trips - round_trips_before)
+                       executor.round_trips - round_trips_before,
+                       [(r.change.seq, r.reason) for r in refusals])
 
 
 def _before(seq_a: str, seq_b: str, outcomes: Sequence[Outcome]) -> bool:
@@ -482,7 +617,8 @@ def _isolate(
     changes: Sequence[Change], config: Config, executor: Executor, message: str
 ) -> tuple[int, str]:
     """Index of the first change whose prefix the database rejects (binary search with
-    rolled-back probes), and the database's reason."""
+    rolled-back probes), and the database's reason. A probe failing for another reason
+    (transient, schema) raises: the whole batch is retried."""
     lo, hi, reason = 0, len(changes), message  # prefix [:lo] applies, [:hi] fails
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -499,16 +635,17 @@ def _status_target(change: Change) -> StatusTarget:
                         change.version_attr)
 
 
-def _write_statuses(
-    client: Any, contract: Contract, applied: Sequence[Change], poison: Outcome | None,
-    poison_reason: str,
+def _write_statuses(  # noqa: PLR0913, PLR0917 - the batch's outcomes, called once
+    client: Any, contract: Contract, applied: Sequence[Change], refusals: Sequence[Refusal],
+    poison: Outcome | None, poison_reason: str,
 ) -> str | None:
-    """Set `applied` on every upserted item (and `error` on the poison record's item), only
-    while the item still holds that version and not already that status. Returns the
-    sequence number of the first record whose status write failed for another reason."""
-    writes = [
-        (c.index, c.seq, _status_target(c), "applied", "") for c in applied if c.op == "upsert"
-    ]
+    """Set `applied` on every upserted item the legacy row holds, `conflict` (with why) on
+    every refused upsert, and `error` on the poison record's item, only while the item
+    still holds that version and not already that status. Returns the sequence number of
+    the first record whose status write failed for another reason."""
+    writes = [(c.index, c.seq, _status_target(c), "applied", "") for c in applied]
+    writes += [(r.change.index, r.change.seq, _status_target(r.change), "conflict",
+                r.reason[:1000]) for r in refusals if r.change.op == "upsert"]
     if poison is not None and poison.item is not None:
         writes.append((poison.index, poison.seq, poison.item, "error", poison_reason[:1000]))
     if not writes:
@@ -644,6 +781,10 @@ def _sequence_of(record: dict[str, Any]) -> str | None:
         return None
 
 
+def _dimensions() -> dict[str, str]:
+    return {"Function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")}
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point for a DynamoDB Streams batch."""
     config = _config()
@@ -652,9 +793,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         executor = executor_for(config.target)
         result = process(records, config, executor, _boto3_client("dynamodb"))
+    except SchemaNotReadyError as exc:
+        # a mapped table or column is missing (the legacy migration has not run): no record
+        # is blamed, no status is written; the whole batch is retried (alarm on the metric)
+        log("ERROR", "legacy schema not ready; batch retried as a whole", error=str(exc),
+            code=exc.code, records=len(records))
+        emit_metrics({"SchemaNotReady": 1}, _dimensions())
+        raise
     except Exception as exc:
-        # not the data's fault (connection, deadlock, throttling): fail the whole batch, so
-        # Lambda retries it (bounded) and the Errors alarm sees it
+        # not the data's fault (connection, deadlock, lock or statement timeout,
+        # throttling): fail the whole batch, so Lambda retries it (bounded) and the Errors
+        # alarm sees it
         _drop_connection()
         log("ERROR", "batch failed; retried as a whole", error=str(exc),
             error_type=type(exc).__name__, records=len(records))
@@ -668,8 +817,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "RowsChanged": result.rows_changed,
         "Skipped": sum(result.skipped.values()),
         "Poison": len(result.poison),
+        "Conflicts": len(result.conflicts),
         "RoundTrips": result.round_trips,
-    }, {"Function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")})
+    }, _dimensions())
     if result.poison and len(records) > 1 and result.failures == [_sequence_of(records[0])]:
         # A partial-batch response that names the FIRST record makes no progress: Lambda
         # cuts the batch at that record and retries the same records, so the good records

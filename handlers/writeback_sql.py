@@ -19,7 +19,7 @@ from typing import Any, Protocol
 #: PostgreSQL's wire protocol caps bind parameters at 32767 per statement; the Data API has
 #: its own request limits. Larger batches are split (still one transaction).
 MAX_PARAMS = {"postgres": 30000, "mysql": 60000, "data_api": 1000,
-              # json style: one parameter per table; split only beyond 200,000 values
+              # json styles: one parameter per table; split only beyond 200,000 values
               "postgres_json": 200_000}
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -70,12 +70,25 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class Statement:
-    """One SQL statement with its parameters in the executor's style."""
+    """One SQL statement with its parameters in the executor's style.
+
+    `kind`: "write" (PostgreSQL: the table's guarded deletes and upserts, answering with its
+    refusals), "delete" / "upsert" (MySQL: the guarded writes, answering with affected rows),
+    "report" (MySQL: the refusals, read back after the writes in the same transaction).
+    `changes`: how many changes the statement writes (PostgreSQL: rows changed = `changes`
+    minus the refusals it answers with).
+
+    A refusal row is `(kind, n, legacy_version, same, same_key, stored_key)`: `kind` "u"
+    (the n-th upsert) or "d" (the n-th delete), counted from 1 in the builder's order; the
+    legacy row's version as text (None: no row); whether it holds exactly the change's values
+    (None for a delete); whether its key equals the change's key byte for byte (None: not
+    checked, PostgreSQL's deterministic collations); the row's (first) key column as text."""
 
     sql: str
     params: list[Any]
     table: str
-    kind: str  # "write" (PostgreSQL CTE: deletes+upserts), "upsert", "delete"
+    kind: str
+    changes: int = 0
 
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*$")
@@ -93,14 +106,17 @@ def quote_table(qualified: str, dialect: str) -> str:
 
 
 #: Parameter styles: DB-API `format` (PyMySQL), `numbered` (PostgreSQL's own `$n`), `named`
-#: (`:pN`, the Data API), and `json` (PostgreSQL direct: a table's rows travel as ONE json
-#: parameter, expanded by json_populate_recordset into the legacy table's own row type).
-STYLES = ("format", "numbered", "named", "json")
+#: (`:pN`, the Data API), and `json` / `json_named` (PostgreSQL, direct / through the Data
+#: API: a table's rows travel as ONE json parameter, expanded by json_populate_recordset into
+#: the legacy table's own row type).
+STYLES = ("format", "numbered", "named", "json", "json_named")
+JSON_STYLES = ("json", "json_named")
 _MARKS: dict[str, Callable[[int], str]] = {
     "format": lambda _n: "%s",
     "json": "${}".format,
     "numbered": "${}".format,
     "named": ":p{}".format,
+    "json_named": ":p{}".format,
 }
 
 
@@ -128,95 +144,42 @@ def build_statements(
     dialect: str,
     style: str,
 ) -> list[Statement]:
-    """The statements applying one table's collapsed changes.
+    """The statements applying one table's collapsed changes and reporting, per change,
+    whether the legacy row refused it (see `Statement`).
 
-    `upserts`: rows of values in `spec.upsert_columns` order (`json` style: or objects already
-    encoded as JSON text). `deletes`: (key values, version).
-    PostgreSQL: ONE statement (data-modifying CTEs) returning (deleted, upserted) counts; a
-    direct connection uses the `json` style (two parameters at most, whatever the number of
-    rows), the Data API typed `:pN` parameters with `column_types` casts.
-    MySQL/MariaDB: one INSERT .. ON DUPLICATE KEY UPDATE, plus one DELETE only when the batch
-    also deletes rows of this table (MySQL has no data-modifying CTEs).
+    `upserts`: rows of values in `spec.upsert_columns` order (json styles: or objects already
+    encoded as JSON text). `deletes`: (key values, version). When a key is both deleted and
+    upserted (a delete, then its re-creation), the deletes must run first: call this twice,
+    deletes alone and then upserts alone.
+
+    Versions are compared as numbers (`CAST(.. AS numeric)`), so a text version column
+    orders "10" after "9".
+
+    PostgreSQL: ONE statement (data-modifying CTEs) whose result rows are the refusals,
+    read from the same snapshot the writes started from; the rows travel as one json
+    parameter each for deletes and upserts (the legacy table's row type types every value).
+    MySQL/MariaDB: a guarded DELETE (when there are deletes), one INSERT .. ON DUPLICATE KEY
+    UPDATE whose guard also requires the stored key to equal the change's byte for byte (a
+    case-insensitive collation must not let one item overwrite another's row), then a
+    SELECT of the refusals after the writes, in the same transaction.
     """
-    if dialect == "postgres" and style == "json":
-        return [_postgres_json_write(spec, upserts, deletes)]
-    if style == "json":
-        raise ValueError("the json parameter style is for PostgreSQL only")
+    if dialect == "postgres" and style in JSON_STYLES:
+        return [_postgres_json_write(spec, upserts, deletes, style)]
+    if style in JSON_STYLES:
+        raise ValueError("the json parameter styles are for PostgreSQL only")
     rows = [row for row in upserts if not isinstance(row, str)]
     if len(rows) != len(upserts):
-        raise ValueError(f"pre-encoded JSON rows need the json style, not {style!r}")
+        raise ValueError(f"pre-encoded JSON rows need a json style, not {style!r}")
     if dialect == "postgres":
-        return [_postgres_write(spec, rows, deletes, style)]
+        raise ValueError("PostgreSQL statements use a json style")
     out = []
     if deletes:
         out.append(_mysql_delete(spec, deletes, style))
     if rows:
         out.append(_mysql_upsert(spec, rows, style))
+    if rows or deletes:
+        out.append(_mysql_report(spec, rows, deletes, style))
     return out
-
-
-def _delete_condition(
-    spec: TableSpec, deletes: Sequence[tuple[list[Any], Any]], params: Params, dialect: str,
-    alias: str,
-) -> str:
-    """`(k = ? AND (v IS NULL OR v <= ?)) OR ...` — applied only when the row is not newer."""
-    ver = f"{alias}{quote(spec.version_column, dialect)}"
-    vtype = spec.column_types.get(spec.version_column)
-    terms = []
-    for keys, version in deletes:
-        parts = [
-            f"{alias}{quote(col, dialect)} = {params.add(val, spec.column_types.get(col))}"
-            for col, val in zip(spec.key_columns.values(), keys, strict=True)
-        ]
-        parts.append(f"({ver} IS NULL OR {ver} <= {params.add(version, vtype)})")
-        terms.append("(" + " AND ".join(parts) + ")")
-    return " OR ".join(terms)
-
-
-def _values_rows(spec: TableSpec, rows: Sequence[list[Any]], params: Params) -> str:
-    cols = spec.upsert_columns
-    return ", ".join(
-        "(" + ", ".join(params.add(v, spec.column_types.get(c)) for c, v in zip(cols, row,
-                                                                                 strict=True))
-        + ")"
-        for row in rows
-    )
-
-
-def _postgres_write(
-    spec: TableSpec,
-    upserts: Sequence[list[Any]],
-    deletes: Sequence[tuple[list[Any], Any]],
-    style: str,
-) -> Statement:
-    d = "postgres"
-    params = Params(style)
-    table = quote_table(spec.legacy_table, d)
-    ctes = []
-    counts = []
-    if deletes:
-        cond = _delete_condition(spec, deletes, params, d, "t.")
-        ctes.append(f"d AS (DELETE FROM {table} AS t WHERE {cond} RETURNING 1)")
-        counts.append("(SELECT count(*) FROM d)")
-    else:
-        counts.append("0")
-    if upserts:
-        cols = spec.upsert_columns
-        keys = ", ".join(quote(c, d) for c in spec.key_columns.values())
-        updated = [*spec.columns.values(), spec.version_column]
-        ver = quote(spec.version_column, d)
-        sets = ", ".join(f"{quote(c, d)} = EXCLUDED.{quote(c, d)}" for c in updated)
-        ctes.append(
-            f"u AS (INSERT INTO {table} AS t ({', '.join(quote(c, d) for c in cols)}) "
-            f"VALUES {_values_rows(spec, upserts, params)} "
-            f"ON CONFLICT ({keys}) DO UPDATE SET {sets} "
-            f"WHERE t.{ver} IS NULL OR t.{ver} < EXCLUDED.{ver} RETURNING 1)"
-        )
-        counts.append("(SELECT count(*) FROM u)")
-    else:
-        counts.append("0")
-    sql = f"WITH {', '.join(ctes)} SELECT {counts[0]} AS deleted, {counts[1]} AS upserted"
-    return Statement(sql, params.values, spec.legacy_table, "write")
 
 
 class JsonText(str):
@@ -280,45 +243,78 @@ def _postgres_json_write(
     spec: TableSpec,
     upserts: Sequence[list[Any] | str],
     deletes: Sequence[tuple[list[Any], Any]],
+    style: str,
 ) -> Statement:
     """ONE statement per table whatever the batch size: deletes and upserts each travel as a
     single json parameter; the legacy table's row type gives every value its column's type
-    (`column_types` casts are not needed here)."""
+    (`column_types` casts are not needed here).
+
+    The main query reads the legacy table in the snapshot the data-modifying CTEs start from
+    (they cannot see one another's effects): for each change the CTEs did not write, the row
+    as it was -- its version and whether it already held exactly the change's values."""
     d = "postgres"
     table = quote_table(spec.legacy_table, d)
-    rowtype = f"json_populate_recordset(NULL::{table}, $%d::json)"
-    keys = list(spec.key_columns.values())
+    mark = _MARKS[style]
+    rowtype = f"json_populate_recordset(NULL::{table}, CAST({{}} AS json))"
+    keys = [quote(c, d) for c in spec.key_columns.values()]
     ver = quote(spec.version_column, d)
+
+    def match(a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{k} = {b}.{k}" for k in keys)
+
+    def num(expr: str) -> str:
+        return f"CAST({expr} AS numeric)"
+
     params: list[Any] = []
-    ctes, counts = [], []
+    ctes, reports = [], []
     if deletes:
-        params.append(json_rows([*keys, spec.version_column],
+        params.append(json_rows([*spec.key_columns.values(), spec.version_column],
                                 [[*k, version] for k, version in deletes]))
-        match = " AND ".join(f"t.{quote(c, d)} = k.{quote(c, d)}" for c in keys)
+        ctes.append(f"dk AS (SELECT * FROM {rowtype.format(mark(len(params)))} "
+                    "WITH ORDINALITY AS dk)")
         ctes.append(
-            f"d AS (DELETE FROM {table} AS t USING {rowtype % len(params)} AS k "
-            f"WHERE {match} AND (t.{ver} IS NULL OR t.{ver} <= k.{ver}) RETURNING 1)"
+            f"d AS (DELETE FROM {table} AS t USING dk WHERE {match('t', 'dk')} AND "
+            f"(t.{ver} IS NULL OR {num(f't.{ver}')} <= {num(f'dk.{ver}')}) "
+            f"RETURNING {', '.join(f't.{k}' for k in keys)})"
         )
-        counts.append("(SELECT count(*) FROM d)")
-    else:
-        counts.append("0")
+        reports.append(
+            f"SELECT 'd' AS kind, dk.ordinality AS n, CAST(l.{ver} AS text) AS version, "
+            "CAST(NULL AS boolean) AS same, CAST(NULL AS boolean) AS same_key, "
+            f"CAST(l.{keys[0]} AS text) AS stored_key FROM dk "
+            f"LEFT JOIN d ON {match('d', 'dk')} LEFT JOIN {table} AS l ON {match('l', 'dk')} "
+            f"WHERE d.{keys[0]} IS NULL"
+        )
     if upserts:
         cols = spec.upsert_columns
         params.append(json_rows(cols, upserts))
         listed = ", ".join(quote(c, d) for c in cols)
-        updated = [*spec.columns.values(), spec.version_column]
-        sets = ", ".join(f"{quote(c, d)} = EXCLUDED.{quote(c, d)}" for c in updated)
+        updated = [quote(c, d) for c in [*spec.columns.values(), spec.version_column]]
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
+        ctes.append(f"k AS (SELECT * FROM {rowtype.format(mark(len(params)))} "
+                    "WITH ORDINALITY AS k)")
         ctes.append(
-            f"u AS (INSERT INTO {table} AS t ({listed}) SELECT {listed} FROM "
-            f"{rowtype % len(params)} ON CONFLICT ({', '.join(quote(c, d) for c in keys)}) "
-            f"DO UPDATE SET {sets} WHERE t.{ver} IS NULL OR t.{ver} < EXCLUDED.{ver} "
-            "RETURNING 1)"
+            f"u AS (INSERT INTO {table} AS t ({listed}) SELECT {listed} FROM k "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets} "
+            f"WHERE t.{ver} IS NULL OR {num(f't.{ver}')} < {num(f'EXCLUDED.{ver}')} "
+            f"RETURNING {', '.join(f't.{k}' for k in keys)})"
         )
-        counts.append("(SELECT count(*) FROM u)")
-    else:
-        counts.append("0")
-    sql = f"WITH {', '.join(ctes)} SELECT {counts[0]} AS deleted, {counts[1]} AS upserted"
-    return Statement(sql, params, spec.legacy_table, "write")
+        # text forms: every type has one (json has no equality operator)
+        same = " AND ".join(f"CAST(l.{c} AS text) IS NOT DISTINCT FROM CAST(k.{c} AS text)"
+                            for c in updated)
+        reports.append(
+            f"SELECT 'u' AS kind, k.ordinality AS n, CAST(l.{ver} AS text) AS version, "
+            f"(l.{keys[0]} IS NOT NULL AND {same}) AS same, "
+            f"CAST(NULL AS boolean) AS same_key, CAST(l.{keys[0]} AS text) AS stored_key "
+            "FROM k "
+            f"LEFT JOIN u ON {match('u', 'k')} LEFT JOIN {table} AS l ON {match('l', 'k')} "
+            f"WHERE u.{keys[0]} IS NULL"
+        )
+    sql = f"WITH {', '.join(ctes)} {' UNION ALL '.join(reports)}"
+    return Statement(sql, params, spec.legacy_table, "write", len(upserts) + len(deletes))
+
+
+def _mysql_num(expr: str) -> str:
+    return f"CAST({expr} AS DECIMAL(65,30))"
 
 
 def _mysql_upsert(spec: TableSpec, rows: Sequence[list[Any]], style: str) -> Statement:
@@ -326,7 +322,11 @@ def _mysql_upsert(spec: TableSpec, rows: Sequence[list[Any]], style: str) -> Sta
     params = Params(style)
     cols = spec.upsert_columns
     ver = quote(spec.version_column, d)
-    newer = f"{ver} IS NULL OR VALUES({ver}) > {ver}"
+    # the row is this change's own (its key byte for byte, not only equal under the
+    # column's collation) and older
+    own = " AND ".join(f"BINARY {quote(c, d)} = BINARY VALUES({quote(c, d)})"
+                       for c in spec.key_columns.values())
+    newer = f"({ver} IS NULL OR {_mysql_num(f'VALUES({ver})')} > {_mysql_num(ver)}) AND {own}"
     # MySQL evaluates the assignments left to right and later ones see earlier results, so
     # every guard reads the OLD version: the version column is assigned last.
     updated = [*spec.columns.values(), spec.version_column]
@@ -338,23 +338,289 @@ def _mysql_upsert(spec: TableSpec, rows: Sequence[list[Any]], style: str) -> Sta
         f"({', '.join(quote(c, d) for c in cols)}) VALUES {_values_rows(spec, rows, params)} "
         f"ON DUPLICATE KEY UPDATE {sets}"
     )
-    return Statement(sql, params.values, spec.legacy_table, "upsert")
+    return Statement(sql, params.values, spec.legacy_table, "upsert", len(rows))
+
+
+def _values_rows(spec: TableSpec, rows: Sequence[list[Any]], params: Params) -> str:
+    cols = spec.upsert_columns
+    return ", ".join(
+        "(" + ", ".join(params.add(v, spec.column_types.get(c)) for c, v in zip(cols, row,
+                                                                                 strict=True))
+        + ")"
+        for row in rows
+    )
 
 
 def _mysql_delete(
     spec: TableSpec, deletes: Sequence[tuple[list[Any], Any]], style: str
 ) -> Statement:
+    """`(k = ? AND BINARY k = BINARY ? AND (v IS NULL OR v <= ?)) OR ...`: applied only when
+    the row is this key's own and not newer."""
+    d = "mysql"
     params = Params(style)
-    cond = _delete_condition(spec, deletes, params, "mysql", "")
-    sql = f"DELETE FROM {quote_table(spec.legacy_table, 'mysql')} WHERE {cond}"
-    return Statement(sql, params.values, spec.legacy_table, "delete")
+    ver = quote(spec.version_column, d)
+    vtype = spec.column_types.get(spec.version_column)
+    terms = []
+    for keys, version in deletes:
+        parts = []
+        for col, val in zip(spec.key_columns.values(), keys, strict=True):
+            ctype = spec.column_types.get(col)
+            parts.append(f"{quote(col, d)} = {params.add(val, ctype)}")
+            parts.append(f"BINARY {quote(col, d)} = BINARY {params.add(val, ctype)}")
+        parts.append(f"({ver} IS NULL OR {_mysql_num(ver)} <= "
+                     f"{_mysql_num(params.add(version, vtype))})")
+        terms.append("(" + " AND ".join(parts) + ")")
+    sql = f"DELETE FROM {quote_table(spec.legacy_table, d)} WHERE {' OR '.join(terms)}"
+    return Statement(sql, params.values, spec.legacy_table, "delete", len(deletes))
+
+
+def _mysql_report(
+    spec: TableSpec, rows: Sequence[list[Any]], deletes: Sequence[tuple[list[Any], Any]],
+    style: str,
+) -> Statement:
+    """The refusals, read after the writes (same transaction, the rows still locked): one
+    primary-key lookup per change, answering only when the row does not hold the change.
+    Values are compared by the server, in the column's own type and collation."""
+    d = "mysql"
+    params = Params(style)
+    table = quote_table(spec.legacy_table, d)
+    ver = quote(spec.version_column, d)
+    key_cols = list(spec.key_columns.values())
+    types = spec.column_types
+    nkeys = len(key_cols)
+    first = quote(key_cols[0], d)
+    others = [*spec.columns.values(), spec.version_column]
+
+    def own(keys: Sequence[Any]) -> str:
+        return " AND ".join(f"BINARY {quote(c, d)} = BINARY {params.add(v, types.get(c))}"
+                            for c, v in zip(key_cols, keys, strict=True))
+
+    def where(keys: Sequence[Any]) -> str:
+        return " AND ".join(f"{quote(c, d)} = {params.add(v, types.get(c))}"
+                            for c, v in zip(key_cols, keys, strict=True))
+
+    # placeholders are positional in the `format` style: parameters are added in text order
+    parts = []
+    for n, (keys, _version) in enumerate(deletes, start=1):
+        mine = own(keys)
+        parts.append(f"SELECT 'd' AS kind, {n} AS n, CAST({ver} AS CHAR) AS version, "
+                     f"NULL AS same, ({mine}) AS same_key, CAST({first} AS CHAR) AS stored_key "
+                     f"FROM {table} "
+                     f"WHERE {where(keys)} HAVING same_key")
+    for n, row in enumerate(rows, start=1):
+        keys, values = row[:nkeys], row[nkeys:]
+        same = " AND ".join(f"{quote(c, d)} <=> {params.add(v, types.get(c))}"
+                            for c, v in zip(others, values, strict=True))
+        mine = own(keys)
+        parts.append(f"SELECT 'u' AS kind, {n} AS n, CAST({ver} AS CHAR) AS version, "
+                     f"({same}) AS same, ({mine}) AS same_key, CAST({first} AS CHAR) AS "
+                     f"stored_key FROM {table} "
+                     f"WHERE {where(keys)} HAVING NOT (same AND same_key)")
+    sql = " UNION ALL ".join(parts)
+    return Statement(sql, params.values, spec.legacy_table, "report", 0)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class DataError(Exception):
+    """The database rejected the data of a statement (type, constraint, value): a bad record,
+    found by bisection."""
+
+
+class SchemaNotReadyError(Exception):
+    """A mapped legacy table or column does not exist (yet): the legacy migration has not run.
+    Nothing is blamed on a record: the whole batch fails and is retried."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code} {message}".strip())
+        self.code = code
+
+
+#: What each error means for a batch, as data (docs/writeback.md, "When a batch fails"):
+#: "retry" (transient or not about the data: the whole batch fails, Lambda retries it),
+#: "schema" (a missing table or column: the whole batch fails, metric SchemaNotReady),
+#: "record" (a bad record: bisection finds it, it ends as a poison record).
+#:
+#: PostgreSQL SQLSTATE: exact codes first, then the two-character class, else "retry".
+PG_SQLSTATES: dict[str, str] = {
+    "40P01": "retry",   # deadlock_detected
+    "40001": "retry",   # serialization_failure
+    "55P03": "retry",   # lock_not_available (lock_timeout)
+    "57014": "retry",   # query_canceled (statement_timeout)
+    "25P03": "retry",   # idle_in_transaction_session_timeout
+    "42501": "retry",   # insufficient_privilege: the login, not the data
+    "42P01": "schema",  # undefined_table
+    "42703": "schema",  # undefined_column
+    "42704": "schema",  # undefined_object (the table's row type)
+    "3F000": "schema",  # invalid_schema_name
+    "3D000": "schema",  # invalid_catalog_name (the database)
+}
+PG_SQLSTATE_CLASSES: dict[str, str] = {
+    "08": "retry",   # connection exception
+    "53": "retry",   # insufficient resources (too many connections, disk full, memory)
+    "57": "retry",   # operator intervention (admin shutdown, crash shutdown, cannot connect)
+    "58": "retry",   # system error (I/O)
+    "40": "retry",   # transaction rollback
+    "22": "record",  # data exception (value too long, invalid text, out of range, ...)
+    "23": "record",  # integrity constraint violation (not null, unique, foreign key, check)
+    "42": "record",  # syntax error or access rule violation (a value of the wrong type)
+    "2B": "record",  # dependent privilege descriptors still exist
+    "44": "record",  # with check option violation
+    "P0": "record",  # PL/pgSQL raise (a trigger rejecting the row)
+}
+#: MySQL/MariaDB error numbers; a server error (1000-1999, 3000+) not listed is "record",
+#: a client error (2000-2999: connection lost, gone away) "retry".
+MYSQL_ERRNOS: dict[int, str] = {
+    1205: "retry",  # ER_LOCK_WAIT_TIMEOUT
+    1213: "retry",  # ER_LOCK_DEADLOCK
+    1969: "retry",  # ER_STATEMENT_TIMEOUT (MariaDB max_statement_time)
+    3024: "retry",  # ER_QUERY_TIMEOUT (MySQL max_execution_time)
+    1317: "retry",  # ER_QUERY_INTERRUPTED
+    1927: "retry",  # ER_CONNECTION_KILLED
+    1053: "retry",  # ER_SERVER_SHUTDOWN
+    1040: "retry",  # ER_CON_COUNT_ERROR (too many connections)
+    1203: "retry",  # ER_TOO_MANY_USER_CONNECTIONS
+    1290: "retry",  # ER_OPTION_PREVENTS_STATEMENT (read-only server)
+    1792: "retry",  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+    1637: "retry",  # ER_TOO_MANY_CONCURRENT_TRXS
+    1180: "retry",  # ER_ERROR_DURING_COMMIT
+    4031: "retry",  # ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8)
+    1044: "retry",  # ER_DBACCESS_DENIED_ERROR: the login, not the data
+    1045: "retry",  # ER_ACCESS_DENIED_ERROR
+    1142: "retry",  # ER_TABLEACCESS_DENIED_ERROR
+    1143: "retry",  # ER_COLUMNACCESS_DENIED_ERROR
+    1227: "retry",  # ER_SPECIFIC_ACCESS_DENIED_ERROR
+    1146: "schema",  # ER_NO_SUCH_TABLE
+    1054: "schema",  # ER_BAD_FIELD_ERROR (unknown column)
+    1049: "schema",  # ER_BAD_DB_ERROR
+}
+#: RDS Data API error codes (botocore's rds-data model): everything but the SQL errors is
+#: about the service, the cluster or the login: retry. DatabaseErrorException (and the
+#: deprecated BadRequestException) carry the database's error in the message: classified
+#: by `DATA_API_MESSAGES`.
+DATA_API_CODES: dict[str, str] = {
+    "StatementTimeoutException": "retry",
+    "DatabaseResumingException": "retry",
+    "DatabaseUnavailableException": "retry",
+    "DatabaseNotFoundException": "retry",
+    "ServiceUnavailableError": "retry",
+    "InternalServerErrorException": "retry",
+    "ThrottlingException": "retry",
+    "TooManyRequestsException": "retry",
+    "TransactionNotFoundException": "retry",
+    "SecretsErrorException": "retry",
+    "InvalidSecretException": "retry",
+    "ForbiddenException": "retry",
+    "AccessDeniedException": "retry",
+    "HttpEndpointNotEnabledException": "retry",
+    "InvalidResourceStateException": "retry",
+}
+#: Patterns of a DatabaseErrorException/BadRequestException message, first match wins: the
+#: SQLSTATE (PostgreSQL: "...; SQLState: 40P01") or MySQL error number when the message
+#: carries one, then the servers' own texts for the transient and schema errors.
+DATA_API_MESSAGES: tuple[tuple[str, str], ...] = (
+    (r"SQLState: (?P<sqlstate>[0-9A-Z]{5})", "sqlstate"),
+    (r"(?:Error code|errno|ErrorCode)[:= ]+(?P<errno>\d{4})", "errno"),
+    (r"Communications link failure|Connection reset|connection (?:is )?closed", "retry"),
+    (r"deadlock", "retry"),
+    (r"Lock wait timeout exceeded|could not obtain lock", "retry"),
+    (r"could not serialize access", "retry"),
+    (r"statement timeout|max_statement_time|maximum statement execution time|"
+     r"Query execution was interrupted", "retry"),
+    (r"[Tt]ransaction", "retry"),
+    (r"Table '[^']*' doesn't exist|Unknown column|relation \"[^\"]*\" does not exist|"
+     r"column \"[^\"]*\" (?:of relation \"[^\"]*\" )?does not exist|type \"[^\"]*\" does "
+     r"not exist", "schema"),
+)
+_DATA_API_PATTERNS = [(re.compile(p, re.IGNORECASE), c) for p, c in DATA_API_MESSAGES]
+
+
+def classify_sqlstate(code: str) -> str:
+    """A PostgreSQL SQLSTATE's class: "retry", "schema" or "record"."""
+    return PG_SQLSTATES.get(code) or PG_SQLSTATE_CLASSES.get(code[:2], "retry")
+
+
+def classify_errno(number: int) -> str:
+    """A MySQL/MariaDB error number's class: "retry", "schema" or "record"."""
+    found = MYSQL_ERRNOS.get(number)
+    if found:
+        return found
+    return "retry" if number < 1000 or 2000 <= number < 3000 else "record"
+
+
+def error_class(dialect: str, exc: BaseException) -> str:
+    """What an error of a direct connection means for the batch (see the tables above)."""
+    if dialect == "postgres":
+        # psycopg: the server's SQLSTATE; None when the server did not answer (connection
+        # lost or closed, ...)
+        code = getattr(exc, "sqlstate", None)
+        return classify_sqlstate(code) if isinstance(code, str) else "retry"
+    number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return "retry" if number is None else classify_errno(number)
+
+
+def data_api_error_class(exc: BaseException) -> tuple[str, str]:
+    """What a Data API error means for the batch, and the code it names ("" if none)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return "retry", ""
+    error = response.get("Error", {})
+    code, message = error.get("Code", ""), error.get("Message", "")
+    if code not in ("DatabaseErrorException", "BadRequestException"):
+        return DATA_API_CODES.get(code, "retry"), code
+    for pattern, kind in _DATA_API_PATTERNS:
+        found = pattern.search(message)
+        if found is None:
+            continue
+        if kind == "sqlstate":
+            state = found.group("sqlstate")
+            return classify_sqlstate(state), state
+        if kind == "errno":
+            number = found.group("errno")
+            return classify_errno(int(number)), number
+        return kind, code
+    return "record", code
+
+
+def is_data_error(dialect: str, exc: BaseException) -> bool:
+    """Whether the database rejected the statement's data (blame a record)."""
+    return error_class(dialect, exc) == "record"
+
+
+def _error_text(exc: BaseException) -> str:
+    code = getattr(exc, "sqlstate", None)
+    if isinstance(code, str):  # psycopg: SQLSTATE and the server's primary message
+        diag = getattr(exc, "diag", None)
+        message = getattr(diag, "message_primary", None) or str(exc)
+        return f"{code} {message}".strip()
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore
+        return str(response.get("Error", {}).get("Message", "")) or str(exc)
+    return " ".join(str(a) for a in exc.args) or type(exc).__name__
+
+
+def _raise_classified(dialect: str, exc: BaseException) -> None:
+    """Re-raise a driver error as what it means: DataError (a bad record),
+    SchemaNotReadyError, or the error itself (retry the batch)."""
+    kind = error_class(dialect, exc)
+    if kind == "record":
+        raise DataError(_error_text(exc)) from exc
+    if kind == "schema":
+        code = getattr(exc, "sqlstate", None) if dialect == "postgres" \
+            else (exc.args[0] if exc.args else "")
+        raise SchemaNotReadyError(str(code), _error_text(exc)) from exc
 
 
 # --------------------------------------------------------------------------- executors
 
 
-class DataError(Exception):
-    """The database rejected the data of a statement (type, constraint, value, SQL)."""
+@dataclass
+class StatementResult:
+    """What one statement did: rows it changed, and its refusal rows (see `Statement`)."""
+
+    changed: int
+    refusals: list[tuple[Any, ...]]
 
 
 class Executor(Protocol):
@@ -365,8 +631,9 @@ class Executor(Protocol):
     max_params: int
     round_trips: int
 
-    def apply(self, statements: Sequence[Statement]) -> int:
-        """Run and commit; return the number of rows changed. Raises DataError or other."""
+    def apply(self, statements: Sequence[Statement]) -> list[StatementResult]:
+        """Run and commit; one result per statement. Raises DataError, SchemaNotReadyError
+        or the driver's own error (retry the batch)."""
 
     def probe(self, statements: Sequence[Statement]) -> str | None:
         """Run and roll back; return the DataError message, or None when it would apply."""
@@ -386,8 +653,10 @@ class DbApiExecutor:
     `conn.transaction(force_rollback=True)` (BEGIN, the pipeline, ROLLBACK: three round
     trips, only when a batch is being bisected).
 
-    MySQL/MariaDB: one statement per round trip; a batch of more than one statement is
-    wrapped in BEGIN/COMMIT (PyMySQL has no pipelining; multi-statements stay disabled).
+    MySQL/MariaDB: the batch's statements travel as ONE multi-statement query,
+    `BEGIN; <writes and reports>; COMMIT` (one round trip; the connection is opened with
+    CLIENT.MULTI_STATEMENTS, values are escaped by PyMySQL as for any query); on an error the
+    server stops there, and a ROLLBACK follows. A probe ends with ROLLBACK instead of COMMIT.
     """
 
     def __init__(self, connection: Any, dialect: str) -> None:
@@ -398,8 +667,8 @@ class DbApiExecutor:
         self.round_trips = 0
 
     # -- PostgreSQL ---------------------------------------------------------------------
-    def _pipeline(self, statements: Sequence[Statement]) -> int:
-        """The statements in one pipeline; the sum of their (deleted, upserted) counts."""
+    def _pipeline(self, statements: Sequence[Statement]) -> list[StatementResult]:
+        """The statements in one pipeline; each one's refusals."""
         import psycopg
 
         conn = self.connection
@@ -411,14 +680,15 @@ class DbApiExecutor:
                 cursor = psycopg.RawCursor(conn)
                 cursor.execute(statement.sql, statement.params, prepare=False)
                 cursors.append(cursor)
-        changed = 0
-        for cursor in cursors:
-            deleted, upserted = cursor.fetchone() or (0, 0)
-            changed += int(deleted) + int(upserted)
+        out = []
+        for statement, cursor in zip(statements, cursors, strict=True):
+            refusals = [tuple(row) for row in cursor.fetchall()]
+            out.append(StatementResult(statement.changes - len(refusals), refusals))
             cursor.close()
-        return changed
+        return out
 
-    def _run_postgres(self, statements: Sequence[Statement], commit: bool) -> int:
+    def _run_postgres(self, statements: Sequence[Statement],
+                      commit: bool) -> list[StatementResult]:
         try:
             if commit:
                 self.round_trips += 1
@@ -427,54 +697,55 @@ class DbApiExecutor:
             with self.connection.transaction(force_rollback=True):
                 return self._pipeline(statements)
         except Exception as exc:
-            if is_data_error(self.dialect, exc):
-                raise DataError(_error_text(exc)) from exc
+            _raise_classified(self.dialect, exc)
             raise
 
     # -- MySQL/MariaDB ------------------------------------------------------------------
-    def _execute(self, sql: str, params: Sequence[Any] | None) -> int:
-        """One statement, one round trip: its affected-row count."""
-        self.round_trips += 1
+    def _run_mysql(self, statements: Sequence[Statement],
+                   commit: bool) -> list[StatementResult]:
+        """BEGIN, the statements and COMMIT (ROLLBACK for a probe) as one query: one round
+        trip. PyMySQL interpolates each statement's own parameters (escaped) first."""
         cursor = self.connection.cursor()
+        parts = ["BEGIN"]
+        for statement in statements:
+            parts.append(cursor.mogrify(statement.sql, statement.params or None))
+        parts.append("COMMIT" if commit else "ROLLBACK")
+        out: list[StatementResult] = []
+        self.round_trips += 1
         try:
-            cursor.execute(sql, params)
-            return int(cursor.rowcount)
+            cursor.execute(";\n".join(parts))  # the BEGIN's result
+            for statement in statements:
+                cursor.nextset()
+                if statement.kind == "report":
+                    out.append(StatementResult(0, [tuple(r) for r in cursor.fetchall()]))
+                else:
+                    out.append(StatementResult(max(int(cursor.rowcount), 0), []))
+            cursor.nextset()  # COMMIT / ROLLBACK
+        except Exception as exc:
+            self._rollback()
+            _raise_classified(self.dialect, exc)
+            raise
         finally:
             cursor.close()
-
-    def _run_mysql(self, statements: Sequence[Statement], commit: bool) -> int:
-        wrap = len(statements) > 1 or not commit
-        changed = 0
-        try:
-            if wrap:
-                self._execute("BEGIN", None)
-            for statement in statements:
-                changed += max(self._execute(statement.sql, statement.params), 0)
-            if wrap:
-                self._execute("COMMIT" if commit else "ROLLBACK", None)
-        except Exception as exc:
-            if wrap:
-                self._rollback()
-            if is_data_error(self.dialect, exc):
-                raise DataError(_error_text(exc)) from exc
-            raise
-        return changed
+        return out
 
     def _rollback(self) -> None:
         try:
             self.round_trips += 1
-            self.connection.cursor().execute("ROLLBACK")
+            cursor = self.connection.cursor()
+            cursor.execute("ROLLBACK")
+            cursor.close()
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass
 
-    def _run(self, statements: Sequence[Statement], commit: bool) -> int:
+    def _run(self, statements: Sequence[Statement], commit: bool) -> list[StatementResult]:
         if self.dialect == "postgres":
             return self._run_postgres(statements, commit)
         return self._run_mysql(statements, commit)
 
-    def apply(self, statements: Sequence[Statement]) -> int:
+    def apply(self, statements: Sequence[Statement]) -> list[StatementResult]:
         if not statements:
-            return 0
+            return []
         return self._run(statements, commit=True)
 
     def probe(self, statements: Sequence[Statement]) -> str | None:
@@ -485,63 +756,29 @@ class DbApiExecutor:
         return None
 
 
-#: MySQL server errors that are not about the data: retry the batch, blame no record
-#: (too many connections, shutdown, lock wait, deadlock, interrupted, killed, access denied,
-#: read-only server).
-_MYSQL_NOT_DATA = {1040, 1044, 1045, 1053, 1142, 1143, 1205, 1213, 1227, 1290, 1317, 1792,
-                   1927}
-#: PostgreSQL SQLSTATE classes that are about the statement's data: data exception,
-#: integrity constraint, syntax/undefined column (a mapping error), invalid JSON, ...
-_PG_DATA_CLASSES = {"22", "23", "42", "2B", "44", "P0"}
-
-
-def is_data_error(dialect: str, exc: BaseException) -> bool:
-    """Whether the database rejected the statement's data (blame a record) rather than
-    failing for a reason every record shares (connection, deadlock, privileges)."""
-    if dialect == "postgres":
-        # psycopg: the server's SQLSTATE; None when the server did not answer (connection
-        # lost or closed, ...)
-        code = getattr(exc, "sqlstate", None)
-        if not isinstance(code, str):
-            return False
-        return code[:2] in _PG_DATA_CLASSES and code != "42501"
-    number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    if number is None or 2000 <= number < 3000:  # client errors: lost connection, ...
-        return False
-    return number >= 1000 and number not in _MYSQL_NOT_DATA
-
-
-def _error_text(exc: BaseException) -> str:
-    code = getattr(exc, "sqlstate", None)
-    if isinstance(code, str):  # psycopg: SQLSTATE and the server's primary message
-        diag = getattr(exc, "diag", None)
-        message = getattr(diag, "message_primary", None) or str(exc)
-        return f"{code} {message}".strip()
-    return " ".join(str(a) for a in exc.args) or type(exc).__name__
-
-
 class DataApiExecutor:
     """Aurora through the RDS Data API (boto3 `rds-data`).
 
-    One statement: `execute_statement` alone (atomic). More: begin_transaction,
-    execute_statement per statement with the transactionId, commit_transaction.
+    PostgreSQL: the `json_named` style (a table's rows as one json parameter, as on a direct
+    connection). MySQL: typed `:pN` parameters. One statement: `execute_statement` alone
+    (atomic). More: begin_transaction, execute_statement per statement with the
+    transactionId, commit_transaction.
     """
-
-    style = "named"
 
     def __init__(
         self, client: Any, *, cluster_arn: str, secret_arn: str, database: str, dialect: str
     ) -> None:
         self.client = client
         self.dialect = dialect
+        self.style = "json_named" if dialect == "postgres" else "named"
         self.max_params = MAX_PARAMS["data_api"]
         self.round_trips = 0
         self._base = {"resourceArn": cluster_arn, "secretArn": secret_arn, "database": database}
 
-    def _run(self, statements: Sequence[Statement], commit: bool) -> int:
+    def _run(self, statements: Sequence[Statement], commit: bool) -> list[StatementResult]:
         wrap = len(statements) > 1 or not commit
         tx: str | None = None
-        changed = 0
+        out: list[StatementResult] = []
         try:
             if wrap:
                 self.round_trips += 1
@@ -556,28 +793,31 @@ class DataApiExecutor:
                 if tx:
                     request["transactionId"] = tx
                 response = self.client.execute_statement(**request)
-                if statement.kind == "write":
-                    record = response["records"][0]
-                    changed += sum(int(next(iter(cell.values()))) for cell in record)
+                if statement.kind in ("write", "report"):
+                    refusals = [tuple(_cell(c) for c in record)
+                                for record in response.get("records", [])]
+                    changed = statement.changes - len(refusals) \
+                        if statement.kind == "write" else 0
+                    out.append(StatementResult(changed, refusals))
                 else:
-                    changed += int(response.get("numberOfRecordsUpdated", 0))
+                    out.append(StatementResult(int(response.get("numberOfRecordsUpdated", 0)),
+                                               []))
             if tx:
                 self.round_trips += 1
-                if commit:
-                    self.client.commit_transaction(resourceArn=self._base["resourceArn"],
-                                                   secretArn=self._base["secretArn"],
-                                                   transactionId=tx)
-                else:
-                    self.client.rollback_transaction(resourceArn=self._base["resourceArn"],
-                                                     secretArn=self._base["secretArn"],
-                                                     transactionId=tx)
+                end = self.client.commit_transaction if commit \
+                    else self.client.rollback_transaction
+                end(resourceArn=self._base["resourceArn"], secretArn=self._base["secretArn"],
+                    transactionId=tx)
         except Exception as exc:
             if tx:
                 self._rollback(tx)
-            if _is_data_api_data_error(exc):
+            kind, code = data_api_error_class(exc)
+            if kind == "record":
                 raise DataError(_error_text(exc)) from exc
+            if kind == "schema":
+                raise SchemaNotReadyError(code, _error_text(exc)) from exc
             raise
-        return changed
+        return out
 
     def _rollback(self, tx: str) -> None:
         try:
@@ -589,9 +829,9 @@ class DataApiExecutor:
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass
 
-    def apply(self, statements: Sequence[Statement]) -> int:
+    def apply(self, statements: Sequence[Statement]) -> list[StatementResult]:
         if not statements:
-            return 0
+            return []
         return self._run(statements, commit=True)
 
     def probe(self, statements: Sequence[Statement]) -> str | None:
@@ -602,18 +842,11 @@ class DataApiExecutor:
         return None
 
 
-def _is_data_api_data_error(exc: BaseException) -> bool:
-    """The Data API reports SQL errors as BadRequestException (DatabaseErrorException in
-    newer APIs); throttling, a paused cluster, etc. are other codes: retried as a batch."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = response.get("Error", {}).get("Code", "")
-    message = response.get("Error", {}).get("Message", "")
-    if code == "DatabaseErrorException":
-        return True
-    return code == "BadRequestException" and "Communications link failure" not in message \
-        and "transaction" not in message.lower()
+def _cell(cell: dict[str, Any]) -> Any:
+    """One Data API result cell as a Python value."""
+    if cell.get("isNull"):
+        return None
+    return next(iter(cell.values()))
 
 
 def data_api_parameters(values: Sequence[Any]) -> list[dict[str, Any]]:
@@ -671,6 +904,7 @@ def connect(target: dict[str, Any], username: str, password: str) -> Any:
         )
     context: ssl.SSLContext | None = ssl.create_default_context() if tls else None
     import pymysql
+    import pymysql.constants.CLIENT
 
     return pymysql.connect(
         host=target["host"],
@@ -682,6 +916,8 @@ def connect(target: dict[str, Any], username: str, password: str) -> Any:
         connect_timeout=timeout,
         ssl=context,
         charset="utf8mb4",
+        # a batch is one query: BEGIN; writes; reports; COMMIT (DbApiExecutor._run_mysql)
+        client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS,
         # strict mode: a value that does not fit is an error, never silently truncated
         init_command="SET SESSION sql_mode = "
         "CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')",
