@@ -294,10 +294,28 @@ def main() -> None:
     parser.add_argument("--skip-fanin", action="store_true")
     parser.add_argument("--garbage", type=int, metavar="N",
                         help="only list what the collector frees evaluating N tables")
+    parser.add_argument("--plan", type=int, metavar="N",
+                        help="only plan N-table stacks (declared, adopted, mixed) and check "
+                        "limits and that nothing capped grows (tests/test_scale.py at N)")
     parser.add_argument("--child", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure_once(int(args.child[0]), args.child[1])))
+        return
+    if args.plan:
+        import tempfile
+        from pathlib import Path
+
+        from tests.test_scale import SPLITS, check_scale
+
+        for split in sorted(SPLITS):
+            with tempfile.TemporaryDirectory() as folder:
+                started = time.process_time()
+                plan, problems = check_scale(Path(folder), args.plan, split)
+                print(f"{split}: {args.plan} tables, {len(plan.resources)} resources, "
+                      f"{len(problems)} problems ({time.process_time() - started:.0f} CPU s)")
+                for problem in problems:
+                    print(f"  {problem}")
         return
     if args.garbage:
         for name, count in cyclic_garbage(args.garbage):
