@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from handlers.observability import WRITEBACK_NAMESPACE, client, emf, log
 from handlers.writeback_sql import (
     DataApiExecutor,
     DataError,
@@ -45,7 +46,7 @@ from handlers.writeback_sql import (
     json_value,
 )
 
-NAMESPACE = "DmsEventBus/Writeback"
+NAMESPACE = WRITEBACK_NAMESPACE
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 #: The statuses the writeback sets (docs/ingest-api.md: what a client does with each).
 WRITEBACK_STATUSES = frozenset({"applied", "conflict", "error"})
@@ -54,33 +55,9 @@ WRITEBACK_STATUSES = frozenset({"applied", "conflict", "error"})
 # --------------------------------------------------------------------------- logging / metrics
 
 
-def log(level: str, message: str, **fields: Any) -> None:
-    """One structured JSON log line."""
-    print(json.dumps({"level": level, "message": message, **fields}, default=str), flush=True)
-
-
 def emit_metrics(metrics: dict[str, int], dimensions: dict[str, str] | None = None) -> None:
-    """CloudWatch embedded metric format: one line, no API call."""
-    dims = dimensions or {}
-    print(
-        json.dumps(
-            {
-                "_aws": {
-                    "Timestamp": int(time.time() * 1000),
-                    "CloudWatchMetrics": [
-                        {
-                            "Namespace": NAMESPACE,
-                            "Dimensions": [sorted(dims)],
-                            "Metrics": [{"Name": k, "Unit": "Count"} for k in sorted(metrics)],
-                        }
-                    ],
-                },
-                **dims,
-                **metrics,
-            }
-        ),
-        flush=True,
-    )
+    """CloudWatch embedded metric format (handlers.observability): one line, no API call."""
+    emf(NAMESPACE, dimensions or {}, metrics)
 
 
 # --------------------------------------------------------------------------- DynamoDB values
@@ -588,11 +565,11 @@ def process(
     if poison_outcome is not None:
         failures.append(poison_outcome.seq)
         poison.append((poison_outcome.seq, poison_reason))
-        log("ERROR", "record cannot be written back; reported as batch item failure (it goes "
+        log("error", "record cannot be written back; reported as batch item failure (it goes "
             "to the DLQ after the mapping's retries)", sequence_number=poison_outcome.seq,
             reason=poison_reason, table=table_of(records[poison_outcome.index]))
     for refusal in refusals:
-        log("WARN", "change refused by the legacy row; its item says conflict",
+        log("warning", "change refused by the legacy row; its item says conflict",
             sequence_number=refusal.change.seq, table=refusal.change.table,
             reason=refusal.reason)
 
@@ -659,7 +636,7 @@ def _write_statuses(  # noqa: PLR0913, PLR0917 - the batch's outcomes, called on
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
                 return None  # the item moved on (newer version) or already has this status
-            log("WARN", "status update failed; the record is retried (SQL replay is a no-op)",
+            log("warning", "status update failed; the record is retried (SQL replay is a no-op)",
                 sequence_number=seq, table=target.table, error=str(exc))
             return index, seq
         return None
@@ -712,11 +689,11 @@ def _config() -> Config:
 
 
 def _boto3_client(service: str) -> Any:
+    """The container's client for `service` (handlers.observability.client), kept in
+    `_STATE` under `client:<service>`."""
     key = f"client:{service}"
     if key not in _STATE:
-        import boto3
-
-        _STATE[key] = boto3.client(service)
+        _STATE[key] = client(_STATE.setdefault("clients", {}), service)
     return _STATE[key]
 
 
@@ -796,7 +773,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except SchemaNotReadyError as exc:
         # a mapped table or column is missing (the legacy migration has not run): no record
         # is blamed, no status is written; the whole batch is retried (alarm on the metric)
-        log("ERROR", "legacy schema not ready; batch retried as a whole", error=str(exc),
+        log("error", "legacy schema not ready; batch retried as a whole", error=str(exc),
             code=exc.code, records=len(records))
         emit_metrics({"SchemaNotReady": 1}, _dimensions())
         raise
@@ -805,10 +782,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # throttling): fail the whole batch, so Lambda retries it (bounded) and the Errors
         # alarm sees it
         _drop_connection()
-        log("ERROR", "batch failed; retried as a whole", error=str(exc),
+        log("error", "batch failed; retried as a whole", error=str(exc),
             error_type=type(exc).__name__, records=len(records))
         raise
-    log("INFO", "batch written back", records=len(records), applied=len(result.applied),
+    log("info", "batch written back", records=len(records), applied=len(result.applied),
         rows_changed=result.rows_changed, skipped=result.skipped, round_trips=result.round_trips,
         failures=result.failures, ms=round((time.perf_counter() - started) * 1000, 1))
     emit_metrics({
