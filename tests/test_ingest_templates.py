@@ -767,7 +767,9 @@ def test_e2e_put_unknown_id_is_404_and_creates_nothing(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("status", "detail"),
-    [("accepted", None), ("applied", None), ("error", 'legacy said "no"\nconstraint x')],
+    [("accepted", None), ("applied", None), ("error", 'legacy said "no"\nconstraint x'),
+     ("conflict", "conflict: the legacy row is at version 5, newer than this change's "
+                  "version 1; not written")],
 )
 def test_e2e_get_reports_the_status(api: Api, status: str, detail: str | None) -> None:
     api("POST", "/order_requests", body=body_of(ORDER), headers={"Idempotency-Key": "g-1"})
