@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -735,3 +738,117 @@ def test_command_without_region_or_credentials_says_so_in_one_line(
     assert redrive.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "credentials" in err[0] and "Traceback" not in err[0], err
+
+
+# --- bad input never tracebacks ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/dmsbus-x-fanin-dlq"
+MAPPING = ["--table-prefix", "dmsbus-x-", "--stream-name", "dmsbus-x-bus"]
+
+#: (id, argv, environment changes (None: unset), a word the one line must contain)
+BAD_INPUTS: list[tuple[str, list[str], dict[str, str | None], str]] = [
+    ("tables-not-an-object", ["--queue-url", QUEUE, "--tables", "[1]", "--stream-name", "b"],
+     {}, "--tables"),
+    ("tables-not-json", ["--queue-url", QUEUE, "--tables", "{x", "--stream-name", "b"], {},
+     "--tables"),
+    ("tables-not-strings", ["--queue-url", QUEUE, "--tables", '{"t": 1}', "--stream-name", "b"],
+     {}, "--tables"),
+    ("prefix-without-dash", ["--queue-url", QUEUE, "--table-prefix", "dmsbus-x",
+                             "--stream-name", "b"], {}, "--table-prefix"),
+    ("no-mapping", ["--queue-url", QUEUE], {}, "--function-name"),
+    ("no-queue-url", MAPPING, {}, "--queue-url"),
+    ("queue-url-not-a-url", ["--queue-url", "dmsbus-x-fanin-dlq", *MAPPING], {}, "--queue-url"),
+    ("max-messages-zero", ["--queue-url", QUEUE, *MAPPING, "--max-messages", "0"], {},
+     "--max-messages"),
+    ("wait-seconds-too-long", ["--queue-url", QUEUE, *MAPPING, "--wait-seconds", "30"], {},
+     "--wait-seconds"),
+    ("unknown-option", ["--queue-url", QUEUE, *MAPPING, "--tabels", "{}"], {}, "--tabels"),
+    ("no-region", ["--queue-url", "https://queue.example/123456789012/q", *MAPPING],
+     {"AWS_REGION": None, "AWS_DEFAULT_REGION": None}, "--region"),
+    ("no-credentials", ["--queue-url", QUEUE, *MAPPING],
+     {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None,
+      "AWS_SECURITY_TOKEN": None}, "credentials"),
+    ("unreachable-endpoint", ["--queue-url", QUEUE, *MAPPING, "--wait-seconds", "0"],
+     {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "cannot reach"),
+]
+
+
+def _isolated_env(changes: dict[str, str | None]) -> dict[str, str]:
+    """The test's environment (fake credentials, conftest) without any AWS config file or
+    instance metadata, with `changes` applied."""
+    env = {**os.environ, "AWS_CONFIG_FILE": "/dev/null",
+           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}
+    for name, value in changes.items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+    return env
+
+
+@pytest.mark.parametrize(("argv", "changes", "word"),
+                         [pytest.param(*case[1:], id=case[0]) for case in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_as_a_process(
+    argv: list[str], changes: dict[str, str | None], word: str
+) -> None:
+    # WHEN the command runs as an operator runs it, with one thing wrong
+    done = subprocess.run([sys.executable, "-m", "tools.redrive", *argv], cwd=ROOT,
+                          env=_isolated_env(changes), capture_output=True, text=True,
+                          timeout=120, check=False)
+    # THEN exit 2 and one line on stderr naming what to fix, no traceback
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1, lines
+    assert "Traceback" not in done.stderr and word in lines[0], lines
+    assert lines[0].startswith("error: ")
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_an_unknown_queue_is_one_line(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/dmsbus-x-no-such-dlq"
+    assert redrive.main(["--queue-url", url, *MAPPING, "--wait-seconds", "0"]) == 2
+    assert "no such queue: check --queue-url" in _one_line(capsys)
+
+
+def test_an_unknown_function_is_one_line(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    world = make_world("dmsbus-rd12-")
+    argv = ["--queue-url", world.queue_url, "--function-name", "dmsbus-rd12-nofanin"]
+    assert redrive.main(argv) == 2
+    assert "no such function: check --function-name" in _one_line(capsys)
+
+
+class DeniedStreams:
+    """A DynamoDB Streams client whose caller lacks dynamodb:GetShardIterator."""
+
+    def get_shard_iterator(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}},
+                          "GetShardIterator")
+
+
+def test_an_error_half_way_leaves_no_message_invisible(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN three failed batches in the DLQ, and a caller not allowed to read the stream
+    world = make_world("dmsbus-rd13-")
+    records = world.write_rows(3)
+    ids = sorted(world.send_failure([r]) for r in records)
+    real = boto3.session.Session.client
+
+    def client(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
+        return DeniedStreams() if service == "dynamodbstreams" else real(
+            self, service, *args, **kwargs)
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    # WHEN the command runs THEN one line, exit 2
+    argv = ["--queue-url", world.queue_url, "--tables", json.dumps(world.tables),
+            "--stream-name", world.bus, "--wait-seconds", "0"]
+    assert redrive.main(argv) == 2
+    assert "access denied" in _one_line(capsys)
+    # AND every message it received is visible again at once (not after 15 minutes)
+    assert sorted(m["MessageId"] for m in world.queue_messages()) == ids
+    assert world.bus_records() == []

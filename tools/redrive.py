@@ -37,7 +37,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from handlers.fanin import PREFIX, TableNames
 
@@ -342,7 +342,10 @@ def redrive(
     """Work through the DLQ; returns what happened to each message."""
     report = Report(dry_run=dry_run)
     seen: set[str] = set()
-    kept: list[str] = []  # receipt handles to make visible again at the end
+    # every message received and not deleted: visible again at the end, whatever happens
+    # (an error half-way through a run never leaves a message invisible for the visibility
+    # timeout)
+    held: dict[str, str] = {}
     try:
         while max_messages is None or len(report.outcomes) < max_messages:
             want = 10 if max_messages is None else min(10, max_messages - len(report.outcomes))
@@ -353,8 +356,9 @@ def redrive(
                 VisibilityTimeout=visibility_seconds,
                 AttributeNames=["All"],
             ).get("Messages", [])
+            for m in got:
+                held[m["MessageId"]] = m["ReceiptHandle"]
             fresh = [m for m in got if m["MessageId"] not in seen]
-            kept += [m["ReceiptHandle"] for m in got if m["MessageId"] in seen]
             if not fresh:
                 break
             for message in fresh:
@@ -369,16 +373,27 @@ def redrive(
                     dry_run=dry_run,
                 )
                 report.outcomes.append(outcome)
-                if outcome.kept:
-                    kept.append(message["ReceiptHandle"])
+                if outcome.deleted:
+                    held.pop(message["MessageId"], None)
                 log(_line(outcome))
     finally:
-        for handle in kept:
-            # Visible again now, for the next run or an operator; never deleted silently.
+        release(sqs, queue_url, list(held.values()))
+    return report
+
+
+def release(sqs: Any, queue_url: str, handles: Sequence[str]) -> list[str]:
+    """Make received messages visible again now (visibility timeout 0), for the next run or
+    an operator; never deleted silently. Returns the handles that could not be released
+    (an error here must not hide the error that ended the run)."""
+    failed = []
+    for handle in handles:
+        try:
             sqs.change_message_visibility(
                 QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0
             )
-    return report
+        except Exception:  # noqa: BLE001 - reported by the caller; visible after the timeout
+            failed.append(handle)
+    return failed
 
 
 def _line(o: Outcome) -> str:
@@ -410,14 +425,40 @@ def bus_publisher(
     )
 
 
+class UsageError(Exception):
+    """Bad input: one line naming what to fix (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (not the usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (python -m tools.redrive --help)")
+
+
+def _int_in(low: int, high: int | None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, found {value}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m tools.redrive",
         description="Redrive failed fan-in batches from the on-failure DLQ onto the bus.",
     )
     parser.add_argument("--queue-url", required=True, help="URL of the fan-in's DLQ")
     parser.add_argument("--dry-run", action="store_true", help="read and report only")
-    parser.add_argument("--max-messages", type=int, default=None, help="stop after N messages")
+    parser.add_argument("--max-messages", type=_int_in(1, None), default=None,
+                        help="stop after N messages")
     parser.add_argument(
         "--function-name",
         help="fan-in function: TABLE_PREFIX, TABLES, BUS_STREAM_NAME, ... from its env",
@@ -431,11 +472,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stream-name", help="the bus (Kinesis stream name)")
     parser.add_argument("--overflow-bucket", help="bucket for changes too large for a record")
-    parser.add_argument("--max-record-bytes", type=int, default=None)
+    parser.add_argument("--max-record-bytes", type=_int_in(1, None), default=None)
     parser.add_argument(
         "--region", help="AWS region (default: the queue URL's, else the environment's)"
     )
-    parser.add_argument("--wait-seconds", type=int, default=2, help="SQS long-poll seconds")
+    parser.add_argument("--wait-seconds", type=_int_in(0, 20), default=2,
+                        help="SQS long-poll seconds (0..20)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -447,51 +489,114 @@ def _queue_region(queue_url: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
+    """The command. Bad input, a missing region or credentials, an unreachable endpoint or
+    an unknown queue end the run with ONE line on stderr naming what to fix, exit 2; a
+    message received before that is made visible again (never left invisible)."""
     try:
+        args = _parser().parse_args(argv)
         return _run(args)
-    except NoCredentialsError:
-        print("error: no AWS credentials: set AWS_PROFILE or credentials for the queue's "
-              "account", file=sys.stderr)
-    except (BotoCoreError, ClientError) as exc:
-        print(f"error: {exc} (a message is deleted only once its records are on the bus)",
-              file=sys.stderr)
-    return 2
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - every other failure: one line, exit 2
+        print(f"error: {_explain(exc)}", file=sys.stderr)
+        return 2
+
+
+#: SQS error codes of a queue that does not exist (query and JSON protocols)
+NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+NO_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException",
+                  "InvalidSecurity", "SignatureDoesNotMatch", "ExpiredToken"}
+
+
+def _explain(exc: BaseException) -> str:
+    """One line naming what to fix."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return ("no AWS credentials: set AWS_PROFILE (or the AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY pair) for the queue's account")
+    if isinstance(exc, NoRegionError):
+        return ("no region: pass --region, or the queue URL as AWS shows it "
+                "(https://sqs.<region>.amazonaws.com/<account>/<queue>)")
+    if isinstance(exc, EndpointConnectionError):
+        return (f"cannot reach {exc.kwargs.get('endpoint_url', 'the AWS endpoint')}: check "
+                "the network, --region and AWS_ENDPOINT_URL (nothing was deleted)")
+    if isinstance(exc, ClientError):
+        code = _error_code(exc) or ""
+        if code in NO_QUEUE:
+            return "no such queue: check --queue-url (and --region / the account)"
+        if code in NO_CREDENTIALS:
+            return f"the AWS credentials were refused ({code}): check AWS_PROFILE"
+        if code in ("AccessDenied", "AccessDeniedException"):
+            return f"access denied: the caller needs the redrive's permissions ({exc})"
+        if code == "ResourceNotFoundException" and exc.operation_name == \
+                "GetFunctionConfiguration":
+            return "no such function: check --function-name (the fan-in) and --region"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return (f"{type(exc).__name__}: {text} (a message is deleted only once its records are "
+            "on the bus; the others are visible again)")
+
+
+def _mapping(tables_json: str | None, prefix: str) -> tuple[str, dict[str, str]]:
+    """The table prefix and the listed tables, checked. Raises UsageError."""
+    if prefix and not PREFIX.match(prefix):
+        raise UsageError(f"--table-prefix must end in '-', e.g. dmsbus-prod-, found {prefix!r}")
+    try:
+        listed = json.loads(tables_json) if tables_json else {}
+    except ValueError:
+        listed = None
+    if not isinstance(listed, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in listed.items()
+    ):
+        raise UsageError(f'--tables is not a JSON object {{"<physical>": "<logical>"}}: '
+                         f"{tables_json!r}")
+    return prefix, listed
 
 
 def _run(args: argparse.Namespace) -> int:
     import boto3
+    from botocore.config import Config
 
+    # what needs no AWS call is checked first
+    if not args.function_name and not ((args.tables or args.table_prefix) and args.stream_name):
+        raise UsageError("need --function-name (the fan-in), or --table-prefix (or --tables) "
+                         "and --stream-name")
+    _mapping(args.tables, args.table_prefix or "")
+
+    if not re.match(r"https?://[^/\s]+/\S+", args.queue_url):
+        raise UsageError(f"--queue-url is not a queue URL (https://sqs.<region>.amazonaws.com/"
+                         f"<account>/<queue>): {args.queue_url!r}")
     session = boto3.session.Session(region_name=args.region or _queue_region(args.queue_url))
+    if session.region_name is None:
+        from botocore.exceptions import NoRegionError
+
+        raise NoRegionError
+    if session.get_credentials() is None:
+        from botocore.exceptions import NoCredentialsError
+
+        raise NoCredentialsError
+    # fail fast on an unreachable endpoint: a few attempts, short connect timeout
+    client_config = Config(connect_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    clients = functools.partial(session.client, config=client_config)
     env: dict[str, str] = {}
     if args.function_name:
-        env = fanin_environment(session.client("lambda"), args.function_name)
-    tables_json = args.tables or env.get("TABLES")
-    prefix = args.table_prefix or env.get("TABLE_PREFIX", "")
+        env = fanin_environment(clients("lambda"), args.function_name)
+    prefix, listed = _mapping(args.tables or env.get("TABLES"),
+                              args.table_prefix or env.get("TABLE_PREFIX", ""))
+    if not (prefix or listed):
+        raise UsageError(f"the fan-in {args.function_name!r} has neither TABLE_PREFIX nor "
+                         "TABLES: pass --table-prefix or --tables")
     stream_name = args.stream_name or env.get("BUS_STREAM_NAME")
-    if not (tables_json or prefix) or not stream_name:
-        print(
-            "error: need --function-name (the fan-in), or --table-prefix (or --tables) and "
-            "--stream-name",
-            file=sys.stderr,
-        )
-        return 2
-    if prefix and not PREFIX.match(prefix):
-        print(f"error: --table-prefix must end in '-', e.g. dmsbus-prod-, found {prefix!r}",
-              file=sys.stderr)
-        return 2
-    try:
-        listed = json.loads(tables_json) if tables_json else {}
-        if not isinstance(listed, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in listed.items()
-        ):
-            raise ValueError
-    except ValueError:
-        print(f'error: --tables is not a JSON object {{"<physical>": "<logical>"}}: '
-              f"{tables_json!r}", file=sys.stderr)
-        return 2
+    if not stream_name:
+        raise UsageError(f"the fan-in {args.function_name!r} has no BUS_STREAM_NAME: pass "
+                         "--stream-name")
     tables = TableNames(prefix, listed)
     from handlers.bus import DEFAULT_MAX_RECORD_BYTES
 
@@ -499,15 +604,15 @@ def _run(args: argparse.Namespace) -> int:
         env.get("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)
     )
     publish = bus_publisher(
-        session.client("kinesis"),
-        session.client("s3"),
+        clients("kinesis"),
+        clients("s3"),
         stream_name,
         args.overflow_bucket or env.get("OVERFLOW_BUCKET"),
         max_bytes,
     )
     report = redrive(
-        sqs=session.client("sqs"),
-        streams=session.client("dynamodbstreams"),
+        sqs=clients("sqs"),
+        streams=clients("dynamodbstreams"),
         publish=publish,
         queue_url=args.queue_url,
         tables=tables,
