@@ -463,7 +463,20 @@ def check(world: World, model: Model, poison_seqs: set[str], op: Op) -> None:
     assert statuses == expected, "item statuses do not say what happened"
 
 
-@example(ops=[Post(2, "20.58", "b"), Put(2, "4.95", "", True), Deliver(2, True)])
+# Histories that found bugs in the handler as it was (issue 12), kept as regression cases:
+# a legacy row at version 1 (a foreign row under the key), then the write path's POST at
+# version 1 with other content: marked `applied`, the legacy row kept its own content
+@example(ops=[LegacyWrite(3, 1), Post(3, "13.17", "")])
+# the legacy application moved the row to version 2; the write path's PUT to version 2 was
+# refused by the guard and marked `applied`
+@example(ops=[LegacyWrite(2, 2), Post(2, "0.01", ""), Put(2, "22.01", "b")])
+# an Idempotency-Key re-used after TTL removed its item: the new POST (version 1, other
+# content) was refused by the old row and marked `applied`
+@example(ops=[Post(1, "1.00", "a"), Deliver(1), Expire(1), Post(1, "2.00", "b")])
+# delete (version 3) then re-create (version 1) of one key in one batch: collapsing kept the
+# delete, the legacy row was gone and the new item stuck at `accepted`
+@example(ops=[Post(1, "1.00", "a"), Put(1, "1.10", "a"), Put(1, "1.20", "a"), Deliver(5),
+              Delete(1), Post(1, "2.00", "b"), Deliver(5)])
 @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=PHASES,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
