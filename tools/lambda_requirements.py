@@ -1,6 +1,7 @@
 """The Python packages the Lambda functions ship with, one pinned requirement a line.
 
-    python -m tools.lambda_requirements
+    python -m tools.lambda_requirements              # what the Lambda packages carry
+    python -m tools.lambda_requirements --test-env   # plus what the handlers' tests need
 
 The fan-in and backfill packages carry `components.lambda_package.ENVELOPE_REQUIREMENTS`, the
 writeback package its engine's `components.legacy_writeback.DRIVERS`. tools/dev.sh installs
@@ -10,7 +11,19 @@ Lambdas run python3.14, which cannot be installed here; 3.13 is the newest CPyth
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: What the handlers' own tests need beside the handlers' packages: the AWS SDK the Lambda
+#: runtime provides (boto3, locked in requirements.txt), pydantic (the fan-in tests check the
+#: handler's name rules against the settings' patterns), and the test tools (pinned in
+#: pyproject.toml's dev extra).
+TEST_ENV = ("boto3", "pydantic", "pytest", "hypothesis", "moto", "jsonschema")
 
 
 def shipped() -> list[str]:
@@ -24,8 +37,29 @@ def shipped() -> list[str]:
     return sorted(out, key=str.lower)
 
 
-def main() -> int:
-    sys.stdout.write("".join(f"{line}\n" for line in shipped()))
+def test_env() -> list[str]:
+    """`shipped()` plus TEST_ENV: unpinned names (boto3, pydantic) are constrained by
+    requirements.txt when installed, the test tools are the dev extra's pinned lines."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    out = list(shipped())
+    for name in TEST_ENV:
+        pinned = [d for d in declared
+                  if re.match(rf"{name}(\[[^\]]*\])?\s*[=<>~!]", d, re.IGNORECASE)]
+        if not pinned:
+            raise SystemExit(f"tools.lambda_requirements: {name} is not in pyproject.toml")
+        out.append(pinned[0].split(";")[0].strip())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.lambda_requirements",
+                                     description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--test-env", action="store_true",
+                        help="add what the handlers' own tests need (boto3, pytest, moto, ...)")
+    args = parser.parse_args(argv)
+    lines = test_env() if args.test_env else shipped()
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
     return 0
 
 
