@@ -45,6 +45,18 @@ TYPE = "dms-event-bus:index:DmsSource"
 
 #: DynamoDB tables DMS itself writes to on a DynamoDB target (exceptions of full load / apply).
 DMS_CONTROL_TABLES = ("awsdms_apply_exceptions", "awsdms_full_load_exceptions")
+#: What the target role may do to DMS's exception tables: create them and append to them.
+#: Their names are fixed by DMS for the whole account and region (a DynamoDB target has no
+#: control schema or prefix to put them under), so every environment's task writes the same
+#: two tables: no DeleteTable and no DeleteItem, or one environment could drop or empty the
+#: records of another's failed changes (docs/dms.md, IAM).
+CONTROL_TABLE_ACTIONS = (
+    "dynamodb:DescribeTable",
+    "dynamodb:CreateTable",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+)
 #: What the target role may do to this environment's tables (never DeleteTable). CreateTable:
 #: DMS creates the tables of wildcard selections itself.
 TABLE_ACTIONS = (
@@ -446,15 +458,7 @@ def target_policy_statements(
         {
             "Sid": "DmsControlTables",
             "Effect": "Allow",
-            "Action": [
-                "dynamodb:DescribeTable",
-                "dynamodb:CreateTable",
-                "dynamodb:DeleteTable",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:BatchWriteItem",
-            ],
+            "Action": list(CONTROL_TABLE_ACTIONS),
             "Resource": [table_arn(t) for t in DMS_CONTROL_TABLES],
         },
         {
