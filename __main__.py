@@ -17,7 +17,7 @@ from components.backfill import Backfill, BackfillArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.discovery import discover, logical_name
 from components.dms_source import DmsSource, DmsSourceArgs
-from components.ingest_api import IngestApi, IngestApiArgs
+from components.ingest_api import IngestApi
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
 from components.legacy_writeback import LegacyWriteback
 from components.stream_mapping import MappingSettings
@@ -29,7 +29,7 @@ from components.streamed_table import (
     StreamedTableArgs,
 )
 from settings import StackSettings, settings_from_pulumi
-from settings.component_args import WritebackSource, legacy_writeback_args
+from settings.component_args import WritebackSource, ingest_api_args, legacy_writeback_args
 from settings.core import OnDemandCapacity, ProvisionedCapacity, TableSettings
 
 
@@ -239,8 +239,8 @@ if settings.dms is not None:
 # -- the write path for new services: API Gateway straight into app-owned tables -------
 ingest: IngestApi | None = None
 if settings.ingest_api is not None:
-    ingest_args = IngestApiArgs(
-        settings=settings.ingest_api,
+    ingest_args = ingest_api_args(
+        settings.ingest_api,
         name_prefix=settings.name_prefix,
         kms_key_arn=kms_key_arn,
         tags=tags,

@@ -1,6 +1,7 @@
 """IngestApi: a REST API new services write through, straight into DynamoDB (no Lambda).
 
-Per entity (see `settings.ingest.EntitySettings`):
+Per entity (`IngestEntity`; the stack config's `ingest_api` section is converted into
+`IngestApiArgs` by `settings.component_args.ingest_api_args`):
 
 - an app-owned DynamoDB table `<prefix>ingest-<entity>` (key `id`, stream NEW_AND_OLD_IMAGES,
   point-in-time recovery, KMS encryption, TTL on `expires_at` for request-like entities);
@@ -19,16 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import pulumi
 import pulumi_aws as aws
 
 from components.common import assume_role_json, check_name_prefix, kms_grant, policy_json
-from settings.ingest import EntitySettings, IngestSettings
 
 TEMPLATE_DIR = Path(__file__).with_name("ingest_templates")
 
@@ -103,6 +103,92 @@ ACCESS_LOG_FORMAT = json.dumps(
 )
 
 
+# --------------------------------------------------------------------------- entities
+
+FieldType = Literal["string", "integer", "number", "boolean"]
+
+
+class FieldSpec(Protocol):
+    """What the schema and template builders read of a field (`IngestField` has it)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def required(self) -> bool: ...
+    @property
+    def max_length(self) -> int | None: ...
+    @property
+    def min_length(self) -> int | None: ...
+    @property
+    def pattern(self) -> str | None: ...
+    @property
+    def enum(self) -> Sequence[str] | None: ...
+    @property
+    def minimum(self) -> float | None: ...
+    @property
+    def maximum(self) -> float | None: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def attribute_type(self) -> Literal["S", "N", "BOOL"]: ...
+
+
+class EntitySpec(Protocol):
+    """What the schema and template builders read of an entity (`IngestEntity` has it)."""
+
+    @property
+    def fields(self) -> Mapping[str, FieldSpec]: ...
+    @property
+    def request_like(self) -> bool: ...
+    @property
+    def ttl_days(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class IngestField:
+    """One top-level property of an entity's JSON body, stored as one typed item attribute."""
+
+    type: FieldType
+    """JSON type; stored as DynamoDB S (string), N (integer, number) or BOOL."""
+    required: bool = False
+    """The body must contain this property."""
+    max_length: int | None = None
+    """Longest string (characters); strings only. None: `DEFAULT_MAX_LENGTH`."""
+    min_length: int | None = None
+    """Shortest string; strings only."""
+    pattern: str | None = None
+    """ECMA regular expression; strings only."""
+    enum: Sequence[str] | None = None
+    """Allowed values; strings only."""
+    minimum: float | None = None
+    """Smallest value; numbers only."""
+    maximum: float | None = None
+    """Largest value; numbers only."""
+    description: str = ""
+    """Shown in the request model."""
+
+    @property
+    def attribute_type(self) -> Literal["S", "N", "BOOL"]:
+        """The DynamoDB attribute type this field is stored as."""
+        if self.type == "string":
+            return "S"
+        return "BOOL" if self.type == "boolean" else "N"
+
+
+@dataclass(frozen=True)
+class IngestEntity:
+    """One entity new services write: one table and one route set."""
+
+    fields: Mapping[str, IngestField]
+    """The properties of the JSON body, by name (in the order of the request model)."""
+    request_like: bool = False
+    """Items are requests that expire (TTL on `expires_at`)."""
+    ttl_days: int = 30
+    """Days until a request-like item expires."""
+    deletion_protection: bool = False
+    """Refuse deletes of the entity's table."""
+
+
 # --------------------------------------------------------------------------- pure helpers
 
 
@@ -110,7 +196,7 @@ def _pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def field_schema(entity: EntitySettings) -> dict[str, dict[str, Any]]:
+def field_schema(entity: EntitySpec) -> dict[str, dict[str, Any]]:
     """JSON schema (draft-4) of each body property."""
     props: dict[str, dict[str, Any]] = {}
     for fname, spec in entity.fields.items():
@@ -133,7 +219,7 @@ def field_schema(entity: EntitySettings) -> dict[str, dict[str, Any]]:
     return props
 
 
-def request_schema(entity_name: str, entity: EntitySettings, kind: Literal["post", "put"]) -> dict:
+def request_schema(entity_name: str, entity: EntitySpec, kind: Literal["post", "put"]) -> dict:
     """The request model of POST (create) or PUT (update, adds `expected_version`)."""
     props = field_schema(entity)
     required = [n for n, f in entity.fields.items() if f.required]
@@ -164,7 +250,7 @@ def _vtl_string(value: str) -> str:
     return f'"{value}"'
 
 
-def template_preamble(entity: EntitySettings, *, table_name: str, max_body_bytes: int) -> str:
+def template_preamble(entity: EntitySpec, *, table_name: str, max_body_bytes: int) -> str:
     """The `#set` lines that parameterise the static templates for one entity."""
     fields = ", ".join(
         "{"
@@ -188,7 +274,7 @@ def read_template(name: str) -> str:
 
 
 def mapping_templates(
-    entity: EntitySettings, *, table_name: str, max_body_bytes: int
+    entity: EntitySpec, *, table_name: str, max_body_bytes: int
 ) -> dict[str, str]:
     """Every mapping template of one entity, by `<kind>_<role>` (e.g. `post_request`)."""
     preamble = template_preamble(entity, table_name=table_name, max_body_bytes=max_body_bytes)
@@ -207,33 +293,42 @@ def integration_uri(region: str, kind: Kind) -> str:
 # --------------------------------------------------------------------------- component
 
 
-@dataclass
+@dataclass(frozen=True)
 class IngestApiArgs:
-    """Inputs of IngestApi."""
+    """Inputs of IngestApi: plain values (`settings.component_args.ingest_api_args` builds
+    them from the validated stack config)."""
 
-    #: The `ingest_api` section of the stack config: entities, auth, throttling, stage, logs.
-    settings: IngestSettings
-    #: Prefix of every physical name (the environment's, e.g. `dmsbus-dev-`).
     name_prefix: str
-    #: Customer-managed KMS key ARN (not an alias) for tables, the access log group and the
-    #: integration role; None: AWS-managed keys
-    #: for the tables and CloudWatch Logs' own encryption for the log group.
+    """Prefix of every physical name (the environment's, e.g. `dmsbus-dev-`)."""
+    entities: Mapping[str, IngestEntity]
+    """Entities by logical name: one route set and one table each."""
+    auth: Literal["iam", "api_key"] = "iam"
+    """iam: SigV4-signed requests (AWS_IAM); api_key: a usage plan's key in x-api-key."""
+    api_key_consumers: Sequence[str] = ()
+    """auth api_key only: one API key per consuming service."""
+    quota_per_day: int | None = None
+    """auth api_key only: requests per key and day; None: no quota."""
+    stage_name: str = "v1"
+    """Stage name, part of the URL."""
+    rate_limit: float = 50
+    """Stage-wide steady-state requests per second (and the usage plan's)."""
+    burst_limit: int = 100
+    """Stage-wide bucket size in requests (and the usage plan's)."""
+    max_body_bytes: int = 65_536
+    """Largest accepted body (characters, measured by the mapping template)."""
+    access_log_retention_days: int = 90
+    """Retention of the access log group (a CloudWatch Logs value)."""
     kms_key_arn: str | None = None
-    #: Tags on every taggable resource.
+    """Customer-managed KMS key ARN (not an alias) for tables, the access log group and the
+    integration role; None: AWS-managed keys for the tables and CloudWatch Logs' own
+    encryption for the log group."""
     tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags on every taggable resource."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.settings, IngestSettings):
-            raise TypeError(
-                f"IngestApiArgs.settings: expected IngestSettings, found "
-                f"{type(self.settings).__name__}"
-            )
-        if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}-", self.name_prefix):
-            raise ValueError(
-                f"IngestApiArgs.name_prefix: expected lower-case letters, digits and hyphens "
-                f"ending in '-', e.g. 'dmsbus-dev-', found {self.name_prefix!r}"
-            )
         check_name_prefix("IngestApiArgs.name_prefix", self.name_prefix)
+        if not self.entities:
+            raise ValueError("IngestApiArgs.entities: expected at least one entity, found none")
         if self.kms_key_arn is not None and not re.fullmatch(
             r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/.+", self.kms_key_arn
         ):
@@ -270,7 +365,6 @@ class IngestApi(pulumi.ComponentResource):
         self._name = name
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
-        cfg = args.settings
         tags = dict(args.tags)
 
         invoke = pulumi.InvokeOptions(parent=self)
@@ -278,7 +372,7 @@ class IngestApi(pulumi.ComponentResource):
         dns_suffix = aws.get_partition(opts=invoke).dns_suffix
         self._account = aws.get_caller_identity(opts=invoke).account_id
 
-        tables = {e: self._create_table(e, spec, tags) for e, spec in cfg.entities.items()}
+        tables = {e: self._create_table(e, spec, tags) for e, spec in args.entities.items()}
         self.table_names = {e: t.name for e, t in tables.items()}
         self.table_arns = {e: t.arn for e, t in tables.items()}
         self.stream_arns = {e: t.stream_arn for e, t in tables.items()}
@@ -306,8 +400,8 @@ class IngestApi(pulumi.ComponentResource):
 
         self._api, self._validator, self._role, self._region = api, validator, role, region
         deploy_deps: list[pulumi.Resource] = []
-        fingerprint: dict[str, Any] = {"auth": cfg.auth, "entities": {}}
-        for entity, spec in cfg.entities.items():
+        fingerprint: dict[str, Any] = {"auth": args.auth, "entities": {}}
+        for entity, spec in args.entities.items():
             deps, fp = self._create_routes(entity, spec)
             deploy_deps.extend(deps)
             fingerprint["entities"][entity] = fp
@@ -344,7 +438,7 @@ class IngestApi(pulumi.ComponentResource):
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-access-logs",
             name=f"/aws/apigateway/{args.name_prefix}ingest/access",
-            retention_in_days=cfg.access_log_retention_days,
+            retention_in_days=args.access_log_retention_days,
             kms_key_id=args.kms_key_arn,
             tags=tags,
             opts=self._child,
@@ -353,7 +447,7 @@ class IngestApi(pulumi.ComponentResource):
             f"{name}-stage",
             rest_api=api.id,
             deployment=deployment.id,
-            stage_name=cfg.stage_name,
+            stage_name=args.stage_name,
             xray_tracing_enabled=True,
             access_log_settings=aws.apigateway.StageAccessLogSettingsArgs(
                 destination_arn=log_group.arn, format=ACCESS_LOG_FORMAT
@@ -367,8 +461,8 @@ class IngestApi(pulumi.ComponentResource):
             stage_name=stage.stage_name,
             method_path="*/*",
             settings=aws.apigateway.MethodSettingsSettingsArgs(
-                throttling_rate_limit=cfg.throttling.rate_limit,
-                throttling_burst_limit=cfg.throttling.burst_limit,
+                throttling_rate_limit=args.rate_limit,
+                throttling_burst_limit=args.burst_limit,
                 metrics_enabled=True,
                 logging_level="OFF",
                 data_trace_enabled=False,
@@ -376,7 +470,7 @@ class IngestApi(pulumi.ComponentResource):
             opts=self._child,
         )
         self.api_key_ids = (
-            self._create_usage_plan(api, stage, tags) if cfg.auth == "api_key" else {}
+            self._create_usage_plan(api, stage, tags) if args.auth == "api_key" else {}
         )
 
         self.url = pulumi.Output.concat(
@@ -405,7 +499,7 @@ class IngestApi(pulumi.ComponentResource):
     # ------------------------------------------------------------------ tables and role
 
     def _create_table(
-        self, entity: str, spec: EntitySettings, tags: dict[str, str]
+        self, entity: str, spec: IngestEntity, tags: dict[str, str]
     ) -> aws.dynamodb.Table:
         args = self._args
         return aws.dynamodb.Table(
@@ -483,14 +577,14 @@ class IngestApi(pulumi.ComponentResource):
     # ------------------------------------------------------------------ routes
 
     def _create_routes(
-        self, entity: str, spec: EntitySettings
+        self, entity: str, spec: IngestEntity
     ) -> tuple[list[pulumi.Resource], dict[str, Any]]:
         """Models, resources and the three methods of one entity."""
         name, args, api = f"{self._name}-{entity}", self._args, self._api
         templates = mapping_templates(
             spec,
             table_name=args.table_name(entity),
-            max_body_bytes=args.settings.max_body_bytes,
+            max_body_bytes=args.max_body_bytes,
         )
         schemas = {k: request_schema(entity, spec, k) for k in ("post", "put")}
         models = {
@@ -551,7 +645,7 @@ class IngestApi(pulumi.ComponentResource):
     ) -> list[pulumi.Resource]:
         """One method, its DynamoDB integration and its mapped responses."""
         api, validator, role, region = self._api, self._validator, self._role, self._region
-        iam = self._args.settings.auth == "iam"
+        iam = self._args.auth == "iam"
         method = aws.apigateway.Method(
             f"{name}-{kind}",
             rest_api=api.id,
@@ -622,7 +716,7 @@ class IngestApi(pulumi.ComponentResource):
         stage: aws.apigateway.Stage,
         tags: dict[str, str],
     ) -> dict[str, pulumi.Output[str]]:
-        cfg, prefix = self._args.settings, self._args.name_prefix
+        args, prefix = self._args, self._args.name_prefix
         plan = aws.apigateway.UsagePlan(
             f"{self._name}-usage-plan",
             name=f"{prefix}ingest",
@@ -630,18 +724,18 @@ class IngestApi(pulumi.ComponentResource):
                 aws.apigateway.UsagePlanApiStageArgs(api_id=api.id, stage=stage.stage_name)
             ],
             throttle_settings=aws.apigateway.UsagePlanThrottleSettingsArgs(
-                rate_limit=cfg.throttling.rate_limit, burst_limit=cfg.throttling.burst_limit
+                rate_limit=args.rate_limit, burst_limit=args.burst_limit
             ),
             quota_settings=aws.apigateway.UsagePlanQuotaSettingsArgs(
-                limit=cfg.quota_per_day, period="DAY"
+                limit=args.quota_per_day, period="DAY"
             )
-            if cfg.quota_per_day
+            if args.quota_per_day
             else None,
             tags=tags,
             opts=self._child,
         )
         ids: dict[str, pulumi.Output[str]] = {}
-        for consumer in cfg.api_key_consumers:
+        for consumer in args.api_key_consumers:
             key = aws.apigateway.ApiKey(
                 f"{self._name}-{consumer}-key",
                 name=f"{prefix}ingest-{consumer}",

@@ -14,9 +14,60 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.ingest_api import IngestApiArgs, IngestEntity, IngestField
 from components.legacy_writeback import LegacyWritebackArgs, WritebackTable, WritebackTarget
 from components.stream_mapping import MappingSettings
+from settings.ingest import IngestSettings
 from settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
+
+# -- IngestApi -----------------------------------------------------------------------------
+
+
+def ingest_api_args(
+    ingest: IngestSettings,
+    *,
+    name_prefix: str,
+    kms_key_arn: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> IngestApiArgs:
+    """The `ingest_api` section as IngestApi's args (entities and fields in config order:
+    the request models and the redeployment fingerprint follow it)."""
+    return IngestApiArgs(
+        name_prefix=name_prefix,
+        entities={
+            name: IngestEntity(
+                fields={
+                    field_name: IngestField(
+                        type=spec.type,
+                        required=spec.required,
+                        max_length=spec.max_length,
+                        min_length=spec.min_length,
+                        pattern=spec.pattern,
+                        enum=tuple(spec.enum) if spec.enum is not None else None,
+                        minimum=spec.minimum,
+                        maximum=spec.maximum,
+                        description=spec.description,
+                    )
+                    for field_name, spec in entity.fields.items()
+                },
+                request_like=entity.request_like,
+                ttl_days=entity.ttl_days,
+                deletion_protection=entity.deletion_protection,
+            )
+            for name, entity in ingest.entities.items()
+        },
+        auth=ingest.auth,
+        api_key_consumers=tuple(ingest.api_key_consumers),
+        quota_per_day=ingest.quota_per_day,
+        stage_name=ingest.stage_name,
+        rate_limit=ingest.throttling.rate_limit,
+        burst_limit=ingest.throttling.burst_limit,
+        max_body_bytes=ingest.max_body_bytes,
+        access_log_retention_days=ingest.access_log_retention_days,
+        kms_key_arn=kms_key_arn,
+        tags=dict(tags or {}),
+    )
+
 
 # -- LegacyWriteback -----------------------------------------------------------------------
 

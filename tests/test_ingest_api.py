@@ -20,6 +20,7 @@ from components.ingest_api import (
 )
 from policy import rules
 from settings import ConfigError, load_settings
+from settings.component_args import ingest_api_args
 from settings.ingest import IngestSettings
 from settings.stackfile import project_config, read_stack_config, stack_files
 from tools.mockrun import ACCOUNT, Declared, Plan, run_program
@@ -54,8 +55,8 @@ def plan_of(cfg: IngestSettings, *, name: str = "ingest", kms: str | None = None
     def program() -> None:
         api = IngestApi(
             name,
-            IngestApiArgs(
-                settings=cfg, name_prefix="dmsbus-dev-", kms_key_arn=kms, tags={"team": "x"}
+            ingest_api_args(
+                cfg, name_prefix="dmsbus-dev-", kms_key_arn=kms, tags={"team": "x"}
             ),
         )
         pulumi.export("url", api.url)
@@ -482,11 +483,12 @@ def test_outputs(iam_plan: Plan) -> None:
         ({"name_prefix": "Dmsbus_dev"}, "name_prefix"),
         ({"kms_key_arn": "alias/mine"}, "kms_key_arn"),
         ({"kms_key_arn": "arn:aws:kms:eu-west-1:210987654321:alias/mine"}, "kms_key_arn"),
-        ({"settings": {"entities": {}}}, "settings"),
+        ({"entities": {}}, "entities"),
     ],
 )
 def test_args_errors_name_the_field(kwargs: dict[str, Any], field: str) -> None:
-    base: dict[str, Any] = {"settings": settings(), "name_prefix": "dmsbus-dev-"}
+    good = ingest_api_args(settings(), name_prefix="dmsbus-dev-")
+    base: dict[str, Any] = {"entities": good.entities, "name_prefix": good.name_prefix}
     base.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=rf"IngestApiArgs\.{field}"):
         IngestApiArgs(**base)
