@@ -100,14 +100,15 @@ setup_python313() {
   # .build/venv313: the Lambda packages' pins (tools/lambda_requirements.py) and the test tools
   local py313 reqs stamp
   py313=$(find_python313) || return 1
-  [ -x "$VENV313/bin/python" ] || { mkdir -p .build && "$py313" -m venv "$VENV313"; }
-  reqs=$("$VENV/bin/python" -m tools.lambda_requirements --test-env)
+  # (called where `set -e` does not apply: every step returns on failure itself)
+  [ -x "$VENV313/bin/python" ] || { mkdir -p .build && "$py313" -m venv "$VENV313"; } || return 1
+  reqs=$("$VENV/bin/python" -m tools.lambda_requirements --test-env) || return 1
   stamp="$VENV313/.installed-$(printf '%s\n' "$reqs" | cat - requirements.txt | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     log "installing the Lambda packages' requirements into $VENV313 ($("$py313" --version))"
     # shellcheck disable=SC2086 # one requirement a line, none with spaces
     "$VENV313/bin/python" -m pip install --quiet --disable-pip-version-check \
-      -c requirements.txt $reqs
+      -c requirements.txt $reqs || return 1
     touch "$stamp"
   fi
 }
@@ -115,7 +116,7 @@ setup_python313() {
 test_python313() {
   # CI must run them (CI=true): no Python 3.13 there fails the run, saying why; on a
   # developer's machine without one, say so and go on.
-  if ! setup_python313; then
+  if ! find_python313 >/dev/null; then
     if [ "${CI:-}" = "true" ]; then
       log "no Python 3.13 found (pyenv, PATH, PYTHON313, apt python3.13-venv): the handlers' tests cannot run under it"
       return 1
@@ -123,6 +124,7 @@ test_python313() {
     log "no Python 3.13 found: the handlers' tests did NOT run under 3.13 (set PYTHON313=/path/to/python3.13)"
     return 0
   fi
+  setup_python313 || return 1
   log "the handlers' own tests under $("$VENV313/bin/python" --version)"
   "$VENV313/bin/python" -m pytest -p no:xdist -m unit "${HANDLER_TESTS[@]}" "$@"
 }
