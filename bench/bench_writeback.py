@@ -8,13 +8,16 @@ stream of write-path changes (10% exact redeliveries, ~5% versions delivered out
 ~2% deletes) and, in each trial, writes it back with three writers side by side, each into
 its own fresh database over its own psycopg connection (autocommit):
 
-* set-based: `handlers.writeback.process` per Lambda-sized batch (collapse per key, one
-  `json_populate_recordset` statement per table, the batch in one pipeline);
+* set-based: `handlers.writeback.process` per Lambda-sized batch (plan per key, one
+  `json_populate_recordset` statement per table that answers with the changes the legacy
+  row refused -- the per-change status -- the batch in one pipeline);
 * pipelined: the strongest simple alternative. The same records parsed the same way and
   collapsed per key the same way, then one plain guarded single-row
   `INSERT .. ON CONFLICT .. DO UPDATE .. WHERE version <` (or guarded `DELETE`) per change,
   all of a batch in ONE psycopg pipeline (one round trip, one implicit transaction, psycopg's
-  automatic prepared statements);
+  automatic prepared statements). It learns nothing per change (no status): that would
+  take a RETURNING and a read of the refused rows per statement, so the comparison favours
+  it;
 * per change: the same single-row statements without collapse, each sent alone (one round
   trip per change, prepared statements too).
 
@@ -406,12 +409,16 @@ def report(n: int, args: argparse.Namespace, trials: list[dict[str, Writer]],
         "into its own fresh database over its own connection, run **batch by batch in "
         "turns** in one run and must end with identical tables (they do):",
         "",
-        "- **set-based handler**: `handlers.writeback.process` (collapse per key, one "
-        "`json_populate_recordset` statement per table, the batch in one psycopg pipeline);",
+        "- **set-based handler**: `handlers.writeback.process` (plan per key, one "
+        "`json_populate_recordset` statement per table that also answers with the changes "
+        "the legacy row refused — each item's truthful status — the batch in one psycopg "
+        "pipeline);",
         "- **pipelined** (the strongest simple alternative): the same parsing and the same "
         "collapse, then one guarded single-row `INSERT … ON CONFLICT … DO UPDATE … WHERE "
         "version <` (or guarded `DELETE`) per change, the whole batch in ONE psycopg pipeline "
-        "(one round trip, one implicit transaction, psycopg's automatic prepared statements);",
+        "(one round trip, one implicit transaction, psycopg's automatic prepared statements). "
+        "It learns nothing per change (it would need a `RETURNING` and a read of the refused "
+        "rows per statement to set a truthful status), so the comparison favours it;",
         "- **per change**: the same single-row statements, nothing collapsed, one round trip "
         "each.",
         "",
