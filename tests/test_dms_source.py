@@ -710,6 +710,8 @@ def environment_pairs(draw: st.DrawFn) -> tuple[str, str]:
         more = draw(st.from_regex(r"\A[a-z0-9-]{1,14}\Z"))
         second = f"{first}-{more}"[:16]
     assume(second != first and re.fullmatch(r"[a-z][a-z0-9-]{0,15}", second))
+    # the config refuses names that make DMS identifiers end in '-' or hold '--'
+    assume(all(not n.endswith("-") and "--" not in n for n in (first, second)))
     return (first, second) if draw(st.booleans()) else (second, first)
 
 
