@@ -38,7 +38,8 @@ from components.lambda_package import ENVELOPE_REQUIREMENTS
 TYPE = "dms-event-bus:index:Backfill"
 
 #: Files of the backfill Lambda package (nothing beyond the runtime's boto3).
-BACKFILL_MODULES = ["handlers/backfill.py", "handlers/envelope.py", "handlers/bus.py"]
+BACKFILL_MODULES = ["handlers/backfill.py", "handlers/envelope.py", "handlers/bus.py",
+                    "handlers/common.py", "handlers/observability.py"]
 
 
 @dataclass(frozen=True)

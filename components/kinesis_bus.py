@@ -39,7 +39,8 @@ from components.stream_mapping import MappingSettings
 TYPE = "dms-event-bus:index:KinesisBus"
 
 #: Files of the fan-in Lambda package (it needs nothing beyond the runtime's boto3).
-FANIN_MODULES = ["handlers/fanin.py", "handlers/envelope.py", "handlers/bus.py"]
+FANIN_MODULES = ["handlers/fanin.py", "handlers/envelope.py", "handlers/bus.py",
+                 "handlers/common.py", "handlers/observability.py"]
 #: What the fan-in (its event source mappings) does on a waypoint table's stream.
 STREAM_READ_ACTIONS = [
     "dynamodb:DescribeStream",

@@ -31,7 +31,8 @@ from components.stream_mapping import MappingSettings
 TYPE = "dms-event-bus:index:LegacyWriteback"
 
 #: Files of the writeback Lambda package.
-WRITEBACK_MODULES = ["handlers/writeback.py", "handlers/writeback_sql.py"]
+WRITEBACK_MODULES = ["handlers/writeback.py", "handlers/writeback_sql.py",
+                     "handlers/observability.py"]
 #: Driver bundled for each direct target, pinned (the Data API needs only boto3). PostgreSQL:
 #: psycopg 3 with its binary wheel (libpq inside; the runtime has none), cp314 arm64/x86_64.
 DRIVERS = {"postgres": ["psycopg==3.3.9", "psycopg-binary==3.3.9"],
