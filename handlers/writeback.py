@@ -786,6 +786,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             error_type=type(exc).__name__, records=len(records))
         raise
     log("info", "batch written back", records=len(records), applied=len(result.applied),
+        conflicts=len(result.conflicts),
         rows_changed=result.rows_changed, skipped=result.skipped, round_trips=result.round_trips,
         failures=result.failures, ms=round((time.perf_counter() - started) * 1000, 1))
     emit_metrics({
