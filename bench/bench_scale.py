@@ -194,7 +194,7 @@ def _stream_event(records: int) -> tuple[dict[str, Any], str]:
     """A Lambda event of `records` real stream records read from moto (Lambda's JSON form)."""
     import boto3
 
-    from tests.e2e.lambda_events import to_lambda_record
+    from tools.localpipe.lambda_events import to_lambda_record
 
     region = "eu-west-1"
     ddb = boto3.client("dynamodb", region_name=region)
@@ -243,8 +243,8 @@ def bench_fanin(records: int) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from tests.e2e import fanin_adapter
-    from tests.e2e.esm import LambdaContext
+    from tools.localpipe import fanin_adapter
+    from tools.localpipe.esm import LambdaContext
 
     with mock_aws():
         region = "eu-west-1"
