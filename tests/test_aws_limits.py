@@ -638,5 +638,5 @@ def test_malformed_stack_file_exits_2_without_traceback(
     (tmp_path / "Pulumi.bad.yaml").write_text("config:\n  dms-event-bus:tables: [unclosed\n")
     assert plan_tool.main(["--stack", "bad", "--stack-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: Pulumi.bad.yaml is not valid YAML: ")
+    assert err.startswith("error: Pulumi.bad.yaml:3:1: not valid YAML: ")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
