@@ -87,6 +87,9 @@ class StreamedTableArgs:
     """Tags on every resource."""
     adopt: AdoptSpec | None = None
     """Adopted mode; None: declared (Pulumi creates the table)."""
+    per_table_alarms: bool = True
+    """Declare this table's own throttling alarm. False: the environment's one FleetAlarms
+    alarm covers it (one alarm for all tables instead of one per table, see docs/limits.md)."""
 
     def __post_init__(self) -> None:
         if self.adopt is None and self.partition_key is None:
@@ -152,7 +155,7 @@ class StreamedTable(pulumi.ComponentResource):
             self.table_arn = adopted.table_arn
             self.stream_arn = adopted.stream_arn
         self.scaling = self._create_autoscaling(self.table_name) if args.provisioned else []
-        self.alarms = self._create_alarms(self.table_name)
+        self.alarms = self._create_alarms(self.table_name) if args.per_table_alarms else []
         self.register_outputs(
             {
                 "table_name": self.table_name,
