@@ -110,6 +110,13 @@ class FleetAlarmsArgs:
                 )
 
 
+def write_throttles_alarm_name(name_prefix: str) -> str:
+    """`<prefix>(all)-write-throttles`: '(' and ')' are not in DynamoDB's table-name alphabet
+    ([a-zA-Z0-9_.-]), so no table's own `<table>-write-throttles` alarm can take this name
+    (PutMetricAlarm on an existing name would silently overwrite the other alarm)."""
+    return f"{name_prefix}(all)-write-throttles"
+
+
 def write_throttle_query(scope_tags: Mapping[str, str]) -> str:
     """One time series per table (TableName) of the environment, worst first."""
     where = " AND ".join(f"tag.{key} = '{value}'" for key, value in sorted(scope_tags.items()))
@@ -180,7 +187,7 @@ class FleetAlarms(pulumi.ComponentResource):
         scope = ", ".join(f"{k}={v}" for k, v in sorted(args.scope_tags.items()))
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-write-throttles",
-            name=f"{args.name_prefix}tables-write-throttles",
+            name=write_throttles_alarm_name(args.name_prefix),
             alarm_description=(
                 f"Writes to waypoint tables {args.name_prefix}* (tagged {scope}) are throttled: "
                 "DMS (or the ingest API) is slowed down. Each contributor in ALARM is one "

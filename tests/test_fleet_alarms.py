@@ -18,6 +18,7 @@ from components.fleet_alarms import (
     FleetAlarmsArgs,
     query_problems,
     write_throttle_query,
+    write_throttles_alarm_name,
 )
 from components.streamed_table import AdoptSpec, KeySpec, StreamedTable, StreamedTableArgs
 from tools.mockrun import ACCOUNT, run_program
@@ -106,6 +107,16 @@ def test_one_environments_query_never_reaches_anothers_tables(mine: str, other: 
     assert not where_matches(query, {"team": "billing"})
 
 
+def test_no_tables_own_alarm_can_take_the_fleet_alarms_name() -> None:
+    # StreamedTable names its alarm f"{table_name}-write-throttles", a table name is
+    # [a-zA-Z0-9_.-]{3,255} (DynamoDB), and PutMetricAlarm on a taken name overwrites that
+    # alarm: the fleet alarm's name must not be of that form
+    name = write_throttles_alarm_name("dmsbus-dev-")
+    assert name.startswith("dmsbus-dev-") and name.endswith("-write-throttles")
+    table_part = name[: -len("-write-throttles")]
+    assert not re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", table_part)
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -138,7 +149,7 @@ def test_fleet_alarm_declares_one_scoped_query_alarm_to_the_topic() -> None:
     component = plan.named("fleet")
     assert alarm.parent == component.urn and alarm.name == "fleet-write-throttles"
     inputs = alarm.inputs
-    assert inputs["name"] == "dmsbus-dev-tables-write-throttles"
+    assert inputs["name"] == "dmsbus-dev-(all)-write-throttles"
     assert "dmsbus-dev-*" in inputs["alarmDescription"]
     assert "contributor" in inputs["alarmDescription"]
     assert inputs["alarmActions"] == [TOPIC] and inputs["okActions"] == [TOPIC]
