@@ -21,6 +21,7 @@ from components.fleet_alarms import (
     write_throttles_alarm_name,
 )
 from components.streamed_table import AdoptSpec, KeySpec, StreamedTable, StreamedTableArgs
+from tools.aws_limits import evaluate
 from tools.mockrun import ACCOUNT, run_program
 
 REGION = "eu-west-1"
@@ -162,6 +163,8 @@ def test_fleet_alarm_declares_one_scoped_query_alarm_to_the_topic() -> None:
     assert query["returnData"] is True and query["period"] in (60, 300)
     assert query_problems(query["expression"], DEV) == []
     assert "tag.environment = 'dev'" in query["expression"]
+    # AND the alarm is within the plan's AWS limits (name, description, actions)
+    assert evaluate(plan).violations == []
 
 
 def table(name: str, **changes: object) -> StreamedTable:
