@@ -230,6 +230,12 @@ def test_counts_from_the_program_run_add_up_to_what_it_declares(tmp_path: Path) 
         alarms)
     assert counts.kms_keys == len(plan.of_type(cost.KMS_TYPE))
     assert counts.dashboards == len(plan.of_type(cost.DASHBOARD_TYPE))
+    # AND the call tools.plan makes prices exactly what the program declared, at 2 tables
+    est = cost.plan_estimate(stack, plan, tmp_path, prices=PRICES)
+    assert line(est.fixed, "CloudWatch alarms") == pytest.approx(
+        (len(alarms) - counts.insights_alarms) * 0.1)
+    assert est.stack_region == "eu-west-1"
+    assert not any("not from a program run" in a for a in est.assumptions)
 
 
 def test_cli_prints_the_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from settings import ConfigError, load_settings
 from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
-from tools.cli import OneLineParser, positive_int
+from tools.cli import OneLineParser, non_negative_int, positive_int
 
 if TYPE_CHECKING:
     from settings import StackSettings
@@ -394,6 +394,23 @@ def _payload(mode: str, record_bytes: int, price: Any, what: str, readers: int) 
                 f"{record_bytes:,} B {what} = {units} unit(s) of 25 KB")
 
 
+def stack_settings(stack: str, stack_dir: Path | None = None) -> tuple[StackSettings, str]:
+    """The validated settings of `Pulumi.<stack>.yaml` and its `aws:region`. Raises
+    ConfigError, FileNotFoundError or ValueError (a malformed stack file), each one line."""
+    config = read_stack_config(stack, stack_dir or ROOT)
+    engine_config, _secret = as_engine_config(config)
+    return load_settings(stack, project_config(engine_config)), str(config.get("aws:region", ""))
+
+
+def plan_estimate(stack: str, plan: Plan, stack_dir: Path | None = None,
+                  **kwargs: Any) -> Estimate:
+    """The estimate of a stack whose program already ran under mocks (`tools.plan`):
+    alarms, KMS keys and dashboards counted in `plan`; `kwargs` as for `estimate`."""
+    settings, region = stack_settings(stack, stack_dir)
+    return estimate(settings, counts=counts_from_plan(plan, settings), stack_region=region,
+                    **kwargs)
+
+
 # ------------------------------------------------------------------------------ render
 
 
@@ -433,12 +450,6 @@ def render(est: Estimate) -> str:
 # ------------------------------------------------------------------------------ CLI
 
 
-def _nonneg(text: str) -> int:
-    from tools.cli import non_negative_int
-
-    return non_negative_int(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m tools.cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml)")
@@ -446,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding Pulumi.<stack>.yaml (default: the project folder)")
     parser.add_argument("--tables", type=positive_int, default=None,
                         help="source tables (default: the stack's declared tables)")
-    parser.add_argument("--changes-per-month", type=_nonneg, default=MILLION,
+    parser.add_argument("--changes-per-month", type=non_negative_int, default=MILLION,
                         help="changes per month (default 1,000,000)")
     parser.add_argument("--row-bytes", type=positive_int, default=1024,
                         help="bytes of a source row (default 1024)")
@@ -455,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_REGION", "eu-west-1")
     try:
-        config = read_stack_config(args.stack, args.stack_dir or ROOT)
-        engine_config, _secret = as_engine_config(config)
-        settings = load_settings(args.stack, project_config(engine_config))
+        settings, region = stack_settings(args.stack, args.stack_dir)
         counts = None
         if not args.no_program:
             from tools.mockrun import run_stack
@@ -465,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = counts_from_plan(run_stack(args.stack, stack_dir=args.stack_dir), settings)
         est = estimate(settings, tables=args.tables, changes_per_month=args.changes_per_month,
                        row_bytes=args.row_bytes, counts=counts,
-                       stack_region=str(config.get("aws:region", "")))
+                       stack_region=region)
     except ConfigError as exc:
         print(f"error: {exc.brief()}", file=sys.stderr)
         return 2
