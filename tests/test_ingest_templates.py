@@ -19,10 +19,10 @@ from components.ingest_api import (
     ID_PATTERN,
     WRITER,
     IngestApi,
-    IngestApiArgs,
     mapping_templates,
     request_schema,
 )
+from settings.component_args import ingest_api_args
 from settings.ingest import EntitySettings, IngestSettings
 from tests.apigw_vtl import (
     DeclaredApi,
@@ -643,7 +643,7 @@ KEYS = {"shop_svc": "shop-key-value"}
 
 def declared_plan(cfg: IngestSettings) -> Plan:
     def program() -> None:
-        IngestApi("ingest", IngestApiArgs(settings=cfg, name_prefix=PREFIX))
+        IngestApi("ingest", ingest_api_args(cfg, name_prefix=PREFIX))
 
     return run_program("e2e", {"aws:region": "eu-west-1"}, program)
 
