@@ -65,6 +65,7 @@ class Price:
     unit: str
     source: str
     assumption: bool
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class PriceTable:
         if not isinstance(value, int | float):
             raise PriceTableError(f"price table has no value for {name!r} {key or ''}".strip())
         return Price(name if key is None else f"{name}[{key}]", float(value), entry["unit"],
-                     entry["source"], bool(entry.get("assumption")))
+                     entry["source"], bool(entry.get("assumption")), str(entry.get("note", "")))
 
 
 def load_prices(path: Path = PRICES_FILE) -> PriceTable:
@@ -348,8 +349,9 @@ def estimate(
     region_note = f"stack region {stack_region}: " if stack_region else ""
     if stack_region and stack_region != p.region:
         note(f"{region_note}prices are {p.region} list prices; other regions differ")
-    for name in sorted({u.name for u in used if u.assumption}):
-        note(f"price {name} not confirmed from a public page when the table was written")
+    for name, remark in sorted({(u.name, u.note) for u in used if u.assumption}):
+        note(f"price {name} not confirmed from a public page when the table was written"
+             + (f" ({remark})" if remark else ""))
     return est
 
 
