@@ -17,6 +17,7 @@ import pulumi_aws as aws
 
 from components.common import metric_alarm
 from providers.adopted_table import AdoptedTable
+from providers.serialization_room import make_room
 
 TYPE = "dms-event-bus:index:StreamedTable"
 
@@ -167,6 +168,7 @@ class StreamedTable(pulumi.ComponentResource):
     def _adopt_table(self, adopt: AdoptSpec) -> AdoptedTable:
         """The DMS-created table, taken over; `delete` never deletes it (see docs/adoption.md)."""
         args = self._args
+        make_room()  # the SDK's serialization needs a frame per earlier dynamic resource
         return AdoptedTable(
             f"{self._name}-table",
             {
