@@ -16,7 +16,8 @@ from components.alarm_topic import AlarmTopic, AlarmTopicArgs
 from components.backfill import Backfill, BackfillArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.discovery import discover, logical_name
-from components.dms_source import DmsSource, DmsSourceArgs
+from components.dms_source import DmsSource
+from components.fleet_alarms import FleetAlarms, FleetAlarmsArgs
 from components.ingest_api import IngestApi
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
 from components.legacy_writeback import LegacyWriteback
@@ -29,7 +30,12 @@ from components.streamed_table import (
     StreamedTableArgs,
 )
 from settings import StackSettings, settings_from_pulumi
-from settings.component_args import WritebackSource, ingest_api_args, legacy_writeback_args
+from settings.component_args import (
+    WritebackSource,
+    dms_source_args,
+    ingest_api_args,
+    legacy_writeback_args,
+)
 from settings.core import OnDemandCapacity, ProvisionedCapacity, TableSettings
 
 
@@ -101,6 +107,19 @@ else:
         ),
     ).topic_arn
 
+# -- one alarm per signal across the environment's tables (alarms.fleet) ---------------
+if settings.alarms.fleet:
+    FleetAlarms(
+        "fleet-alarms",
+        FleetAlarmsArgs(
+            name_prefix=settings.name_prefix,
+            # the tags every waypoint table carries, declared or adopted
+            scope_tags={k: tags[k] for k in ("project", "environment")},
+            alarm_topic_arn=alarm_topic_arn,
+            tags=tags,
+        ),
+    )
+
 # -- declared waypoint tables, streams on before anything writes to them ---------------
 tables = {
     logical: StreamedTable(logical, table_args(logical, table))
@@ -136,6 +155,7 @@ try:
                     kms_key_arn=kms_key_arn,
                     deletion_protection=adoption.deletion_protection,
                     alarm_topic_arn=alarm_topic_arn,
+                    per_table_alarms=not settings.alarms.fleet,
                     tags=tags,
                     adopt=AdoptSpec(
                         logical_name=logical,
@@ -225,10 +245,10 @@ dms: DmsSource | None = None
 if settings.dms is not None:
     dms = DmsSource(
         "dms",
-        DmsSourceArgs(
+        dms_source_args(
+            settings.dms,
+            settings.tables,
             environment=settings.environment,
-            dms=settings.dms,
-            tables=settings.tables,
             notification_topic_arn=alarm_topic_arn,
             depends_on=[*tables.values(), *bus.mappings.values()],
             kms_key_arn=kms_key_arn,

@@ -30,16 +30,6 @@ from components.common import (
     metric_alarm,
     policy_json,
 )
-from settings.core import TableSettings
-from settings.dms import (
-    DmsSettings,
-    DmsTableSettings,
-    InstanceCapacity,
-    ServerlessCapacity,
-    WildcardSelection,
-    dms_problems,
-    source_of,
-)
 
 TYPE = "dms-event-bus:index:DmsSource"
 
@@ -90,12 +80,122 @@ LOG_COMPONENTS = (
 )
 
 
+# -- args: plain values -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DmsTable:
+    """One declared table as DMS reads and writes it (the settings checked it: names are
+    plain source names, the keys fit the source primary key)."""
+
+    schema_name: str
+    """The source schema."""
+    table_name: str
+    """The source table."""
+    partition_key: str
+    """The target table's partition key attribute."""
+    sort_key: str | None = None
+    """The target table's sort key attribute, if any."""
+    primary_key: tuple[str, ...] | None = None
+    """The source primary key columns, when declared (a longer one is concatenated)."""
+    key_separator: str = "|"
+    """Separator of a concatenated key's column values."""
+    exclude_columns: tuple[str, ...] = ()
+    """Columns not copied to DynamoDB."""
+
+
+@dataclass(frozen=True)
+class DmsWildcard:
+    """Tables selected by pattern; DMS creates their DynamoDB tables at runtime."""
+
+    schema_name: str
+    table_pattern: str
+    exclude: tuple[str, ...] = ()
+    table_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class DmsInstance:
+    """A provisioned replication instance."""
+
+    instance_class: str
+    allocated_storage_gb: int
+    multi_az: bool = False
+    engine_version: str | None = None
+    auto_minor_version_upgrade: bool = True
+    preferred_maintenance_window: str | None = None
+
+
+@dataclass(frozen=True)
+class DmsServerless:
+    """DMS Serverless capacity (DCU range)."""
+
+    min_capacity_units: int
+    max_capacity_units: int
+    multi_az: bool = False
+    preferred_maintenance_window: str | None = None
+
+
+@dataclass(frozen=True)
+class DmsNetwork:
+    """Where replication runs, and what its security group may reach."""
+
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    https_egress_cidrs: Sequence[str]
+    source_cidrs: Sequence[str] = ()
+    source_security_group_id: pulumi.Input[str] | None = None
+
+
+@dataclass(frozen=True)
+class DmsEndpoint:
+    """The source endpoint: credentials only from the secret."""
+
+    engine: str
+    port: int
+    """The source port (the security group's egress to the database)."""
+    secret_arn: pulumi.Input[str]
+    database: str | None = None
+    secret_kms_key_arn: pulumi.Input[str] | None = None
+    ssl_mode: str = "require"
+    certificate_arn: pulumi.Input[str] | None = None
+    slot_name: str | None = None
+
+
+@dataclass(frozen=True)
+class DmsTask:
+    """The full-load-and-CDC task's settings (`lob_mode` already resolved per engine)."""
+
+    start: bool
+    lob_mode: str
+    """`limited` or `full`."""
+    max_full_load_subtasks: int
+    parallel_load_threads: int
+    commit_rate: int
+    lob_max_size_kb: int
+    lob_chunk_size_kb: int
+    on_data_error: str
+    on_apply_error: str
+    log_severity: str
+    log_retention_days: int
+
+
+@dataclass(frozen=True)
+class DmsAlarms:
+    """Latency and liveness alarm thresholds."""
+
+    cdc_latency_source_seconds: int
+    cdc_latency_target_seconds: int
+    evaluation_minutes: int
+    not_reporting_minutes: int
+
+
 # -- pure builders ------------------------------------------------------------------------
 
 
 def build_table_mappings(
-    tables: Mapping[str, TableSettings],
-    dms: DmsSettings,
+    tables: Mapping[str, DmsTable],
+    wildcards: Sequence[DmsWildcard],
     name_prefix: str,
 ) -> dict[str, Any]:
     """The DMS table-mapping document for the declared tables and the wildcards.
@@ -111,13 +211,9 @@ def build_table_mappings(
       (`<name_prefix><table_prefix>`), so DMS names the tables it creates at runtime
       `<name_prefix><table_prefix><lowercased source table>` — the names adoption expects.
 
-    Raises ValueError if the inputs are inconsistent (the same checks as the stack config).
+    The inputs are checked where they are made (`settings.component_args.dms_source_args`
+    runs the stack config's checks); here only the document's structure is (`_check_mappings`).
     """
-    problems = dms_problems(dms, tables)
-    if problems:
-        raise ValueError(
-            "table mappings: " + "; ".join(f"{_dotted(loc)}: {msg}" for loc, msg, _ in problems)
-        )
     rules: list[dict[str, Any]] = []
 
     def add(rule: dict[str, Any]) -> None:
@@ -125,7 +221,7 @@ def build_table_mappings(
         rules.append({"rule-id": str(number), "rule-name": f"{number}-{rule.pop('name')}", **rule})
 
     for logical in sorted(tables):
-        schema, name = source_of(logical, tables[logical], dms.default_schema)
+        schema, name = tables[logical].schema_name, tables[logical].table_name
         add(
             {
                 "name": f"select-{logical}",
@@ -136,18 +232,17 @@ def build_table_mappings(
         )
     for logical in sorted(tables):
         table = tables[logical]
-        schema, name = source_of(logical, table, dms.default_schema)
-        params: dict[str, Any] = {"partition-key-name": table.partition_key.name}
+        schema, name = table.schema_name, table.table_name
+        params: dict[str, Any] = {"partition-key-name": table.partition_key}
         if table.sort_key is not None:
-            params["sort-key-name"] = table.sort_key.name
-        extra = dms.tables.get(logical)
-        if extra is not None and extra.exclude_columns:
-            params["exclude-columns"] = list(extra.exclude_columns)
-        template = concatenated_key_template(table, extra)
+            params["sort-key-name"] = table.sort_key
+        if table.exclude_columns:
+            params["exclude-columns"] = list(table.exclude_columns)
+        template = concatenated_key_template(table)
         if template is not None:
             params["attribute-mappings"] = [
                 {
-                    "target-attribute-name": table.partition_key.name,
+                    "target-attribute-name": table.partition_key,
                     "attribute-type": "scalar",
                     "attribute-sub-type": "string",
                     "value": template,
@@ -163,7 +258,7 @@ def build_table_mappings(
                 "mapping-parameters": params,
             }
         )
-    for i, wildcard in enumerate(dms.wildcards):
+    for i, wildcard in enumerate(wildcards):
         rules.extend(_wildcard_rules(i, wildcard, name_prefix, len(rules)))
     document = {"rules": rules}
     _check_mappings(document)
@@ -179,9 +274,7 @@ def literal(name: str) -> str:
     return name.replace("_", "[_]")
 
 
-def concatenated_key_template(
-    table: TableSettings, extra: DmsTableSettings | None
-) -> str | None:
+def concatenated_key_template(table: DmsTable) -> str | None:
     """The DMS attribute-mapping template of a concatenated partition key
     (`${c1}|${c2}|${c3}`), or None when the key is source columns as they are.
 
@@ -190,41 +283,42 @@ def concatenated_key_template(
     it a string and leaves no sort key). DMS fills it from the template with no escaping:
     the AWS DMS guide's DynamoDB example builds `CustomerName` from `${FirstName},${LastName}`.
     """
-    if extra is None or extra.primary_key is None or len(extra.primary_key) < 2:
+    if table.primary_key is None or len(table.primary_key) < 2:
         return None
-    if table.partition_key.name in extra.primary_key:
+    if table.partition_key in table.primary_key:
         return None
-    return extra.key_separator.join(f"${{{column}}}" for column in extra.primary_key)
+    return table.key_separator.join(f"${{{column}}}" for column in table.primary_key)
 
 
-def wildcard_limits(dms: DmsSettings, name_prefix: str) -> list[str]:
+def wildcard_limits(
+    wildcards: Sequence[DmsWildcard], task: DmsTask, name_prefix: str
+) -> list[str]:
     """One line per wildcard: what DMS carries of it and what not (keys, capacity), for the
     plan output and the component's log. The tables behind a pattern are unknown before the
     task runs, so this is said per wildcard, not per table."""
     lines = []
-    for i, wildcard in enumerate(dms.wildcards):
+    for i, wildcard in enumerate(wildcards):
         lines.append(
             f"dms.wildcards[{i}] ({wildcard.schema_name}.{wildcard.table_pattern} -> "
             f"{name_prefix}{wildcard.table_prefix}<table>): only tables with a one-column "
             "primary key are carried (declare the others under `tables`); DMS creates each "
-            f"with {DMS_DEFAULT_RCU} RCU / {dms_created_wcu(dms)} WCU provisioned until "
+            f"with {DMS_DEFAULT_RCU} RCU / {dms_created_wcu(task)} WCU provisioned until "
             "adoption sets its capacity"
         )
     return lines
 
 
-def dms_created_wcu(dms: DmsSettings) -> int:
+def dms_created_wcu(task: DmsTask) -> int:
     """The write capacity DMS gives a DynamoDB table it creates (the AWS DMS guide, "Using an
     Amazon DynamoDB database as a target"): 200, or 200 x ParallelLoadThreads when that is
     above 1, at most 10,000 (40,000 in us-east-1; the lower cap is given here)."""
-    threads = dms.task.parallel_load_threads
+    threads = task.parallel_load_threads
     return min(DMS_DEFAULT_WCU * (threads if threads > 1 else 1), 10_000)
 
 
 def _wildcard_rules(
-    index: int, wildcard: WildcardSelection, name_prefix: str, offset: int
+    index: int, wildcard: DmsWildcard, name_prefix: str, offset: int
 ) -> list[dict[str, Any]]:
-    assert wildcard.schema_name is not None  # validated: a wildcard always names its schema
     schema = literal(wildcard.schema_name)
     locator = {"schema-name": schema, "table-name": wildcard.table_pattern}
     bodies: list[tuple[str, dict[str, Any]]] = [
@@ -298,12 +392,7 @@ def _check_mappings(document: dict[str, Any]) -> None:
         raise ValueError("table mappings: larger than DMS's 2 MB limit; split the task")
 
 
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
-                   for i, p in enumerate(loc))
-
-
-def build_task_settings(dms: DmsSettings) -> dict[str, Any]:
+def build_task_settings(task: DmsTask) -> dict[str, Any]:
     """Replication task settings: full load into the pre-created tables, then CDC.
 
     `TargetTablePrepMode: DO_NOTHING` keeps the declared tables (streams already on), so the
@@ -313,10 +402,10 @@ def build_task_settings(dms: DmsSettings) -> dict[str, Any]:
     alarm (`task.on_apply_error`); a table error suspends the table, and the next one stops
     the task. Recoverable errors (network, throttling) are retried with backoff. LOBs:
     limited-size mode only where the source endpoint fails the task on truncation
-    (`DmsSettings.lob_mode`). A dropped or truncated source table never deletes target data.
+    (`task.lob_mode`, resolved per engine by the settings). A dropped or truncated source
+    table never deletes target data.
     """
-    task = dms.task
-    full_lob = dms.lob_mode == "full"
+    full_lob = task.lob_mode == "full"
     data_policy = ERROR_POLICY[task.on_data_error]
     apply_policy = ERROR_POLICY[task.on_apply_error]
     return {
@@ -401,7 +490,7 @@ def build_task_settings(dms: DmsSettings) -> dict[str, Any]:
     }
 
 
-def physical_table_names(tables: Mapping[str, TableSettings], name_prefix: str) -> dict[str, str]:
+def physical_table_names(tables: Mapping[str, DmsTable], name_prefix: str) -> dict[str, str]:
     """Logical -> physical name of every declared table (what the task writes to)."""
     return {logical: f"{name_prefix}{logical}" for logical in sorted(tables)}
 
@@ -494,11 +583,17 @@ def target_policy_statements(
 class DmsSourceArgs:
     environment: str
     """Environment name; physical names start with `dmsbus-<environment>-`."""
-    dms: DmsSettings
-    """The stack's `dms` config section (capacity, network, source, selection, task, alarms)."""
-    tables: Mapping[str, TableSettings]
-    """The declared waypoint tables (logical name -> settings); their keys drive the mapping.
-    May be empty when `dms.wildcards` selects tables."""
+    tables: Mapping[str, DmsTable]
+    """The declared waypoint tables (logical name -> source and keys); they drive the mapping.
+    May be empty when `wildcards` selects tables."""
+    wildcards: Sequence[DmsWildcard]
+    """Tables selected by pattern (DMS creates their tables)."""
+    capacity: DmsInstance | DmsServerless
+    """A replication instance, or a DMS Serverless replication config."""
+    network: DmsNetwork
+    source: DmsEndpoint
+    task: DmsTask
+    alarms: DmsAlarms
     notification_topic_arn: pulumi.Input[str]
     """SNS topic for DMS events and alarms (its policy must let events.amazonaws.com publish
     for serverless state-change events)."""
@@ -513,15 +608,11 @@ class DmsSourceArgs:
 
     def __post_init__(self) -> None:
         check_name_prefix("DmsSourceArgs.environment", self.name_prefix)
-        if not self.tables and not self.dms.wildcards:
+        if not self.tables and not self.wildcards:
             raise ValueError(
                 "DmsSourceArgs.tables: expected at least one declared table or one "
                 "dms.wildcards entry, found neither"
             )
-        problems = dms_problems(self.dms, self.tables)
-        if problems:
-            loc, msg, _ = problems[0]
-            raise ValueError(f"DmsSourceArgs.dms: {_dotted(loc)}: {msg}")
         for i, dep in enumerate(self.depends_on):
             if not isinstance(dep, pulumi.Resource):
                 raise ValueError(
@@ -558,10 +649,10 @@ class DmsSource(pulumi.ComponentResource):
         self._region = region.region
 
         self.table_mappings = json.dumps(
-            build_table_mappings(args.tables, args.dms, self._prefix), indent=None
+            build_table_mappings(args.tables, args.wildcards, self._prefix), indent=None
         )
-        task_settings = json.dumps(build_task_settings(args.dms))
-        for line in wildcard_limits(args.dms, self._prefix):
+        task_settings = json.dumps(build_task_settings(args.task))
+        for line in wildcard_limits(args.wildcards, args.task, self._prefix):
             pulumi.log.info(line, resource=self)
         self.physical_table_names = physical_table_names(args.tables, self._prefix)
 
@@ -573,8 +664,8 @@ class DmsSource(pulumi.ComponentResource):
         target = self._create_target_endpoint(target_role, target_policy)
 
         self.replication_instance_arn = None
-        capacity = args.dms.capacity
-        if isinstance(capacity, InstanceCapacity):
+        capacity = args.capacity
+        if isinstance(capacity, DmsInstance):
             instance = self._create_instance(capacity, subnet_group, security_group)
             self.replication_instance_arn = instance.replication_instance_arn
             task = self._create_task(instance, source, target, task_settings)
@@ -660,7 +751,7 @@ class DmsSource(pulumi.ComponentResource):
 
     def _create_secrets_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
         """Read the one source secret (and decrypt it with its key, through Secrets Manager)."""
-        source = self._args.dms.source
+        source = self._args.source
         statements: list[dict[str, Any]] = [
             {
                 "Sid": "SourceSecret",
@@ -704,8 +795,8 @@ class DmsSource(pulumi.ComponentResource):
 
     def _create_security_group(self) -> aws.ec2.SecurityGroup:
         """No ingress at all; egress to the source port and to AWS APIs on 443 only."""
-        net = self._args.dms.network
-        port = self._args.dms.source.effective_port
+        net = self._args.network
+        port = self._args.source.port
         egress = [
             aws.ec2.SecurityGroupEgressArgs(
                 description="AWS APIs (DynamoDB, Secrets Manager, KMS, CloudWatch)",
@@ -766,7 +857,7 @@ class DmsSource(pulumi.ComponentResource):
             f"{self._name}-subnets",
             replication_subnet_group_id=f"{self._prefix}dms",
             replication_subnet_group_description=f"DMS replication of {self._prefix[:-1]}",
-            subnet_ids=list(self._args.dms.network.subnet_ids),
+            subnet_ids=list(self._args.network.subnet_ids),
             tags=self._tags,
             opts=self._child,
         )
@@ -777,7 +868,7 @@ class DmsSource(pulumi.ComponentResource):
         self, secrets_role: aws.iam.Role, secrets_policy: aws.iam.RolePolicy
     ) -> aws.dms.Endpoint:
         """Credentials, host and port come from the secret; nothing secret is an input here."""
-        source = self._args.dms.source
+        source = self._args.source
         engine_settings: dict[str, Any] = {}
         if source.engine in ("postgres", "aurora-postgresql"):
             engine_settings["postgres_settings"] = aws.dms.EndpointPostgresSettingsArgs(
@@ -831,7 +922,7 @@ class DmsSource(pulumi.ComponentResource):
 
     def _create_instance(
         self,
-        capacity: InstanceCapacity,
+        capacity: DmsInstance,
         subnet_group: aws.dms.ReplicationSubnetGroup,
         security_group: aws.ec2.SecurityGroup,
     ) -> aws.dms.ReplicationInstance:
@@ -840,7 +931,7 @@ class DmsSource(pulumi.ComponentResource):
         aws.cloudwatch.LogGroup(
             f"{self._name}-task-logs",
             name=f"dms-tasks-{instance_id}",
-            retention_in_days=self._args.dms.task.log_retention_days,
+            retention_in_days=self._args.task.log_retention_days,
             kms_key_id=self._args.kms_key_arn,
             tags=self._tags,
             opts=self._child,
@@ -880,7 +971,7 @@ class DmsSource(pulumi.ComponentResource):
             target_endpoint_arn=target.endpoint_arn,
             table_mappings=self.table_mappings,
             replication_task_settings=task_settings,
-            start_replication_task=self._args.dms.task.start,
+            start_replication_task=self._args.task.start,
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self._args.depends_on)),
         )
@@ -888,7 +979,7 @@ class DmsSource(pulumi.ComponentResource):
     def _create_serverless(
         self,
         *,
-        capacity: ServerlessCapacity,
+        capacity: DmsServerless,
         subnet_group: aws.dms.ReplicationSubnetGroup,
         security_group: aws.ec2.SecurityGroup,
         source: aws.dms.Endpoint,
@@ -906,7 +997,7 @@ class DmsSource(pulumi.ComponentResource):
             target_endpoint_arn=target.endpoint_arn,
             table_mappings=self.table_mappings,
             replication_settings=task_settings,
-            start_replication=self._args.dms.task.start,
+            start_replication=self._args.task.start,
             compute_config=aws.dms.ReplicationConfigComputeConfigArgs(
                 replication_subnet_group_id=subnet_group.replication_subnet_group_id,
                 vpc_security_group_ids=[security_group.id],
@@ -970,9 +1061,9 @@ class DmsSource(pulumi.ComponentResource):
         )
 
     def _create_alarms(self, dimensions: Mapping[str, str]) -> None:
-        alarms = self._args.dms.alarms
+        alarms = self._args.alarms
         topic = self._args.notification_topic_arn
-        if self._args.dms.task.on_apply_error == "exceptions_table":
+        if self._args.task.on_apply_error == "exceptions_table":
             # Any write to DMS's apply-exceptions table is a change that did not reach its
             # waypoint table. The table's name is fixed by DMS, so it is shared by every DMS
             # task of the account and region: the alarm fires for all of them.
@@ -1012,7 +1103,7 @@ class DmsSource(pulumi.ComponentResource):
                 evaluation_periods=alarms.evaluation_minutes,
                 tags=self._tags,
             )
-        if self._args.dms.task.start:
+        if self._args.task.start:
             # No DMS metric reports the task state; a running CDC task publishes latency
             # every minute, so silence means it left the running state.
             aws.cloudwatch.MetricAlarm(

@@ -14,9 +14,22 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.dms_source import (
+    DmsAlarms,
+    DmsEndpoint,
+    DmsInstance,
+    DmsNetwork,
+    DmsServerless,
+    DmsSourceArgs,
+    DmsTable,
+    DmsTask,
+    DmsWildcard,
+)
 from components.ingest_api import IngestApiArgs, IngestEntity, IngestField
 from components.legacy_writeback import LegacyWritebackArgs, WritebackTable, WritebackTarget
 from components.stream_mapping import MappingSettings
+from settings.core import TableSettings
+from settings.dms import DmsSettings, InstanceCapacity, dms_problems, source_of
 from settings.ingest import IngestSettings
 from settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
 
@@ -147,3 +160,123 @@ def legacy_writeback_args(
         dlq_depth=dlq_depth,
         tags=dict(tags or {}),
     )
+
+
+# -- DmsSource -----------------------------------------------------------------------------
+
+
+def dms_source_args(
+    dms: DmsSettings,
+    tables: Mapping[str, TableSettings],
+    *,
+    environment: str,
+    notification_topic_arn: pulumi.Input[str],
+    depends_on: Sequence[pulumi.Resource] = (),
+    kms_key_arn: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> DmsSourceArgs:
+    """The `dms` section and the declared tables as DmsSource's args.
+
+    The section is checked against the tables first (`dms_problems`, what `load_settings`
+    checks): models built or copied without the stack validation are refused here, with a
+    ValueError naming each problem's key path, before anything is converted."""
+    problems = dms_problems(dms, tables)
+    if problems:
+        raise ValueError(
+            "dms_source_args: " + "; ".join(f"{_dotted(loc)}: {msg}" for loc, msg, _ in problems)
+        )
+    capacity = dms.capacity
+    task = dms.task
+    alarms = dms.alarms
+    converted: dict[str, DmsTable] = {}
+    for logical, table in tables.items():
+        schema, name = source_of(logical, table, dms.default_schema)
+        extra = dms.tables.get(logical)
+        converted[logical] = DmsTable(
+            schema_name=schema,
+            table_name=name,
+            partition_key=table.partition_key.name,
+            sort_key=table.sort_key.name if table.sort_key is not None else None,
+            primary_key=tuple(extra.primary_key)
+            if extra is not None and extra.primary_key is not None else None,
+            key_separator=extra.key_separator if extra is not None else "|",
+            exclude_columns=tuple(extra.exclude_columns) if extra is not None else (),
+        )
+    wildcards = []
+    for wildcard in dms.wildcards:
+        if wildcard.schema_name is None:  # dms_problems refuses it; narrows the type
+            raise ValueError("dms.wildcards: a wildcard without a schema")
+        wildcards.append(
+            DmsWildcard(
+                schema_name=wildcard.schema_name,
+                table_pattern=wildcard.table_pattern,
+                exclude=tuple(wildcard.exclude),
+                table_prefix=wildcard.table_prefix,
+            )
+        )
+    return DmsSourceArgs(
+        environment=environment,
+        tables=converted,
+        wildcards=tuple(wildcards),
+        capacity=DmsInstance(
+            instance_class=capacity.instance_class,
+            allocated_storage_gb=capacity.allocated_storage_gb,
+            multi_az=capacity.multi_az,
+            engine_version=capacity.engine_version,
+            auto_minor_version_upgrade=capacity.auto_minor_version_upgrade,
+            preferred_maintenance_window=capacity.preferred_maintenance_window,
+        )
+        if isinstance(capacity, InstanceCapacity)
+        else DmsServerless(
+            min_capacity_units=capacity.min_capacity_units,
+            max_capacity_units=capacity.max_capacity_units,
+            multi_az=capacity.multi_az,
+            preferred_maintenance_window=capacity.preferred_maintenance_window,
+        ),
+        network=DmsNetwork(
+            vpc_id=dms.network.vpc_id,
+            subnet_ids=tuple(dms.network.subnet_ids),
+            https_egress_cidrs=tuple(dms.network.https_egress_cidrs),
+            source_cidrs=tuple(dms.network.source_cidrs),
+            source_security_group_id=dms.network.source_security_group_id,
+        ),
+        source=DmsEndpoint(
+            engine=dms.source.engine,
+            port=dms.source.effective_port,
+            secret_arn=dms.source.secret_arn,
+            database=dms.source.database,
+            secret_kms_key_arn=dms.source.secret_kms_key_arn,
+            ssl_mode=dms.source.ssl_mode,
+            certificate_arn=dms.source.certificate_arn,
+            slot_name=dms.source.slot_name,
+        ),
+        task=DmsTask(
+            start=task.start,
+            lob_mode=dms.lob_mode,
+            max_full_load_subtasks=task.max_full_load_subtasks,
+            parallel_load_threads=task.parallel_load_threads,
+            commit_rate=task.commit_rate,
+            lob_max_size_kb=task.lob_max_size_kb,
+            lob_chunk_size_kb=task.lob_chunk_size_kb,
+            on_data_error=task.on_data_error,
+            on_apply_error=task.on_apply_error,
+            log_severity=task.log_severity,
+            log_retention_days=task.log_retention_days,
+        ),
+        alarms=DmsAlarms(
+            cdc_latency_source_seconds=alarms.cdc_latency_source_seconds,
+            cdc_latency_target_seconds=alarms.cdc_latency_target_seconds,
+            evaluation_minutes=alarms.evaluation_minutes,
+            not_reporting_minutes=alarms.not_reporting_minutes,
+        ),
+        notification_topic_arn=notification_topic_arn,
+        depends_on=tuple(depends_on),
+        kms_key_arn=kms_key_arn,
+        tags=dict(tags or {}),
+    )
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """A problem's key path as written in the stack file (`tables.orders`, `wildcards[0]`)."""
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
+                   for i, p in enumerate(loc))

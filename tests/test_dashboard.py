@@ -24,11 +24,11 @@ from components.dashboard import (
     resource_name,
     throttle_search,
 )
-from components.dms_source import DmsSource, DmsSourceArgs
+from components.dms_source import DmsSource
 from components.kinesis_bus import BusTable, KinesisBus, KinesisBusArgs
 from components.legacy_writeback import LegacyWriteback
 from settings import StackSettings, load_settings
-from settings.component_args import WritebackSource, legacy_writeback_args
+from settings.component_args import WritebackSource, dms_source_args, legacy_writeback_args
 from settings.stackfile import project_config, read_stack_config, stack_files
 from settings.writeback import WritebackSettings
 from tools.aws_limits import Violation, evaluate
@@ -233,8 +233,9 @@ def wired_plan(stack: str) -> Plan:
         if settings.dms is not None:
             dms = DmsSource(
                 "dms",
-                DmsSourceArgs(environment=settings.environment, dms=settings.dms,
-                              tables=settings.tables, notification_topic_arn=TOPIC),
+                dms_source_args(settings.dms, settings.tables,
+                                environment=settings.environment,
+                                notification_topic_arn=TOPIC),
             )
         physical = {"orders": f"{prefix}ingest-orders"}
         writeback = LegacyWriteback(

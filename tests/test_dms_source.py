@@ -35,7 +35,8 @@ from components.dms_source import (
 from components.stream_mapping import MappingSettings, stream_mapping
 from components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
 from settings import ConfigError, StackSettings, load_settings
-from settings.dms import dms_pattern_matches
+from settings.component_args import dms_source_args
+from settings.dms import DmsSettings, dms_pattern_matches
 from settings.stackfile import project_config, read_stack_config
 from tests.dms_simulator import (
     AMBIGUOUS,
@@ -120,6 +121,32 @@ def settings_of(raw: dict[str, Any], stack: str = "test") -> StackSettings:
     return load_settings(stack, raw)
 
 
+def args_of(
+    settings: StackSettings,
+    environment: str = "test",
+    *,
+    dms: DmsSettings | None = None,
+    tables: Any = None,
+    **extra: Any,
+) -> DmsSourceArgs:
+    """DmsSource's args from validated settings, as the program makes them."""
+    section = dms if dms is not None else settings.dms
+    assert section is not None
+    return dms_source_args(
+        section,
+        settings.tables if tables is None else tables,
+        environment=environment,
+        notification_topic_arn=TOPIC,
+        **extra,
+    )
+
+
+def mappings_of(settings: StackSettings, name_prefix: str) -> dict[str, Any]:
+    """The table-mapping document of `settings` for `dmsbus-<environment>-`."""
+    args = args_of(settings, name_prefix.removeprefix("dmsbus-").removesuffix("-"))
+    return build_table_mappings(args.tables, args.wildcards, name_prefix)
+
+
 def run_dms(
     settings: StackSettings, *, kms_key_arn: str | None = None, name: str = "dms"
 ) -> Plan:
@@ -150,11 +177,9 @@ def run_dms(
             depends += [streamed, mapping]
         source = DmsSource(
             name,
-            DmsSourceArgs(
-                environment=settings.environment,
-                dms=settings.dms,  # type: ignore[arg-type]
-                tables=settings.tables,
-                notification_topic_arn=TOPIC,
+            args_of(
+                settings,
+                settings.environment,
                 depends_on=depends,
                 kms_key_arn=kms_key_arn,
                 tags={"environment": settings.environment},
@@ -204,7 +229,7 @@ def test_table_mappings_for_a_realistic_config() -> None:
     settings = settings_of(realistic_raw())
     assert settings.dms is not None
     # WHEN the mapping document is built
-    doc = build_table_mappings(settings.tables, settings.dms, "dmsbus-test-")
+    doc = mappings_of(settings, "dmsbus-test-")
     rules = doc["rules"]
     # THEN every rule has a unique id and name, in one sequence
     assert [r["rule-id"] for r in rules] == [str(i) for i in range(1, len(rules) + 1)]
@@ -281,21 +306,28 @@ def test_table_mappings_for_a_realistic_config() -> None:
 
 
 def test_table_mappings_refuse_inconsistent_input() -> None:
-    # GIVEN settings that bypass the stack validation (a component used on its own)
+    # GIVEN a wildcard (sales.%, prefix audit_) that also matches declared tables and would
+    # name them differently
+    raw = realistic_raw()
+    raw["dms"]["wildcards"][0]["schema"] = "sales"
+    # WHEN the stack config is loaded THEN it is refused, naming the table and the name it
+    # would need
+    with pytest.raises(ConfigError, match=r"tables\.customers.*'audit_customers'"):
+        settings_of(raw)
+    # AND settings that bypass the stack validation (models copied, a component used on its
+    # own) are refused when they become the component's args, with the same message
     settings = settings_of(realistic_raw())
     assert settings.dms is not None
     overlapping = settings.dms.wildcards[0].model_copy(update={"schema_name": "sales"})
     bad = settings.dms.model_copy(update={"wildcards": [overlapping]})
-    # WHEN the wildcard (sales.%, prefix audit_) also matches declared tables and would name
-    # them differently THEN building fails, naming the table and the name it would need
     with pytest.raises(ValueError, match=r"tables\.customers: .*'audit_customers'"):
-        build_table_mappings(settings.tables, bad, "dmsbus-test-")
+        args_of(settings, dms=bad)
 
 
 def test_task_settings_keep_the_declared_tables_and_log() -> None:
     settings = settings_of(realistic_raw(task={"start": False, "parallel_load_threads": 4}))
     assert settings.dms is not None
-    doc = build_task_settings(settings.dms)
+    doc = build_task_settings(args_of(settings).task)
     assert doc["FullLoadSettings"]["TargetTablePrepMode"] == "DO_NOTHING"
     assert doc["Logging"]["EnableLogging"] is True
     assert {c["Id"] for c in doc["Logging"]["LogComponents"]} >= {
@@ -361,9 +393,7 @@ def test_task_carries_the_generated_mappings_and_settings(instance_plan: Plan) -
     task = only(instance_plan, TASK)
     prod = settings_of(realistic_raw(), "prod")
     assert prod.dms is not None
-    assert json.loads(task.inputs["tableMappings"]) == build_table_mappings(
-        prod.tables, prod.dms, "dmsbus-prod-"
-    )
+    assert json.loads(task.inputs["tableMappings"]) == mappings_of(prod, "dmsbus-prod-")
     assert task.inputs["migrationType"] == "full-load-and-cdc"
     assert task.inputs["startReplicationTask"] is True
     assert task.inputs["replicationTaskId"] == "dmsbus-prod-cdc"
@@ -615,13 +645,7 @@ def wide_policy(environment: str) -> dict[str, Any]:
     component alone (the tables it would wait for do not change the policy)."""
     settings = settings_of(wide_raw(), environment)
     assert settings.dms is not None
-    args = DmsSourceArgs(
-        environment=environment,
-        dms=settings.dms,
-        tables=settings.tables,
-        notification_topic_arn=TOPIC,
-        kms_key_arn=KMS_KEY,
-    )
+    args = args_of(settings, environment, kms_key_arn=KMS_KEY)
     return target_policy(
         run_program(environment, {"aws:region": "eu-west-1"}, lambda: DmsSource("dms", args))
     )
@@ -1026,27 +1050,14 @@ def test_args_validation_names_the_field() -> None:
     settings = settings_of(realistic_raw())
     assert settings.dms is not None
     with pytest.raises(ValueError, match=r"DmsSourceArgs\.depends_on\[0\]"):
-        DmsSourceArgs(
-            environment="test",
-            dms=settings.dms,
-            tables=settings.tables,
-            notification_topic_arn=TOPIC,
-            depends_on=["not-a-resource"],  # type: ignore[list-item]
-        )
+        args_of(settings, depends_on=["not-a-resource"])
     nothing = settings.dms.model_copy(update={"wildcards": [], "tables": {}})
     with pytest.raises(ValueError, match=r"DmsSourceArgs\.tables"):
-        DmsSourceArgs(
-            environment="test", dms=nothing, tables={}, notification_topic_arn=TOPIC
-        )
+        args_of(settings, dms=nothing, tables={})
     # an environment whose waypoint tables would be named like another's IngestApi tables
     # (dmsbus-shop-ingest-orders) cannot be scoped by its prefix
     with pytest.raises(ValueError, match=r"DmsSourceArgs\.environment"):
-        DmsSourceArgs(
-            environment="shop-ingest",
-            dms=settings.dms,
-            tables=settings.tables,
-            notification_topic_arn=TOPIC,
-        )
+        args_of(settings, "shop-ingest")
 
 
 # -- bad config fails in load_settings, with the key path ---------------------------------
@@ -1327,7 +1338,7 @@ def test_error_and_lob_choices_are_typed_settings() -> None:
                                        on_apply_error="suspend_table", lob_mode="full",
                                        lob_chunk_size_kb=32))
     assert settings.dms is not None
-    doc = build_task_settings(settings.dms)
+    doc = build_task_settings(args_of(settings).task)
     errors = doc["ErrorBehavior"]
     assert errors["DataErrorPolicy"] == errors["DataTruncationErrorPolicy"] == "SUSPEND_TABLE"
     assert {errors[k] for k in APPLY_POLICIES} == {"SUSPEND_TABLE"}
@@ -1337,10 +1348,11 @@ def test_error_and_lob_choices_are_typed_settings() -> None:
     # AND the default engine choice: full LOB mode where DMS cannot fail on truncation
     sqlserver = settings_of(_engine_raw("sqlserver"))
     assert sqlserver.dms is not None
-    assert build_task_settings(sqlserver.dms)["TargetMetadata"]["FullLobMode"] is True
+    assert build_task_settings(args_of(sqlserver).task)["TargetMetadata"]["FullLobMode"] is True
     postgres = settings_of(_engine_raw("postgres"))
     assert postgres.dms is not None
-    assert build_task_settings(postgres.dms)["TargetMetadata"]["LimitedSizeLobMode"] is True
+    limited = build_task_settings(args_of(postgres).task)["TargetMetadata"]
+    assert limited["LimitedSizeLobMode"] is True
 
 
 @pytest.mark.parametrize("engine", ["sqlserver", "mysql", "mariadb", "aurora"])
@@ -1377,7 +1389,7 @@ def test_a_schema_wildcard_and_declared_tables_each_get_one_path() -> None:
     # GIVEN dbo.% and two declared dbo tables (one with a composite key)
     settings = settings_of(_schema_wide_raw())
     assert settings.dms is not None
-    doc = build_table_mappings(settings.tables, settings.dms, "dmsbus-test-")
+    doc = mappings_of(settings, "dmsbus-test-")
     catalog = {
         ("dbo", "OrderLines"): ["OrderId", "LineNo"],
         ("dbo", "Customers"): ["CustomerId"],
@@ -1465,7 +1477,7 @@ def test_a_key_of_three_columns_is_concatenated() -> None:
     raw["dms"]["tables"]["stock"] = {"primary_key": ["Company", "Site", "Sku"]}
     settings = settings_of(raw)
     assert settings.dms is not None
-    doc = build_table_mappings(settings.tables, settings.dms, "dmsbus-test-")
+    doc = mappings_of(settings, "dmsbus-test-")
     (rule,) = [r for r in doc["rules"] if r.get("target-table-name") == "dmsbus-test-stock"]
     # THEN DMS builds the key from the three columns, and keeps the columns as attributes
     assert rule["mapping-parameters"] == {
@@ -1596,7 +1608,7 @@ def test_every_selected_table_has_exactly_one_path(
         assume(False)
         return
     assert settings.dms is not None
-    doc = build_table_mappings(settings.tables, settings.dms, "dmsbus-test-")
+    doc = mappings_of(settings, "dmsbus-test-")
     paths = simulate(doc, catalog)
     declared = {
         (t.source.schema_name, t.source.table): logical
@@ -1643,9 +1655,7 @@ def test_a_wildcard_only_source_is_a_valid_component() -> None:
     settings = settings_of(_schema_wide_raw())
     assert settings.dms is not None
     wildcard_only = settings.dms.model_copy(update={"tables": {}})
-    args = DmsSourceArgs(
-        environment="solo", dms=wildcard_only, tables={}, notification_topic_arn=TOPIC
-    )
+    args = args_of(settings, "solo", dms=wildcard_only, tables={})
     plan = run_program("solo", {"aws:region": "eu-west-1"}, lambda: DmsSource("dms", args))
     # THEN the task selects the schema and carries its single-key tables by their names
     doc = json.loads(only(plan, CONFIG).inputs["tableMappings"])
@@ -1657,14 +1667,15 @@ def test_a_wildcard_only_source_is_a_valid_component() -> None:
     # AND with neither tables nor wildcards the arguments are refused, naming both
     bare = wildcard_only.model_copy(update={"wildcards": []})
     with pytest.raises(ValueError, match=r"DmsSourceArgs\.tables: .*dms\.wildcards"):
-        DmsSourceArgs(environment="solo", dms=bare, tables={}, notification_topic_arn=TOPIC)
+        args_of(settings, "solo", dms=bare, tables={})
 
 
 @pytest.mark.parametrize(("threads", "wcu"), [(0, 200), (1, 200), (4, 800), (80, 10_000)])
 def test_wildcard_limits_name_the_key_contract_and_the_capacity(threads: int, wcu: int) -> None:
     settings = settings_of(realistic_raw(task={"parallel_load_threads": threads}))
     assert settings.dms is not None
-    lines = wildcard_limits(settings.dms, "dmsbus-test-")
+    args = args_of(settings)
+    lines = wildcard_limits(args.wildcards, args.task, "dmsbus-test-")
     assert len(lines) == len(settings.dms.wildcards) == 2
     assert lines[0].startswith("dms.wildcards[0] (audit.% -> dmsbus-test-audit_<table>)")
     assert all("one-column primary key" in line for line in lines)
@@ -1715,7 +1726,7 @@ def test_an_erp_stack_of_300_tables_gives_each_table_one_path(engine: str, schem
     raw, catalog = _erp_stack(engine, schema, 300)
     settings = settings_of(raw)
     assert settings.dms is not None
-    doc = build_table_mappings(settings.tables, settings.dms, "dmsbus-erp-")
+    doc = mappings_of(settings, "dmsbus-erp-")
     assert len(json.dumps(doc)) < 2_000_000
     paths = simulate(doc, catalog)
     # THEN every declared table goes by its object mapping with a key DMS accepts
