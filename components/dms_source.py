@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -167,16 +167,16 @@ class DmsTask:
     """The full-load-and-CDC task's settings (`lob_mode` already resolved per engine)."""
 
     start: bool
-    lob_mode: str
-    """`limited` or `full`."""
+    lob_mode: Literal["limited", "full"]
     max_full_load_subtasks: int
     parallel_load_threads: int
     commit_rate: int
     lob_max_size_kb: int
     lob_chunk_size_kb: int
-    on_data_error: str
-    on_apply_error: str
+    on_data_error: Literal["stop_task", "suspend_table"]
+    on_apply_error: Literal["stop_task", "suspend_table", "exceptions_table"]
     log_severity: str
+    """A DMS logger severity (LOGGER_SEVERITY_DEFAULT, ...)."""
     log_retention_days: int
 
 

@@ -7,6 +7,7 @@ Each test builds a small program: declared StreamedTables, one stream mapping pe
 
 from __future__ import annotations
 
+import ast
 import copy
 import fnmatch
 import functools
@@ -1760,3 +1761,30 @@ def test_a_declared_name_with_underscores_is_compared_literally() -> None:
     # AND a declared name the wildcard can give is still refused
     raw["tables"]["w_ax"] = raw["tables"].pop("w_bx")
     assert "dms-event-bus:dms.wildcards[0].table_prefix:" in config_error(raw)
+
+
+def imported_modules(source: str) -> set[str]:
+    """The top-level packages a module's own import statements name."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_component_takes_plain_args_not_the_settings_models() -> None:
+    # GIVEN the component's module THEN it imports neither the settings nor pydantic: the
+    # conversion lives in settings.component_args (issue 16, one boundary)
+    source = (Path(__file__).parents[1] / "components" / "dms_source.py").read_text()
+    assert imported_modules(source) & {"settings", "pydantic"} == set()
+    # AND the args hold plain values: converting a validated stack gives frozen dataclasses
+    args = args_of(settings_of(realistic_raw()))
+    assert not any(
+        type(value).__module__.startswith(("settings", "pydantic"))
+        for value in (args.capacity, args.network, args.source, args.task, args.alarms,
+                      *args.tables.values(), *args.wildcards)
+    )
+    assert args.tables["orders"].schema_name == "sales"
+    assert args.tables["order_lines"].primary_key == ("order_id", "line_no")
