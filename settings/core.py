@@ -207,6 +207,13 @@ class AlarmSettings(Model):
     )
     iterator_age_ms: int = Field(default=300_000, ge=1000, description="IteratorAge threshold.")
     dlq_depth: int = Field(default=1, ge=1, description="Alarm when the DLQ holds this many.")
+    fleet: bool = Field(
+        default=False,
+        description="One Metrics Insights alarm on write throttles across all of the "
+        "environment's tables (scoped by their tags; the account needs CloudWatch's resource "
+        "tags on telemetry, which the account preflight checks) instead of one alarm per "
+        "adopted table; declared tables keep theirs (docs/limits.md).",
+    )
 
 
 class EncryptionSettings(Model):

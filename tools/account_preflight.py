@@ -48,6 +48,7 @@ from tools.account.checks import (
     check_dms_roles,
     check_secrets,
     check_stack_key,
+    check_telemetry_tags,
     partition_of,
 )
 from tools.account.needs import StackNeeds, stack_needs
@@ -164,6 +165,8 @@ def run_checks(clients: Clients, needs: StackNeeds, region: str, account: str,
     if needs.dms:
         checks.extend(check_dms_roles(clients, region))
     checks.append(check_concurrency(clients, needs, region))
+    if needs.tag_scoped_alarms:
+        checks.append(check_telemetry_tags(clients, region))
     checks.extend(check_secrets(clients, needs, account))
     return checks
 

@@ -389,6 +389,24 @@ def check_concurrency(clients: Clients, needs: StackNeeds, region: str) -> Check
     )
 
 
+def check_telemetry_tags(clients: Clients, region: str) -> Check:
+    """Alarms whose Metrics Insights query filters on `tag.<key>` see metrics only when the
+    account's resource tags on telemetry (CloudWatch telemetry enrichment) is running."""
+    name = "Resource tags on telemetry"
+    try:
+        status = clients("observabilityadmin", region).get_telemetry_enrichment_status()
+    except ClientError as exc:
+        return Check(name, False, f"cannot read the telemetry enrichment status ({_error(exc)})",
+                     "run with a principal allowed observabilityadmin:GetTelemetryEnrichmentStatus")
+    state = str(status.get("Status") or "Stopped")
+    return Check(
+        name, state == "Running",
+        f"{state}: the fleet alarm (alarms.fleet) filters DynamoDB metrics by table tags",
+        "turn it on (CloudWatch settings, or `aws observabilityadmin start-telemetry-enrichment "
+        f"--region {region}`), or set alarms.fleet: false",
+    )
+
+
 # --------------------------------------------------------------------------- Secrets
 
 

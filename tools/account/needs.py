@@ -63,6 +63,9 @@ class StackNeeds:
     """Service principals that publish to the alarm topic."""
     alarm_names: tuple[str, ...] = ()
     secrets: tuple[SecretRef, ...] = ()
+    tag_scoped_alarms: bool = False
+    """An alarm's Metrics Insights query filters on resource tags (`tag.<key>`): CloudWatch's
+    resource tags on telemetry must be on in the account, or the alarm matches nothing."""
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -114,6 +117,7 @@ def stack_needs(settings: StackSettings, plan: Any) -> StackNeeds:
     topic = settings.alarms.sns_topic_arn
     publishers: set[str] = set()
     alarm_names: list[str] = []
+    tag_scoped = False
     for res in plan.resources:
         inputs = res.inputs or {}
         type_token: str = res.type
@@ -141,6 +145,10 @@ def stack_needs(settings: StackSettings, plan: Any) -> StackNeeds:
             count = inputs.get("reservedConcurrentExecutions")
             if count is not None and float(count) >= 0 and isinstance(inputs.get("name"), str):
                 reserved[inputs["name"]] = int(float(count))
+        if type_token == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            tag_scoped = tag_scoped or any(
+                "tag." in str(query.get("expression") or "")
+                for query in inputs.get("metricQueries") or [] if isinstance(query, dict))
         if topic and topic in set(_strings(inputs)):
             if type_token == "aws:cloudwatch/metricAlarm:MetricAlarm":
                 publishers.add("cloudwatch.amazonaws.com")
@@ -164,6 +172,7 @@ def stack_needs(settings: StackSettings, plan: Any) -> StackNeeds:
         alarm_publishers=frozenset(publishers),
         alarm_names=tuple(alarm_names),
         secrets=secrets_of(settings),
+        tag_scoped_alarms=tag_scoped,
     )
 
 
