@@ -15,6 +15,7 @@ per violation naming the resource, the limit and the fix; the last line sums the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -25,7 +26,11 @@ from typing import Any
 from settings import ConfigError, load_settings
 from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
 from tools.aws_limits import Report, config_problems, evaluate
-from tools.cli import OneLineParser
+from tools.capacity import Load, model
+from tools.capacity import render as render_capacity
+from tools.cli import OneLineParser, non_negative_float
+from tools.cost import plan_estimate, stack_settings
+from tools.cost import render as render_cost
 from tools.mockrun import Declared, Plan, run_stack
 
 #: The settings worth seeing per resource type: (label, function of inputs).
@@ -187,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         "--stack-dir", type=Path, default=None,
         help="folder holding Pulumi.<stack>.yaml (default: the project folder)",
     )
+    parser.add_argument(
+        "--changes-per-second", type=non_negative_float, default=None, metavar="M",
+        help="also model the fan-in concurrency and bus throughput at M changes/s "
+        "(docs/limits.md, Sizing); warnings never change the exit status",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_REGION", "eu-west-1")
     try:
@@ -212,15 +222,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = evaluate(plan)
+    estimate = plan_estimate(args.stack, plan, args.stack_dir)
+    capacity = None
+    if args.changes_per_second is not None:
+        settings, _ = stack_settings(args.stack, args.stack_dir)
+        capacity = model(Load(
+            tables=max(1, estimate.tables), changes_per_second=args.changes_per_second,
+            parallelization_factor=settings.bus.fanin.parallelization_factor,
+            envelope_bytes=estimate.envelope_bytes, stream_mode=settings.bus.stream.mode,
+            shards=settings.bus.stream.shards))
     if args.json:
         print(json.dumps(
             {"stack": plan.stack, "resources": [
                 {"type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs}
                 for r in plan.resources], "outputs": plan.exports,
-             "limits": report_json(report)},
+             "limits": report_json(report), "cost": dataclasses.asdict(estimate),
+             **({"capacity": dataclasses.asdict(capacity)} if capacity else {})},
             indent=2, default=str))
     else:
         print(render_tree(plan))
+        print(render_cost(estimate))
+        if capacity:
+            print(render_capacity(capacity))
     for violation in report.violations:
         print(f"error: {violation.line()}", file=sys.stderr)
     print(report.summary(), file=sys.stderr if args.json else sys.stdout)
