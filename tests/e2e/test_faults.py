@@ -460,11 +460,13 @@ def test_9_legacy_write_racing_a_writeback(make: Any, capsys: Any) -> None:
     assert not worker.is_alive()
 
     # THEN the outcome is deterministic: the committed legacy version 2 stays (no lost
-    # update), the writeback changed no row, and its log shows it
+    # update), the writeback changed no row, and says so: the app's version 2 is a conflict
+    # (same version, other content), not applied
     assert p.sql("SELECT note, version FROM orders WHERE id = 1") == [("legacy wins", 2)]
     logs = [json.loads(line) for line in capsys.readouterr().out.splitlines()
             if line.startswith("{") and "batch written back" in line]
-    assert logs and logs[-1]["rows_changed"] == 0 and logs[-1]["applied"] == 1
+    assert logs and logs[-1]["rows_changed"] == 0
+    assert logs[-1]["applied"] == 0 and logs[-1]["conflicts"] == 1
     settle(p)
     assert p.writeback_writes() == []
 
