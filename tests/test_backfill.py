@@ -32,8 +32,8 @@ from handlers.common import ConfigError
 from providers import adopted_table
 from providers.adopted_table import AdoptedTableProvider
 from tests.conftest import SHARED
-from tests.e2e.lambda_events import to_lambda_record
 from tests.iam_eval import Role
+from tools.localpipe.lambda_events import to_lambda_record
 
 REGION = "eu-west-1"
 BUS = "dmsbus-test-bus"

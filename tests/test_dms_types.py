@@ -114,7 +114,7 @@ def test_to_attribute_follows_the_dms_dynamodb_target():
     ],
 )
 def test_postgres_text_to_dynamodb(pg_type, text, attr):
-    # the entry point the e2e CDC stand-in uses (tests/e2e/dmsvalues.py)
+    # the entry point the e2e CDC stand-in uses (tools/localpipe/dmsvalues.py)
     assert postgres_text_to_dynamodb(pg_type, text) == attr
 
 

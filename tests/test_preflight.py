@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from tests.e2e.cdc import parse_change
 from tests.servers import (  # noqa: F401
     DbServer,
     mariadb,
@@ -27,6 +26,7 @@ from tests.servers import (  # noqa: F401
     postgres_misconfigured,
 )
 from tools import preflight
+from tools.localpipe.cdc import parse_change
 from tools.sourcedb import toast_tables
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -43,8 +43,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from handlers import writeback
-from tests.e2e.lambda_events import to_lambda_record
 from tests.servers import DbServer, mariadb, postgres  # noqa: F401
+from tools.localpipe.lambda_events import to_lambda_record
 
 pytestmark = pytest.mark.servers
 

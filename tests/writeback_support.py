@@ -13,7 +13,7 @@ import boto3
 
 from handlers.writeback import Config
 from handlers.writeback_sql import connect
-from tests.e2e.lambda_events import to_lambda_record
+from tools.localpipe.lambda_events import to_lambda_record
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

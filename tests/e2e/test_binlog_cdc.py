@@ -1,4 +1,4 @@
-"""The binlog CDC stand-in (tests/e2e/binlog_cdc.py) against a REAL MariaDB (binlog ROW/FULL,
+"""The binlog CDC stand-in (tools/localpipe/binlog_cdc.py) against a REAL MariaDB (binlog ROW/FULL,
 started by tests/servers.py) and moto's DynamoDB."""
 
 from __future__ import annotations
