@@ -308,3 +308,16 @@ def test_account_preflight_bad_input_is_one_line_exit_2(
     proc = _run("tools.account_preflight", args, tmp_path, _env(tmp_path, **extra))
     _assert_one_line(proc, *fragments)
     assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- tools.demo
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--full", "extra"], "unrecognized arguments: extra"),
+    (["--full=yes"], "--full"),
+])
+def test_demo_bad_arguments_are_one_line_exit_2(tmp_path: Path, args: list[str],
+                                                fragment: str) -> None:
+    _assert_one_line(_run("tools.demo", args, tmp_path), fragment)

@@ -22,7 +22,6 @@ Exit 0: everything reconciles; 1: differences; 2: something to install or start-
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -31,6 +30,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from tools.cli import OneLineParser
 
 APT_PACKAGES = ("postgresql",)
 PYTHON_MODULES = ("boto3", "moto", "pg8000")
@@ -285,8 +286,8 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = 
             stdout.write(line + "\n")
             stdout.flush()
 
-    parser = argparse.ArgumentParser(prog="python -m tools.demo",
-                                     description=(__doc__ or "").split("\n")[0])
+    parser = OneLineParser(prog="python -m tools.demo",
+                           description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--full", action="store_true", help="print whole envelopes (JSON)")
     parser.add_argument("--install", action="store_true",
                         help="install missing Debian packages with apt-get (root)")
