@@ -158,8 +158,9 @@ class ItemContract(Model):
         description="An update changing only these attributes is a status update: ignored.",
     )
     status_values: list[str] = Field(
-        default_factory=lambda: ["accepted", "applied", "error"],
-        description="Status values the write path uses; any other value is not a marker.",
+        default_factory=lambda: ["accepted", "applied", "conflict", "error"],
+        description="Status values the write path uses (`conflict`: the legacy row refused the "
+        "change); any other value is not a marker.",
     )
 
     @model_validator(mode="after")
