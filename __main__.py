@@ -21,7 +21,6 @@ from components.fleet_alarms import FleetAlarms, FleetAlarmsArgs
 from components.ingest_api import IngestApi
 from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
 from components.legacy_writeback import LegacyWriteback
-from components.stream_mapping import MappingSettings
 from components.streamed_table import (
     AdoptSpec,
     KeySpec,
@@ -35,6 +34,7 @@ from settings.component_args import (
     dms_source_args,
     ingest_api_args,
     legacy_writeback_args,
+    mapping_settings,
 )
 from settings.core import OnDemandCapacity, ProvisionedCapacity, TableSettings
 
@@ -187,13 +187,7 @@ try:
             retention_hours=settings.bus.stream.retention_hours,
             memory_mb=fanin.memory_mb,
             timeout_seconds=fanin.timeout_seconds,
-            mapping=MappingSettings(
-                batch_size=fanin.batch_size,
-                batching_window_seconds=fanin.batching_window_seconds,
-                parallelization_factor=fanin.parallelization_factor,
-                maximum_retry_attempts=fanin.maximum_retry_attempts,
-                maximum_record_age_seconds=fanin.maximum_record_age_seconds,
-            ),
+            mapping=mapping_settings(fanin),
             max_record_bytes=fanin.max_record_bytes,
             overflow_expire_days=settings.bus.overflow.expire_days,
             force_destroy_buckets=settings.bus.buckets.force_destroy,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import pulumi
 
@@ -34,6 +35,27 @@ from settings.ingest import IngestSettings
 from settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
 
 # -- IngestApi -----------------------------------------------------------------------------
+
+
+class StreamMappingConfig(Protocol):
+    """The event-source-mapping fields a settings section holds (bus.fanin, writeback)."""
+
+    batch_size: int
+    batching_window_seconds: int
+    parallelization_factor: int
+    maximum_retry_attempts: int
+    maximum_record_age_seconds: int
+
+
+def mapping_settings(config: StreamMappingConfig) -> MappingSettings:
+    """The stream mapping of a Lambda from its settings section."""
+    return MappingSettings(
+        batch_size=config.batch_size,
+        batching_window_seconds=config.batching_window_seconds,
+        parallelization_factor=config.parallelization_factor,
+        maximum_retry_attempts=config.maximum_retry_attempts,
+        maximum_record_age_seconds=config.maximum_record_age_seconds,
+    )
 
 
 def ingest_api_args(
@@ -147,13 +169,7 @@ def legacy_writeback_args(
         timeout_seconds=function.timeout_seconds,
         reserved_concurrency=function.reserved_concurrency,
         log_retention_days=function.log_retention_days,
-        mapping=MappingSettings(
-            batch_size=mapping.batch_size,
-            batching_window_seconds=mapping.batching_window_seconds,
-            parallelization_factor=mapping.parallelization_factor,
-            maximum_retry_attempts=mapping.maximum_retry_attempts,
-            maximum_record_age_seconds=mapping.maximum_record_age_seconds,
-        ),
+        mapping=mapping_settings(mapping),
         alarm_topic_arn=alarm_topic_arn,
         kms_key_arn=kms_key_arn,
         iterator_age_ms=iterator_age_ms,
