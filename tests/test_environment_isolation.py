@@ -18,12 +18,11 @@ import pytest
 import yaml
 
 from tests.iam_eval import Role, as_list, condition_allows, roles_of
+from tests.test_kms_grants import REGION, SECRETS
+from tests.test_kms_grants import stack_config as customer_key_stack
 from tests.test_program import ACCOUNT_WIDE_ACTIONS
 from tools.mockrun import ACCOUNT, Plan, run_stack
 
-REGION = "eu-west-1"
-KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
-SECRETS = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret"
 ENVIRONMENTS = ("dev", "prod")
 #: Each environment's writeback subnets and security group (none shared).
 NETWORK = {
@@ -39,46 +38,16 @@ def adopted(env: str) -> list[str]:
 
 
 def stack_config(env: str) -> dict[str, Any]:
-    key = {"partition_key": {"name": "id", "type": "N"}}
+    """The customer-key stack of the KMS grant tests, with this environment's writeback
+    cluster, secret and network."""
     subnets, group = NETWORK[env]
-    return {
-        "aws:region": REGION,
-        "dms-event-bus:encryption": {"kms_key_arn": KEY},
-        "dms-event-bus:tables": {
-            "orders": {"source": {"schema": "sales", "table": "orders"}, **key},
-            "customers": {"source": {"schema": "sales", "table": "customers"}, **key},
-        },
-        "dms-event-bus:bus": {"archive": {"enabled": True}, "overflow": {"expire_days": 365}},
-        "dms-event-bus:dms": {
-            "capacity": {"mode": "serverless", "min_capacity_units": 1, "max_capacity_units": 4},
-            "network": {"vpc_id": "vpc-0a1b2c3d4e5f60718",
-                        "subnet_ids": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
-                        "source_cidrs": ["10.20.0.0/24"]},
-            "account_roles": "existing",
-            "source": {"engine": "postgres", "server": "erp.example.com", "port": 5432,
-                       "database": "erp", "ssl_mode": "require",
-                       "secret_arn": f"{SECRETS}:erp-a1B2c3"},
-            "default_schema": "sales",
-            "wildcards": [{"schema": "audit", "table_pattern": "%", "table_prefix": "audit_"}],
-        },
-        "dms-event-bus:ingest_api": {
-            "entities": {"order_requests": {"fields": {
-                "customer_id": {"type": "integer", "required": True}}}},
-        },
-        "dms-event-bus:writeback": {
-            "target": {"kind": "data_api", "engine": "postgres", "database": "erp",
-                       "cluster_arn": f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:erp-{env}",
-                       "secret_arn": f"{SECRETS}:wb-{env}-f6G7h8"},
-            "vpc": {"subnet_ids": subnets, "security_group_ids": [group]},
-            "tables": {
-                "order_requests": {"legacy_table": "sales.order_requests",
-                                   "key_columns": {"id": "request_id"},
-                                   "columns": {"customer_id": "customer_id"}},
-                "customers": {"origin": "tables", "legacy_table": "sales.customers",
-                              "key_columns": {"id": "customer_id"}, "columns": {}},
-            },
-        },
-    }
+    config = customer_key_stack()
+    writeback = config["dms-event-bus:writeback"]
+    writeback["target"] = {**writeback["target"],
+                           "cluster_arn": f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:erp-{env}",
+                           "secret_arn": f"{SECRETS}:wb-{env}-f6G7h8"}
+    writeback["vpc"] = {"subnet_ids": subnets, "security_group_ids": [group]}
+    return config
 
 
 def discovered(names: list[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
