@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 #: the region in an AWS endpoint URL (https://dynamodb.eu-west-1.amazonaws.com)
@@ -23,48 +24,37 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
 
 
+def _number(text: str, parse: Callable[[str], Any], expected: str,
+            in_range: Callable[[Any], bool]) -> Any:
+    """Parse an argparse value; one message naming what was expected, whatever is wrong."""
+    try:
+        value = parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}") from None
+    if not in_range(value):
+        shown = value if isinstance(value, int) else repr(text)
+        raise argparse.ArgumentTypeError(f"expected {expected}, found {shown}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {value}")
-    return value
+    return int(_number(text, int, "a whole number >= 1", lambda v: v >= 1))
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, found {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, found {value}")
-    return value
+    return int(_number(text, int, "a whole number >= 0", lambda v: v >= 0))
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, found {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text!r}")
-    return value
+    return float(_number(text, float, "a finite number >= 0", lambda v: 0 <= v < float("inf")))
 
 
 def port_number(text: str) -> int:
     """argparse type: a TCP port (1..65535)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port 1..65535, found {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 1..65535, found {value}")
-    return value
+    return int(_number(text, int, "a port 1..65535", lambda v: 1 <= v <= 65535))
 
 
 def region_arg(text: str) -> str:
