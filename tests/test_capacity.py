@@ -65,3 +65,18 @@ def test_cli_prints_the_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert capacity.main(["--tables", "1000", "--changes-per-second", "2000"]) == 0
     out = capsys.readouterr().out
     assert "up to 1000 concurrent fan-in executions" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--tables", "x", "--changes-per-second", "1"],
+    ["--tables", "5", "--changes-per-second", "inf"],
+    ["--tables", "5"],
+])
+def test_unparsable_arguments_are_one_line_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        capacity.main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -22,10 +22,11 @@ The model (docs/limits.md, *Sizing*):
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from dataclasses import dataclass, field
+
+from tools.cli import OneLineParser, non_negative_float
 
 #: https://docs.aws.amazon.com/streams/latest/dev/working-with-streams.html
 KINESIS_SHARD_WRITE_BYTES = 1024 * 1024
@@ -133,9 +134,9 @@ def render(cap: Capacity) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m tools.capacity", description=__doc__.split("\n")[0])
     parser.add_argument("--tables", type=int, required=True)
-    parser.add_argument("--changes-per-second", type=float, required=True)
+    parser.add_argument("--changes-per-second", type=non_negative_float, required=True)
     parser.add_argument("--parallelization-factor", type=int, default=1)
     parser.add_argument("--envelope-bytes", type=int, default=ENVELOPE_BYTES_DEFAULT)
     parser.add_argument("--stream-mode", default="on_demand")
