@@ -245,8 +245,16 @@ class Legacy:
             return
         cur.execute("SELECT id FROM information_schema.processlist WHERE user = %s",
                     (self.handler_user,))
+        import pymysql
+
         for (pid,) in cur.fetchall():
-            cur.execute(f"KILL CONNECTION {int(pid)}")
+            try:
+                cur.execute(f"KILL CONNECTION {int(pid)}")
+            except pymysql.OperationalError as exc:
+                # 1094 unknown thread id: a connection killed a moment ago (a second Kill in
+                # a row) may still be listed while the server tears it down
+                if exc.args[0] != 1094:
+                    raise
 
     def close(self) -> None:
         self.check.close()
@@ -466,6 +474,9 @@ def check(world: World, model: Model, poison_seqs: set[str], op: Op) -> None:
 # Histories that found bugs in the handler as it was (issue 12), kept as regression cases:
 # a legacy row at version 1 (a foreign row under the key), then the write path's POST at
 # version 1 with other content: marked `applied`, the legacy row kept its own content
+# two kills in a row: the second listed a connection the server was still tearing down
+# (MariaDB 1094 unknown thread id), a harness race that failed CI once
+@example(ops=[Post(1, "1.00", "a"), Deliver(1), Kill(), Kill(), Post(2, "2.00", "b"), Deliver(2)])
 @example(ops=[LegacyWrite(3, 1), Post(3, "13.17", "")])
 # the legacy application moved the row to version 2; the write path's PUT to version 2 was
 # refused by the guard and marked `applied`
