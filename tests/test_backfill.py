@@ -15,7 +15,7 @@ import json
 import math
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +25,6 @@ from typing import Any
 import boto3
 import jsonschema
 import pytest
-from moto import mock_aws
 
 from handlers import backfill, bus, fanin
 from handlers.common import ConfigError
@@ -33,9 +32,11 @@ from providers import adopted_table
 from providers.adopted_table import AdoptedTableProvider
 from tests.conftest import SHARED
 from tests.iam_eval import Role
+from tools.localpipe import aws as aws_world
+from tools.localpipe.aws import MotoWorld
 from tools.localpipe.lambda_events import to_lambda_record
 
-REGION = "eu-west-1"
+REGION = aws_world.REGION
 BUS = "dmsbus-test-bus"
 OVERFLOW = "dmsbus-test-overflow"
 SCHEMA = json.loads((SHARED / "envelope.schema.json").read_text())
@@ -44,13 +45,11 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 # -- setup -------------------------------------------------------------------------------
 @pytest.fixture
-def aws() -> Iterator[None]:
-    with mock_aws():
-        boto3.client("kinesis", region_name=REGION).create_stream(StreamName=BUS, ShardCount=3)
-        boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=OVERFLOW, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-        yield
+def aws(moto_world: MotoWorld) -> None:
+    moto_world.client("kinesis").create_stream(StreamName=BUS, ShardCount=3)
+    moto_world.client("s3").create_bucket(
+        Bucket=OVERFLOW, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
 
 
 def ddb() -> Any:

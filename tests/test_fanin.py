@@ -19,7 +19,7 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,18 +30,19 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
-from moto import mock_aws
 
 from handlers import bus, fanin
 from settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
 from tests.conftest import SHARED
+from tools.localpipe import aws as aws_world
+from tools.localpipe.aws import MotoWorld
 from tools.localpipe.esm import StreamMapping
 from tools.localpipe.lambda_events import to_lambda_record
 
 SCHEMA = json.loads((SHARED / "envelope.schema.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3})?Z").fullmatch
-REGION = "eu-west-1"
+REGION = aws_world.REGION
 BIG = "12345678901234567890123456789012345678"  # 38 digits
 BIG_NEG_FRACTION = "-0.00000000000000000000000000000000000012345678901234567890123456789012345678"
 BIG_EXP = "9.9999999999999999999999999999999999999E+125"
@@ -378,13 +379,12 @@ class Jitter:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(monkeypatch: pytest.MonkeyPatch, moto_world: MotoWorld) -> World:
     jitter = Jitter()
     monkeypatch.setattr(bus, "random", jitter)
-    with mock_aws():
-        w = World(monkeypatch)
-        w.delays = jitter.caps
-        yield w
+    w = World(monkeypatch)
+    w.delays = jitter.caps
+    return w
 
 
 def orders_table(world: World) -> str:

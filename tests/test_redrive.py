@@ -14,7 +14,6 @@ import shlex
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from io import BytesIO
@@ -33,15 +32,16 @@ from handlers import bus, fanin
 from handlers.envelope import stream_envelope
 from tests.conftest import SHARED
 from tools import redrive
+from tools.localpipe import aws as aws_world
+from tools.localpipe.aws import MotoWorld
 
-REGION = "eu-west-1"
+REGION = aws_world.REGION
 SCHEMA = SHARED / "envelope.schema.json"
 
 
 @pytest.fixture
-def aws() -> Iterator[None]:
-    with mock_aws():  # fake credentials and the region: conftest._offline_aws
-        yield
+def aws(moto_world: MotoWorld) -> MotoWorld:
+    return moto_world
 
 
 @dataclass
