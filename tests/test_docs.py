@@ -29,3 +29,46 @@ def test_every_doc_the_readme_links_exists() -> None:
 
     for target in re.findall(r"\]\(((?:docs|bench)/[^)#]+)\)", readme):
         assert (ROOT / target).is_file(), f"README links {target}, which does not exist"
+
+
+def test_config_reference_shows_real_list_and_map_defaults() -> None:
+    # GIVEN every settings field whose default is made by a factory (a list or a map, not a
+    # nested model)
+    import json
+
+    from pydantic import BaseModel
+
+    from settings import StackSettings
+
+    seen: set[type[BaseModel]] = set()
+    rows: list[tuple[str, str]] = []
+
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for key, field in model.model_fields.items():
+            for sub in _models(field.annotation):
+                walk(sub)
+            if field.default_factory is not None and not _models(field.annotation):
+                rows.append((key, json.dumps(field.default_factory())))  # type: ignore[call-arg]
+
+    walk(StackSettings)
+    text = render()
+    # THEN the reference row of each shows the value the factory makes (a non-empty list
+    # default such as https_egress_cidrs' 0.0.0.0/0 must not read as `{}`)
+    assert any(value not in ("[]", "{}") for _k, value in rows), rows
+    for key, value in rows:
+        assert any(
+            line.startswith(f"| `{key}` |") and f"`{value}`" in line for line in text.splitlines()
+        ), f"{key}: default {value} not shown"
+
+
+def _models(annotation: object) -> list[type]:
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models(arg)]

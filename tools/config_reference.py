@@ -5,6 +5,7 @@ a test fails when the committed file is stale."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import types
 import typing
@@ -57,7 +58,12 @@ def _default(field: FieldInfo) -> str:
         described = "default:" in (field.description or "")
         return "see meaning" if described else "**required**"
     if field.default_factory is not None:
-        return "see below" if _models_in(field.annotation) else "`{}`"
+        if _models_in(field.annotation):
+            return "see below"
+        # the real default, not a placeholder: a list default such as
+        # `https_egress_cidrs: ["0.0.0.0/0"]` must be visible in the reference
+        made = field.default_factory()  # type: ignore[call-arg]
+        return f"`{json.dumps(made)}`"
     if field.default is PydanticUndefined:
         return ""
     return f"`{field.default!r}`" if field.default is not None else "none"
