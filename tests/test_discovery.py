@@ -11,6 +11,9 @@ import pytest
 
 from components.discovery import (
     ADOPT,
+    AMBIGUOUS,
+    UNADOPTABLE,
+    UnadoptableTablesError,
     adoptable_tables,
     classify,
     discover,
@@ -43,9 +46,16 @@ ACCOUNT_TABLES = [
     # Pulumi-owned IngestApi tables, and an environment "dev-eu" sharing the prefix
     "dmsbus-dev-ingest-order_requests",
     "dmsbus-dev-eu-orders",
-    # not a name DMS's lower-casing transformations produce
-    "dmsbus-dev-Invoices2",
 ]
+
+#: Tables DMS wrote for dev whose names the bus cannot carry (discovery fails the plan).
+UNFIT = {
+    "dmsbus-dev-Invoices2": "upper case",
+    "dmsbus-dev-" + "x" * 64: "64 characters",
+    "dmsbus-dev-2019_archive": "starts with a digit",
+    "dmsbus-dev-_staging": "starts with a digit or '_'",
+    "dmsbus-dev-gl.lines": "holds '.'",
+}
 
 
 def test_adoptable_tables_keeps_only_new_tables_of_this_environment() -> None:
@@ -71,11 +81,52 @@ def test_classify_says_why_each_table_of_the_environment_is_skipped() -> None:
     assert verdicts["dmsbus-dev-customers"] == "declared in the stack file"
     assert verdicts["dmsbus-dev-awsdms_full_load_exceptions"] == "a DMS control table"
     assert "IngestApi" in verdicts["dmsbus-dev-ingest-order_requests"]
-    assert "not a logical table name" in verdicts["dmsbus-dev-eu-orders"]
-    assert "not a logical table name" in verdicts["dmsbus-dev-Invoices2"]
-    assert "not a logical table name" in verdicts["dmsbus-dev-"]
+    # a name with '-' may be another environment's ("dev-eu"): said so, not adopted, no error
+    assert verdicts["dmsbus-dev-eu-orders"].startswith(AMBIGUOUS)
+    assert "another environment" in verdicts["dmsbus-dev-eu-orders"]
+    assert "IngestApi" not in verdicts["dmsbus-dev-eu-orders"]
+    assert "bare environment prefix" in verdicts["dmsbus-dev-"]
     assert verdicts["dmsbus-dev-audit_login_events"] == "listed in adoption.exclude"
     assert [n for n, v in verdicts.items() if v == ADOPT] == ["dmsbus-dev-invoices"]
+
+
+@pytest.mark.parametrize("name", sorted(UNFIT))
+def test_a_dms_table_the_bus_cannot_carry_is_named_with_what_happened(name: str) -> None:
+    # GIVEN a table DMS created for dev whose name is no bus table name
+    verdicts = classify([*ACCOUNT_TABLES, name], name_prefix="dmsbus-dev-",
+                        declared_physical_names=[])
+    # THEN its verdict says it cannot be adopted, why, and how to fix it; not "IngestApi"
+    verdict = verdicts[name]
+    assert verdict.startswith(UNADOPTABLE), verdict
+    assert UNFIT[name] in verdict
+    assert "never reach the bus" in verdict and "adoption.exclude" in verdict
+    assert "IngestApi" not in verdict
+    # AND listing it in adoption.exclude leaves it out knowingly
+    rest = name.removeprefix("dmsbus-dev-")
+    assert classify([name], name_prefix="dmsbus-dev-", declared_physical_names=[],
+                    exclude=[rest])[name] == "listed in adoption.exclude"
+
+
+def test_discover_fails_the_plan_on_a_table_the_bus_cannot_carry() -> None:
+    # GIVEN the account holds a dev table DMS wrote with an upper-case name
+    def program() -> None:
+        discover("dmsbus-dev-", ["dmsbus-dev-customers", "dmsbus-dev-orders"])
+
+    # WHEN the program runs THEN it stops with one line naming the table and the fix
+    with pytest.raises(UnadoptableTablesError) as caught:
+        run_program(
+            "dev",
+            {"aws:region": "eu-west-1"},
+            program,
+            invoke_answers={
+                GET_TABLES: lambda _args: {"names": [*ACCOUNT_TABLES, "dmsbus-dev-Invoices2"],
+                                           "id": "eu-west-1"}
+            },
+        )
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "dmsbus-dev-Invoices2" in message and "adoption.exclude" in message
+    assert isinstance(caught.value, pulumi.RunError)  # the CLI prints it without a traceback
 
 
 def test_adoptable_tables_for_another_environment() -> None:
