@@ -26,17 +26,22 @@ from components.lambda_function import (
     Shared,
     VpcPlacement,
 )
+from components.lambda_package import ENVELOPE_REQUIREMENTS
 from components.stream_mapping import MappingSettings
 
 TYPE = "dms-event-bus:index:LegacyWriteback"
 
-#: Files of the writeback Lambda package.
+#: Files of the writeback Lambda package (the handler writes map, list and set values with
+#: `handlers.envelope.value_json`, the project's one DynamoDB-JSON -> JSON writer).
 WRITEBACK_MODULES = ["handlers/writeback.py", "handlers/writeback_sql.py",
-                     "handlers/observability.py"]
+                     "handlers/envelope.py", "handlers/common.py", "handlers/observability.py"]
 #: Driver bundled for each direct target, pinned (the Data API needs only boto3). PostgreSQL:
 #: psycopg 3 with its binary wheel (libpq inside; the runtime has none), cp314 arm64/x86_64.
 DRIVERS = {"postgres": ["psycopg==3.3.9", "psycopg-binary==3.3.9"],
            "mysql": ["PyMySQL==1.2.4"], "data_api": []}
+#: Everything the package bundles per target: its driver and the envelope writer's orjson.
+WRITEBACK_REQUIREMENTS = {kind: [*drivers, *ENVELOPE_REQUIREMENTS]
+                          for kind, drivers in DRIVERS.items()}
 #: Lambda's limit on the total size of a function's environment variables.
 ENV_LIMIT_BYTES = 4096
 #: The handler's own metrics (embedded metric format).
@@ -339,7 +344,7 @@ class LegacyWriteback(pulumi.ComponentResource):
                 description=description,
                 handler="handlers.writeback.handler",
                 modules=WRITEBACK_MODULES,
-                requirements=DRIVERS[kind],
+                requirements=WRITEBACK_REQUIREMENTS[kind],
                 memory_mb=args.memory_mb,
                 timeout_seconds=args.timeout_seconds,
                 environment={"WRITEBACK_CONFIG": args.handler_config_json()},

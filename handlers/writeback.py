@@ -26,11 +26,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from handlers.common import ConfigError, Outcome, PoisonRecordError, config_from_env
+from handlers.envelope import value_json
 from handlers.observability import WRITEBACK_NAMESPACE, client, emf, log
 from handlers.writeback_sql import (
     DataApiExecutor,
@@ -52,14 +54,6 @@ TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 WRITEBACK_STATUSES = frozenset({"applied", "conflict", "error"})
 
 
-# --------------------------------------------------------------------------- logging / metrics
-
-
-def emit_metrics(metrics: dict[str, int], dimensions: dict[str, str] | None = None) -> None:
-    """CloudWatch embedded metric format (handlers.observability): one line, no API call."""
-    emf(NAMESPACE, dimensions or {}, metrics)
-
-
 # --------------------------------------------------------------------------- DynamoDB values
 
 
@@ -67,7 +61,9 @@ def attr_value(attr: dict[str, Any]) -> Any:
     """One DynamoDB-JSON attribute as the SQL parameter value.
 
     S -> str, N -> int (integral) or exact Decimal, BOOL -> bool, NULL -> None,
-    B -> bytes (Lambda delivers base64), SS/NS/BS/L/M -> JSON text with exact numbers.
+    B -> bytes (Lambda delivers base64), SS/NS/BS/L/M -> JSON text written by
+    `handlers.envelope.value_json` (exact numbers, map attributes and set members in the
+    order the item holds them).
     """
     if "S" in attr:
         return attr["S"]
@@ -80,7 +76,7 @@ def attr_value(attr: dict[str, Any]) -> Any:
         return None
     if kind == "B":
         return value if isinstance(value, bytes | bytearray) else base64.b64decode(value)
-    return JsonText(json_text(attr))
+    return JsonText(value_json(attr))
 
 
 def number(text: str) -> int | Decimal:
@@ -88,39 +84,6 @@ def number(text: str) -> int | Decimal:
     if "." in text or "e" in text or "E" in text:
         return Decimal(text)
     return int(text)
-
-
-def json_text(attr: dict[str, Any]) -> str:
-    """A nested attribute as compact JSON; N digits copied exactly (never through a float)."""
-    (kind, value), = attr.items()
-    if kind == "S":
-        return json.dumps(value, ensure_ascii=False)
-    if kind == "N":
-        return str(number(value))
-    if kind == "BOOL":
-        return "true" if value else "false"
-    if kind == "NULL":
-        return "null"
-    if kind == "B":
-        return json.dumps(_b64(value))
-    if kind == "SS":
-        return "[" + ",".join(json.dumps(v, ensure_ascii=False) for v in sorted(value)) + "]"
-    if kind == "NS":
-        return "[" + ",".join(str(number(v)) for v in sorted(value, key=Decimal)) + "]"
-    if kind == "BS":
-        return "[" + ",".join(json.dumps(_b64(v)) for v in sorted(value, key=_b64)) + "]"
-    if kind == "L":
-        return "[" + ",".join(json_text(v) for v in value) + "]"
-    if kind == "M":
-        return "{" + ",".join(
-            f"{json.dumps(k, ensure_ascii=False)}:{json_text(v)}" for k, v in sorted(value.items())
-        ) + "}"
-    raise ValueError(f"unknown DynamoDB type {kind!r}")
-
-
-def _b64(value: Any) -> str:
-    return base64.b64encode(bytes(value)).decode() if isinstance(value, bytes | bytearray) \
-        else str(value)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -144,8 +107,9 @@ class Change:
 
 
 @dataclass(slots=True)
-class Outcome:
-    """How one record was classified."""
+class Verdict:
+    """What one record means for the writeback: a change to write back, a skip (and why), or
+    poison (a record that can never be written back, and why)."""
 
     index: int
     seq: str
@@ -165,8 +129,9 @@ class StatusTarget:
     version: dict[str, Any]  # DynamoDB JSON, e.g. {"N": "3"}
 
 
-class Poison(Exception):
-    """A record that can never apply (missing key, missing or bad version, no image)."""
+class _Unwritable(Exception):
+    """Raised while converting a record that can never apply (missing key, missing or bad
+    version, a value that does not convert): the record's verdict is poison."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +178,8 @@ class Contract:
 
 @dataclass(frozen=True)
 class Config:
-    """The handler's config (env WRITEBACK_CONFIG, written by the LegacyWriteback component)."""
+    """The handler's settings (a `handlers.common.Config`): the JSON object in the environment
+    variable WRITEBACK_CONFIG, written by the LegacyWriteback component."""
 
     target: dict[str, Any]
     tables: dict[str, TableSpec]  # physical DynamoDB table -> mapping
@@ -226,6 +192,47 @@ class Config:
             tables={name: TableSpec.from_config(t) for name, t in raw["tables"].items()},
             contract=Contract.from_config(raw.get("contract")),
         )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        """The settings in `env`; a `ConfigError` naming WRITEBACK_CONFIG when it is missing
+        or does not hold the component's config."""
+        text = env.get(CONFIG_VARIABLE)
+        if text is None:
+            raise ConfigError(f"{CONFIG_VARIABLE} is not set (the writeback's config, written "
+                              "by the LegacyWriteback component)")
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{CONFIG_VARIABLE} is not JSON ({exc}), found {text!r:.80}") \
+                from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{CONFIG_VARIABLE} must be a JSON object, found {text!r:.80}")
+        missing = [k for k in ("target", "tables") if k not in raw]
+        if missing:
+            raise ConfigError(f"{CONFIG_VARIABLE} lacks {', '.join(map(repr, missing))}")
+        for name, table in (raw["tables"] or {}).items():
+            lacks = [k for k in ("legacy_table", "key_columns") if k not in table]
+            if lacks:
+                raise ConfigError(f"{CONFIG_VARIABLE}: table {name!r} lacks "
+                                  f"{', '.join(map(repr, lacks))}")
+        try:
+            return cls.from_json(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{CONFIG_VARIABLE} does not hold the writeback's config: "
+                              f"{type(exc).__name__} {exc}") from None
+
+
+#: The environment variable holding the handler's config.
+CONFIG_VARIABLE = "WRITEBACK_CONFIG"
+
+
+def config(env: Mapping[str, str] | None = None) -> Config:
+    """The settings of `env` (the process environment when None), parsed once per distinct
+    value of WRITEBACK_CONFIG (the container's cache, `_STATE`)."""
+    cache = _STATE.setdefault("configs", {})
+    return config_from_env(cache, (CONFIG_VARIABLE,), Config.from_env,
+                           os.environ if env is None else env)
 
 
 def table_of(record: dict[str, Any]) -> str:
@@ -248,7 +255,7 @@ def is_ttl_delete(record: dict[str, Any]) -> bool:
 
 def classify(
     index: int, record: dict[str, Any], config: Config, *, json_row: bool = False
-) -> Outcome:
+) -> Verdict:
     """Decide what one record means: a change to write back, a skip (and why), or poison.
 
     `json_row`: build an upsert's row as one encoded JSON object (`json_row`), for an
@@ -259,39 +266,39 @@ def classify(
     spec = config.tables.get(table)
     contract = config.contract
     if spec is None:
-        return Outcome(index, seq, "skip", f"table {table!r} is not mapped")
+        return Verdict(index, seq, "skip", f"table {table!r} is not mapped")
     event = record.get("eventName")
     old, new = ddb.get("OldImage"), ddb.get("NewImage")
     if event == "REMOVE":
         if is_ttl_delete(record):
-            return Outcome(index, seq, "skip", "TTL delete (userIdentity dynamodb.amazonaws.com)")
+            return Verdict(index, seq, "skip", "TTL delete (userIdentity dynamodb.amazonaws.com)")
         if not spec.deletes:
-            return Outcome(index, seq, "skip", "deletes are not written back for this table")
+            return Verdict(index, seq, "skip", "deletes are not written back for this table")
         image, op = old, "delete"
     elif event in ("INSERT", "MODIFY"):
         image, op = new, "upsert"
     else:
-        return Outcome(index, seq, "skip", f"unknown eventName {event!r}")
+        return Verdict(index, seq, "skip", f"unknown eventName {event!r}")
     if image is None:
-        return Outcome(index, seq, "poison",
+        return Verdict(index, seq, "poison",
                        f"{event} record without {'Old' if op == 'delete' else 'New'}Image: the "
                        "stream view type must be NEW_AND_OLD_IMAGES")
     if not contract.is_write_path(image):
-        return Outcome(index, seq, "skip",
+        return Verdict(index, seq, "skip",
                        f"no write-path marker '{contract.status_attribute}': not written by the "
                        "write path (DMS replication or another writer)")
     if event == "MODIFY" and contract.status_only(old, new):
-        return Outcome(index, seq, "skip", "status-only update")
+        return Verdict(index, seq, "skip", "status-only update")
     item_keys = ddb.get("Keys") or {a: image[a] for a in spec.key_columns if a in image}
     version_attr = image.get(spec.version_attribute)
     try:
         change = _change(index, seq, table, spec, op, image, item_keys, version_attr,
                          json_row)
-    except Poison as exc:
+    except _Unwritable as exc:
         item = StatusTarget(table, item_keys, spec.version_attribute, version_attr) \
             if version_attr else None
-        return Outcome(index, seq, "poison", str(exc), item=item)
-    return Outcome(index, seq, "change", change=change)
+        return Verdict(index, seq, "poison", str(exc), item=item)
+    return Verdict(index, seq, "change", change=change)
 
 
 def _change(  # noqa: PLR0913, PLR0917 - one record's parts, called once
@@ -301,9 +308,9 @@ def _change(  # noqa: PLR0913, PLR0917 - one record's parts, called once
     for attr in spec.key_columns:
         if attr not in image:
             missing = [a for a in spec.key_columns if a not in image]
-            raise Poison(f"missing key attribute(s) {missing} for {spec.legacy_table}")
+            raise _Unwritable(f"missing key attribute(s) {missing} for {spec.legacy_table}")
     if not version_attr or "N" not in version_attr:
-        raise Poison(
+        raise _Unwritable(
             f"version attribute '{spec.version_attribute}' missing or not a number "
             f"(found {version_attr!r})"
         )
@@ -317,10 +324,10 @@ def _change(  # noqa: PLR0913, PLR0917 - one record's parts, called once
             row = [*key, *[attr_value(image[a]) if a in image else None for a in spec.columns],
                    number(version_attr["N"])]
     except (ValueError, ArithmeticError, TypeError) as exc:
-        raise Poison(f"cannot convert the item's values: {exc}") from exc
+        raise _Unwritable(f"cannot convert the item's values: {exc}") from exc
     if None in key:
         col = list(spec.key_columns.values())[key.index(None)]
-        raise Poison(f"key column {col} would be NULL")
+        raise _Unwritable(f"key column {col} would be NULL")
     return Change(index, seq, table, spec, op, key, version, row, item_keys, version_attr)
 
 
@@ -487,7 +494,7 @@ def _version_text(version: Decimal) -> str:
     return format(version, "f")
 
 
-def _outcomes(planned: Sequence[Planned], results: Sequence[Any]) -> tuple[int, list[Refusal]]:
+def _results(planned: Sequence[Planned], results: Sequence[Any]) -> tuple[int, list[Refusal]]:
     """Rows changed, and the refusals of the planned statements' results. A delete that is
     the first half of a re-creation reports nothing itself (its re-creation does)."""
     changed = 0
@@ -506,20 +513,22 @@ def _outcomes(planned: Sequence[Planned], results: Sequence[Any]) -> tuple[int, 
     return changed, refusals
 
 
-@dataclass
-class BatchResult:
-    """What `process` did with one batch."""
+class WritebackOutcome(Outcome):
+    """What `process` did with one batch (a `handlers.common.Outcome`): `failures` holds the
+    earliest record not done, `poison` why a record can never be written back and
+    `poison_sequence` which one (None when none)."""
 
-    failures: list[str]
-    applied: list[Change]
-    rows_changed: int
-    skipped: dict[str, int]
-    poison: list[tuple[str, str]]  # (seq, reason)
-    round_trips: int
-    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (seq, reason)
+    __slots__ = ("applied", "conflicts", "poison_sequence", "round_trips", "rows_changed",
+                 "skipped")
 
-    def response(self) -> dict[str, Any]:
-        return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failures]}
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied: list[Change] = []
+        self.rows_changed = 0
+        self.skipped: dict[str, int] = {}
+        self.poison_sequence: str | None = None
+        self.round_trips = 0
+        self.conflicts: list[tuple[str, str]] = []  # (seq, reason)
 
 
 def process(
@@ -527,47 +536,47 @@ def process(
     config: Config,
     executor: Executor,
     status_client: Any | None,
-) -> BatchResult:
+) -> WritebackOutcome:
     """Write one batch back. Returns the failures (at most the earliest failing record).
 
     Raises SchemaNotReadyError (a mapped table or column is missing) or the driver's error
     (transient: retry the batch) without blaming any record or writing any status."""
     json_row = executor.style.startswith("json")
-    outcomes = [classify(i, r, config, json_row=json_row) for i, r in enumerate(records)]
+    verdicts = [classify(i, r, config, json_row=json_row) for i, r in enumerate(records)]
     skipped: dict[str, int] = {}
-    for o in outcomes:
+    for o in verdicts:
         if o.action == "skip":
             skipped[o.reason] = skipped.get(o.reason, 0) + 1
-    first_poison = next((o for o in outcomes if o.action == "poison"), None)
-    limit = first_poison.index if first_poison else len(outcomes)
-    changes = [o.change for o in outcomes[:limit] if o.change is not None]
-    poison_outcome = first_poison
+    first_poison = next((o for o in verdicts if o.action == "poison"), None)
+    limit = first_poison.index if first_poison else len(verdicts)
+    changes = [o.change for o in verdicts[:limit] if o.change is not None]
+    poison_verdict = first_poison
     poison_reason = first_poison.reason if first_poison else ""
 
     round_trips_before = executor.round_trips
     try:
         planned = planned_statements(changes, config, executor)
-        rows, refusals = _outcomes(planned, executor.apply([p.statement for p in planned]))
+        rows, refusals = _results(planned, executor.apply([p.statement for p in planned]))
         applied = changes
     except DataError as exc:
         bad, reason = _isolate(changes, config, executor, str(exc))
         applied = changes[:bad]
         planned = planned_statements(applied, config, executor)
-        rows, refusals = _outcomes(planned, executor.apply([p.statement for p in planned]))
-        poison_outcome = outcomes[changes[bad].index]
-        poison_outcome.item = _status_target(changes[bad])
+        rows, refusals = _results(planned, executor.apply([p.statement for p in planned]))
+        poison_verdict = verdicts[changes[bad].index]
+        poison_verdict.item = _status_target(changes[bad])
         poison_reason = f"rejected by the database: {reason}"
 
     refused_keys = {(r.change.table, r.change.key) for r in refusals}
     applied = [c for c in applied if (c.table, c.key) not in refused_keys]
     failures: list[str] = []
-    poison: list[tuple[str, str]] = []
-    if poison_outcome is not None:
-        failures.append(poison_outcome.seq)
-        poison.append((poison_outcome.seq, poison_reason))
+    result = WritebackOutcome()
+    if poison_verdict is not None:
+        failures.append(poison_verdict.seq)
+        result.poison, result.poison_sequence = poison_reason, poison_verdict.seq
         log("error", "record cannot be written back; reported as batch item failure (it goes "
-            "to the DLQ after the mapping's retries)", sequence_number=poison_outcome.seq,
-            reason=poison_reason, table=table_of(records[poison_outcome.index]))
+            "to the DLQ after the mapping's retries)", sequence_number=poison_verdict.seq,
+            reason=poison_reason, table=table_of(records[poison_verdict.index]))
     for refusal in refusals:
         log("warning", "change refused by the legacy row; its item says conflict",
             sequence_number=refusal.change.seq, table=refusal.change.table,
@@ -576,17 +585,19 @@ def process(
     if status_client is not None:
         final = [op.upsert for op in plan(applied) if op.upsert is not None]
         status_failure = _write_statuses(status_client, config.contract, final, refusals,
-                                         poison_outcome, poison_reason)
+                                         poison_verdict, poison_reason)
         if status_failure is not None and (not failures or _before(status_failure, failures[0],
-                                                                   outcomes)):
+                                                                   verdicts)):
             failures = [status_failure]
-    return BatchResult(failures, applied, rows, skipped, poison,
-                       executor.round_trips - round_trips_before,
-                       [(r.change.seq, r.reason) for r in refusals])
+    result.failures, result.applied, result.rows_changed = failures, applied, rows
+    result.skipped = skipped
+    result.round_trips = executor.round_trips - round_trips_before
+    result.conflicts = [(r.change.seq, r.reason) for r in refusals]
+    return result
 
 
-def _before(seq_a: str, seq_b: str, outcomes: Sequence[Outcome]) -> bool:
-    order = {o.seq: o.index for o in outcomes}
+def _before(seq_a: str, seq_b: str, verdicts: Sequence[Verdict]) -> bool:
+    order = {o.seq: o.index for o in verdicts}
     return order.get(seq_a, 0) < order.get(seq_b, 0)
 
 
@@ -612,9 +623,9 @@ def _status_target(change: Change) -> StatusTarget:
                         change.version_attr)
 
 
-def _write_statuses(  # noqa: PLR0913, PLR0917 - the batch's outcomes, called once
+def _write_statuses(  # noqa: PLR0913, PLR0917 - the batch's verdicts, called once
     client: Any, contract: Contract, applied: Sequence[Change], refusals: Sequence[Refusal],
-    poison: Outcome | None, poison_reason: str,
+    poison: Verdict | None, poison_reason: str,
 ) -> str | None:
     """Set `applied` on every upserted item the legacy row holds, `conflict` (with why) on
     every refused upsert, and `error` on the poison record's item, only while the item
@@ -678,14 +689,12 @@ def set_status(
 # --------------------------------------------------------------------------- Lambda entry
 
 
+#: The container's state: the config cache, clients, the secret, the connection.
 _STATE: dict[str, Any] = {}
 
 
 def _config() -> Config:
-    if "config" not in _STATE:
-        _STATE["config"] = Config.from_json(json.loads(os.environ["WRITEBACK_CONFIG"]))
-    config: Config = _STATE["config"]
-    return config
+    return config()
 
 
 def _boto3_client(service: str) -> Any:
@@ -747,10 +756,6 @@ def _drop_connection() -> None:
             _STATE.pop(key)
 
 
-class PoisonRecordError(Exception):
-    """The batch starts with a record that can never apply: fail so that Lambda bisects."""
-
-
 def _sequence_of(record: dict[str, Any]) -> str | None:
     try:
         return str(record["dynamodb"]["SequenceNumber"])
@@ -764,18 +769,23 @@ def _dimensions() -> dict[str, str]:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point for a DynamoDB Streams batch."""
-    config = _config()
     records = event.get("Records") or []
+    try:
+        cfg = _config()
+    except ConfigError as error:
+        log("error", "writeback misconfigured: the whole batch fails until it is fixed",
+            reason=str(error))
+        raise
     started = time.perf_counter()
     try:
-        executor = executor_for(config.target)
-        result = process(records, config, executor, _boto3_client("dynamodb"))
+        executor = executor_for(cfg.target)
+        result = process(records, cfg, executor, _boto3_client("dynamodb"))
     except SchemaNotReadyError as exc:
         # a mapped table or column is missing (the legacy migration has not run): no record
         # is blamed, no status is written; the whole batch is retried (alarm on the metric)
         log("error", "legacy schema not ready; batch retried as a whole", error=str(exc),
             code=exc.code, records=len(records))
-        emit_metrics({"SchemaNotReady": 1}, _dimensions())
+        emf(NAMESPACE, _dimensions(), {"SchemaNotReady": 1})
         raise
     except Exception as exc:
         # not the data's fault (connection, deadlock, lock or statement timeout,
@@ -789,22 +799,23 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         conflicts=len(result.conflicts),
         rows_changed=result.rows_changed, skipped=result.skipped, round_trips=result.round_trips,
         failures=result.failures, ms=round((time.perf_counter() - started) * 1000, 1))
-    emit_metrics({
+    emf(NAMESPACE, _dimensions(), {
         "Records": len(records),
         "Applied": len(result.applied),
         "RowsChanged": result.rows_changed,
         "Skipped": sum(result.skipped.values()),
-        "Poison": len(result.poison),
+        "Poison": 0 if result.poison is None else 1,
         "Conflicts": len(result.conflicts),
         "RoundTrips": result.round_trips,
-    }, _dimensions())
-    if result.poison and len(records) > 1 and result.failures == [_sequence_of(records[0])]:
+    })
+    if result.poison is not None and len(records) > 1 \
+            and result.failures == [_sequence_of(records[0])]:
         # A partial-batch response that names the FIRST record makes no progress: Lambda
         # cuts the batch at that record and retries the same records, so the good records
         # after the poison would share its DLQ message. A function error makes Lambda bisect
         # (BisectBatchOnFunctionError) until the poison record is alone.
         raise PoisonRecordError(
-            f"record {result.poison[0][0]} cannot be written back ({result.poison[0][1]}) and "
+            f"record {result.poison_sequence} cannot be written back ({result.poison}) and "
             f"is the first of a batch of {len(records)}: failing the invocation so Lambda "
             "bisects the batch and sends only this record to the DLQ"
         )

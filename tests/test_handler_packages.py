@@ -23,7 +23,7 @@ from components.lambda_package import (
     build_zip,
     with_imported_modules,
 )
-from components.legacy_writeback import DRIVERS, WRITEBACK_MODULES
+from components.legacy_writeback import WRITEBACK_MODULES, WRITEBACK_REQUIREMENTS
 
 PACKAGES = [
     (FANIN_MODULES, "handlers.fanin"),
@@ -132,7 +132,7 @@ def requirement_modules(requirements: list[str]) -> set[str]:
     [
         (FANIN_MODULES, [ENVELOPE_REQUIREMENTS]),
         (BACKFILL_MODULES, [ENVELOPE_REQUIREMENTS]),
-        (WRITEBACK_MODULES, list(DRIVERS.values())),
+        (WRITEBACK_MODULES, list(WRITEBACK_REQUIREMENTS.values())),
     ],
 )
 def test_what_a_handler_imports_at_load_is_in_every_package_it_ships_in(

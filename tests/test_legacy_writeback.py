@@ -412,13 +412,16 @@ def test_package_bundles_exactly_the_targets_driver(
 
     fn = plan_for(target).named("writeback-function")
     # THEN its package holds the handler modules and the target's driver, not the other one;
-    # the only compiled code is psycopg's binary wheel, built for the function's architecture
+    # the only compiled code is orjson (the envelope writer's) and psycopg's binary wheel,
+    # built for the function's architecture
     names = zipfile.ZipFile(fn.inputs["code"].path).namelist()
     assert {"handlers/writeback.py", "handlers/writeback_sql.py"} <= set(names)
     assert not any(n.startswith(absent) for n in names)
     compiled = [n for n in names if n.endswith((".so", ".pyd"))]
-    assert all(n.startswith("psycopg_binary/") and "aarch64" in n for n in compiled), compiled
-    assert bool(compiled) is (target["kind"] == "postgres")
+    assert all(n.startswith(("orjson/", "psycopg_binary/")) and "aarch64" in n
+               for n in compiled), compiled
+    assert any(n.startswith("orjson/") for n in compiled), compiled
+    assert any(n.startswith("psycopg_binary/") for n in compiled) is (target["kind"] == "postgres")
     if driver:
         assert f"{driver}__init__.py" in names
     else:

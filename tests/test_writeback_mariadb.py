@@ -203,7 +203,7 @@ def test_poison_record_in_the_middle_is_isolated(legacy: Legacy) -> None:
     # THEN the two before it are applied and its sequence number is the failure
     assert result.failures == [batch[2]["dynamodb"]["SequenceNumber"]]
     assert sorted(legacy.rows()) == [50, 51]
-    assert "1264" in result.poison[0][1]  # ER_WARN_DATA_OUT_OF_RANGE, logged
+    assert "1264" in (result.poison or "")  # ER_WARN_DATA_OUT_OF_RANGE, logged
 
 
 def test_two_tables_commit_together_and_a_poison_line_is_isolated(legacy: Legacy) -> None:
@@ -245,7 +245,7 @@ def test_two_tables_commit_together_and_a_poison_line_is_isolated(legacy: Legacy
     cur = legacy.check.cursor()
     cur.execute("SELECT order_id, line_no, sku FROM order_lines")
     assert cur.fetchall() == ((1, 1, "A-1"),)
-    assert "1406" in result.poison[0][1]  # ER_DATA_TOO_LONG
+    assert "1406" in (result.poison or "")  # ER_DATA_TOO_LONG
 
 
 def test_dms_echo_ttl_and_status_only_are_not_written_back(legacy: Legacy) -> None:

@@ -12,9 +12,11 @@ import re
 import struct
 import zipfile
 
+import pytest
+
 from components.common import LAMBDA_ARCH
-from components.lambda_package import LAMBDA_PYTHON, build_zip
-from components.legacy_writeback import DRIVERS, WRITEBACK_MODULES
+from components.lambda_package import ENVELOPE_REQUIREMENTS, LAMBDA_PYTHON, build_zip
+from components.legacy_writeback import DRIVERS, WRITEBACK_MODULES, WRITEBACK_REQUIREMENTS
 
 #: ELF e_machine of each Lambda architecture
 ELF_MACHINE = {"arm64": 183, "x86_64": 62}
@@ -33,7 +35,7 @@ def test_every_bundled_driver_is_pinned_to_one_version() -> None:
 
 def test_the_postgres_package_holds_libpq_for_the_lambda_runtime() -> None:
     # WHEN the package of a PostgreSQL target is built for the function's architecture
-    data = build_zip(WRITEBACK_MODULES, DRIVERS["postgres"], LAMBDA_ARCH)
+    data = build_zip(WRITEBACK_MODULES, WRITEBACK_REQUIREMENTS["postgres"], LAMBDA_ARCH)
     package = zipfile.ZipFile(io.BytesIO(data))
     names = set(package.namelist())
     # THEN it holds the handler and psycopg, and no other PostgreSQL driver
@@ -53,3 +55,20 @@ def test_the_postgres_package_holds_libpq_for_the_lambda_runtime() -> None:
         assert struct.unpack_from("<H", header, 18)[0] == ELF_MACHINE[LAMBDA_ARCH], name
     # AND the package stays light
     assert len(data) < MAX_ZIP_BYTES
+
+
+@pytest.mark.parametrize("kind", sorted(DRIVERS))
+def test_every_package_holds_orjson_for_the_envelope_writer(kind: str) -> None:
+    # GIVEN the writeback writes map, list and set values with handlers.envelope.value_json
+    # (the project's one DynamoDB-JSON -> JSON writer, which imports orjson)
+    assert "handlers/envelope.py" in WRITEBACK_MODULES
+    # THEN every target's requirements are its driver plus the envelope's pinned orjson
+    assert WRITEBACK_REQUIREMENTS[kind] == [*DRIVERS[kind], *ENVELOPE_REQUIREMENTS]
+    # AND the package built for the function holds the envelope module and orjson's
+    # extension for the runtime's interpreter and architecture
+    names = set(zipfile.ZipFile(io.BytesIO(
+        build_zip(WRITEBACK_MODULES, WRITEBACK_REQUIREMENTS[kind], LAMBDA_ARCH))).namelist())
+    assert {"handlers/envelope.py", "handlers/common.py", "orjson/__init__.py"} <= names
+    tag = f"cpython-{LAMBDA_PYTHON.replace('.', '')}-" + (
+        "aarch64" if LAMBDA_ARCH == "arm64" else "x86_64")
+    assert any(n.startswith("orjson/") and n.endswith(".so") and tag in n for n in names)

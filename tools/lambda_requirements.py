@@ -4,7 +4,8 @@
     python -m tools.lambda_requirements --test-env   # plus what the handlers' tests need
 
 The fan-in and backfill packages carry `components.lambda_package.ENVELOPE_REQUIREMENTS`, the
-writeback package its engine's `components.legacy_writeback.DRIVERS`. tools/dev.sh installs
+writeback package its engine's `components.legacy_writeback.WRITEBACK_REQUIREMENTS` (the
+driver and the same orjson). tools/dev.sh installs
 exactly these pins into the Python 3.13 virtualenv that runs the handlers' own tests (the
 Lambdas run python3.14, which cannot be installed here; 3.13 is the newest CPython that can).
 """
@@ -29,10 +30,10 @@ TEST_ENV = ("boto3", "pydantic", "pytest", "hypothesis", "moto", "jsonschema")
 def shipped() -> list[str]:
     """Every pinned requirement of every Lambda package, sorted, without duplicates."""
     from components.lambda_package import ENVELOPE_REQUIREMENTS
-    from components.legacy_writeback import DRIVERS
+    from components.legacy_writeback import WRITEBACK_REQUIREMENTS
 
     out = set(ENVELOPE_REQUIREMENTS)
-    for requirements in DRIVERS.values():
+    for requirements in WRITEBACK_REQUIREMENTS.values():
         out.update(requirements)
     return sorted(out, key=str.lower)
 
