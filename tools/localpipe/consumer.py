@@ -1,75 +1,33 @@
-"""A bus consumer that keeps a replica, following the consumer rule of docs/bus.md (local pipeline).
+"""The local pipeline's bus consumer: a thin adapter over the consumer kit (`consumer/`).
 
-Rule: deduplicate on `id`; per row (table + keys) keep the highest `seq` applied and drop a
-change with a lower one; a `delete` leaves a tombstone holding its seq, so an older change
-arriving late cannot resurrect the row. Snapshots (`op: snapshot`, seq "") are applied only
-to a row no stream change has touched yet (docs/adoption.md): a live change always wins over
-the backfill's copy. An envelope with `overflow` is replaced by the full envelope read from
-the overflow bucket.
+The consumer rule of docs/bus.md is implemented once, in `consumer.rule`; this module keeps
+the names the harness, the demo and the end-to-end tests use (`Replica`, `RowState`, `loads`,
+`row_key`, `BusConsumer`) and adds what only the harness needs: every envelope received, in
+order, and a reader of every shard of moto's Kinesis from TRIM_HORIZON.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
+import consumer as kit
+from consumer import RowState, decode, loads, row_key
 
-def loads(data: bytes | str) -> Any:
-    """JSON with exact numbers (every number a Decimal)."""
-    return json.loads(data, parse_float=Decimal, parse_int=Decimal)
-
-
-def row_key(keys: dict[str, Any]) -> str:
-    return json.dumps(keys, sort_keys=True, default=str, ensure_ascii=False)
+__all__ = ["BusConsumer", "Replica", "RowState", "loads", "row_key"]
 
 
 @dataclass
-class RowState:
-    seq: int | None  # None: only a snapshot so far
-    row: dict[str, Any] | None  # None: deleted (tombstone)
+class Replica(kit.Replica):
+    """The kit's replica, also keeping every envelope it was given, in order (`received`)."""
 
-
-@dataclass
-class Replica:
-    """Rows per logical table, built only from bus envelopes."""
-
-    rows: dict[str, dict[str, RowState]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
-    received: list[dict[str, Any]] = field(default_factory=list)  # every envelope, in order
-    applied: int = 0
-    duplicates: int = 0
-    stale: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
 
     def apply(self, env: dict[str, Any]) -> str:
         """Apply one envelope; returns what happened (applied/duplicate/stale)."""
         self.received.append(env)
-        if env["id"] in self.seen:
-            self.duplicates += 1
-            return "duplicate"
-        self.seen.add(env["id"])
-        table = self.rows.setdefault(env["table"], {})
-        key = row_key(env["keys"])
-        state = table.get(key)
-        if env["op"] == "snapshot":
-            if state is not None:
-                self.stale += 1
-                return "stale"
-            table[key] = RowState(None, env["new"])
-            self.applied += 1
-            return "applied"
-        seq = int(env["seq"])
-        if state is not None and state.seq is not None and seq <= state.seq:
-            self.stale += 1
-            return "stale"
-        table[key] = RowState(seq, None if env["op"] == "delete" else env["new"])
-        self.applied += 1
-        return "applied"
-
-    def live(self, table: str) -> dict[str, dict[str, Any]]:
-        """Live rows of a table: canonical keys -> row."""
-        return {k: s.row for k, s in self.rows.get(table, {}).items() if s.row is not None}
+        return super().apply(env)
 
 
 class BusConsumer:
@@ -89,7 +47,15 @@ class BusConsumer:
         self.validated = 0
         self._iterators: dict[str, str | None] = {}
         self.records_read = 0
-        self.overflow_fetched = 0
+        self._overflow = kit.OverflowReader(client_factory=self._no_s3) if s3 is None \
+            else kit.OverflowReader(s3)
+
+    @property
+    def overflow_fetched(self) -> int:
+        return self._overflow.fetched
+
+    def _no_s3(self) -> Any:
+        raise AssertionError("overflow envelope but the consumer has no S3 client")
 
     def _shards(self) -> list[str]:
         shards = self.kinesis.list_shards(StreamName=self.stream_name)["Shards"]
@@ -121,19 +87,7 @@ class BusConsumer:
 
     def _one(self, data: bytes) -> None:
         self._check(data)
-        env = loads(data)
-        if "overflow" in env:
-            env = self._fetch(env["overflow"])
+        env = self._overflow.resolve(decode(data), check=self._check)
         if self.on_envelope is not None:
             self.on_envelope(env)
         self.replica.apply(env)
-
-    def _fetch(self, uri: str) -> dict[str, Any]:
-        if self.s3 is None:
-            raise AssertionError(f"overflow envelope {uri} but the consumer has no S3 client")
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        self._check(body)
-        self.overflow_fetched += 1
-        full: dict[str, Any] = loads(body)
-        return full
