@@ -160,6 +160,9 @@ class DmsEndpoint:
     ssl_mode: str = "require"
     certificate_arn: pulumi.Input[str] | None = None
     slot_name: str | None = None
+    extra_connection_attributes: str | None = None
+    """Engine settings pulumi-aws has no typed block for (SQL Server's `safeguardPolicy`,
+    `readBackupOnly`, ...), as DMS's `name=value;...` text."""
 
 
 @dataclass(frozen=True)
@@ -886,7 +889,8 @@ class DmsSource(pulumi.ComponentResource):
                 fail_task_on_lob_truncation=True,
                 use_logminer_reader=True,
             )
-        # sqlserver: no settings block in pulumi-aws 7; the defaults (MS-CDC) apply.
+        # sqlserver: no settings block in pulumi-aws 7; its settings are extra connection
+        # attributes (DmsEndpoint.extra_connection_attributes).
         return aws.dms.Endpoint(
             f"{self._name}-source",
             endpoint_id=f"{self._prefix}source",
@@ -897,6 +901,7 @@ class DmsSource(pulumi.ComponentResource):
             secrets_manager_access_role_arn=secrets_role.arn,
             ssl_mode=source.ssl_mode,
             certificate_arn=source.certificate_arn,
+            extra_connection_attributes=source.extra_connection_attributes,
             kms_key_arn=self._args.kms_key_arn,
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[secrets_policy]),

@@ -44,7 +44,9 @@ class StackSettings(Model):
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every resource.")
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     tables: dict[LogicalName, TableSettings] = Field(
-        min_length=1, description="Declared waypoint tables, by logical name."
+        default_factory=dict,
+        description="Declared waypoint tables, by logical name; may be left out when "
+        "dms.wildcards select the tables (a wildcard-only stack).",
     )
     bus: BusSettings = Field(default_factory=BusSettings)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)

@@ -265,6 +265,7 @@ def dms_source_args(
             ssl_mode=dms.source.ssl_mode,
             certificate_arn=dms.source.certificate_arn,
             slot_name=dms.source.slot_name,
+            extra_connection_attributes=dms.source.extra_connection_attributes,
         ),
         task=DmsTask(
             start=task.start,

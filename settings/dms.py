@@ -10,7 +10,7 @@ resource is declared, with each problem's key path.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -86,6 +86,14 @@ ACCOUNT_ROLES_CREATE_REFUSED = (
     "(Account roles) gives the steps: `pulumi state delete` "
     + ", then ".join(f"'{urn}'" for urn in LEGACY_ACCOUNT_ROLE_URNS)
 )
+#: The port of Oracle's TLS listener when none is given: Amazon RDS for Oracle's SSL option
+#: listens on 2484 by default (1521 stays the plain-text listener).
+ORACLE_TLS_PORT = 2484
+#: Engines whose catalog keeps unquoted names in upper case and whose names DMS compares
+#: case-sensitively: the config must spell schemas, tables and columns in upper case.
+UPPER_CASE_ENGINES = ("oracle",)
+#: Engines whose DMS source endpoint takes a dotted database (service) name.
+DOTTED_DATABASE_ENGINES = ("oracle",)
 #: Most source key columns a declared table may name (SQL Server allows 16 key columns, Oracle 32).
 MAX_KEY_COLUMNS = 16
 #: Engines whose DMS source endpoint can fail the task when a LOB is truncated
@@ -250,6 +258,70 @@ class NetworkSettings(Model):
         return self
 
 
+class SqlServerEndpointSettings(Model):
+    """SQL Server source endpoint settings (DMS's MicrosoftSQLServerSettings, given to the
+    endpoint as extra connection attributes: pulumi-aws 7 has no typed block for them)."""
+
+    safeguard_policy: (
+        Literal["rely_on_sql_server_replication_agent", "exclusive_automatic_truncation"] | None
+    ) = Field(
+        default=None,
+        description="How DMS keeps the transaction log from being truncated before it read "
+        "it (`safeguardPolicy`): `rely_on_sql_server_replication_agent` (DMS's default: DMS "
+        "holds an open transaction; needed when MS-Replication runs) or "
+        "`exclusive_automatic_truncation` (DMS marks what it read with sp_repldone: only "
+        "without MS-Replication, and only one DMS task on the database). Default: DMS's.",
+    )
+    read_backup_only: bool = Field(
+        default=False,
+        description="`readBackupOnly=Y`: read changes only from transaction-log backups, never "
+        "the active log (controls log growth; adds latency). Not with tlog_access_mode.",
+    )
+    use_third_party_backup_device: bool = Field(
+        default=False,
+        description="`useThirdPartyBackupDevice=Y`: log backups are taken by a third-party "
+        "tool DMS must read through (self-managed SQL Server).",
+    )
+    tlog_access_mode: Literal["BackupOnly", "PreferBackup", "PreferTlog", "TlogOnly"] | None = (
+        Field(
+            default=None,
+            description="`TlogAccessMode`: where DMS reads changes from (`BackupOnly`, "
+            "`PreferBackup`, `PreferTlog`, `TlogOnly`). Default: DMS's.",
+        )
+    )
+
+    @model_validator(mode="after")
+    def _one_log_mode(self) -> SqlServerEndpointSettings:
+        if self.read_backup_only and self.tlog_access_mode not in (None, "BackupOnly"):
+            raise_problems(
+                "SqlServerEndpointSettings",
+                [
+                    (
+                        ("tlog_access_mode",),
+                        f"expected no tlog_access_mode (or 'BackupOnly') with read_backup_only: "
+                        f"true, found '{self.tlog_access_mode}': both say where DMS reads the "
+                        "log from; keep one",
+                        self.tlog_access_mode,
+                    )
+                ],
+            )
+        return self
+
+    @property
+    def extra_connection_attributes(self) -> str | None:
+        """The endpoint's extra connection attributes (`name=value;...`), None when empty."""
+        parts = []
+        if self.safeguard_policy is not None:
+            parts.append(f"safeguardPolicy={self.safeguard_policy.upper()}")
+        if self.read_backup_only:
+            parts.append("readBackupOnly=Y")
+        if self.use_third_party_backup_device:
+            parts.append("useThirdPartyBackupDevice=Y")
+        if self.tlog_access_mode is not None:
+            parts.append(f"TlogAccessMode={self.tlog_access_mode}")
+        return ";".join(parts) or None
+
+
 class SourceEndpointSettings(Model):
     """The legacy database. Credentials (and host/port for DMS) come from the secret."""
 
@@ -259,12 +331,18 @@ class SourceEndpointSettings(Model):
         "the preflight tool and in docs, DMS reads the host from the secret."
     )
     port: int | None = Field(
-        default=None, ge=1, le=65535, description="Port; default: the engine's default port."
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port the security group opens; must be the secret's `port` (DMS "
+        "connects to that one). Default: the engine's port; Oracle over TLS "
+        f"{ORACLE_TLS_PORT}, the TLS listener of Amazon RDS for Oracle's SSL option.",
     )
     database: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_$#-]{0,127}$",
-        description="Database (PostgreSQL, SQL Server) or service name (Oracle).",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_$#.-]{0,127}$",
+        description="Database (PostgreSQL, SQL Server) or service name (Oracle; may hold "
+        "dots, e.g. ERPPDB.EU.EXAMPLE.COM).",
     )
     secret_arn: SecretArn = Field(
         description="Secrets Manager secret with username, password, host, port (the format "
@@ -292,9 +370,23 @@ class SourceEndpointSettings(Model):
         description="PostgreSQL: an existing logical replication slot to use.",
     )
 
+    sqlserver: SqlServerEndpointSettings | None = Field(
+        default=None, description="SQL Server only: endpoint settings (see its keys)."
+    )
+
     @property
     def effective_port(self) -> int:
-        return self.port or DEFAULT_PORTS[self.engine]
+        """The port DMS connects to and the security group opens."""
+        if self.port is not None:
+            return self.port
+        if self.engine == "oracle" and self.ssl_mode != "none":
+            return ORACLE_TLS_PORT
+        return DEFAULT_PORTS[self.engine]
+
+    @property
+    def extra_connection_attributes(self) -> str | None:
+        """Engine settings pulumi-aws has no typed block for (SQL Server's)."""
+        return self.sqlserver.extra_connection_attributes if self.sqlserver else None
 
     @model_validator(mode="after")
     def _check(self) -> SourceEndpointSettings:
@@ -335,6 +427,23 @@ class SourceEndpointSettings(Model):
                     None,
                 )
             )
+        if self.database and "." in self.database and self.engine not in DOTTED_DATABASE_ENGINES:
+            problems.append(
+                (
+                    ("database",),
+                    f"expected a database name without '.' for engine '{self.engine}' (only "
+                    f"an Oracle service name holds dots), found '{self.database}'",
+                    self.database,
+                )
+            )
+        if self.sqlserver is not None and self.engine != "sqlserver":
+            problems.append(
+                (
+                    ("sqlserver",),
+                    f"expected only with engine 'sqlserver', found engine '{self.engine}'",
+                    None,
+                )
+            )
         if self.slot_name and self.engine not in ("postgres", "aurora-postgresql"):
             problems.append(
                 (
@@ -364,6 +473,13 @@ class WildcardSelection(Model):
         pattern=r"^([a-z][a-z0-9_]{0,30})?$",
         description="Extra name prefix after the environment prefix, e.g. `audit_`, so "
         "tables of two schemas cannot get the same DynamoDB name.",
+    )
+    composite_key_tables: list[SourceName] = Field(
+        default_factory=list,
+        description="Tables of this schema the pattern selects whose primary key is not one "
+        "column (composite or none), as the source catalog or discovery reports them: each "
+        "must be declared under `tables` (it then gets its own key) or excluded, else the "
+        "plan fails. DMS's DynamoDB target does not carry such a table from a wildcard.",
     )
     keys: Literal["single_column"] = Field(
         default="single_column",
@@ -684,6 +800,15 @@ def dms_problems(dms: DmsSettings, tables: Mapping[str, TableSettings]) -> list[
                     )
                 )
     problems += _wildcard_pair_problems(dms.wildcards)
+    problems += _composite_key_table_problems(dms, sources)
+    case_problems: list[Problem] = []
+    if dms.source.engine in UPPER_CASE_ENGINES:
+        case_problems = _oracle_case_problems(dms, tables)
+        problems += case_problems
+    # a key in the wrong case is said once, by the case check, not again as a key mismatch
+    miscased = {loc[1] for loc, _, _ in case_problems if loc[0] == "tables"} | {
+        loc[2] for loc, _, _ in case_problems if loc[:2] == ("dms", "tables")
+    }
 
     for logical, extra in dms.tables.items():
         if logical not in tables:
@@ -708,8 +833,159 @@ def dms_problems(dms: DmsSettings, tables: Mapping[str, TableSettings]) -> list[
                         column,
                     )
                 )
-        if extra.primary_key is not None:
+        if extra.primary_key is not None and logical not in miscased:
             problems += _key_problems(logical, table, extra.primary_key)
+    return problems
+
+
+def _composite_key_table_problems(
+    dms: DmsSettings, declared: Mapping[tuple[str, str], str]
+) -> list[Problem]:
+    """Each table a wildcard lists as composite-keyed is selected by it and declared."""
+    problems: list[Problem] = []
+    for i, wildcard in enumerate(dms.wildcards):
+        if wildcard.schema_name is None:
+            continue
+        for k, name in enumerate(wildcard.composite_key_tables):
+            loc: tuple[str | int, ...] = ("dms", "wildcards", i, "composite_key_tables", k)
+            if not _wildcard_selects(wildcard, name):
+                problems.append(
+                    (
+                        loc,
+                        f"expected a table dms.wildcards[{i}] selects ('{wildcard.schema_name}'"
+                        f".'{wildcard.table_pattern}' minus {wildcard.exclude}), found '{name}'"
+                        ", which it does not select: remove it from the list",
+                        name,
+                    )
+                )
+            elif (wildcard.schema_name.lower(), name.lower()) not in declared:
+                problems.append(
+                    (
+                        loc,
+                        f"expected {wildcard.schema_name}.{name} declared under `tables` "
+                        f"(source {{schema: {wildcard.schema_name}, table: {name}}}, its "
+                        f"logical name '{wildcard_table_name(wildcard, name)}', with "
+                        "partition_key + sort_key or a concatenated key) or added to "
+                        f"dms.wildcards[{i}].exclude, found it only in the wildcard: DMS's "
+                        "DynamoDB target does not carry a wildcard table whose primary key is "
+                        "not one column, so its rows would never reach DynamoDB",
+                        name,
+                    )
+                )
+    return problems
+
+
+def _wildcard_selects(wildcard: WildcardSelection, table: str) -> bool:
+    """Whether the wildcard's include matches `table` and none of its exclusions do."""
+    return dms_pattern_matches(wildcard.table_pattern, table) and not any(
+        dms_pattern_matches(p, table) for p in wildcard.exclude
+    )
+
+
+def wildcard_tables_not_carried(
+    dms: DmsSettings,
+    tables: Mapping[str, TableSettings],
+    catalog: Mapping[tuple[str, str], Sequence[str]],
+) -> list[Problem]:
+    """The hook for a source catalog (discovery, preflight): every table `catalog` holds
+    ((schema, table) -> primary-key columns, empty for none) that only a wildcard selects
+    and whose key is not one column — DMS's DynamoDB target would select it and write
+    nothing ("only supports replication of tables with non-composite primary keys, unless
+    you specify an object mapping", AWS DMS guide, DynamoDB target limitations). One
+    problem per table, at the wildcard's key path, with the fix."""
+    declared = set()
+    for logical, table in tables.items():
+        if table.source is not None or dms.default_schema is not None:
+            schema, name = source_of(logical, table, dms.default_schema)
+            declared.add((schema.lower(), name.lower()))
+    problems: list[Problem] = []
+    for (schema, name), primary_key in sorted(catalog.items()):
+        if len(primary_key) == 1 or (schema.lower(), name.lower()) in declared:
+            continue
+        for i, wildcard in enumerate(dms.wildcards):
+            if _same_schema(wildcard.schema_name, schema) and _wildcard_selects(wildcard, name):
+                key = list(primary_key) if primary_key else "none"
+                problems.append(
+                    (
+                        ("dms", "wildcards", i),
+                        f"{schema}.{name} (primary key {key}) is selected by "
+                        f"dms.wildcards[{i}] but not carried: DMS's DynamoDB target keys a "
+                        "wildcard table only by a one-column primary key. Declare it under "
+                        f"`tables` (logical name '{wildcard_table_name(wildcard, name)}', with "
+                        "its own key; more than two columns: a concatenated key), or add it "
+                        f"to dms.wildcards[{i}].exclude",
+                        name,
+                    )
+                )
+                break
+    return problems
+
+
+def _oracle_case_problems(dms: DmsSettings, tables: Mapping[str, TableSettings]) -> list[Problem]:
+    """Oracle names as Oracle stores them. DMS matches names case-sensitively ("DMS selection
+    rules are case-sensitive", AWS DMS guide, Selection rules) and Oracle keeps unquoted
+    names in upper case: `fin.gl_je_lines` selects nothing, and a key attribute
+    `je_header_id` is not the `JE_HEADER_ID` DMS writes. Refused, with the name to write,
+    rather than upper-cased behind the user's back (a quoted lower-case name is then
+    unreachable: this stack does not support those)."""
+    problems: list[Problem] = []
+
+    def check(loc: tuple[str | int, ...], name: str | None, what: str) -> None:
+        if name is not None and name != name.upper():
+            problems.append(
+                (
+                    loc,
+                    f"expected '{name.upper()}' ({what} as Oracle stores an unquoted name), "
+                    f"found '{name}': DMS compares Oracle names case-sensitively, so "
+                    f"'{name}' would match nothing (names created quoted in lower case are "
+                    "not supported)",
+                    name,
+                )
+            )
+
+    check(("dms", "default_schema"), dms.default_schema, "the schema")
+    for logical, table in tables.items():
+        extra = dms.tables.get(logical)
+        if table.source is None:
+            if dms.default_schema is not None:
+                problems.append(
+                    (
+                        ("tables", logical, "source"),
+                        f"expected {{schema, table}} for an Oracle table, found none: the "
+                        f"logical name '{logical}' is lower case and DMS compares Oracle "
+                        f"names case-sensitively (write source: {{schema: "
+                        f"{dms.default_schema.upper()}, table: {logical.upper()}}})",
+                        None,
+                    )
+                )
+        else:
+            check(("tables", logical, "source", "schema"), table.source.schema_name, "the schema")
+            check(("tables", logical, "source", "table"), table.source.table, "the table")
+        primary_key = extra.primary_key if extra is not None else None
+        built = (
+            primary_key is not None
+            and len(primary_key) >= 2
+            and table.partition_key.name.upper() not in [c.upper() for c in primary_key]
+        )
+        if not built:
+            check(
+                ("tables", logical, "partition_key", "name"),
+                table.partition_key.name,
+                "the key column",
+            )
+        if table.sort_key is not None:
+            check(("tables", logical, "sort_key", "name"), table.sort_key.name, "the key column")
+        for j, column in enumerate(primary_key or []):
+            check(("dms", "tables", logical, "primary_key", j), column, "the column")
+        for j, column in enumerate(extra.exclude_columns if extra is not None else []):
+            check(("dms", "tables", logical, "exclude_columns", j), column, "the column")
+    for i, wildcard in enumerate(dms.wildcards):
+        check(("dms", "wildcards", i, "schema"), wildcard.schema_name, "the schema")
+        check(("dms", "wildcards", i, "table_pattern"), wildcard.table_pattern, "the pattern")
+        for j, pattern in enumerate(wildcard.exclude):
+            check(("dms", "wildcards", i, "exclude", j), pattern, "the pattern")
+        for j, name in enumerate(wildcard.composite_key_tables):
+            check(("dms", "wildcards", i, "composite_key_tables", j), name, "the table")
     return problems
 
 
@@ -879,6 +1155,19 @@ def _key_problems(logical: str, table: TableSettings, primary_key: list[str]) ->
 
 def check_dms(dms: DmsSettings | None, tables: Mapping[str, TableSettings]) -> None:
     """Raise a ValidationError (one entry per problem, each at its key path) if `dms` does
-    not fit the declared tables. Called from StackSettings' validator."""
+    not fit the declared tables. Called from StackSettings' validator. A stack without
+    declared tables is one whose DMS wildcards select every table (a wildcard-only stack)."""
+    if not tables and (dms is None or not dms.wildcards):
+        raise_problems(
+            "StackSettings",
+            [
+                (
+                    ("tables",),
+                    "expected at least one declared table, or a dms section whose "
+                    "dms.wildcards select the tables, found neither",
+                    {},
+                )
+            ],
+        )
     if dms is not None:
         raise_problems("StackSettings", dms_problems(dms, tables))

@@ -115,6 +115,34 @@ def realistic_raw(**dms_overrides: Any) -> dict[str, Any]:
         },
     }
     raw["dms"].update(copy.deepcopy(dms_overrides))
+    if raw["dms"]["source"]["engine"] == "oracle":
+        return oracle_spelling(raw)
+    return raw
+
+
+def oracle_spelling(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` as an Oracle stack spells it: schemas, tables, columns and patterns in upper
+    case (Oracle keeps unquoted names so, and DMS compares them case-sensitively), every
+    declared table with its `source`."""
+    raw = copy.deepcopy(raw)
+    dms = raw["dms"]
+    default = dms.pop("default_schema", None)
+    for logical, table in raw["tables"].items():
+        source = table.get("source") or {"schema": default, "table": logical}
+        if source["schema"] is None:
+            continue  # the caller replaces the tables
+        table["source"] = {"schema": source["schema"].upper(), "table": source["table"].upper()}
+        for key in ("partition_key", "sort_key"):
+            if key in table:
+                table[key]["name"] = table[key]["name"].upper()
+    for extra in dms.get("tables", {}).values():
+        for key in ("primary_key", "exclude_columns"):
+            if key in extra:
+                extra[key] = [column.upper() for column in extra[key]]
+    for wildcard in dms.get("wildcards", []):
+        wildcard["schema"] = wildcard["schema"].upper()
+        wildcard["table_pattern"] = wildcard.get("table_pattern", "%").upper()
+        wildcard["exclude"] = [pattern.upper() for pattern in wildcard.get("exclude", [])]
     return raw
 
 
@@ -521,7 +549,8 @@ def test_source_endpoint_settings_per_engine(
     assert blocks == ({block} if block else set())
     egress_ports = {e["fromPort"] for e in only(plan, "aws:ec2/securityGroup:SecurityGroup")
                     .inputs["egress"]}
-    assert {"postgres": 5432, "aurora-postgresql": 5432, "oracle": 1521, "sqlserver": 1433}.get(
+    # Oracle over TLS: the TLS listener's port (RDS's SSL option default), not 1521
+    assert {"postgres": 5432, "aurora-postgresql": 5432, "oracle": 2484, "sqlserver": 1433}.get(
         engine, 3306
     ) in egress_ports
 
