@@ -639,7 +639,26 @@ class Executor(Protocol):
         """Run and roll back; return the DataError message, or None when it would apply."""
 
 
-class DbApiExecutor:
+class _Runs:
+    """`apply` and `probe` of an executor, from its `_run(statements, commit)`."""
+
+    def _run(self, statements: Sequence[Statement], commit: bool) -> list[StatementResult]:
+        raise NotImplementedError
+
+    def apply(self, statements: Sequence[Statement]) -> list[StatementResult]:
+        if not statements:
+            return []
+        return self._run(statements, commit=True)
+
+    def probe(self, statements: Sequence[Statement]) -> str | None:
+        try:
+            self._run(statements, commit=False)
+        except DataError as exc:
+            return str(exc)
+        return None
+
+
+class DbApiExecutor(_Runs):
     """A psycopg 3 (`postgres`) or PyMySQL (`mysql`) connection in autocommit mode.
 
     `round_trips` counts network round trips: a request written and flushed, then its
@@ -743,20 +762,8 @@ class DbApiExecutor:
             return self._run_postgres(statements, commit)
         return self._run_mysql(statements, commit)
 
-    def apply(self, statements: Sequence[Statement]) -> list[StatementResult]:
-        if not statements:
-            return []
-        return self._run(statements, commit=True)
 
-    def probe(self, statements: Sequence[Statement]) -> str | None:
-        try:
-            self._run(statements, commit=False)
-        except DataError as exc:
-            return str(exc)
-        return None
-
-
-class DataApiExecutor:
+class DataApiExecutor(_Runs):
     """Aurora through the RDS Data API (boto3 `rds-data`).
 
     PostgreSQL: the `json_named` style (a table's rows as one json parameter, as on a direct
@@ -828,18 +835,6 @@ class DataApiExecutor:
             )
         except Exception:  # noqa: BLE001 - the original error is what matters
             pass
-
-    def apply(self, statements: Sequence[Statement]) -> list[StatementResult]:
-        if not statements:
-            return []
-        return self._run(statements, commit=True)
-
-    def probe(self, statements: Sequence[Statement]) -> str | None:
-        try:
-            self._run(statements, commit=False)
-        except DataError as exc:
-            return str(exc)
-        return None
 
 
 def _cell(cell: dict[str, Any]) -> Any:
