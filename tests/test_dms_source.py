@@ -1336,10 +1336,17 @@ def _assert_nothing_only_logged(plan: Plan) -> None:
         assert target["FullLobMode"] is True
 
 
+@pytest.mark.parametrize("on_apply_error", [None, "stop_task", "suspend_table",
+                                            "exceptions_table"])
+@pytest.mark.parametrize("on_data_error", [None, "stop_task", "suspend_table"])
 @pytest.mark.parametrize("engine", sorted(ENGINE_SOURCES))
-def test_no_task_setting_leaves_errors_only_in_a_log(engine: str) -> None:
-    # GIVEN a stack of each engine with the default task settings
-    plan = run_dms(settings_of(_engine_raw(engine), f"n{len(engine)}{engine[:3]}"))
+def test_no_task_setting_leaves_errors_only_in_a_log(
+    engine: str, on_data_error: str | None, on_apply_error: str | None
+) -> None:
+    # GIVEN a stack of each engine with each error choice the config offers (None: default)
+    task = {k: v for k, v in (("on_data_error", on_data_error),
+                              ("on_apply_error", on_apply_error)) if v is not None}
+    plan = run_dms(settings_of(_engine_raw(engine, **task), f"n{len(engine)}{engine[:3]}"))
     # THEN no truncation, data or apply error is only logged or ignored without an alarm,
     # and LOBs are never truncated silently
     _assert_nothing_only_logged(plan)
