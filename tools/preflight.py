@@ -3,13 +3,13 @@
     python -m tools.preflight --engine postgres --host db.internal --port 5432 \\
         --database app --user dms --password-env DMS_PASSWORD --schemas public,billing
     python -m tools.preflight --engine mysql --secret-arn arn:aws:secretsmanager:...
+    python -m tools.preflight --stack dev      # engine, host, port, database, secret
 
+Engines: PostgreSQL, MySQL, MariaDB, SQL Server (python-tds), Oracle (python-oracledb thin).
 One line per check: ``PASS <check>: <found>`` or ``FAIL <check>: <found> — fix: <how>``.
 
 Exit codes: 0 every check passed; 1 at least one check failed; 2 usage, credentials or
-connection problem (one line on stderr, no traceback); 3 engine whose checks are only
-listed (Oracle, SQL Server: no driver here) — run the printed queries by hand.
-See docs/preflight.md.
+connection problem (one line on stderr, no traceback). See docs/preflight.md.
 """
 
 from __future__ import annotations
@@ -23,19 +23,19 @@ from typing import Any
 
 from tools.cli import OneLineParser, non_negative_int, positive_int
 from tools.sourcedb import (
-    MYSQL_LIKE,
-    POSTGRES_LIKE,
     SourceError,
     ToastTable,
     add_connection_args,
+    apply_stack,
     connect,
+    error_text,
     params_from_args,
+    protocol_of,
     query_rows,
     toast_tables,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_MANUAL = 0, 1, 2, 3
-ENGINES = sorted(POSTGRES_LIKE | MYSQL_LIKE | {"oracle", "sqlserver"})
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 #: DMS keeps binlogs / WAL only as long as the source does; a day covers a task restart
 DEFAULT_MIN_RETENTION_HOURS = 24
 PK_SAMPLE = 10
@@ -529,92 +529,418 @@ def load_writeback(stack: str, stack_dir: Path | None) -> Any:
     return loaded.writeback
 
 
-# --------------------------------------------------------------------------- Oracle / SQL Server
+# --------------------------------------------------------------------------- catalog reads
 
-#: (check, how to see it, fix) — listed, not run: no Oracle / SQL Server driver here
-MANUAL_CHECKS: dict[str, list[tuple[str, str, str]]] = {
-    "oracle": [
-        (
+
+def _read(
+    conn: Any, sql: str, params: Sequence[Any] = ()
+) -> tuple[list[tuple[Any, ...]] | None, str]:
+    """(rows, "") or (None, the error as one line): a catalog this login may not read
+    makes that one check fail with the grant to give, not the whole run."""
+    try:
+        return query_rows(conn, sql, params), ""
+    except Exception as exc:  # permission denied, object not found
+        return None, error_text(exc)
+
+
+def _unreadable(name: str, what: str, error: str, fix: str) -> Check:
+    return Check(name, False, f"cannot read {what} as this login: {error}", fix)
+
+
+def _shown(items: Sequence[str], limit: int = PK_SAMPLE) -> str:
+    return ", ".join(items[:limit]) + (" …" if len(items) > limit else "")
+
+
+def _lob_check(lob: dict[str, list[str]], keyed: set[str], where: str, kinds: str) -> Check:
+    """LOB columns need a primary (or unique) key: DMS looks LOB values up by key (AWS DMS
+    premigration assessment table-with-lob-but-without-primary-key-or-unique-constraint)."""
+    bad = [t for t in lob if t not in keyed]
+    if not bad:
+        found = (f"{len(lob)} table(s) with {kinds} columns in {where}, each with a primary "
+                 "or unique key" if lob else f"no {kinds} columns in {where}")
+        return Check("LOB columns", True, found)
+    shown = "; ".join(f"{t} ({', '.join(lob[t])})" for t in bad[:PK_SAMPLE])
+    return Check(
+        "LOB columns",
+        False,
+        f"{len(bad)} table(s) with {kinds} columns and no primary or unique key in {where}: "
+        f"{shown}" + (" …" if len(bad) > PK_SAMPLE else ""),
+        "add a PRIMARY KEY (DMS reads LOB values by key; without one it cannot replicate "
+        "them), or exclude the table or its LOB columns from the task",
+    )
+
+
+# --------------------------------------------------------------------------- SQL Server
+
+#: the SQL Server types DMS replicates as LOBs (and sql_variant, which it reads like one)
+SQLSERVER_LOB_TYPES = ("text", "ntext", "image", "xml", "sql_variant", "geography", "geometry")
+#: DMS's recommendation for MS-CDC on RDS: the capture job polls once a day, so changes stay
+#: in the transaction log about that long (the largest value sp_cdc_change_job accepts)
+MAX_POLLING_INTERVAL_S = 86399
+
+SQLSERVER_DATABASE = (
+    "SELECT name, recovery_model_desc, is_cdc_enabled, is_published "
+    "FROM sys.databases WHERE name = DB_NAME()"
+)
+SQLSERVER_TABLES = (
+    "SELECT s.name, t.name, t.is_tracked_by_cdc, t.is_replicated, "
+    "CASE WHEN EXISTS (SELECT 1 FROM sys.indexes i WHERE i.object_id = t.object_id "
+    "AND i.is_primary_key = 1) THEN 1 ELSE 0 END, "
+    "CASE WHEN EXISTS (SELECT 1 FROM sys.indexes i WHERE i.object_id = t.object_id "
+    "AND (i.is_primary_key = 1 OR i.is_unique_constraint = 1 OR i.is_unique = 1)) "
+    "THEN 1 ELSE 0 END "
+    "FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id "
+    "WHERE t.is_ms_shipped = 0 AND s.name NOT IN ('cdc', 'sys'){schemas} "
+    "ORDER BY s.name, t.name"
+)
+SQLSERVER_LOBS = (
+    "SELECT s.name, t.name, c.name, ty.name FROM sys.columns c "
+    "JOIN sys.tables t ON t.object_id = c.object_id "
+    "JOIN sys.schemas s ON s.schema_id = t.schema_id "
+    "JOIN sys.types ty ON ty.user_type_id = c.system_type_id "
+    "WHERE t.is_ms_shipped = 0 AND s.name NOT IN ('cdc', 'sys'){schemas} AND (ty.name IN ("
+    + ", ".join(f"'{t}'" for t in SQLSERVER_LOB_TYPES)
+    + ") OR (ty.name IN ('varchar', 'nvarchar', 'varbinary') AND c.max_length = -1)) "
+    "ORDER BY s.name, t.name, c.column_id"
+)
+SQLSERVER_AGENT = "SELECT servicename, status_desc FROM sys.dm_server_services"
+SQLSERVER_BACKUP = (
+    "SELECT MAX(backup_finish_date) FROM msdb.dbo.backupset "
+    "WHERE database_name = DB_NAME() AND type = 'D'"
+)
+SQLSERVER_POLLING = (
+    "SELECT pollinginterval FROM msdb.dbo.cdc_jobs "
+    "WHERE database_id = DB_ID() AND job_type = 'capture'"
+)
+SQLSERVER_RDS = "SELECT CASE WHEN DB_ID('rdsadmin') IS NULL THEN 0 ELSE 1 END"
+
+
+def _in_list(column: str, values: Sequence[str], mark: str = "%s") -> str:
+    return f" AND {column} IN ({', '.join([mark] * len(values))})" if values else ""
+
+
+def check_sqlserver(
+    conn: Any,
+    schemas: list[str] | None = None,
+    min_retention_hours: int = DEFAULT_MIN_RETENTION_HOURS,
+) -> list[Check]:
+    """Checks for a SQL Server / RDS for SQL Server source (MS-CDC or MS-Replication)."""
+    checks: list[Check] = []
+    user, db_name = query_rows(conn, "SELECT SUSER_SNAME(), DB_NAME()")[0]
+    is_rds = bool(query_rows(conn, SQLSERVER_RDS)[0][0])
+    name, recovery, cdc_db, published = query_rows(conn, SQLSERVER_DATABASE)[0]
+    checks.append(Check(
+        "recovery model",
+        str(recovery).upper() == "FULL",
+        f"database {name}: recovery model {recovery} (need FULL)",
+        "RDS: turn automated backups on (backup retention >= 1 day), which sets FULL; "
+        f"self-managed: ALTER DATABASE [{name}] SET RECOVERY FULL, then take a full backup",
+    ))
+    how = ("MS-CDC enabled" if cdc_db else
+           "MS-Replication publishing (no MS-CDC)" if published and not is_rds else
+           "neither MS-CDC nor MS-Replication enabled")
+    checks.append(Check(
+        "database CDC",
+        bool(cdc_db) or (bool(published) and not is_rds),
+        f"database {name}: {how}" + (" (RDS: only MS-CDC is available)" if is_rds else ""),
+        f"RDS: EXEC msdb.dbo.rds_cdc_enable_db '{name}'; self-managed: USE [{name}]; "
+        "EXEC sys.sp_cdc_enable_db (or configure MS-Replication distribution)",
+    ))
+
+    names = list(schemas or [])
+    tables, error = _read(conn, SQLSERVER_TABLES.format(schemas=_in_list("s.name", names)),
+                          names)
+    where = ", ".join(names) if names else "all user schemas"
+    if tables is None:
+        checks.append(_unreadable("table CDC", "sys.tables", error,
+                                  f"GRANT SELECT ON SCHEMA::<schema> TO [{user}]"))
+    else:
+        if names:
+            existing = {str(r[0]) for r in query_rows(conn, "SELECT name FROM sys.schemas")}
+            missing = [s for s in names if s not in existing]
+            if missing:
+                checks.append(Check("schemas", False, f"not found: {', '.join(missing)}",
+                                    "correct --schemas (and the task's selection rules)"))
+        uncaptured = [f"{s}.{t}" for s, t, cdc, repl, pk, _ in tables
+                      if not cdc and not (repl and pk and not is_rds)]
+        if uncaptured:
+            first = uncaptured[0].split(".", 1)
+            checks.append(Check(
+                "table CDC",
+                False,
+                f"{len(uncaptured)} table(s) in {where} neither tracked by MS-CDC nor "
+                f"replicated with a primary key: {_shown(uncaptured)}",
+                f"for each: EXEC sys.sp_cdc_enable_table @source_schema = N'{first[0]}', "
+                f"@source_name = N'{first[1]}', @role_name = NULL (MS-Replication needs a "
+                "primary key and is not available on RDS)",
+            ))
+        else:
+            checks.append(Check("table CDC", True,
+                                f"{len(tables)} table(s) in {where}, each captured"))
+        checks.append(_no_pk_check([f"{s}.{t}" for s, t, _, _, pk, _ in tables if not pk],
+                                   where))
+        lobs, error = _read(conn, SQLSERVER_LOBS.format(schemas=_in_list("s.name", names)),
+                            names)
+        if lobs is None:
+            checks.append(_unreadable("LOB columns", "sys.columns", error,
+                                      f"GRANT SELECT ON SCHEMA::<schema> TO [{user}]"))
+        else:
+            by_table: dict[str, list[str]] = {}
+            for s, t, c, typ in lobs:
+                by_table.setdefault(f"{s}.{t}", []).append(f"{c} {typ}")
+            keyed = {f"{s}.{t}" for s, t, _, _, _, key in tables if key}
+            checks.append(_lob_check(by_table, keyed, where, "LOB or sql_variant"))
+
+    agents, error = _read(conn, SQLSERVER_AGENT)
+    if agents is None:
+        checks.append(_unreadable(
+            "SQL Server Agent", "sys.dm_server_services", error,
+            f"GRANT VIEW SERVER STATE TO [{user}] (the MS-CDC capture job runs in SQL Server "
+            "Agent)"))
+    else:
+        agent = [(str(n), str(st)) for n, st in agents if str(n).startswith("SQL Server Agent")]
+        running = any(st.lower() == "running" for _, st in agent)
+        found = "; ".join(f"{n}: {st}" for n, st in agent) or "no SQL Server Agent service listed"
+        checks.append(Check(
+            "SQL Server Agent", running, found,
+            "start SQL Server Agent and set it to start automatically (the MS-CDC capture "
+            "job runs in it; Express edition has no Agent and cannot run MS-CDC)",
+        ))
+
+    backups, error = _read(conn, SQLSERVER_BACKUP)
+    if backups is None:
+        checks.append(_unreadable(
+            "full backup", "msdb.dbo.backupset", error,
+            f"USE msdb; CREATE USER [{user}] FOR LOGIN [{user}]; "
+            f"GRANT SELECT ON dbo.backupset TO [{user}]"))
+    else:
+        last = backups[0][0] if backups else None
+        checks.append(Check(
+            "full backup",
+            last is not None,
+            f"last full backup of {db_name} finished {last}" if last is not None
+            else f"no full backup of {db_name} in msdb.dbo.backupset",
+            "RDS: automated backups on; self-managed: BACKUP DATABASE "
+            f"[{db_name}] TO DISK = ... (starts the log chain DMS reads)",
+        ))
+
+    if is_rds or cdc_db:
+        need = max(1, min(MAX_POLLING_INTERVAL_S, min_retention_hours * 3600 - 1))
+        polls, error = _read(conn, SQLSERVER_POLLING)
+        fix = (f"EXEC sys.sp_cdc_change_job @job_type = N'capture', @pollinginterval = "
+               f"{need}; then EXEC sys.sp_cdc_stop_job N'capture'; EXEC sys.sp_cdc_start_job "
+               "N'capture'")
+        if polls is None:
+            checks.append(_unreadable(
+                "CDC polling interval", "msdb.dbo.cdc_jobs", error,
+                f"USE msdb; GRANT SELECT ON dbo.cdc_jobs TO [{user}]"))
+        elif not polls:
+            checks.append(Check("CDC polling interval", False,
+                                f"no MS-CDC capture job for {db_name}", fix))
+        else:
+            interval = int(polls[0][0])
+            checks.append(Check(
+                "CDC polling interval",
+                interval >= need or not is_rds,
+                f"capture job pollinginterval={interval} s (need >= {need} on RDS: changes stay "
+                "in the log only until the capture job has read them)"
+                + ("" if is_rds else "; self-managed: not required"),
+                fix,
+            ))
+    return checks
+
+
+# --------------------------------------------------------------------------- Oracle
+
+ORACLE_DATABASE = (
+    "SELECT log_mode, supplemental_log_data_min, supplemental_log_data_pk, "
+    "supplemental_log_data_all FROM v$database"
+)
+#: tables of the chosen owners, whether each has a primary key / a primary or unique key,
+#: and its log groups (ALL_LOG_GROUPS.log_group_type)
+ORACLE_TABLES = (
+    "SELECT t.owner, t.table_name, "
+    "(SELECT COUNT(*) FROM all_constraints c WHERE c.owner = t.owner "
+    "AND c.table_name = t.table_name AND c.constraint_type = 'P'), "
+    "(SELECT COUNT(*) FROM all_constraints c WHERE c.owner = t.owner "
+    "AND c.table_name = t.table_name AND c.constraint_type IN ('P', 'U')), "
+    "(SELECT LISTAGG(g.log_group_type, ',') WITHIN GROUP (ORDER BY g.log_group_type) "
+    "FROM all_log_groups g WHERE g.owner = t.owner AND g.table_name = t.table_name) "
+    "FROM all_tables t WHERE t.owner IN ({owners}) AND t.temporary = 'N' "
+    "AND t.nested = 'NO' AND t.secondary = 'N' ORDER BY t.owner, t.table_name"
+)
+ORACLE_LOB_TYPES = ("BLOB", "CLOB", "NCLOB", "LONG", "LONG RAW", "XMLTYPE")
+ORACLE_LOBS = (
+    "SELECT owner, table_name, column_name, data_type FROM all_tab_columns "
+    "WHERE owner IN ({owners}) AND data_type IN ("
+    + ", ".join(f"'{t}'" for t in ORACLE_LOB_TYPES)
+    + ") ORDER BY owner, table_name, column_id"
+)
+ORACLE_SESSION_PRIVS = "SELECT privilege FROM session_privs"
+ORACLE_RDS = "SELECT COUNT(*) FROM all_users WHERE username = 'RDSADMIN'"
+#: system privileges the DMS user needs with LogMiner (AWS DMS user guide, "User account
+#: privileges required on a self-managed / AWS-managed Oracle source"; AWS knowledge
+#: center "dms-permissions-oracle-source"). LOGMINING exists from 12c.
+ORACLE_SYSTEM_PRIVILEGES = ("CREATE SESSION", "SELECT ANY TRANSACTION", "LOGMINING")
+#: SYS objects the DMS user reads (SELECT), from the same lists. Self-managed: GRANT SELECT
+#: ON <object>; RDS (no SYS login): rdsadmin.rdsadmin_util.grant_sys_object. The ALL_*
+#: views are granted to PUBLIC by Oracle itself, and PUBLIC grants count.
+ORACLE_SYS_VIEWS = (
+    "V_$ARCHIVED_LOG", "V_$LOG", "V_$LOGFILE", "V_$LOGMNR_LOGS", "V_$LOGMNR_CONTENTS",
+    "V_$DATABASE", "V_$THREAD", "V_$PARAMETER", "V_$NLS_PARAMETERS", "V_$TIMEZONE_NAMES",
+    "V_$TRANSACTION", "ALL_INDEXES", "ALL_OBJECTS", "ALL_TABLES", "ALL_USERS", "ALL_CATALOG",
+    "ALL_CONSTRAINTS", "ALL_CONS_COLUMNS", "ALL_TAB_COLS", "ALL_IND_COLUMNS", "ALL_LOG_GROUPS",
+    "ALL_TAB_PARTITIONS", "ALL_ENCRYPTED_COLUMNS", "DBA_REGISTRY", "OBJ$", "DBA_TABLESPACES",
+)
+#: packages the DMS user runs (EXECUTE): LogMiner
+ORACLE_SYS_PACKAGES = ("DBMS_LOGMNR",)
+ORACLE_OBJECT_PRIVS = (
+    "SELECT table_name, privilege FROM all_tab_privs WHERE table_schema = 'SYS' "
+    "AND table_name IN ("
+    + ", ".join(f"'{v}'" for v in (*ORACLE_SYS_VIEWS, *ORACLE_SYS_PACKAGES))
+    + ") AND privilege IN ('SELECT', 'READ', 'EXECUTE') AND (grantee IN (USER, 'PUBLIC') "
+    "OR grantee IN (SELECT role FROM session_roles))"
+)
+#: ALL_LOG_GROUPS.log_group_type values that log every column / the key columns
+ALL_COLUMN_LOGGING = "ALL COLUMN LOGGING"
+KEY_LOGGING = {"ALL COLUMN LOGGING", "PRIMARY KEY LOGGING", "UNIQUE KEY LOGGING",
+               "USER LOG GROUP"}
+
+
+def _yes(value: Any) -> bool:
+    return str(value or "").upper() in ("YES", "IMPLICIT")
+
+
+def check_oracle(conn: Any, schemas: list[str] | None = None) -> list[Check]:
+    """Checks for an Oracle / RDS for Oracle source read with LogMiner."""
+    checks: list[Check] = []
+    user = str(query_rows(conn, "SELECT USER FROM dual")[0][0])
+    db, error = _read(conn, ORACLE_DATABASE)
+    rds_rows, _ = _read(conn, ORACLE_RDS)
+    is_rds = bool(rds_rows and rds_rows[0][0])
+    grant_v = (f"EXEC rdsadmin.rdsadmin_util.grant_sys_object('V_$DATABASE', '{user}', "
+               "'SELECT')" if is_rds else f"GRANT SELECT ON V_$DATABASE TO {user}")
+    if db is None:
+        checks.append(_unreadable("ARCHIVELOG mode", "v$database", error, grant_v))
+        log_min = log_pk = log_all = False
+    else:
+        log_mode, min_, pk, all_ = db[0]
+        log_min, log_pk, log_all = _yes(min_), _yes(pk), _yes(all_)
+        checks.append(Check(
             "ARCHIVELOG mode",
-            "SELECT log_mode FROM v$database  -- need ARCHIVELOG",
-            "RDS: automated backups on; self-managed: SHUTDOWN, STARTUP MOUNT, "
-            "ALTER DATABASE ARCHIVELOG, ALTER DATABASE OPEN",
-        ),
-        (
-            "archived log retention",
-            "RDS: SELECT value FROM rdsadmin.rds_configuration "
-            "WHERE name = 'archivelog retention hours'  -- need >= 24",
-            "exec rdsadmin.rdsadmin_util.set_configuration('archivelog retention hours', 24)",
-        ),
-        (
-            "minimal supplemental logging",
-            "SELECT supplemental_log_data_min FROM v$database  -- need YES",
-            "RDS: exec rdsadmin.rdsadmin_util.alter_supplemental_logging('ADD'); "
+            str(log_mode).upper() == "ARCHIVELOG",
+            f"log_mode={log_mode} (need ARCHIVELOG)",
+            "RDS: turn automated backups on (backup retention >= 1 day); self-managed: "
+            "SHUTDOWN IMMEDIATE; STARTUP MOUNT; ALTER DATABASE ARCHIVELOG; ALTER DATABASE OPEN",
+        ))
+        checks.append(Check(
+            "supplemental logging",
+            log_min,
+            f"supplemental_log_data_min={min_} (need YES)",
+            "RDS: EXEC rdsadmin.rdsadmin_util.alter_supplemental_logging('ADD'); "
             "self-managed: ALTER DATABASE ADD SUPPLEMENTAL LOG DATA",
-        ),
-        (
-            "primary-key supplemental logging",
-            "SELECT supplemental_log_data_pk FROM v$database  -- need YES "
-            "(or per-table log groups)",
-            "RDS: exec rdsadmin.rdsadmin_util.alter_supplemental_logging('ADD','PRIMARY KEY'); "
-            "self-managed: ALTER DATABASE ADD SUPPLEMENTAL LOG DATA (PRIMARY KEY) COLUMNS",
-        ),
-        (
-            "DMS user privileges",
-            "SELECT privilege FROM dba_sys_privs WHERE grantee = '<DMS_USER>'  -- need "
-            "CREATE SESSION, SELECT ANY TRANSACTION, LOGMINING and SELECT on V_$LOGMNR_*",
-            "grant what the DMS Oracle-source guide lists (RDS: "
-            "rdsadmin.rdsadmin_util.grant_sys_object for the V_$ views)",
-        ),
-        (
-            "primary keys",
-            "SELECT owner, table_name FROM all_tables t WHERE owner IN (<schemas>) AND NOT "
-            "EXISTS (SELECT 1 FROM all_constraints c WHERE c.owner = t.owner AND "
-            "c.table_name = t.table_name AND c.constraint_type = 'P')  -- need no rows",
-            "add a PRIMARY KEY or exclude the table from the task",
-        ),
-    ],
-    "sqlserver": [
-        (
-            "recovery model",
-            "SELECT recovery_model_desc FROM sys.databases WHERE name = DB_NAME()  -- need FULL",
-            "ALTER DATABASE <db> SET RECOVERY FULL, then take a full backup to start the log chain",
-        ),
-        (
-            "full backup taken",
-            "SELECT MAX(backup_finish_date) FROM msdb.dbo.backupset WHERE "
-            "database_name = DB_NAME() AND type = 'D'  -- need a row",
-            "BACKUP DATABASE <db> TO ... (RDS: automated backups on)",
-        ),
-        (
-            "MS-CDC on the database (RDS, or tables without a primary key)",
-            "SELECT is_cdc_enabled FROM sys.databases WHERE name = DB_NAME()  -- need 1",
-            "RDS: exec msdb.dbo.rds_cdc_enable_db '<db>'; self-managed: exec sys.sp_cdc_enable_db",
-        ),
-        (
-            "MS-CDC on each replicated table",
-            "SELECT name FROM sys.tables WHERE is_tracked_by_cdc = 0  -- need none of yours",
-            "exec sys.sp_cdc_enable_table @source_schema='<s>', @source_name='<t>', "
-            "@role_name=NULL (and supports_net_changes=1 where a PK exists)",
-        ),
-        (
-            "MS-Replication (self-managed, tables with a primary key)",
-            "exec sp_get_distributor  -- need a configured distributor; DMS user sysadmin",
-            "configure distribution in SSMS (Replication > Configure Distribution) or "
-            "use MS-CDC instead",
-        ),
-        (
-            "CDC capture job and retention",
-            "SELECT * FROM msdb.dbo.cdc_jobs  -- pollinginterval, retention",
-            "exec sys.sp_cdc_change_job @job_type='capture', @pollinginterval=3599; "
-            "keep retention >= 24 h; SQL Server Agent must be running",
-        ),
-    ],
-}
+        ))
+
+    owners = [s.upper() if s.isupper() or s.islower() else s for s in (schemas or [user])]
+    marks = ", ".join(f":{i + 1}" for i in range(len(owners)))
+    where = ", ".join(owners)
+    tables, error = _read(conn, ORACLE_TABLES.format(owners=marks), owners)
+    if tables is None:
+        checks.append(_unreadable("primary keys", "all_tables / all_constraints", error,
+                                  f"GRANT SELECT ON ALL_CONSTRAINTS TO {user}"))
+    else:
+        seen = {str(r[0]) for r in tables}
+        missing = [o for o in owners if o not in seen]
+        if schemas and missing:
+            checks.append(Check(
+                "schemas", False, f"no tables visible in: {', '.join(missing)}",
+                f"correct --schemas (Oracle owners, upper case unless created quoted) or "
+                f"GRANT SELECT ON <owner>.<table> TO {user}",
+            ))
+        no_pk = [f"{o}.{t}" for o, t, pk, _, _ in tables if not int(pk)]
+        checks.append(_no_pk_check(no_pk, where))
+        groups = {f"{o}.{t}": set(str(g or "").split(",")) - {""} for o, t, _, _, g in tables}
+        keyless_unlogged = [
+            name for name in no_pk if not log_all and ALL_COLUMN_LOGGING not in groups[name]
+        ]
+        keyed_unlogged = [
+            f"{o}.{t}" for o, t, pk, _, _ in tables
+            if int(pk) and not (log_pk or log_all) and not (groups[f"{o}.{t}"] & KEY_LOGGING)
+        ]
+        problems = []
+        if keyless_unlogged:
+            problems.append(f"without a primary key and without ALL COLUMNS logging: "
+                            f"{_shown(keyless_unlogged)}")
+        if keyed_unlogged:
+            problems.append(f"without primary-key logging (database or table): "
+                            f"{_shown(keyed_unlogged)}")
+        first_keyless = (keyless_unlogged or ["<owner>.<table>"])[0]
+        first_keyed = (keyed_unlogged or ["<owner>.<table>"])[0]
+        fixes = []
+        if keyless_unlogged:
+            fixes.append(f"ALTER TABLE {first_keyless} ADD SUPPLEMENTAL LOG DATA (ALL) "
+                         "COLUMNS (each table named)")
+        if keyed_unlogged:
+            fixes.append(
+                "RDS: EXEC rdsadmin.rdsadmin_util.alter_supplemental_logging('ADD', "
+                "'PRIMARY KEY')" if is_rds else
+                "ALTER DATABASE ADD SUPPLEMENTAL LOG DATA (PRIMARY KEY) COLUMNS "
+                f"(or per table: ALTER TABLE {first_keyed} ADD SUPPLEMENTAL LOG DATA "
+                "(PRIMARY KEY) COLUMNS)")
+        checks.append(Check(
+            "table supplemental logging",
+            not problems,
+            "; ".join(problems) if problems else
+            f"{len(tables)} table(s) in {where}: key columns logged, keyless tables log all "
+            "columns",
+            "; ".join(fixes),
+        ))
+        lobs, error = _read(conn, ORACLE_LOBS.format(owners=marks), owners)
+        if lobs is None:
+            checks.append(_unreadable("LOB columns", "all_tab_columns", error,
+                                      f"GRANT SELECT ON ALL_TAB_COLS TO {user}"))
+        else:
+            by_table: dict[str, list[str]] = {}
+            for o, t, c, typ in lobs:
+                by_table.setdefault(f"{o}.{t}", []).append(f"{c} {typ}")
+            keyed = {f"{o}.{t}" for o, t, _, key, _ in tables if int(key)}
+            checks.append(_lob_check(by_table, keyed, where, "LOB"))
+
+    checks.append(_oracle_grants(conn, user, is_rds))
+    return checks
 
 
-def manual_lines(engine: str) -> list[str]:
-    return [f"MANUAL {name}: {how} — fix: {fix}" for name, how, fix in MANUAL_CHECKS[engine]]
+def _oracle_grants(conn: Any, user: str, is_rds: bool) -> Check:
+    privs, error = _read(conn, ORACLE_SESSION_PRIVS)
+    objects, error2 = _read(conn, ORACLE_OBJECT_PRIVS)
+    if privs is None or objects is None:
+        return _unreadable("DMS user privileges", "session_privs / all_tab_privs",
+                           error or error2, f"GRANT CREATE SESSION TO {user}")
+    have = {str(r[0]).upper() for r in privs}
+    granted = {(str(t).upper(), str(p).upper()) for t, p in objects}
+    any_dictionary = "SELECT ANY DICTIONARY" in have
+    missing_sys = [p for p in ORACLE_SYSTEM_PRIVILEGES if p not in have]
+    missing = [] if any_dictionary else [
+        (v, "SELECT") for v in ORACLE_SYS_VIEWS
+        if (v, "SELECT") not in granted and (v, "READ") not in granted
+    ]
+    missing += [(p, "EXECUTE") for p in ORACLE_SYS_PACKAGES if (p, "EXECUTE") not in granted]
+    kind = "RDS for Oracle" if is_rds else "self-managed Oracle"
+    if not missing_sys and not missing:
+        return Check("DMS user privileges", True,
+                     f"user {user} ({kind}): {', '.join(ORACLE_SYSTEM_PRIVILEGES)}, SELECT on "
+                     f"{len(ORACLE_SYS_VIEWS)} SYS views"
+                     + (" (SELECT ANY DICTIONARY)" if any_dictionary else "")
+                     + f", EXECUTE on {', '.join(ORACLE_SYS_PACKAGES)}")
+    fixes = [f"GRANT {p} TO {user}" for p in missing_sys]
+    if is_rds:
+        fixes += [f"EXEC rdsadmin.rdsadmin_util.grant_sys_object('{o}', '{user}', '{p}')"
+                  for o, p in missing]
+    else:
+        fixes += [f"GRANT {p} ON SYS.{o} TO {user}" for o, p in missing]
+    lacking = missing_sys + [f"{p} on {o}" for o, p in missing]
+    return Check("DMS user privileges", False,
+                 f"user {user} ({kind}) lacks: {', '.join(lacking)}", "; ".join(fixes))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -624,14 +950,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         allow_abbrev=False,
         prog="python -m tools.preflight",
-        description="Check a legacy database's CDC prerequisites for AWS DMS.",
+        description="Check a legacy database's CDC prerequisites for AWS DMS. Give the "
+        "engine and connection (--engine, --host, ...) or --stack NAME to read them from "
+        "the stack file.",
     )
-    parser.add_argument("--engine", required=True, choices=ENGINES)
     add_connection_args(parser)
     parser.add_argument(
         "--schemas",
-        help="comma-separated schemas (PostgreSQL) / databases (MySQL) to check for tables "
-        "without a primary key (default: all user schemas / the --database)",
+        help="comma-separated schemas (PostgreSQL, SQL Server) / databases (MySQL) / owners "
+        "(Oracle) to check (default: all user schemas / the --database / the login's own "
+        "schema)",
     )
     parser.add_argument(
         "--tasks",
@@ -643,7 +971,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-retention-hours",
         type=non_negative_int,
         default=DEFAULT_MIN_RETENTION_HOURS,
-        help=f"binlog retention needed (MySQL; default {DEFAULT_MIN_RETENTION_HOURS})",
+        help="binlog retention (MySQL) / CDC capture polling interval (RDS for SQL Server) "
+        f"needed, in hours (default {DEFAULT_MIN_RETENTION_HOURS})",
     )
     parser.add_argument(
         "--writeback-stack",
@@ -651,25 +980,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of the CDC checks, check the legacy tables the stack's writeback writes "
         "(version column numeric, key collation exact); connect as the writeback login",
     )
-    parser.add_argument(
-        "--stack-dir", type=Path, default=None,
-        help="folder holding Pulumi.<stack>.yaml (default: the project folder)",
-    )
     return parser
 
 
 def run(args: argparse.Namespace, secrets_client: Any = None) -> tuple[int, list[Check]]:
     """Connect and run the checks; SourceError on credential / connection problems."""
+    apply_stack(args)
     writeback = load_writeback(args.writeback_stack, args.stack_dir) if args.writeback_stack \
         else None
+    proto = protocol_of(args.engine)
+    if writeback is not None and proto not in ("postgres", "mysql"):
+        raise SourceError(f"--writeback-stack checks PostgreSQL / MySQL legacy tables, not "
+                          f"engine {args.engine}")
     params = params_from_args(args, args.engine, secrets_client)
     schemas = [s.strip() for s in args.schemas.split(",") if s.strip()] if args.schemas else None
     conn = connect(params)
     try:
         if writeback is not None:
             checks = check_writeback(conn, params.engine, writeback)
-        elif params.engine == "postgres":
+        elif proto == "postgres":
             checks = check_postgres(conn, schemas, tasks=args.tasks)
+        elif proto == "sqlserver":
+            checks = check_sqlserver(conn, schemas, min_retention_hours=args.min_retention_hours)
+        elif proto == "oracle":
+            checks = check_oracle(conn, schemas)
         else:
             checks = check_mysql(conn, schemas, min_retention_hours=args.min_retention_hours)
     finally:
@@ -679,19 +1013,13 @@ def run(args: argparse.Namespace, secrets_client: Any = None) -> tuple[int, list
 
 def main(argv: Sequence[str] | None = None, secrets_client: Any = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.engine in MANUAL_CHECKS:
-        print(f"# {args.engine}: not connected (no driver here); run these by hand")
-        for line in manual_lines(args.engine):
-            print(line)
-        return EXIT_MANUAL
     try:
         code, checks = run(args, secrets_client)
     except SourceError as exc:
         print(f"preflight: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a query failed mid-way (privileges, timeout): still one line
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"preflight: check failed to run: {msg}", file=sys.stderr)
+        print(f"preflight: check failed to run: {error_text(exc)}", file=sys.stderr)
         return EXIT_ERROR
     for check in checks:
         print(check.line())

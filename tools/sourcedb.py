@@ -1,5 +1,11 @@
 """Connections to the legacy source database for the operator tools (preflight, reconcile).
 
+Engines: PostgreSQL (pg8000), MySQL/MariaDB (PyMySQL), SQL Server (python-tds, import name
+``pytds``) and Oracle (python-oracledb in thin mode) -- all pure-Python drivers. Engine names
+are the stack config's ``dms.source.engine`` values, which are DMS's own ``EngineName``
+values (:data:`STACK_ENGINES`); RDS's engine names are accepted too (:func:`engine_arg`).
+With ``--stack NAME`` the engine, host, port, database and secret come from the stack file.
+
 Credentials come from an environment variable or from a Secrets Manager secret (the JSON
 that RDS writes and rotates: ``username``, ``password`` and optionally ``host``, ``port``,
 ``dbname``). A password is never taken from the command line. Every failure to get
@@ -15,17 +21,52 @@ import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tools.cli import aws_problem, default_region, port_number, region_arg, region_of_arn
 
-#: engines a connection can be opened to from here (pure-Python drivers)
-CONNECTABLE = ("postgres", "mysql", "mariadb")
+#: protocols a connection can be opened with from here (pure-Python drivers)
+CONNECTABLE = ("postgres", "mysql", "sqlserver", "oracle")
+#: the stack config's `dms.source.engine` values = DMS's endpoint EngineName values
+STACK_ENGINES = (
+    "postgres", "aurora-postgresql", "mysql", "aurora", "mariadb", "oracle", "sqlserver"
+)
+#: what each stack/DMS engine name is (for --help and errors)
+ENGINE_MEANING = {
+    "postgres": "PostgreSQL / RDS for PostgreSQL",
+    "aurora-postgresql": "Aurora PostgreSQL",
+    "mysql": "MySQL / RDS for MySQL",
+    "aurora": "Aurora MySQL",
+    "mariadb": "MariaDB / RDS for MariaDB",
+    "oracle": "Oracle / RDS for Oracle",
+    "sqlserver": "SQL Server / RDS for SQL Server",
+}
+#: other names people type (RDS's engine names, protocol names) -> the stack/DMS name
+ENGINE_ALIASES = {
+    "postgresql": "postgres",
+    "aurora-mysql": "aurora",
+    "sqlserver-ee": "sqlserver",
+    "sqlserver-se": "sqlserver",
+    "sqlserver-ex": "sqlserver",
+    "sqlserver-web": "sqlserver",
+    "oracle-ee": "oracle",
+    "oracle-se2": "oracle",
+    "oracle-ee-cdb": "oracle",
+    "oracle-se2-cdb": "oracle",
+}
 #: DMS engine names that speak the PostgreSQL / MySQL protocol
 POSTGRES_LIKE = {"postgres", "postgresql", "aurora-postgresql"}
 MYSQL_LIKE = {"mysql", "mariadb", "aurora", "aurora-mysql"}
-DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306}
+DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "sqlserver": 1433, "oracle": 1521}
 CONNECT_TIMEOUT_S = 10
+#: the driver of each protocol: (import name, pip requirement)
+DRIVERS = {
+    "postgres": ("pg8000", "pg8000"),
+    "mysql": ("pymysql", "PyMySQL"),
+    "sqlserver": ("pytds", "python-tds==1.17.1"),
+    "oracle": ("oracledb", "oracledb==26.1.0"),
+}
 
 
 class SourceError(Exception):
@@ -36,7 +77,7 @@ class SourceError(Exception):
 class SourceParams:
     """Where and as whom to connect. ``password`` is never printed."""
 
-    engine: str  # postgres | mysql | mariadb
+    engine: str  # protocol: postgres | mysql | sqlserver | oracle
     host: str
     port: int
     database: str
@@ -49,12 +90,46 @@ class SourceParams:
         return f"{self.engine} at {self.host}:{self.port}/{self.database} as {self.user}"
 
 
+def engine_names() -> str:
+    """The accepted engine names, each with what it is (for --help and errors)."""
+    names = ", ".join(f"{n} ({ENGINE_MEANING[n]})" for n in STACK_ENGINES)
+    aliases = ", ".join(f"{a} = {n}" for a, n in ENGINE_ALIASES.items())
+    return f"{names}; also RDS's names: {aliases}"
+
+
+def engine_name(text: str) -> str:
+    """The stack/DMS engine name for ``text`` (a stack/DMS name or an alias), else
+    ValueError naming the accepted ones."""
+    name = text.strip().lower()
+    if name in STACK_ENGINES:
+        return name
+    if name in ENGINE_ALIASES:
+        return ENGINE_ALIASES[name]
+    hint = " (Aurora MySQL is 'aurora')" if "aurora" in name and "postgres" not in name else ""
+    raise ValueError(
+        f"unknown engine {text!r}{hint}: expected the stack's dms.source.engine, which is "
+        f"DMS's EngineName: {engine_names()}"
+    )
+
+
+def engine_arg(text: str) -> str:
+    """argparse type: an engine name (see :func:`engine_name`)."""
+    try:
+        return engine_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def protocol_of(engine: str) -> str:
-    """``postgres`` or ``mysql`` for a DMS engine name; SourceError for anything else."""
+    """``postgres``, ``mysql``, ``sqlserver`` or ``oracle`` for an engine name; SourceError
+    for anything else."""
     if engine in POSTGRES_LIKE:
         return "postgres"
     if engine in MYSQL_LIKE:
         return "mysql"
+    name = ENGINE_ALIASES.get(engine, engine)
+    if name in ("sqlserver", "oracle"):
+        return name
     raise SourceError(f"engine {engine!r} cannot be connected to from here")
 
 
@@ -67,33 +142,135 @@ class _RefusePassword(argparse.Action):
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    """The connection options shared by the tools. Build ``parser`` with
-    ``allow_abbrev=False`` so ``--password`` is not taken for ``--password-env``."""
+    """The connection options shared by the tools, ``--engine`` and ``--stack`` included.
+    Build ``parser`` with ``allow_abbrev=False`` so ``--password`` is not taken for
+    ``--password-env``."""
+    parser.add_argument(
+        "--engine",
+        type=engine_arg,
+        metavar="ENGINE",
+        help="the stack's dms.source.engine (= DMS's EngineName; default: from --stack): "
+        + engine_names(),
+    )
+    parser.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="read engine, host (server), port, database and secret (secret_arn) from "
+        "Pulumi.NAME.yaml's dms-event-bus:dms.source, and the region from aws:region; "
+        "explicit options override them",
+    )
+    parser.add_argument(
+        "--stack-dir", type=Path, default=None,
+        help="folder holding Pulumi.<stack>.yaml (default: the project folder)",
+    )
     parser.add_argument("--password", action=_RefusePassword, help=argparse.SUPPRESS)
-    parser.add_argument("--host", help="source host (default: from the secret)")
-    parser.add_argument("--port", type=port_number, help="source port (default: engine default)")
-    parser.add_argument("--database", help="database name (default: from the secret)")
+    parser.add_argument("--host", help="source host (default: from --stack, then the secret)")
+    parser.add_argument(
+        "--port", type=port_number,
+        help="source port (default: from --stack, the secret, then the engine's default)",
+    )
+    parser.add_argument(
+        "--database",
+        help="database name; Oracle: the service name (default: from --stack, then the secret)",
+    )
     parser.add_argument("--user", help="login (default: username from the secret)")
     pw = parser.add_mutually_exclusive_group()
     pw.add_argument("--password-env", metavar="VAR", help="read the password from env VAR")
     pw.add_argument(
         "--secret-arn",
         metavar="ARN",
-        help="Secrets Manager secret with JSON username/password (as RDS writes it)",
+        help="Secrets Manager secret with JSON username/password (as RDS writes it; "
+        "default: the --stack's dms.source.secret_arn)",
     )
     parser.add_argument(
         "--region",
         type=region_arg,
         help="AWS region for Secrets Manager / DynamoDB (default: the secret ARN's region, "
-        "then AWS_REGION / the profile's)",
+        "then the --stack's aws:region, then AWS_REGION / the profile's)",
     )
     parser.add_argument(
         "--ssl",
         choices=("disable", "require", "verify-full"),
-        default="require",
-        help="TLS to the source (default require; verify-full needs --ssl-ca)",
+        default=None,
+        help="TLS to the source (default require, or disable when the --stack's ssl_mode is "
+        "none; verify-full needs --ssl-ca)",
     )
     parser.add_argument("--ssl-ca", metavar="PEM", help="CA bundle, e.g. the RDS global bundle")
+
+
+@dataclass(frozen=True)
+class StackSource:
+    """What a stack file says about its DMS source (``dms-event-bus:dms.source``)."""
+
+    engine: str
+    host: str
+    port: int | None
+    database: str | None
+    secret_arn: str
+    ssl_mode: str
+    region: str | None
+
+
+def stack_source(stack: str, stack_dir: Path | None = None) -> StackSource:
+    """The DMS source of a stack file, read and validated as ``pulumi up`` would;
+    SourceError (one line) when the file is missing, invalid or has no ``dms`` section."""
+    from settings import ConfigError, load_settings
+    from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+
+    try:
+        raw = read_stack_config(stack, stack_dir or ROOT)
+        engine_config, _ = as_engine_config(raw)
+        loaded = load_settings(stack, project_config(engine_config))
+    except ConfigError as exc:
+        raise SourceError(f"stack '{stack}': " + " ".join(exc.brief().split())) from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise SourceError(" ".join(str(exc).split())) from None
+    if loaded.dms is None:
+        raise SourceError(
+            f"stack '{stack}' has no dms-event-bus:dms section (no DMS source): give "
+            "--engine, --host, --database and a password source instead of --stack"
+        )
+    src = loaded.dms.source
+    region = raw.get("aws:region")
+    return StackSource(
+        engine=str(src.engine),
+        host=str(src.server),
+        port=src.port,
+        database=src.database,
+        secret_arn=str(src.secret_arn),
+        ssl_mode=str(src.ssl_mode),
+        region=region if isinstance(region, str) else None,
+    )
+
+
+def apply_stack(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill ``args``' unset connection options from ``--stack`` (explicit options win) and
+    check an engine is known; SourceError (one line) otherwise. Returns ``args``."""
+    if getattr(args, "stack", None):
+        src = stack_source(args.stack, getattr(args, "stack_dir", None))
+        stack_engine = engine_name(src.engine)
+        if args.engine is None:
+            args.engine = stack_engine
+        if args.host is None:
+            args.host = src.host
+        if args.port is None and src.port is not None and args.engine == stack_engine:
+            args.port = src.port
+        if args.database is None:
+            args.database = src.database
+        if args.secret_arn is None and args.password_env is None:
+            args.secret_arn = src.secret_arn
+        if args.region is None:
+            args.region = src.region
+        if args.ssl is None and src.ssl_mode == "none":
+            args.ssl = "disable"
+    if args.engine is None:
+        raise SourceError(
+            "no engine: give --engine ENGINE or --stack NAME (the engines: "
+            f"{', '.join(STACK_ENGINES)}; Aurora MySQL is 'aurora')"
+        )
+    if args.ssl is None:
+        args.ssl = "require"
+    return args
 
 
 def read_secret(arn: str, region: str | None = None, client: Any = None) -> dict[str, Any]:
@@ -153,7 +330,8 @@ def params_from_args(
     ]
     if missing:
         raise SourceError(f"missing {', '.join(missing)} (not given and not in the secret)")
-    if args.ssl == "verify-full" and not args.ssl_ca:
+    ssl_mode = args.ssl or "require"
+    if ssl_mode == "verify-full" and not args.ssl_ca:
         raise SourceError("--ssl verify-full needs --ssl-ca PEM")
     return SourceParams(
         engine=proto,
@@ -162,7 +340,7 @@ def params_from_args(
         database=str(database),
         user=str(user),
         password=password,
-        ssl=args.ssl,
+        ssl=ssl_mode,
         ssl_ca=args.ssl_ca,
     )
 
@@ -335,26 +513,49 @@ def _out_of_line(cols: list[_Col], target: int) -> list[_Col]:
     return chosen
 
 
-def _one_line(exc: BaseException) -> str:
-    # pg8000 puts a dict (severity, code, message) in args[0] for server errors
-    if exc.args and isinstance(exc.args[0], dict):
+def error_text(exc: BaseException) -> str:
+    """A driver error as one line of text. python-tds keeps the server's message in
+    ``.text`` (its str() is the args tuple); pg8000 puts a dict (severity, code, message)
+    in ``args[0]``; the others print well."""
+    text = getattr(exc, "text", None)
+    if isinstance(text, str) and text:
+        msg = text
+    elif exc.args and isinstance(exc.args[0], dict):
         info = exc.args[0]
         msg = f"{info.get('M', '')} ({info.get('C', '?')})"
     else:
         msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = error_text(exc)
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, OSError) and str(cause) not in msg:
         msg = f"{msg}: {cause.strerror or cause}"
     return " ".join(msg.split())
 
 
+def _driver(proto: str) -> Any:
+    """The driver module of a protocol; SourceError naming the pip requirement if absent."""
+    import importlib
+
+    module, requirement = DRIVERS[proto]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SourceError(
+            f"the {proto} driver is not installed (import {module} failed: {_one_line(exc)}): "
+            f".venv/bin/pip install {requirement}"
+        ) from None
+
+
 def connect(params: SourceParams) -> Any:
     """A DB-API connection (autocommit, read-only use) or SourceError with one line."""
+    driver = _driver(params.engine)
     try:
         if params.engine == "postgres":
-            import pg8000.dbapi
-
-            conn = pg8000.dbapi.connect(
+            conn = driver.dbapi.connect(
                 user=params.user,
                 password=params.password,
                 host=params.host,
@@ -366,9 +567,11 @@ def connect(params: SourceParams) -> Any:
             )
             conn.autocommit = True
             return conn
-        import pymysql
-
-        return pymysql.connect(
+        if params.engine == "sqlserver":
+            return _connect_sqlserver(driver, params)
+        if params.engine == "oracle":
+            return _connect_oracle(driver, params)
+        return driver.connect(
             user=params.user,
             password=params.password,
             host=params.host,
@@ -380,5 +583,67 @@ def connect(params: SourceParams) -> Any:
             autocommit=True,
             charset="utf8mb4",
         )
+    except SourceError:
+        raise
     except Exception as exc:  # refused, timeout, DNS, auth failure, unknown database, TLS
         raise SourceError(f"cannot connect to {params.describe()}: {_one_line(exc)}") from exc
+
+
+def _connect_sqlserver(pytds: Any, params: SourceParams) -> Any:
+    """python-tds: TLS only through pyOpenSSL and always against a CA file (it has no
+    "encrypt without verifying" mode), so ``require`` and ``verify-full`` need --ssl-ca."""
+    tls: dict[str, Any] = {}
+    if params.ssl != "disable":
+        from pytds import tls as pytds_tls
+
+        if not pytds_tls.OPENSSL_AVAILABLE:
+            raise SourceError(
+                "TLS to SQL Server through python-tds needs pyOpenSSL (.venv/bin/pip install "
+                "pyopenssl) and --ssl-ca PEM; or --ssl disable on a trusted network"
+            )
+        if not params.ssl_ca:
+            raise SourceError(
+                f"--ssl {params.ssl} to SQL Server needs --ssl-ca PEM (python-tds always "
+                "verifies the server certificate against a CA file, e.g. the RDS global bundle)"
+            )
+        tls = {"cafile": params.ssl_ca, "validate_host": params.ssl == "verify-full"}
+    return pytds.connect(
+        dsn=params.host,
+        port=params.port,
+        database=params.database,
+        user=params.user,
+        password=params.password,
+        login_timeout=CONNECT_TIMEOUT_S,
+        timeout=300,
+        autocommit=True,
+        appname="dmsbus-tools",
+        disable_connect_retry=True,
+        **tls,
+    )
+
+
+def _connect_oracle(oracledb: Any, params: SourceParams) -> Any:
+    """python-oracledb in thin mode (no Oracle Client); ``--database`` is the service name.
+    TLS is TCPS to the port given (DMS's Oracle TLS port, often 2484)."""
+    # exact numbers and LOB text: NUMBER as Decimal, CLOB/BLOB as str/bytes (not LOB handles)
+    oracledb.defaults.fetch_decimals = True
+    oracledb.defaults.fetch_lobs = False
+    tls: dict[str, Any] = {}
+    if params.ssl != "disable":
+        tls = {
+            "protocol": "tcps",
+            "ssl_context": _ssl_context(params),
+            "ssl_server_dn_match": params.ssl == "verify-full",
+        }
+    conn = oracledb.connect(
+        user=params.user,
+        password=params.password,
+        host=params.host,
+        port=params.port,
+        service_name=params.database,
+        tcp_connect_timeout=CONNECT_TIMEOUT_S,
+        retry_count=0,
+        **tls,
+    )
+    conn.autocommit = True
+    return conn
