@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,10 +43,9 @@ from tools.cli import (
 )
 from tools.dms_types import Canonical, Category, canonical, canonical_value, category_of, digest
 from tools.sourcedb import (
-    MYSQL_LIKE,
-    POSTGRES_LIKE,
     SourceError,
     add_connection_args,
+    apply_stack,
     connect,
     params_from_args,
     protocol_of,
@@ -154,6 +154,40 @@ class ReconcileResult:
 
 # --------------------------------------------------------------------------- source side
 
+#: SQL Server INFORMATION_SCHEMA.COLUMNS.DATA_TYPE -> comparison category (DMS's SQL Server
+#: source types: BIT -> BOOLEAN, DATETIMEOFFSET -> the instant, (VAR)BINARY/IMAGE -> BLOB)
+_SQLSERVER: dict[str, Category] = {
+    **dict.fromkeys(("tinyint", "smallint", "int", "bigint", "decimal", "numeric", "money",
+                     "smallmoney", "float", "real"), "number"),
+    "bit": "boolean",
+    "date": "date",
+    **dict.fromkeys(("datetime", "datetime2", "smalldatetime"), "datetime"),
+    "datetimeoffset": "datetime_tz",
+    "time": "time",
+    **dict.fromkeys(("binary", "varbinary", "image", "timestamp", "rowversion"), "binary"),
+}
+#: Oracle ALL_TAB_COLUMNS.DATA_TYPE (precision stripped) -> comparison category; Oracle
+#: DATE holds a time of day, so it compares as a date and time
+_ORACLE: dict[str, Category] = {
+    **dict.fromkeys(("NUMBER", "FLOAT", "BINARY_FLOAT", "BINARY_DOUBLE", "INTEGER"), "number"),
+    "DATE": "datetime",
+    "TIMESTAMP": "datetime",
+    "TIMESTAMP WITH TIME ZONE": "datetime_tz",
+    "TIMESTAMP WITH LOCAL TIME ZONE": "datetime_tz",
+    **dict.fromkeys(("BLOB", "RAW", "LONG RAW"), "binary"),
+}
+
+
+def source_category(engine: str, data_type: str) -> Category:
+    """The comparison category of a source column (``engine``: a protocol name)."""
+    if engine == "sqlserver":
+        return _SQLSERVER.get(data_type.lower(), "string")
+    if engine == "oracle":
+        base = " ".join(re.sub(r"\(\d+\)", "", data_type.upper()).split())
+        return _ORACLE.get(base, "string")
+    return category_of(engine, data_type)
+
+
 
 @dataclass(frozen=True)
 class _Column:
@@ -183,11 +217,11 @@ class _Source:
         self.key_columns = [by_name[k] for k in mapping.keys]
 
     def q(self, name: str) -> str:
-        return (
-            f'"{name.replace(chr(34), chr(34) * 2)}"'
-            if self.engine == "postgres"
-            else (f"`{name.replace('`', '``')}`")
-        )
+        if self.engine == "mysql":
+            return f"`{name.replace('`', '``')}`"
+        if self.engine == "sqlserver":
+            return f"[{name.replace(']', ']]')}]"
+        return f'"{name.replace(chr(34), chr(34) * 2)}"'  # PostgreSQL, Oracle
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return query_rows(self.conn, sql, params)
@@ -204,13 +238,27 @@ class _Source:
                 "AND NOT a.attisdropped ORDER BY a.attnum",
                 (self.schema, self.table),
             )
+        elif self.engine == "sqlserver":
+            rows = self._rows(
+                "SELECT COLUMN_NAME, DATA_TYPE, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                (self.schema, self.table),
+            )
+        elif self.engine == "oracle":
+            rows = self._rows(
+                "SELECT column_name, data_type, data_type FROM all_tab_columns "
+                "WHERE owner = :1 AND table_name = :2 ORDER BY column_id",
+                (self.schema, self.table),
+            )
         else:
             rows = self._rows(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
                 (self.schema, self.table),
             )
-        return [_Column(str(n), category_of(self.engine, str(t)), str(f)) for n, t, f in rows]
+        return [
+            _Column(str(n), source_category(self.engine, str(t)), str(f)) for n, t, f in rows
+        ]
 
     def _expr(self, col: _Column) -> str:
         """Select expression giving the value in the form DMS reads it."""
@@ -221,32 +269,66 @@ class _Source:
             if col.category in ("string", "time"):
                 return f"{q}::text"
             return q
+        if self.engine == "sqlserver":
+            if col.sql_type.lower() == "uniqueidentifier":
+                return f"CAST({q} AS NVARCHAR(36))"  # SQL Server's own (upper-case) text
+            return q
+        if self.engine == "oracle":
+            if col.category == "datetime_tz":
+                return f"SYS_EXTRACT_UTC({q})"  # the instant, in UTC as DMS writes it
+            return q
         if col.sql_type.startswith("bit"):
             return f"CAST({q} AS UNSIGNED)"
         if col.category == "time":
             return f"CAST({q} AS CHAR)"
         return q
 
-    def _param(self, col: _Column) -> str:
-        return f"CAST(%s AS {col.sql_type})" if self.engine == "postgres" else "%s"
+    def _param(self, col: _Column, n: int) -> str:
+        """The placeholder of bind parameter ``n`` (1-based) holding a value of ``col``."""
+        if self.engine == "postgres":
+            return f"CAST(%s AS {col.sql_type})"
+        return f":{n}" if self.engine == "oracle" else "%s"
 
-    def _select(self) -> str:
+    def _select(self, limit: int | None = None) -> str:
         exprs = [self._expr(c) for c in self.columns] + [self.q(c.name) for c in self.key_columns]
-        return f"SELECT {', '.join(exprs)} FROM {self.q(self.schema)}.{self.q(self.table)}"
+        top = f"TOP ({int(limit)}) " if limit is not None and self.engine == "sqlserver" else ""
+        return f"SELECT {top}{', '.join(exprs)} FROM {self.q(self.schema)}.{self.q(self.table)}"
+
+    def _after(self) -> tuple[str, list[int]]:
+        """The keyset condition "key > last key" and, per bind parameter, the index of the
+        key value it takes. SQL Server and Oracle have no row-value comparison, so there it
+        is spelled out: k1 > a OR (k1 = a AND k2 > b) OR ..."""
+        keys = self.key_columns
+        if self.engine in ("postgres", "mysql"):
+            cols = ", ".join(self.q(c.name) for c in keys)
+            marks = ", ".join(self._param(c, i + 1) for i, c in enumerate(keys))
+            if len(keys) == 1:
+                return f"{cols} > {marks}", [0]
+            return f"({cols}) > ({marks})", list(range(len(keys)))
+        terms, order = [], []
+        for i, col in enumerate(keys):
+            parts = []
+            for j in range(i):
+                order.append(j)
+                parts.append(f"{self.q(keys[j].name)} = {self._param(keys[j], len(order))}")
+            order.append(i)
+            parts.append(f"{self.q(col.name)} > {self._param(col, len(order))}")
+            terms.append("(" + " AND ".join(parts) + ")")
+        return " OR ".join(terms), order
 
     def pages(self, page_size: int) -> Iterator[list[tuple[Any, ...]]]:
         """Rows in key order; the raw key values are appended to each row."""
         keys = ", ".join(self.q(c.name) for c in self.key_columns)
-        after = (
-            f"({keys}) > ({', '.join(self._param(c) for c in self.key_columns)})"
-            if len(self.key_columns) > 1
-            else f"{keys} > {self._param(self.key_columns[0])}"
+        after, order = self._after()
+        tail = (
+            f" FETCH FIRST {int(page_size)} ROWS ONLY" if self.engine == "oracle"
+            else "" if self.engine == "sqlserver" else f" LIMIT {int(page_size)}"
         )
         last: tuple[Any, ...] | None = None
         while True:
             where = f" WHERE {after}" if last is not None else ""
-            sql = f"{self._select()}{where} ORDER BY {keys} LIMIT {int(page_size)}"
-            rows = self._rows(sql, last or ())
+            sql = f"{self._select(page_size)}{where} ORDER BY {keys}{tail}"
+            rows = self._rows(sql, [last[i] for i in order] if last is not None else ())
             if not rows:
                 return
             yield rows
@@ -255,7 +337,9 @@ class _Source:
             last = rows[-1][len(self.columns) :]
 
     def fetch(self, raw_key: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        cond = " AND ".join(f"{self.q(c.name)} = {self._param(c)}" for c in self.key_columns)
+        cond = " AND ".join(
+            f"{self.q(c.name)} = {self._param(c, i + 1)}" for i, c in enumerate(self.key_columns)
+        )
         rows = self._rows(f"{self._select()} WHERE {cond}", raw_key)
         return rows[0] if rows else None
 
@@ -315,7 +399,8 @@ def reconcile_table(
     consistent_read: bool = False,
     target_pages: Iterable[list[dict[str, Any]]] | None = None,
 ) -> TableReport:
-    """Compare one table. ``engine``: postgres | mysql | mariadb (or a DMS engine name).
+    """Compare one table. ``engine``: a stack/DMS engine name (postgres, aurora-postgresql,
+    mysql, aurora, mariadb, sqlserver, oracle) or a protocol name.
 
     The target is ``mapping.target`` read with ``dynamodb`` (a boto3 client) in Scan pages,
     or, when given, ``target_pages``: pages of items in DynamoDB's attribute form from
@@ -413,9 +498,13 @@ def reconcile(
     consistent_read: bool = False,
 ) -> ReconcileResult:
     """Compare every mapping; ``dynamodb`` is a boto3 DynamoDB client."""
-    if protocol_of(engine) == "mysql":
+    session = {
+        "mysql": "SET time_zone = '+00:00'",  # TIMESTAMP values in UTC, as DMS reads them
+        "oracle": "ALTER SESSION SET TIME_ZONE = '+00:00'",  # LOCAL TIME ZONE values in UTC
+    }.get(protocol_of(engine))
+    if session:
         cur = conn.cursor()
-        cur.execute("SET time_zone = '+00:00'")  # TIMESTAMP values in UTC, as DMS reads them
+        cur.execute(session)
         cur.close()
     return ReconcileResult(
         [
@@ -441,9 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         allow_abbrev=False,
         prog="python -m tools.reconcile",
-        description="Compare legacy source tables with their DynamoDB waypoint tables.",
+        description="Compare legacy source tables with their DynamoDB waypoint tables. Give "
+        "the engine and connection (--engine, --host, ...) or --stack NAME to read them from "
+        "the stack file.",
     )
-    parser.add_argument("--engine", required=True, choices=sorted(POSTGRES_LIKE | MYSQL_LIKE))
     add_connection_args(parser)
     parser.add_argument(
         "--table",
@@ -505,6 +595,8 @@ def main(
     args = build_parser().parse_args(argv)
     region = args.region
     try:
+        apply_stack(args)
+        region = args.region
         mappings = [TableMapping.parse(spec) for spec in args.table]
         if dynamodb is None:
             dynamodb, region = _dynamodb_client(args)
