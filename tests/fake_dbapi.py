@@ -12,7 +12,10 @@ kept in ``executed`` as ``(sql, params)``.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -72,3 +75,42 @@ class FakeConnection:
         """The statements sent that match ``pattern``."""
         rx = re.compile(pattern, re.S)
         return [(sql, params) for sql, params in self.executed if rx.search(sql)]
+
+
+def sqlite_answer(
+    db: sqlite3.Connection, convert: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
+) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """An answer that runs a data query (SELECT ... FROM schema.table WHERE ... ORDER BY)
+    on SQLite, so keyset conditions, ordering and paging are evaluated, not assumed.
+
+    Only the dialect bits SQLite lacks are rewritten, mechanically: SQL Server's
+    ``SELECT TOP (n)`` and Oracle's ``FETCH FIRST n ROWS ONLY`` become ``LIMIT n``, and the
+    placeholders ``%s`` / ``:n`` become ``?`` / ``?n``. ``[name]`` and ``"name"`` quoting
+    are SQLite's own; schemas are ATTACHed databases. ``convert`` maps each row to the
+    Python types the real driver returns."""
+
+    def answer(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        text, limit = sql, None
+        top = re.search(r"^SELECT TOP \((\d+)\) ", text)
+        if top:
+            text, limit = "SELECT " + text[top.end():], top.group(1)
+        fetch = re.search(r" FETCH FIRST (\d+) ROWS ONLY$", text)
+        if fetch:
+            text, limit = text[: fetch.start()], fetch.group(1)
+        if limit:
+            text += f" LIMIT {limit}"
+        text = re.sub(r":(\d+)", r"?\1", text).replace("%s", "?")
+        bound = tuple(_sqlite_value(p) for p in params)
+        rows = [tuple(r) for r in db.execute(text, bound).fetchall()]
+        return [convert(r) for r in rows] if convert else rows
+
+    return answer
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A bind value as SQLite stores it (drivers hand back Decimal keys, SQLite has none)."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def catalog(
     log_pk: str = "YES",
     log_all: str = "NO",
     database: Any = None,
-    tables: list[tuple[str, str, int, int, str | None]] | None = None,
+    tables: Sequence[tuple[str, str, int, int, str | None]] | None = None,
     lobs: list[tuple[str, str, str, str]] | None = None,
     privileges: tuple[str, ...] = ("CREATE SESSION", "SELECT ANY TRANSACTION", "LOGMINING"),
     objects: Any = None,
@@ -49,6 +50,7 @@ def catalog(
     if tables is None:
         # owner, table, primary keys, primary/unique keys, its log group types (LISTAGG)
         tables = [("ERP", "ORDERS", 1, 1, None), ("ERP", "ORDER_LINES", 1, 1, None)]
+    tables = list(tables)
     if lobs is None:
         lobs = [("ERP", "ORDERS", "NOTE", "CLOB")]
     if objects is None:

@@ -1,4 +1,5 @@
-"""Reconcile against a REAL PostgreSQL (and MariaDB) source and moto's DynamoDB.
+"""Reconcile against a REAL PostgreSQL (and MariaDB) source and moto's DynamoDB; SQL Server
+and Oracle sources through recorded catalog answers and SQLite-evaluated data queries.
 
 The DynamoDB items are written here the way DMS's DynamoDB target writes them: either typed
 by hand (the DMS formats, independent of tools.dms_types) or converted from PostgreSQL's
@@ -6,15 +7,22 @@ text output with ``postgres_text_to_dynamodb`` (what the e2e CDC stand-in uses).
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
+import re
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
+from tests.fake_dbapi import FakeConnection, sqlite_answer
 from tests.servers import DbServer, mariadb, postgres  # noqa: F401
 from tools import reconcile
 from tools.dms_types import postgres_text_to_dynamodb
@@ -552,3 +560,247 @@ def test_password_option_is_refused_without_echo(capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2
     assert "--password is not accepted" in err and "pw-value" not in err
+
+
+# --------------------------------------------------------------------------- SQL Server, Oracle
+#
+# No such server runs here: the catalog query is answered from recorded rows shaped like
+# INFORMATION_SCHEMA.COLUMNS / ALL_TAB_COLUMNS, and the data queries reconcile really sends
+# (TOP / FETCH FIRST pages, the spelled-out keyset condition, the key re-read) run on SQLite
+# through tests.fake_dbapi.sqlite_answer, so paging and ordering are evaluated, not assumed.
+
+def _sqlite(schema: str, create: str, rows: list[tuple[Any, ...]]) -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.execute(f"ATTACH DATABASE ':memory:' AS {schema}")
+    db.execute(create)
+    table = create.split("(", 1)[0].rsplit(maxsplit=1)[-1]
+    db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    return db
+
+
+def _mssql_lines(n: int = 23) -> list[tuple[Any, ...]]:
+    return [(o, line, o * 10 + line, f"{o}.{line:02d}", None if line == 2 else f"note {o}/{line}",
+             f"2026-0{1 + o % 9}-1{line} 08:30:00.123")
+            for o in range(1, n + 1) for line in (1, 2, 3)]
+
+
+def mssql_conn(rows: list[tuple[Any, ...]]) -> FakeConnection:
+    """[sales].[order_lines] on a recorded SQL Server: composite key (order_id, line_no)."""
+    db = _sqlite("sales", "CREATE TABLE sales.order_lines (order_id INT, line_no INT, qty INT, "
+                 "price TEXT, note TEXT, shipped_at TEXT)", rows)
+
+    def driver_types(r: tuple[Any, ...]) -> tuple[Any, ...]:
+        # python-tds returns decimal.Decimal for decimal and datetime for datetime2
+        out = list(r)
+        out[3] = decimal.Decimal(out[3])
+        out[5] = dt.datetime.fromisoformat(out[5])
+        return tuple(out)
+
+    return FakeConnection([
+        (r"^SELECT COLUMN_NAME, DATA_TYPE, DATA_TYPE FROM INFORMATION_SCHEMA\.COLUMNS WHERE "
+         r"TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION$",
+         lambda sql, p: [("order_id", "int", "int"), ("line_no", "smallint", "smallint"),
+                         ("qty", "int", "int"), ("price", "decimal", "decimal"),
+                         ("note", "nvarchar", "nvarchar"), ("shipped_at", "datetime2", "datetime2")]
+         if p == ("sales", "order_lines") else []),
+        (r"^SELECT (TOP \(\d+\) )?\[order_id\], \[line_no\], \[qty\], \[price\], \[note\], "
+         r"\[shipped_at\], \[order_id\], \[line_no\] FROM \[sales\]\.\[order_lines\]",
+         sqlite_answer(db, driver_types)),
+    ])
+
+
+def _mssql_item(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The item DMS writes for one row (typed by hand: N for numbers, S for text/dates)."""
+    o, line, qty, price, note, shipped = row
+    item = {"order_id": {"N": str(o)}, "line_no": {"N": str(line)}, "qty": {"N": str(qty)},
+            "price": {"N": price}, "shipped_at": {"S": shipped}}
+    if note is not None:
+        item["note"] = {"S": note}
+    return item
+
+
+def test_sqlserver_source_identical_then_each_difference_found(ddb, monkeypatch, capsys):
+    # GIVEN 69 rows of a composite-key SQL Server table and their items as DMS writes them
+    rows = _mssql_lines()
+    target = _table(ddb, [("order_id", "N"), ("line_no", "N")])
+    for row in rows:
+        ddb.put_item(TableName=target, Item=_mssql_item(row))
+    conn = mssql_conn(rows)
+    mapping = reconcile.TableMapping.parse(f"sales.order_lines={target}:order_id,line_no")
+    # WHEN reconciled in pages of 5
+    result = reconcile.reconcile(conn, "sqlserver", [mapping], ddb, page_size=5)
+    # THEN nothing differs, and the source was read in keyset pages with TOP
+    (report,) = result.tables
+    assert (report.source_rows, report.target_items, report.ok) == (69, 69, True)
+    pages = conn.sent(r"^SELECT TOP \(5\) ")
+    assert len(pages) == 14
+    assert pages[1][0].endswith(
+        "WHERE ([order_id] > %s) OR ([order_id] = %s AND [line_no] > %s) "
+        "ORDER BY [order_id], [line_no]")
+    assert pages[1][1] == (2, 2, 2)  # after (order_id 2, line_no 2): the 5th row
+    # AND a deleted item, an extra item and a changed value are each found (CLI, exit 1)
+    ddb.delete_item(TableName=target, Key={"order_id": {"N": "7"}, "line_no": {"N": "3"}})
+    ddb.put_item(TableName=target, Item=_mssql_item((99, 1, 1, "1", None, "2026-01-01 00:00:00")))
+    ddb.update_item(TableName=target, Key={"order_id": {"N": "3"}, "line_no": {"N": "1"}},
+                    UpdateExpression="SET price = :p",
+                    ExpressionAttributeValues={":p": {"N": "3.1"}})
+    monkeypatch.setenv("RC_MSSQL_PW", "x")
+    monkeypatch.setattr(reconcile, "connect", lambda params: mssql_conn(rows))
+    code = reconcile.main(["--engine", "sqlserver", "--host", "mssql.internal", "--database",
+                           "erp", "--user", "reader", "--password-env", "RC_MSSQL_PW",
+                           "--table", f"sales.order_lines={target}:order_id,line_no",
+                           "--page-size", "7"], dynamodb=ddb)
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[0] == (f"DIFF sales.order_lines -> {target}: source 69 rows, target 69 items, "
+                      "missing 1, extra 1, different 1")
+    assert '  missing   {"order_id": "7", "line_no": "3"}' in out
+    assert '  extra     {"order_id": "99", "line_no": "1"}' in out
+    assert '  different {"order_id": "3", "line_no": "1"} columns: price' in out
+
+
+ORA_ROWS = [(i, f"{i * 1.5:g}", f"2026-03-{1 + i % 28:02d} 12:00:0{i % 10}",
+             f"2026-03-01 10:00:00+0{i % 3}:00", None if i % 4 == 0 else "x" * (i * 300))
+            for i in range(1, 30)]
+
+
+def oracle_conn() -> FakeConnection:
+    """"ERP"."ORDERS" on a recorded Oracle: NUMBER key, DATE (with a time of day),
+    TIMESTAMP WITH TIME ZONE (read as SYS_EXTRACT_UTC) and a CLOB."""
+    db = _sqlite("ERP", 'CREATE TABLE ERP.ORDERS ("ID" INTEGER, "AMOUNT" TEXT, "PLACED" TEXT, '
+                 '"PAID_AT" TEXT, "NOTE" TEXT)', ORA_ROWS)
+    db.create_function("SYS_EXTRACT_UTC", 1, lambda v: dt.datetime.fromisoformat(v).astimezone(
+        dt.UTC).replace(tzinfo=None).isoformat(sep=" "))
+
+    def driver_types(r: tuple[Any, ...]) -> tuple[Any, ...]:
+        # python-oracledb (fetch_decimals, fetch_lobs off): Decimal, datetime, str
+        i, amount, placed, paid, note, key = r
+        return (decimal.Decimal(i), decimal.Decimal(amount), dt.datetime.fromisoformat(placed),
+                dt.datetime.fromisoformat(paid), note, decimal.Decimal(key))
+
+    return FakeConnection([
+        (r"^ALTER SESSION SET TIME_ZONE = '\+00:00'$", []),
+        (r"^SELECT column_name, data_type, data_type FROM all_tab_columns WHERE owner = :1 AND "
+         r"table_name = :2 ORDER BY column_id$",
+         [("ID", "NUMBER", "NUMBER"), ("AMOUNT", "NUMBER", "NUMBER"), ("PLACED", "DATE", "DATE"),
+          ("PAID_AT", "TIMESTAMP(6) WITH TIME ZONE", "TIMESTAMP(6) WITH TIME ZONE"),
+          ("NOTE", "CLOB", "CLOB")]),
+        (r'^SELECT "ID", "AMOUNT", "PLACED", SYS_EXTRACT_UTC\("PAID_AT"\), "NOTE", "ID" FROM '
+         r'"ERP"\."ORDERS"', sqlite_answer(db, driver_types)),
+    ])
+
+
+def _oracle_item(row: tuple[Any, ...]) -> dict[str, Any]:
+    i, amount, placed, paid, note = row
+    utc = dt.datetime.fromisoformat(paid).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    item = {"ID": {"N": str(i)}, "AMOUNT": {"N": amount}, "PLACED": {"S": placed},
+            "PAID_AT": {"S": utc}}
+    if note is not None:
+        item["NOTE"] = {"S": note}
+    return item
+
+
+def test_oracle_source_identical_then_changed(ddb):
+    target = _table(ddb, [("ID", "N")])
+    for row in ORA_ROWS:
+        ddb.put_item(TableName=target, Item=_oracle_item(row))
+    mapping = reconcile.TableMapping.parse(f"ERP.ORDERS={target}:ID")
+    conn = oracle_conn()
+    (report,) = reconcile.reconcile(conn, "oracle", [mapping], ddb, page_size=4).tables
+    assert (report.source_rows, report.ok) == (29, True), report.lines()
+    pages = conn.sent(r"FETCH FIRST 4 ROWS ONLY$")
+    assert len(pages) == 8
+    assert pages[1][0].endswith('WHERE ("ID" > :1) ORDER BY "ID" FETCH FIRST 4 ROWS ONLY')
+    assert conn.executed[0][0] == "ALTER SESSION SET TIME_ZONE = '+00:00'"
+    # a time zone value written in local time (not UTC) and a truncated CLOB are different
+    bad = _oracle_item(ORA_ROWS[4])
+    bad["PAID_AT"] = {"S": "2026-03-01 10:00:05"}
+    bad["NOTE"] = {"S": bad["NOTE"]["S"][:100]}
+    ddb.put_item(TableName=target, Item=bad)
+    (report,) = reconcile.reconcile(oracle_conn(), "oracle", [mapping], ddb).tables
+    assert (report.different, report.missing, report.extra) == (1, 0, 0)
+    assert report.different_sample == [{"key": {"ID": "5"}, "columns": ["PAID_AT", "NOTE"]}]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    engine=st.sampled_from(["sqlserver", "oracle"]),
+    keys=st.integers(1, 3),
+    rows=st.sets(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)),
+                 min_size=0, max_size=40),
+    page=st.integers(1, 7),
+)
+def test_keyset_pages_read_every_row_once_in_key_order(engine, keys, rows, page):
+    # GIVEN a table whose key is the first 1-3 columns (many ties in the leading columns)
+    data = sorted({r[:keys] + (0,) * (3 - keys) for r in rows})
+    if not data:
+        data_rows: list[tuple[Any, ...]] = []
+    else:
+        data_rows = [(*r, f"v{n}") for n, r in enumerate(data)]
+    db = sqlite3.connect(":memory:")
+    db.execute("ATTACH DATABASE ':memory:' AS s")
+    db.execute("CREATE TABLE s.t (a INTEGER, b INTEGER, c INTEGER, v TEXT)")
+    db.executemany("INSERT INTO s.t VALUES (?, ?, ?, ?)", data_rows)
+    cols = [("a", "int"), ("b", "int"), ("c", "int"), ("v", "varchar")]
+    catalog = (r"INFORMATION_SCHEMA\.COLUMNS" if engine == "sqlserver" else r"all_tab_columns")
+    conn = FakeConnection([(catalog, [(n, t, t) for n, t in cols]),
+                           (r"^SELECT ", sqlite_answer(db))])
+    mapping = reconcile.TableMapping("s.t", "target", tuple("abc"[:keys]), ("v",))
+    src = reconcile._Source(conn, engine, mapping)
+    # WHEN read in keyset pages (the spelled-out OR condition, TOP / FETCH FIRST)
+    names = [c.name for c in src.columns]
+    read = [dict(zip(names, row, strict=False)) for batch in src.pages(page) for row in batch]
+    # THEN every row comes exactly once, in key order
+    expected = [{**dict(zip("abc", r[:keys], strict=False)), "v": f"v{n}"}
+                for n, r in enumerate(data)]
+    assert read == expected
+    placeholders = re.findall(r"%s|:\d+", conn.executed[-1][0])
+    assert len(placeholders) in (0, keys * (keys + 1) // 2)
+
+
+def test_stack_fills_the_sqlserver_connection_and_region(tmp_path, ddb, monkeypatch, capsys):
+    # GIVEN a stack file whose DMS source is SQL Server
+    stack_dir = _source_stack(tmp_path, {"engine": "sqlserver", "server": "mssql.internal",
+                                         "port": 1533, "database": "erp",
+                                         "ssl_mode": "none", "allow_unencrypted": True})
+    rows = _mssql_lines(3)
+    target = _table(ddb, [("order_id", "N"), ("line_no", "N")])
+    for row in rows:
+        ddb.put_item(TableName=target, Item=_mssql_item(row))
+    opened: list[Any] = []
+
+    def fake_connect(params: Any) -> FakeConnection:
+        opened.append(params)
+        return mssql_conn(rows)
+
+    monkeypatch.setattr(reconcile, "connect", fake_connect)
+    monkeypatch.setenv("RC_MSSQL_PW", "x")
+    # WHEN reconcile gets only --stack (and a password source that overrides the secret)
+    code = reconcile.main(["--stack", "src", "--stack-dir", str(stack_dir), "--user", "reader",
+                           "--password-env", "RC_MSSQL_PW", "--table",
+                           f"sales.order_lines={target}:order_id,line_no"], dynamodb=ddb)
+    # THEN engine, host, port, database and TLS come from the stack file
+    assert code == 0, capsys.readouterr()
+    (params,) = opened
+    assert (params.engine, params.host, params.port, params.database, params.ssl) == (
+        "sqlserver", "mssql.internal", 1533, "erp", "disable")
+
+
+def _source_stack(tmp_path: Any, source: dict[str, Any], name: str = "src") -> Any:
+    """A stack file (in tmp_path) with one table and a DMS section with ``source``."""
+    config = {
+        "aws:region": REGION,
+        "dms-event-bus:tables": {"orders": {"source": {"schema": "sales", "table": "orders"},
+                                            "partition_key": {"name": "id", "type": "N"}}},
+        "dms-event-bus:dms": {
+            "capacity": {"mode": "serverless", "min_capacity_units": 1,
+                         "max_capacity_units": 4},
+            "network": {"vpc_id": "vpc-0123456789abcdef0",
+                        "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                        "source_cidrs": ["10.20.0.0/24"]},
+            "source": {"secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+                       "src-AbCdEf", **source},
+        },
+    }
+    (tmp_path / f"Pulumi.{name}.yaml").write_text(json.dumps({"config": config}))
+    return tmp_path
