@@ -699,9 +699,11 @@ class DmsSettings(Model):
 # -- cross-checks against the declared tables -------------------------------------------
 
 
-def dms_pattern_regex(pattern: str) -> re.Pattern[str]:
+def dms_pattern_regex(pattern: str, *, case_sensitive: bool = False) -> re.Pattern[str]:
     """A DMS name pattern as a regex: `%` any run, `_` any one character (as SQL LIKE;
-    treating `_` as a wildcard errs on the side of finding an overlap)."""
+    treating `_` as a wildcard errs on the side of finding an overlap). Case-insensitive
+    unless asked: DMS compares case-sensitively, but a case-insensitive source (SQL Server's
+    default collation) matches either way, so the checks err towards a match."""
     parts = []
     for ch in pattern:
         if ch == "%":
@@ -710,11 +712,12 @@ def dms_pattern_regex(pattern: str) -> re.Pattern[str]:
             parts.append(".")
         else:
             parts.append(re.escape(ch))
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+    flags = re.DOTALL if case_sensitive else re.IGNORECASE | re.DOTALL
+    return re.compile("".join(parts), flags)
 
 
-def dms_pattern_matches(pattern: str, name: str) -> bool:
-    return dms_pattern_regex(pattern).fullmatch(name) is not None
+def dms_pattern_matches(pattern: str, name: str, *, case_sensitive: bool = False) -> bool:
+    return dms_pattern_regex(pattern, case_sensitive=case_sensitive).fullmatch(name) is not None
 
 
 def source_of(logical: str, table: TableSettings, default_schema: str | None) -> tuple[str, str]:
@@ -893,17 +896,27 @@ def wildcard_tables_not_carried(
     nothing ("only supports replication of tables with non-composite primary keys, unless
     you specify an object mapping", AWS DMS guide, DynamoDB target limitations). One
     problem per table, at the wildcard's key path, with the fix."""
-    declared = set()
-    for logical, table in tables.items():
-        if table.source is not None or dms.default_schema is not None:
-            schema, name = source_of(logical, table, dms.default_schema)
-            declared.add((schema.lower(), name.lower()))
+    # Declared tables as written: DMS's object-locators compare names case-sensitively, so
+    # `s.a` is not covered by a declared `s.A` (wildcard patterns are matched
+    # case-insensitively below, which may name more tables, never fewer).
+    declared = {
+        source_of(logical, table, dms.default_schema)
+        for logical, table in tables.items()
+        if table.source is not None or dms.default_schema is not None
+    }
     problems: list[Problem] = []
     for (schema, name), primary_key in sorted(catalog.items()):
-        if len(primary_key) == 1 or (schema.lower(), name.lower()) in declared:
+        if len(primary_key) == 1 or (schema, name) in declared:
             continue
         for i, wildcard in enumerate(dms.wildcards):
-            if _same_schema(wildcard.schema_name, schema) and _wildcard_selects(wildcard, name):
+            # may select: the include in any case, exclusions only as written
+            if (
+                _same_schema(wildcard.schema_name, schema)
+                and dms_pattern_matches(wildcard.table_pattern, name)
+                and not any(
+                    dms_pattern_matches(p, name, case_sensitive=True) for p in wildcard.exclude
+                )
+            ):
                 key = list(primary_key) if primary_key else "none"
                 problems.append(
                     (
@@ -914,7 +927,7 @@ def wildcard_tables_not_carried(
                         f"`tables` (logical name '{wildcard_table_name(wildcard, name)}', with "
                         "its own key; more than two columns: a concatenated key), or add it "
                         f"to dms.wildcards[{i}].exclude",
-                        name,
+                        f"{schema}.{name}",
                     )
                 )
                 break
