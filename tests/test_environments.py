@@ -327,3 +327,29 @@ def test_adoption_refuses_a_stack_whose_last_update_is_not_a_known_good_commit(
     with pytest.raises(EnvironmentsError) as caught:
         envs.deployed_commit(history, "live")
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check-order", "--after", "qa", "--jobs", "{missing}"),
+        ("deployed-commit", "--stack", "qa", "--history", "{garbage}"),
+        ("adoption", "--deploying", "{garbage}", "--file", "{file}"),
+        ("deployed-commit", "--stack", "qa"),
+    ],
+)
+def test_unreadable_inputs_of_the_cli_are_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text('{"jobs": [')
+    file = write(tmp_path, THREE, ("qa", "staging-eu", "live"))
+    paths = {
+        "{missing}": str(tmp_path / "missing.json"),
+        "{garbage}": str(garbage),
+        "{file}": str(file),
+    }
+    proc = run_cli(*[paths.get(a, a) for a in args], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr

