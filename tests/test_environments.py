@@ -353,3 +353,25 @@ def test_unreadable_inputs_of_the_cli_are_one_line_and_exit_2(
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_order_check_and_the_commit_lookup_need_only_the_standard_library(
+    tmp_path: Path,
+) -> None:
+    # deploy.yml checks the order before `pulumi install`: no PyYAML on that runner yet
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([_page(("pulumi up qa", "success"))]))
+    code = (
+        "import sys; sys.modules['yaml'] = None; sys.modules['pydantic'] = None\n"
+        "from tools.environments import main\n"
+        f"sys.exit(main(['check-order', '--after', 'qa', '--jobs', {str(jobs)!r}]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
