@@ -375,3 +375,44 @@ def test_the_order_check_and_the_commit_lookup_need_only_the_standard_library(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+_STATUS = st.sampled_from(["completed", "queued", "in_progress", "waiting", "pending"])
+
+
+@given(
+    marks=st.lists(st.booleans(), min_size=1, max_size=5),
+    data=st.data(),
+)
+@settings(max_examples=80, deadline=None)
+def test_adoption_leaves_a_stack_to_a_deploy_exactly_while_that_deploy_has_not_applied_it(
+    marks: list[bool], data: st.DataObject
+) -> None:
+    # GIVEN environments, some marked for adoption, and unfinished deploy runs whose jobs for
+    # some stacks exist in some status (a job not created yet: its stack still to come)
+    environments = tuple(
+        Environment(f"s{i}", f"s{i}", marked, f"s{i}") for i, marked in enumerate(marks)
+    )
+    runs = [
+        {
+            "jobs": [
+                {"name": envs.deploy_job_name(e.stack), "status": data.draw(_STATUS)}
+                for e in environments
+                if data.draw(st.booleans())
+            ]
+        }
+        for _ in range(data.draw(st.integers(0, 3)))
+    ]
+    # WHEN the schedule asks for adoption
+    adopted = [e["stack"] for e in envs.adoption_matrix(environments, None, runs)["include"]]
+    # THEN a marked stack is adopted iff every unfinished run has completed its job
+    expected = [
+        e.stack
+        for e in environments
+        if e.scheduled_adoption
+        and all(
+            {"name": envs.deploy_job_name(e.stack), "status": "completed"} in run["jobs"]
+            for run in runs
+        )
+    ]
+    assert adopted == expected
