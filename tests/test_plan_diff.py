@@ -1,0 +1,409 @@
+"""`python -m tools.plan <stack> --against <plan JSON>`: adds, changes and deletes between two
+plans of generated stacks, data-affecting deletes and replacements first, and the exit status
+CI gates on; the DMS lines, `--section`, `--summary` and the collapsed API Gateway lines.
+
+Stack files are built here (never the example stacks): two folders hold the same stack name
+with different configs, each planned to JSON the way the PR workflow does
+(`python -m tools.plan <stack> --json > plan.json`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
+
+from tests.test_scale import GENERATED_DMS
+from tools import plan as plan_tool
+from tools import plan_diff
+from tools.plan_diff import EXIT_DATA_AFFECTING, REPLACE_RULES
+
+STACK = "pd"
+PREFIX = f"dmsbus-{STACK}-"
+TABLE = "aws:dynamodb/table:Table"
+#: the tables a generated stack picks from (logical name -> partition key column)
+POOL = {"orders": "order_id", "customers": "customer_id", "products": "sku",
+        "invoices": "invoice_id", "suppliers": "supplier_id"}
+
+
+def config_of(tables: tuple[str, ...], *, keys: dict[str, str] | None = None,
+              tags: dict[str, str] | None = None, iterator_age_ms: int = 300_000,
+              wildcards: bool = False, ingest: bool = False) -> dict[str, Any]:
+    keys = {**POOL, **(keys or {})}
+    dms = copy.deepcopy(GENERATED_DMS)
+    if wildcards:
+        dms["wildcards"] = [{"schema": "audit", "table_pattern": "%", "exclude": ["tmp_%", "x_%"],
+                             "table_prefix": "audit_"}]
+    config: dict[str, Any] = {
+        "aws:region": "eu-west-1",
+        "dms-event-bus:tags": tags or {"team": "data"},
+        "dms-event-bus:alarms": {"iterator_age_ms": iterator_age_ms},
+        "dms-event-bus:tables": {t: {"partition_key": {"name": keys[t], "type": "S"}}
+                                 for t in tables},
+        "dms-event-bus:dms": dms,
+    }
+    if ingest:
+        config["dms-event-bus:ingest_api"] = {"auth": "iam", "entities": {"requests": {
+            "fields": {"sku": {"type": "string", "required": True}}}}}
+    return config
+
+
+def write_stack(folder: Path, config: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": config}))
+    return folder
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = plan_tool.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def plan_to_json(folder: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    code, out, err = run(capsys, STACK, "--stack-dir", str(folder), "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@cache
+def planned(tables: tuple[str, ...], **options: Any) -> dict[str, Any]:
+    """The --json plan of a generated stack (cached: hypothesis draws the same sets again)."""
+    import tempfile  # noqa: PLC0415 - only for the cache's own folders
+
+    folder = write_stack(Path(tempfile.mkdtemp(prefix="plan-diff-")), config_of(tables,
+                                                                                 **options))
+    from contextlib import redirect_stdout  # noqa: PLC0415
+    from io import StringIO  # noqa: PLC0415
+
+    buffer = StringIO()
+    with redirect_stdout(buffer):
+        assert plan_tool.main([STACK, "--stack-dir", str(folder), "--json"]) == 0
+    return json.loads(buffer.getvalue())
+
+
+def against(tmp_path: Path, capsys: pytest.CaptureFixture[str], base: dict[str, Any],
+            head: Path, *extra: str) -> tuple[int, str, str]:
+    base_file = tmp_path / "base-plan.json"
+    base_file.write_text(json.dumps(base))
+    return run(capsys, STACK, "--stack-dir", str(head), "--against", str(base_file), *extra)
+
+
+def data_affecting(base: dict[str, Any], head: dict[str, Any]) -> list[tuple[str, str, str]]:
+    d = plan_diff.diff(base, head)
+    return [(f.action, f.res.type, f.res.physical) for f in d.data_affecting]
+
+
+# -- the diff through the command: what a reviewer reads, and the exit status ---------------
+
+
+def test_removing_a_table_is_a_data_affecting_delete_and_exit_3(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = planned(("orders", "suppliers"))
+    head = write_stack(tmp_path / "head", config_of(("orders",)))
+    code, out, _ = against(tmp_path, capsys, base, head)
+    assert code == EXIT_DATA_AFFECTING
+    lines = out.splitlines()
+    flagged = [i for i, line in enumerate(lines) if line.startswith("  !! DELETE")]
+    assert len(flagged) == 1, out
+    assert f"{PREFIX}suppliers" in lines[flagged[0]] and TABLE in lines[flagged[0]]
+    # at the top: right after the counts line and the DATA-AFFECTING heading
+    assert lines[1].startswith("DATA-AFFECTING (1)") and flagged[0] == 2
+    assert "urn:pulumi:" in lines[3] and "::suppliers-table" in lines[3]
+    deletes = out.split("\ndelete (")[1]
+    assert "suppliers-table" in deletes and "suppliers-write-throttles" in deletes
+    assert "orders-table" not in deletes
+
+
+def test_changing_a_key_replaces_the_table_and_its_stream(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = planned(("orders", "customers"))
+    head = write_stack(tmp_path / "head", config_of(("orders", "customers"),
+                                                    keys={"orders": "order_no"}))
+    code, out, _ = against(tmp_path, capsys, base, head)
+    assert code == EXIT_DATA_AFFECTING
+    assert f"!! REPLACE orders-table ({PREFIX}orders) [{TABLE}]" in out
+    assert "because hashKey changed" in out
+    assert f"!! REPLACE STREAM orders-table ({PREFIX}orders)" in out
+    assert "customers-table" not in out.split("\nadd (")[0].split("\nchange (")[0]
+    change = out.split("\nchange (")[1]
+    assert "+- orders-table" in change and 'hashKey: "order_id" -> "order_no"' in change
+
+
+def test_a_tag_or_alarm_threshold_change_is_a_plain_update(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = planned(("orders",))
+    head = write_stack(tmp_path / "head", config_of(
+        ("orders",), tags={"team": "platform"}, iterator_age_ms=120_000))
+    code, out, _ = against(tmp_path, capsys, base, head)
+    assert code == 0, out
+    assert "no data-affecting change" in out and "(0 replace)" in out
+    assert "0 to add" in out and "0 to delete" in out
+    assert "~ orders-table" in out and 'tags.team: "data" -> "platform"' in out
+    assert "threshold: 300000 -> 120000" in out
+    assert "+-" not in out and "!!" not in out
+
+
+def test_an_added_table_is_an_add(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = planned(("orders",))
+    head = write_stack(tmp_path / "head", config_of(("orders", "invoices")))
+    code, out, _ = against(tmp_path, capsys, base, head)
+    assert code == 0, out
+    adds = out.split("\nadd (")[1].split("\nchange (")[0]
+    assert f"+ invoices-table ({PREFIX}invoices) [{TABLE}]" in adds
+    assert "0 to delete" in out and "no data-affecting change" in out
+
+
+def test_the_same_plan_has_no_changes(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    head = write_stack(tmp_path / "head", config_of(("orders",)))
+    code, out, _ = against(tmp_path, capsys, plan_to_json(head, capsys), head)
+    assert code == 0
+    assert "0 to add, 0 to change (0 replace), 0 to delete" in out
+
+
+def test_a_plan_file_from_before_urns_matches_by_parent_and_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Base plans written by the previous tools.plan (no format, no urn): same URNs."""
+    head = write_stack(tmp_path / "head", config_of(("orders",)))
+    old = plan_to_json(head, capsys)
+    old.pop("format")
+    for r in old["resources"]:
+        del r["urn"], r["custom"]
+    code, out, _ = against(tmp_path, capsys, old, head)
+    assert code == 0 and "0 to add, 0 to change (0 replace), 0 to delete" in out
+
+
+def test_diff_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = planned(("orders", "suppliers"))
+    head = write_stack(tmp_path / "head", config_of(("orders",)))
+    code, out, _ = against(tmp_path, capsys, base, head, "--json")
+    assert code == EXIT_DATA_AFFECTING
+    doc = json.loads(out)
+    assert [(f["action"], f["type"], f["physical"]) for f in doc["data_affecting"]] == [
+        ("DELETE", TABLE, f"{PREFIX}suppliers")]
+    assert all(r["urn"].startswith(f"urn:pulumi:{STACK}::") for r in doc["deletes"])
+
+
+# -- bad base plans: one line, exit 2 --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "no such file"),
+    ("{not json", "not JSON"),
+    ('{"stack": "pd"}', "no 'resources' list"),
+    ('{"resources": []}', "no 'stack' name"),
+    ('{"format": 99, "stack": "pd", "resources": []}', "newer than this tool"),
+    ('{"stack": "pd", "resources": [{"type": "x"}]}', "resource 0 is not a plan resource"),
+    ('{"stack": "other", "resources": []}', "plan of stack 'other', not 'pd'"),
+    ('[1, 2]', "not a plan"),
+])
+def test_a_bad_base_plan_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           content: str | None, expected: str) -> None:
+    head = write_stack(tmp_path / "head", config_of(("orders",)))
+    base_file = tmp_path / "base-plan.json"
+    if content is not None:
+        base_file.write_text(content)
+    code, out, err = run(capsys, STACK, "--stack-dir", str(head), "--against", str(base_file))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and expected in err, err
+
+
+def test_two_different_stack_names_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        plan_tool.main(["dev", "--stack", "prod"])
+    assert done.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def test_secrets_are_masked_in_the_plan_json_and_the_diff() -> None:
+    base = copy.deepcopy(planned(("orders",)))
+    head = copy.deepcopy(base)
+    source_old = next(r for r in base["resources"] if r["name"] == "dms-source")
+    source_new = next(r for r in head["resources"] if r["name"] == "dms-source")
+    source_old["inputs"]["password"] = "hunter2-old"
+    source_new["inputs"]["password"] = "hunter2-new"
+    source_new["inputs"]["kafkaSettings"] = {"saslPassword": "s3cr3t-sasl"}
+    table_new = next(r for r in head["resources"] if r["name"] == "orders-table")
+    table_new["inputs"]["tags"]["owner"] = "<secret>"  # a `secure:` config value offline
+    # what tools.plan --json writes
+    written = json.dumps(plan_diff.plan_document(STACK, head["resources"]))
+    assert "hunter2" not in written and "s3cr3t" not in written and "<secret>" not in written
+    d = plan_diff.diff(base, head)
+    text = plan_diff.render(d) + json.dumps(plan_diff.as_json(d))
+    assert "hunter2" not in text and "s3cr3t" not in text and "<secret>" not in text
+    assert "password: [secret] changed" in text
+    assert "kafkaSettings.saslPassword: [secret] changed" in text
+    assert "tags.owner: [secret] changed" in text
+    # a masked value that did not change is no change
+    assert plan_diff.diff(copy.deepcopy(base), copy.deepcopy(base)).changes == []
+
+
+@pytest.mark.parametrize("key", ["password", "Password", "secretString", "sasl_password",
+                                 "sslClientKeyPassword", "authToken", "privateKey"])
+def test_sensitive_keys(key: str) -> None:
+    assert plan_diff.is_sensitive(key)
+
+
+@pytest.mark.parametrize("key", ["secretsManagerArn", "secretsManagerAccessRoleArn", "name",
+                                 "apiKeyRequired", "apiKeySource", "credentials", "tokenUrl"])
+def test_references_to_secrets_are_not_masked(key: str) -> None:
+    assert not plan_diff.is_sensitive(key)
+
+
+# -- property: exactly the removed tables are data-affecting ---------------------------------
+
+subsets = st.sets(st.sampled_from(sorted(POOL)), min_size=1).map(lambda s: tuple(sorted(s)))
+
+
+@examples(max_examples=12, deadline=None)
+@given(base_tables=subsets, head_tables=subsets)
+def test_every_removed_table_and_nothing_else_is_data_affecting(
+        base_tables: tuple[str, ...], head_tables: tuple[str, ...]) -> None:
+    d = plan_diff.diff(planned(base_tables), planned(head_tables))
+    removed = set(base_tables) - set(head_tables)
+    added = set(head_tables) - set(base_tables)
+    assert sorted((f.action, f.res.type, f.res.physical) for f in d.data_affecting) == sorted(
+        ("DELETE", TABLE, f"{PREFIX}{t}") for t in removed)
+    assert {r.physical for r in d.adds if r.type == TABLE} == {f"{PREFIX}{t}" for t in added}
+    assert {r.physical for r in d.deletes if r.type == TABLE} == {
+        f"{PREFIX}{t}" for t in removed}
+    assert not any(c.replace for c in d.changes)
+
+
+# -- the replace table -----------------------------------------------------------------------
+
+
+def test_every_replace_rule_names_its_source_and_the_data_types_are_covered() -> None:
+    for type_, rule in REPLACE_RULES.items():
+        assert rule.replace_on and rule.source, type_
+    holding = {t for t, r in REPLACE_RULES.items() if r.holds_data}
+    assert {TABLE, "aws:kinesis/stream:Stream", "aws:s3/bucket:Bucket", "aws:kms/key:Key",
+            "aws:dms/endpoint:Endpoint", "aws:dms/replicationTask:ReplicationTask",
+            "aws:dms/replicationConfig:ReplicationConfig", "aws:sqs/queue:Queue"} <= holding
+
+
+def _resource(type_: str, logical: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"urn": f"urn:pulumi:{STACK}::p::{type_}::{logical}", "type": type_,
+            "name": logical, "inputs": inputs}
+
+
+@pytest.mark.parametrize(("type_", "old", "new", "data"), [
+    ("aws:kinesis/stream:Stream", {"name": "a"}, {"name": "b"}, True),
+    ("aws:kinesis/stream:Stream", {"name": "a", "retentionPeriod": 24},
+     {"name": "a", "retentionPeriod": 48}, False),
+    ("aws:s3/bucket:Bucket", {"bucket": "a"}, {"bucket": "b"}, True),
+    ("aws:kms/key:Key", {"keyUsage": "ENCRYPT_DECRYPT"}, {"keyUsage": "SIGN_VERIFY"}, True),
+    ("aws:kms/key:Key", {"description": "a"}, {"description": "b"}, False),
+    ("aws:dms/endpoint:Endpoint", {"endpointId": "a"}, {"endpointId": "b"}, True),
+    ("aws:dms/endpoint:Endpoint", {"endpointId": "a", "sslMode": "none"},
+     {"endpointId": "a", "sslMode": "require"}, False),
+    ("aws:dms/replicationTask:ReplicationTask", {"replicationTaskId": "a"},
+     {"replicationTaskId": "b"}, True),
+    ("aws:dms/replicationConfig:ReplicationConfig", {"computeConfig": {
+        "replicationSubnetGroupId": "a", "maxCapacityUnits": 4}},
+     {"computeConfig": {"replicationSubnetGroupId": "b", "maxCapacityUnits": 4}}, True),
+    ("aws:dms/replicationConfig:ReplicationConfig", {"computeConfig": {"maxCapacityUnits": 4}},
+     {"computeConfig": {"maxCapacityUnits": 8}}, False),
+    ("aws:sqs/queue:Queue", {"name": "x-dlq"}, {"name": "y-dlq"}, True),
+    ("aws:sqs/queue:Queue", {"name": "work"}, {"name": "work2"}, False),
+    (TABLE, {"name": "t", "streamEnabled": True, "streamViewType": "NEW_IMAGE"},
+     {"name": "t", "streamEnabled": True, "streamViewType": "NEW_AND_OLD_IMAGES"}, True),
+    (TABLE, {"name": "t", "billingMode": "PROVISIONED"},
+     {"name": "t", "billingMode": "PAY_PER_REQUEST"}, False),
+])
+def test_replace_or_update_per_type(type_: str, old: dict[str, Any], new: dict[str, Any],
+                                    data: bool) -> None:
+    d = plan_diff.diff({"stack": STACK, "resources": [_resource(type_, "r", old)]},
+                       {"stack": STACK, "resources": [_resource(type_, "r", new)]})
+    assert len(d.changes) == 1
+    assert bool(d.data_affecting) is data, plan_diff.render(d)
+
+
+def test_deleting_an_adopted_table_only_forgets_it() -> None:
+    adopted = _resource("pulumi-python:dynamic/dms:AdoptedTable", "a", {"table_name": "t"})
+    d = plan_diff.diff({"stack": STACK, "resources": [adopted]},
+                       {"stack": STACK, "resources": []})
+    assert len(d.deletes) == 1 and d.data_affecting == []
+
+
+# -- the tree: DMS lines, sections, summary, API Gateway -------------------------------------
+
+
+def test_dms_lines_show_engine_capacity_type_and_mappings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_stack(tmp_path, config_of(("orders", "customers", "products"),
+                                             wildcards=True))
+    code, out, _ = run(capsys, STACK, "--stack-dir", str(folder), "--section", "dms")
+    assert code == 0
+    summary = "3 declared tables, 1 wildcard audit.%, 2 exclusions"
+    (component,) = [line for line in out.splitlines() if "[dms-event-bus:index:DmsSource]" in line]
+    for shown in ("engine=postgres", "capacity=serverless 1-4 DCU", "type=full-load-and-cdc",
+                  f"mappings={summary}"):
+        assert shown in component
+    (config,) = [line for line in out.splitlines() if "ReplicationConfig]" in line]
+    assert f"mappings={summary}" in config and "capacity=serverless 1-4 DCU" in config
+    (source,) = [line for line in out.splitlines() if "- dms-source " in line]
+    assert "type=source engine=postgres" in source
+
+
+def test_instance_capacity_shows_the_class(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    config = config_of(("orders",))
+    config["dms-event-bus:dms"]["capacity"] = {"mode": "instance",
+                                               "instance_class": "dms.t3.medium"}
+    folder = write_stack(tmp_path, config)
+    code, out, _ = run(capsys, STACK, "--stack-dir", str(folder), "--section", "dms")
+    assert code == 0
+    (component,) = [line for line in out.splitlines() if "[dms-event-bus:index:DmsSource]" in line]
+    assert "capacity=instance dms.t3.medium" in component
+    assert "type=full-load-and-cdc" in component and "mappings=1 declared table" in component
+
+
+def test_sections_keep_one_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_stack(tmp_path, config_of(("orders",), ingest=True))
+    for section, inside, outside in [("dms", "DmsSource", "KinesisBus"),
+                                     ("bus", "KinesisBus", "DmsSource"),
+                                     ("ingest", "IngestApi", "StreamedTable"),
+                                     ("ops", "AlarmTopic", "IngestApi")]:
+        code, out, _ = run(capsys, STACK, "--stack-dir", str(folder), "--section", section)
+        tree = out.split("Cost estimate")[0]
+        assert code == 0 and inside in tree and outside not in tree, (section, tree)
+
+
+def test_api_gateway_is_one_line_per_api(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_stack(tmp_path, config_of(("orders",), ingest=True))
+    code, out, _ = run(capsys, STACK, "--stack-dir", str(folder), "--section", "ingest")
+    tree = out.split("Cost estimate")[0].splitlines()
+    apigw = [line for line in tree if "[aws:apigateway/" in line]
+    assert code == 0 and len(apigw) == 1 and "routes: " in apigw[0]
+    assert "/requests" in apigw[0] and "POST" in apigw[0]
+    code, out, _ = run(capsys, STACK, "--stack-dir", str(folder), "--section", "ingest",
+                       "--api-detail")
+    detailed = [line for line in out.splitlines() if "[aws:apigateway/" in line]
+    assert code == 0 and len(detailed) > 10
+
+
+def test_summary_counts_by_component_and_type(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_stack(tmp_path, config_of(("orders", "customers")))
+    code, out, _ = run(capsys, STACK, "--stack-dir", str(folder), "--summary")
+    assert code == 0
+    summary = out.split("Cost estimate")[0].splitlines()
+    (tables,) = [line for line in summary if "StreamedTable" in line]
+    assert "StreamedTable x2: 4 resources (2 MetricAlarm, 2 Table)" in tables
+    total = json.loads(json.dumps(planned(("customers", "orders"))))["resources"]
+    assert f"stack {STACK}: {len(total)} resources" in summary[0]
+    assert len(summary) < 12
