@@ -319,6 +319,9 @@ class _Source:
     def pages(self, page_size: int) -> Iterator[list[tuple[Any, ...]]]:
         """Rows in key order; the raw key values are appended to each row."""
         keys = ", ".join(self.q(c.name) for c in self.key_columns)
+        if self.engine == "postgres":  # by position, the raw keys appended to the select
+            # list: a key's name is ambiguous beside its converted copy ("code"::text, varchar)
+            keys = ", ".join(str(len(self.columns) + i + 1) for i in range(len(self.key_columns)))
         after, order = self._after()
         tail = (
             f" FETCH FIRST {int(page_size)} ROWS ONLY" if self.engine == "oracle"
