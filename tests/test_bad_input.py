@@ -186,8 +186,9 @@ PG = ["--engine", "postgres", "--host", "127.0.0.1", "--database", "app", "--use
 def _preflight_cases() -> list[tuple[str, list[str], dict[str, str], tuple[str, ...]]]:
     closed = str(_closed_port())
     return [
-        ("no engine", [], {}, ("the following arguments are required: --engine",)),
-        ("unknown engine", ["--engine", "db2"], {}, ("argument --engine: invalid choice",)),
+        ("no engine", [], {}, ("no engine: give --engine ENGINE or --stack NAME",)),
+        ("unknown engine", ["--engine", "db2"], {},
+         ("argument --engine: unknown engine 'db2'", "aurora (Aurora MySQL)")),
         ("port not a number", [*PG, "--port", "fivefour"], {}, ("argument --port",)),
         ("port out of range", [*PG, "--port", "70000"], {}, ("expected a port 1..65535",)),
         ("tasks zero", [*PG, "--tasks", "0", "--password-env", "PW"], {"PW": "x"},

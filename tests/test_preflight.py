@@ -9,8 +9,11 @@ import secrets
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -640,6 +643,249 @@ def test_mariadb_least_privileged_user_with_unknown_schema_fails(maria, capsys, 
     assert lines["schemas"].startswith("FAIL schemas: not found: nowhere_"), lines
 
 
+# --------------------------------------------------------------------------- RDS-like MariaDB
+
+
+@contextmanager
+def _rds_like(server: DbServer, retention: str | None) -> Iterator[None]:
+    """Make ``server`` look like RDS for MariaDB for as long as the block runs: RDS's
+    ``mysql.rds_show_configuration`` procedure (its result set: name, value, description)
+    reporting ``binlog retention hours`` = ``retention``. Dropped afterwards, so the shared
+    server is itself again for the other tests."""
+    value = "NULL" if retention is None else f"'{retention}'"
+    admin = server.admin_connect()
+    cur = admin.cursor()
+    cur.execute("DROP PROCEDURE IF EXISTS mysql.rds_show_configuration")
+    cur.execute(
+        "CREATE DEFINER = CURRENT_USER PROCEDURE mysql.rds_show_configuration() "
+        f"SQL SECURITY DEFINER SELECT 'binlog retention hours' AS name, {value} AS value, "
+        "'binlog retention hours specifies the duration in hours before binary logs are "
+        "automatically deleted.' AS description"
+    )
+    try:
+        yield
+    finally:
+        cur.execute("DROP PROCEDURE IF EXISTS mysql.rds_show_configuration")
+        admin.close()
+
+
+def _grant_execute(server: DbServer, user: str) -> None:
+    admin = server.admin_connect()
+    cur = admin.cursor()
+    for host in ("127.0.0.1", "localhost"):
+        cur.execute("GRANT EXECUTE ON PROCEDURE mysql.rds_show_configuration TO %s@%s",
+                    (user, host))
+    admin.close()
+
+
+@pytest.mark.parametrize(("retention", "ok"), [("24", True), ("168", True), ("1", False),
+                                               (None, False)])
+def test_mariadb_rds_like_least_privileged_user_reads_rds_retention(
+    maria, retention, ok, capsys, monkeypatch
+):
+    # GIVEN an RDS-like server (rds_show_configuration, no SUPER for anyone but the admin)
+    # and a DMS login with the advised grants plus EXECUTE on the procedure
+    db = maria.fresh_database("pf_rds")
+    _keyed_tables(db)
+    server = _least_privileged(maria, db.dbname)
+    with _rds_like(maria, retention):
+        _grant_execute(maria, server.user)
+        code, lines, err = _run(capsys, monkeypatch, server, "mariadb")
+    # THEN the retention is RDS's setting (the server's expire settings say 7 days), and
+    # every other check passes
+    line = lines["binlog retention"]
+    assert line.startswith("PASS " if ok else "FAIL "), line
+    assert f"RDS binlog retention hours={retention or 'NULL'}" in line
+    if not ok:
+        assert "CALL mysql.rds_set_configuration('binlog retention hours', 24)" in line
+    assert code == (0 if ok else 1), (lines, err)
+    assert all(v.startswith("PASS ") for k, v in lines.items() if k != "binlog retention")
+
+
+class _RdsDataDir:
+    """A real PyMySQL connection whose SHOW GLOBAL VARIABLES reports datadir as RDS does
+    (/rdsdbdata/db/): the one thing about RDS a local server cannot be. Everything else --
+    the login's privileges, the procedure, the server's error for it -- is the real server's."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def cursor(self) -> Any:
+        real = self.conn.cursor()
+
+        class Cursor:
+            def execute(self, sql: str, *args: Any) -> Any:
+                self.variables = sql.startswith("SHOW GLOBAL VARIABLES")
+                return real.execute(sql, *args)
+
+            def fetchall(self) -> list[tuple[Any, ...]]:
+                rows = [tuple(r) for r in real.fetchall()]
+                if self.variables:
+                    rows = [(n, "/rdsdbdata/db/") if n == "datadir" else (n, v) for n, v in rows]
+                return rows
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+        return Cursor()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+@pytest.mark.parametrize("call", ["denied", "granted"])
+def test_mariadb_rds_like_user_who_cannot_call_rds_show_configuration_fails_retention(
+    maria, call, capsys, monkeypatch
+):
+    # GIVEN an RDS-like server (its datadir under /rdsdbdata, rds_show_configuration saying
+    # binlog retention hours NULL: binlogs purged at once) whose expire settings say 7 days,
+    # and a DMS login with exactly the advised grants (no SUPER; EXECUTE on the procedure
+    # only in the "granted" case)
+    db = maria.fresh_database("pf_rds_denied")
+    _keyed_tables(db)
+    server = _least_privileged(maria, db.dbname)
+    real_connect = preflight.connect
+    monkeypatch.setattr(preflight, "connect", lambda params: _RdsDataDir(real_connect(params)))
+    with _rds_like(maria, None):
+        if call == "granted":
+            _grant_execute(maria, server.user)
+        code, lines, _ = _run(capsys, monkeypatch, server, "mariadb")
+    # THEN retention is never passed on the expire settings, which RDS does not use: denied,
+    # the check fails saying it cannot read the RDS setting and how to see it; granted, it
+    # fails on the NULL it reads
+    assert code == 1
+    line = lines["binlog retention"]
+    if call == "denied":
+        assert line.startswith("FAIL binlog retention: RDS binlog retention hours cannot be "
+                               "read by this login ((1370, \"execute command denied to user"), line
+        assert "as the master user, CALL mysql.rds_show_configuration" in line
+    else:
+        assert line.startswith("FAIL binlog retention: RDS binlog retention hours=NULL"), line
+    assert all(v.startswith("PASS ") for k, v in lines.items() if k != "binlog retention")
+
+
+def test_mariadb_without_rds_markers_is_not_rds_even_with_the_procedure_denied(
+    maria, capsys, monkeypatch
+):
+    # GIVEN the procedure exists but the server's variables do not say RDS (a self-managed
+    # server: its expire settings are what purges binlogs)
+    db = maria.fresh_database("pf_rds_no")
+    _keyed_tables(db)
+    server = _least_privileged(maria, db.dbname)
+    with _rds_like(maria, None):
+        code, lines, _ = _run(capsys, monkeypatch, server, "mariadb")
+    assert code == 0, lines
+    assert "binlog_expire_logs_seconds=604800" in lines["binlog retention"]
+
+
+# ------------------------------------------------------------------- least-privileged PostgreSQL
+
+
+def _pg_least_privileged(server: DbServer, db: DbServer, schemas: list[str], *,
+                         rds: bool) -> DbServer:
+    """A login with exactly the grants docs/preflight.md tells a user to give DMS on
+    PostgreSQL: CONNECT on the database, USAGE and SELECT on the replicated schemas, and
+    the replication privilege -- self-managed: the REPLICATION attribute; RDS-like: member
+    of rds_replication (no REPLICATION attribute, as RDS's master user cannot give one).
+    Never a superuser."""
+    user = f"pf_dms_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    admin = server.admin_connect()
+    cur = admin.cursor()
+    if rds:
+        cur.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+            "'rds_replication') THEN CREATE ROLE rds_replication NOLOGIN; END IF; END $$"
+        )
+        cur.execute(f"CREATE ROLE {user} LOGIN NOSUPERUSER NOREPLICATION PASSWORD '{password}'")
+        cur.execute(f"GRANT rds_replication TO {user}")
+    else:
+        cur.execute(f"CREATE ROLE {user} LOGIN NOSUPERUSER REPLICATION PASSWORD '{password}'")
+    cur.execute(f'GRANT CONNECT ON DATABASE "{db.dbname}" TO {user}')
+    admin.close()
+    admin = server.admin_connect(db.dbname)
+    cur = admin.cursor()
+    for schema in schemas:
+        cur.execute(f"GRANT USAGE ON SCHEMA {schema} TO {user}")
+        cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {user}")
+    admin.close()
+    return replace(db, user=user, password=password)
+
+
+def _pg_tables(db: DbServer, *extra: str) -> None:
+    _sql_as_admin(db, "CREATE SCHEMA sales")
+    for statement in (
+        "CREATE TABLE sales.orders (id bigint PRIMARY KEY, note text)",
+        "ALTER TABLE sales.orders REPLICA IDENTITY FULL",
+        "CREATE TABLE sales.order_lines (order_id bigint, n int, qty int, "
+        "PRIMARY KEY (order_id, n))",
+        "CREATE TABLE sales.customers (code varchar(20) CONSTRAINT pk_customers PRIMARY KEY, "
+        "name varchar(40))",
+        *extra,
+    ):
+        _sql_as_admin(db, statement)
+
+
+PG_CHECKS = ["wal_level", "max_replication_slots", "max_wal_senders", "replication privilege",
+             "schemas", "primary keys", "replica identity"]
+
+
+@pytest.mark.parametrize("rds", [False, True], ids=["self-managed", "rds-like"])
+def test_postgres_least_privileged_user_passes_every_check(pg, rds, capsys, monkeypatch):
+    # GIVEN keyed tables (the one with a large column REPLICA IDENTITY FULL) owned by the
+    # application's login, and a DMS login with only the advised grants
+    db = pg.fresh_database("pf_lp")
+    _pg_tables(db)
+    server = _pg_least_privileged(pg, db, ["sales"], rds=rds)
+    # WHEN preflight runs as that login
+    code, lines, err = _run(capsys, monkeypatch, server, "postgres", "--schemas", "sales")
+    # THEN every check has its verdict: all pass
+    assert code == 0, (lines, err)
+    assert list(lines) == PG_CHECKS
+    assert all(line.startswith("PASS ") for line in lines.values()), lines
+    how = "member of rds_replication" if rds else "REPLICATION attribute"
+    assert lines["replication privilege"] == (
+        f"PASS replication privilege: user {server.user}: {how}")
+    assert lines["replica identity"] == (
+        "PASS replica identity: 1 table(s) with columns that can be TOASTed in sales, every "
+        "one REPLICA IDENTITY FULL")
+
+
+@pytest.mark.parametrize("rds", [False, True], ids=["self-managed", "rds-like"])
+def test_postgres_least_privileged_user_sees_keyless_and_default_identity_tables(
+    pg, rds, capsys, monkeypatch
+):
+    # GIVEN also a keyless table and a large-value table under DEFAULT identity, both
+    # owned by the application's login (the DMS login can read them, not alter them)
+    db = pg.fresh_database("pf_lp_bad")
+    _pg_tables(db, "CREATE TABLE sales.audit_log (at timestamptz, what varchar(200))",
+               "CREATE TABLE sales.docs (id int PRIMARY KEY, body text)")
+    server = _pg_least_privileged(pg, db, ["sales"], rds=rds)
+    code, lines, _ = _run(capsys, monkeypatch, server, "postgres", "--schemas", "sales")
+    assert code == 1
+    assert lines["primary keys"] == ("FAIL primary keys: 1 table(s) without a primary key in "
+                                     "sales: sales.audit_log — fix: add a PRIMARY KEY to each "
+                                     "(DMS cannot apply their UPDATE/DELETE to a keyed DynamoDB "
+                                     "table), or exclude them from the task's table mappings")
+    assert lines["replica identity sales.docs"].startswith(
+        "FAIL replica identity sales.docs: replica identity DEFAULT; columns that can be "
+        "TOASTed: body (text).")
+    assert [k for k, v in lines.items() if v.startswith("FAIL")] == [
+        "primary keys", "replica identity sales.docs"]
+
+
+def test_postgres_least_privileged_user_on_misconfigured_server(pg_bad, capsys, monkeypatch):
+    db = pg_bad.fresh_database("pf_lp_mis")
+    _pg_tables(db)
+    server = _pg_least_privileged(pg_bad, db, ["sales"], rds=False)
+    code, lines, _ = _run(capsys, monkeypatch, server, "postgres", "--schemas", "sales")
+    assert code == 1
+    verdicts = {k: v.split(" ", 1)[0] for k, v in lines.items()}
+    assert verdicts == {"wal_level": "FAIL", "max_replication_slots": "FAIL",
+                        "max_wal_senders": "FAIL", "replication privilege": "PASS",
+                        "schemas": "PASS", "primary keys": "PASS", "replica identity": "PASS"}
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -793,6 +1039,161 @@ def test_dms_engine_names_select_the_right_checks(engine, request, capsys, monke
     assert code == 0, (lines, err)
     assert ("wal_level" in lines) == ("postgres" in engine)
     assert ("binlog_format" in lines) == ("postgres" not in engine)
+
+
+# --------------------------------------------------------------------------- --stack
+
+
+def _source_stack(tmp_path: Path, source: dict[str, Any], name: str = "src") -> Path:
+    """A stack file (in tmp_path) with one table and a DMS section whose source is
+    ``source`` (secret_arn defaults to a made-up one)."""
+    config: dict[str, Any] = {
+        "aws:region": "eu-west-1",
+        "dms-event-bus:tables": {"orders": {"source": {"schema": "sales", "table": "orders"},
+                                            "partition_key": {"name": "id", "type": "N"}}},
+    }
+    if source:
+        config["dms-event-bus:dms"] = {
+            "capacity": {"mode": "serverless", "min_capacity_units": 1,
+                         "max_capacity_units": 4},
+            "network": {"vpc_id": "vpc-0123456789abcdef0",
+                        "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                        "source_cidrs": ["10.20.0.0/24"]},
+            "source": {"secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+                       "src-AbCdEf", **source},
+        }
+    (tmp_path / f"Pulumi.{name}.yaml").write_text(json.dumps({"config": config}))
+    return tmp_path
+
+
+def _plain(server: DbServer, engine: str) -> dict[str, Any]:
+    return {"engine": engine, "server": server.host, "port": server.port,
+            "database": server.dbname, "ssl_mode": "none", "allow_unencrypted": True}
+
+
+def test_stack_fills_engine_host_port_database(maria, tmp_path, capsys, monkeypatch):
+    # GIVEN a stack file whose DMS source is the MariaDB server (unencrypted, as its TLS mode)
+    stack_dir = _source_stack(tmp_path, _plain(maria, "mariadb"))
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", maria.password)
+    # WHEN preflight gets only --stack and the login (the password from the environment)
+    code = preflight.main(["--stack", "src", "--stack-dir", str(stack_dir), "--user",
+                           maria.user, "--password-env", "PREFLIGHT_TEST_PW"])
+    out, err = capsys.readouterr()
+    # THEN it connected to that server and ran the MariaDB checks
+    assert code == 0, (out, err)
+    assert "PASS binlog_format: binlog_format=ROW (need ROW)" in out
+    assert f"PASS primary keys: every table in {maria.dbname} has a primary key" in out
+
+
+def test_explicit_options_override_the_stack(maria, tmp_path, capsys, monkeypatch):
+    # GIVEN a stack saying Aurora MySQL on a host and port that do not answer
+    source = {**_plain(maria, "aurora"), "server": "aurora.db.invalid", "port": 3307,
+              "database": "not_this_one"}
+    stack_dir = _source_stack(tmp_path, source)
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", maria.password)
+    # WHEN host, port and database are given on the command line
+    code = preflight.main(["--stack", "src", "--stack-dir", str(stack_dir), "--host",
+                           maria.host, "--port", str(maria.port), "--database", maria.dbname,
+                           "--user", maria.user, "--password-env", "PREFLIGHT_TEST_PW"])
+    out, err = capsys.readouterr()
+    # THEN those win, and the stack's engine (aurora = Aurora MySQL) chose the MySQL checks
+    assert code == 0, (out, err)
+    assert "PASS log_bin" in out
+
+
+def test_stack_secret_gives_the_login_and_password(pg, tmp_path, capsys):
+    # GIVEN an RDS-style secret with only username and password, named by the stack file
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name="eu-west-1")
+        arn = sm.create_secret(
+            Name=f"dmsbus-test-src-{secrets.token_hex(3)}",
+            SecretString=json.dumps({"username": pg.user, "password": pg.password}),
+        )["ARN"]
+        stack_dir = _source_stack(tmp_path, {**_plain(pg, "aurora-postgresql"),
+                                             "secret_arn": arn})
+        # WHEN preflight gets only --stack
+        code = preflight.main(["--stack", "src", "--stack-dir", str(stack_dir)],
+                              secrets_client=sm)
+    out, err = capsys.readouterr()
+    # THEN the secret's login was used against the stack's server: PostgreSQL checks pass
+    assert code == 0, (out, err)
+    assert f"PASS replication privilege: user {pg.user}" in out
+    assert pg.password not in out + err
+
+
+def test_stack_engine_and_explicit_engine_names(tmp_path, capsys, monkeypatch):
+    # GIVEN a SQL Server stack
+    stack_dir = _source_stack(tmp_path, {"engine": "sqlserver", "server": "mssql.internal",
+                                         "database": "erp", "ssl_mode": "none",
+                                         "allow_unencrypted": True})
+    opened: list[Any] = []
+
+    def fake_connect(params: Any) -> Any:
+        opened.append(params)
+        raise preflight.SourceError("stop here")
+
+    monkeypatch.setattr(preflight, "connect", fake_connect)
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", "x")
+    base = ["--stack", "src", "--stack-dir", str(stack_dir), "--user", "u", "--password-env",
+            "PREFLIGHT_TEST_PW"]
+    assert preflight.main(base) == 2
+    assert (opened[-1].engine, opened[-1].host, opened[-1].port, opened[-1].database,
+            opened[-1].ssl) == ("sqlserver", "mssql.internal", 1433, "erp", "disable")
+    # AND an explicit --engine wins (with its own default port), RDS's names accepted
+    assert preflight.main([*base, "--engine", "oracle-se2", "--ssl", "require"]) == 2
+    assert (opened[-1].engine, opened[-1].port, opened[-1].ssl) == ("oracle", 1521, "require")
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(("source", "stack", "message"), [
+    (None, "nope", "preflight: no stack file Pulumi.nope.yaml (stacks found: src)"),
+    ({}, "src", "preflight: stack 'src' has no dms-event-bus:dms section (no DMS source): "
+                "give --engine, --host, --database and a password source instead of --stack"),
+])
+def test_stack_problems_are_one_line_exit_2(tmp_path, capsys, source, stack, message):
+    stack_dir = _source_stack(tmp_path, source or {})
+    code = preflight.main(["--stack", stack, "--stack-dir", str(stack_dir)])
+    out, err = capsys.readouterr()
+    assert (code, out, err) == (2, "", message + "\n")
+
+
+def test_invalid_stack_source_is_one_line_exit_2(tmp_path, capsys):
+    stack_dir = _source_stack(tmp_path, {"engine": "aurora-mysql", "server": "db.internal"})
+    code = preflight.main(["--stack", "src", "--stack-dir", str(stack_dir)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("preflight: stack 'src': ") and "engine" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("engine", "hint"), [
+    ("aurora-mysql5", "unknown engine 'aurora-mysql5' (Aurora MySQL is 'aurora')"),
+    ("db2", "unknown engine 'db2': expected the stack's dms.source.engine"),
+])
+def test_unknown_engine_names_the_accepted_ones(capsys, engine, hint):
+    with pytest.raises(SystemExit) as exc:
+        preflight.main(["--engine", engine])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert hint in err
+    assert "aurora (Aurora MySQL)" in err and "aurora-postgresql (Aurora PostgreSQL)" in err
+    assert "aurora-mysql = aurora" in err and "sqlserver-se = sqlserver" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_help_says_which_engine_name_is_which(capsys):
+    with pytest.raises(SystemExit):
+        preflight.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "aurora (Aurora MySQL)" in out and "sqlserver (SQL Server / RDS for SQL Server)" in out
+    assert "--stack NAME" in out
+
+
+def test_no_engine_and_no_stack_is_one_line_exit_2(capsys):
+    code = preflight.main(["--host", "db.internal"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("preflight: no engine: give --engine ENGINE or "
+                                              "--stack NAME")
 
 
 # --------------------------------------------------------------------------- writeback targets

@@ -236,22 +236,38 @@ def _quote_ident(name: str) -> str:
 # --------------------------------------------------------------------------- MySQL / MariaDB
 
 
-def _rds_binlog_retention_hours(conn: Any) -> tuple[bool, int | None]:
-    """(is RDS, retention hours) from mysql.rds_show_configuration; (False, None) elsewhere."""
+def rds_marker(var: dict[str, Any]) -> bool:
+    """Whether server variables any login can read say RDS / Aurora MySQL: RDS installs
+    the server under /rdsdbbin and keeps data under /rdsdbdata; Aurora MySQL has
+    ``aurora_version``."""
+    return (
+        str(var.get("basedir") or "").startswith("/rdsdbbin/")
+        or str(var.get("datadir") or "").startswith("/rdsdbdata/")
+        or "aurora_version" in var
+    )
+
+
+def _rds_binlog_retention_hours(conn: Any, marked_rds: bool) -> tuple[bool, int | None, str]:
+    """(is RDS, retention hours, error) from mysql.rds_show_configuration.
+
+    A login without EXECUTE on a procedure gets the same error whether the procedure exists
+    or not (1370, execute command denied), so a failed call says "not RDS" only when the
+    server variables do not say RDS either (:func:`rds_marker`); on RDS it is an error:
+    RDS purges binlogs by its own setting and ignores the expire settings."""
     cur = conn.cursor()
     try:
         cur.execute("CALL mysql.rds_show_configuration")
         rows = cur.fetchall()
         while cur.nextset():
             pass
-    except Exception:  # not RDS: the procedure does not exist
-        return False, None
+    except Exception as exc:
+        return (True, None, error_text(exc)) if marked_rds else (False, None, "")
     finally:
         cur.close()
     for row in rows:
         if str(row[0]).lower() == "binlog retention hours":
-            return True, None if row[1] is None else int(row[1])
-    return True, None
+            return True, None if row[1] is None else int(row[1]), ""
+    return True, None, ""
 
 
 def _grants_ok(conn: Any) -> tuple[bool, str]:
@@ -283,7 +299,7 @@ def check_mysql(
             conn,
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
             "'binlog_row_image', 'binlog_checksum', 'expire_logs_days', "
-            "'binlog_expire_logs_seconds', 'version')",
+            "'binlog_expire_logs_seconds', 'version', 'basedir', 'datadir', 'aurora_version')",
         )
     }
 
@@ -313,11 +329,14 @@ def check_mysql(
             )
         )
 
-    is_rds, rds_hours = _rds_binlog_retention_hours(conn)
+    is_rds, rds_hours, rds_error = _rds_binlog_retention_hours(conn, rds_marker(var))
     if is_rds:
         hours = rds_hours
         found = (
-            "RDS binlog retention hours=NULL (binlogs purged as soon as possible)"
+            f"RDS binlog retention hours cannot be read by this login ({rds_error}); RDS "
+            "ignores the expire settings"
+            if rds_error
+            else "RDS binlog retention hours=NULL (binlogs purged as soon as possible)"
             if hours is None
             else f"RDS binlog retention hours={hours}"
         )
@@ -326,6 +345,10 @@ def check_mysql(
             f"CALL mysql.rds_set_configuration('binlog retention hours', "
             f"{max(min_retention_hours, 24)})"
         )
+        if rds_error:
+            fix = (f"as the master user, CALL mysql.rds_show_configuration and, if retention is "
+                   f"under {min_retention_hours} h, {fix}; or GRANT EXECUTE ON PROCEDURE "
+                   "mysql.rds_show_configuration to this login and run preflight again")
     else:
         seconds = int(float(var.get("binlog_expire_logs_seconds") or 0))
         days = float(var.get("expire_logs_days") or 0)
