@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pulumi
 import pulumi_aws as aws
 
+from components.adoption_trigger import AdoptionTrigger, AdoptionTriggerArgs
 from components.alarm_topic import AlarmTopic, AlarmTopicArgs
 from components.backfill import Backfill, BackfillArgs
 from components.dashboard import Dashboard, DashboardArgs
@@ -233,6 +234,24 @@ except BaseException:
     with contextlib.suppress(Exception):  # already resolved when the error came later
         resolve_backfill_function_name(pulumi.Output.from_input(""))
     raise
+
+# -- a table DMS creates dispatches the adopt workflow (adoption.trigger, off by default) --
+if adoption.trigger is not None:
+    AdoptionTrigger(
+        "adoption-trigger",
+        AdoptionTriggerArgs(
+            name_prefix=settings.name_prefix,
+            environment=settings.environment,
+            repository=adoption.trigger.repository,
+            token_secret_arn=adoption.trigger.token_secret_arn,
+            kms_key_arn=kms_key_arn,
+            alarm_topic_arn=alarm_topic_arn,
+            max_event_age_seconds=adoption.trigger.max_event_age_seconds,
+            max_retry_attempts=adoption.trigger.max_retry_attempts,
+            invocation_rate_per_second=adoption.trigger.invocation_rate_per_second,
+            tags=tags,
+        ),
+    )
 
 # -- change data capture from the legacy database (after every stream and mapping) -----
 dms: DmsSource | None = None

@@ -3,14 +3,68 @@
 Stack file section `dms-event-bus:adoption`. Every key has a safe default, so a stack without
 the section adopts every new table of its environment on demand, with PITR, KMS and a
 backfill.
+
+`adoption.trigger` (optional, off by default: it needs a GitHub token) asks the repository's
+adopt workflow to run as soon as DMS creates a table of this environment, instead of at its
+next scheduled run (components/adoption_trigger.py, docs/adoption.md).
 """
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import re
 
-from .base import LogicalName, Model
+from pydantic import Field, field_validator, model_validator
+
+from .base import LogicalName, Model, SecretArn
 from .core import Capacity, OnDemandCapacity
+
+#: A GitHub owner (user or organization: letters, digits, single '-' inside, at most 39) and a
+#: repository name (letters, digits, '.', '_', '-', at most 100; not '.' or '..').
+_OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}"
+_REPOSITORY = re.compile(rf"(?P<owner>{_OWNER})/(?P<name>[A-Za-z0-9._-]{{1,100}})")
+
+
+class AdoptionTriggerSettings(Model):
+    """The adopt workflow dispatched when DMS creates a table of this environment."""
+
+    repository: str = Field(
+        description="The GitHub repository (`owner/name`) whose adopt workflow "
+        "(`repository_dispatch`, type `adopt-tables`) runs the adoption.",
+    )
+    token_secret_arn: SecretArn = Field(
+        description="Secrets Manager secret whose SecretString is the GitHub token (a "
+        "fine-grained token with Contents: read and write on the repository). Read at "
+        "`pulumi up` and kept as a Pulumi secret; never a plain value in the stack file.",
+    )
+    max_event_age_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=86400,
+        description="How long EventBridge retries a dispatch GitHub did not accept before it "
+        "goes to the trigger's DLQ (alarmed).",
+    )
+    max_retry_attempts: int = Field(
+        default=185, ge=0, le=185, description="Most retries of one dispatch."
+    )
+    invocation_rate_per_second: int = Field(
+        default=1,
+        ge=1,
+        le=300,
+        description="Most dispatches per second; DMS creating hundreds of tables at once "
+        "stays under GitHub's secondary rate limit (the excess waits and is retried).",
+    )
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        match = _REPOSITORY.fullmatch(value)
+        if match is None or match["name"] in (".", ".."):
+            raise ValueError(
+                "expected a GitHub repository 'owner/name' (owner: letters, digits and single "
+                "'-', at most 39; name: letters, digits, '.', '_', '-'), found "
+                f"{value!r}"
+            )
+        return value
 
 
 class AdoptionSettings(Model):
@@ -53,6 +107,12 @@ class AdoptionSettings(Model):
     deletion_protection: bool = Field(
         default=False, description="Turn on deletion protection of adopted tables."
     )
+    trigger: AdoptionTriggerSettings | None = Field(
+        default=None,
+        description="Dispatch the adopt workflow when DMS creates a table of this environment "
+        "(EventBridge on CloudTrail's CreateTable); none: tables wait for the workflow's "
+        "schedule.",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> AdoptionSettings:
@@ -60,5 +120,14 @@ class AdoptionSettings(Model):
         if overlap:
             raise ValueError(
                 f"expected replace_stream and exclude to be disjoint, found {overlap} in both"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _trigger_needs_adoption(self) -> AdoptionSettings:
+        if self.trigger is not None and not self.enabled:
+            raise ValueError(
+                "expected no trigger when enabled is false (the dispatched workflow would "
+                "adopt nothing), found a trigger; remove adoption.trigger or enable adoption"
             )
         return self
