@@ -67,7 +67,6 @@ APPLY_EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
 #: ErrorBehavior policy per `task.on_data_error` / `task.on_apply_error`.
 ERROR_POLICY = {
     "stop_task": "STOP_TASK",
-    "suspend_table": "SUSPEND_TABLE",
     "exceptions_table": "LOG_ERROR",
 }
 #: Task log components: source reads, target writes, the task itself.
@@ -176,8 +175,8 @@ class DmsTask:
     commit_rate: int
     lob_max_size_kb: int
     lob_chunk_size_kb: int
-    on_data_error: Literal["stop_task", "suspend_table"]
-    on_apply_error: Literal["stop_task", "suspend_table", "exceptions_table"]
+    on_data_error: Literal["stop_task"]
+    on_apply_error: Literal["stop_task", "exceptions_table"]
     log_severity: str
     """A DMS logger severity (LOGGER_SEVERITY_DEFAULT, ...)."""
     log_retention_days: int
@@ -471,7 +470,9 @@ def build_task_settings(task: DmsTask) -> dict[str, Any]:
             "DataTruncationErrorPolicy": data_policy,
             "DataErrorEscalationPolicy": data_policy,
             "DataErrorEscalationCount": 0,
-            "TableErrorPolicy": "SUSPEND_TABLE",
+            # a table error (DDL the target cannot take) stops the task: a suspended table
+            # shows only in the task's table statistics, which no alarm watches
+            "TableErrorPolicy": "STOP_TASK",
             "TableErrorEscalationPolicy": "STOP_TASK",
             "TableErrorEscalationCount": 0,
             "RecoverableErrorCount": -1,

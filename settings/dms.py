@@ -590,20 +590,32 @@ class TaskSettings(Model):
         le=350,
         description="Full LOB mode: size of the pieces a LOB is read in (KB).",
     )
-    on_data_error: Literal["stop_task", "suspend_table"] = Field(
+    on_data_error: Literal["stop_task"] = Field(
         default="stop_task",
         description="A row DMS cannot convert or must truncate (DataErrorPolicy, "
         "DataTruncationErrorPolicy): `stop_task` (the task stops: a DMS failure event and the "
-        "not-running alarm reach the alarm topic) or `suspend_table` (that table stops "
-        "replicating, the others go on; see docs/dms.md). Never only logged.",
+        "not-running alarm reach the alarm topic). DMS's SUSPEND_TABLE is refused: a "
+        "suspended table shows only in the task's table statistics, which no alarm watches "
+        "(docs/dms.md). Never only logged.",
     )
-    on_apply_error: Literal["stop_task", "suspend_table", "exceptions_table"] = Field(
+    on_apply_error: Literal["stop_task", "exceptions_table"] = Field(
         default="stop_task",
         description="A change DMS cannot apply to DynamoDB (ApplyError*Policy): `stop_task`, "
-        "`suspend_table`, or `exceptions_table` (the change is written to DMS's "
-        "awsdms_apply_exceptions table and an alarm on that table's writes notifies the "
-        "alarm topic; replication goes on).",
+        "or `exceptions_table` (the change is written to DMS's awsdms_apply_exceptions table "
+        "and an alarm on that table's writes notifies the alarm topic; replication goes on). "
+        "DMS's SUSPEND_TABLE is refused (no alarm watches table states).",
     )
+
+    @field_validator("on_data_error", "on_apply_error", mode="before")
+    @classmethod
+    def _no_silent_suspend(cls, value: object) -> object:
+        if value == "suspend_table":
+            raise ValueError(
+                "suspend_table is refused: a suspended table shows only in DMS's table "
+                "statistics and no alarm watches them, so its changes would stop silently; "
+                "use stop_task (or, for on_apply_error, exceptions_table, which has an alarm)"
+            )
+        return value
     log_severity: Literal[
         "LOGGER_SEVERITY_ERROR",
         "LOGGER_SEVERITY_WARNING",

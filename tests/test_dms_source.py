@@ -1326,6 +1326,8 @@ def _assert_nothing_only_logged(plan: Plan) -> None:
         if key in APPLY_POLICIES and alarmed:
             continue  # routed to awsdms_apply_exceptions, which has an alarm
         assert value not in QUIET_POLICIES, f"{key}: {value} without an alarm"
+        # a suspended table shows only in DMS's table statistics: no alarm watches them
+        assert value != "SUSPEND_TABLE", f"{key}: SUSPEND_TABLE stops a table silently"
     # limited-size LOB mode truncates; only where the source endpoint fails on truncation
     target = settings["TargetMetadata"]
     if target["LimitedSizeLobMode"]:
@@ -1336,9 +1338,8 @@ def _assert_nothing_only_logged(plan: Plan) -> None:
         assert target["FullLobMode"] is True
 
 
-@pytest.mark.parametrize("on_apply_error", [None, "stop_task", "suspend_table",
-                                            "exceptions_table"])
-@pytest.mark.parametrize("on_data_error", [None, "stop_task", "suspend_table"])
+@pytest.mark.parametrize("on_apply_error", [None, "stop_task", "exceptions_table"])
+@pytest.mark.parametrize("on_data_error", [None, "stop_task"])
 @pytest.mark.parametrize("engine", sorted(ENGINE_SOURCES))
 def test_no_task_setting_leaves_errors_only_in_a_log(
     engine: str, on_data_error: str | None, on_apply_error: str | None
@@ -1370,15 +1371,26 @@ def test_apply_errors_to_the_exceptions_table_raise_an_alarm(engine: str) -> Non
     _assert_nothing_only_logged(plan)
 
 
+@pytest.mark.parametrize("key", ["on_data_error", "on_apply_error"])
+def test_suspend_table_is_refused_with_the_reason(key: str) -> None:
+    # GIVEN a stack asking DMS to suspend a table on errors (no alarm can see a suspended
+    # table) THEN one line at the key names why and what to use instead
+    text = config_error(_engine_raw("postgres", **{key: "suspend_table"}))
+    assert f"dms-event-bus:dms.task.{key}:" in text, text
+    assert "no alarm" in text and "stop_task" in text
+
+
 def test_error_and_lob_choices_are_typed_settings() -> None:
-    settings = settings_of(_engine_raw("postgres", on_data_error="suspend_table",
-                                       on_apply_error="suspend_table", lob_mode="full",
+    settings = settings_of(_engine_raw("postgres", on_data_error="stop_task",
+                                       on_apply_error="exceptions_table", lob_mode="full",
                                        lob_chunk_size_kb=32))
     assert settings.dms is not None
     doc = build_task_settings(args_of(settings).task)
     errors = doc["ErrorBehavior"]
-    assert errors["DataErrorPolicy"] == errors["DataTruncationErrorPolicy"] == "SUSPEND_TABLE"
-    assert {errors[k] for k in APPLY_POLICIES} == {"SUSPEND_TABLE"}
+    assert errors["DataErrorPolicy"] == errors["DataTruncationErrorPolicy"] == "STOP_TASK"
+    assert {errors[k] for k in APPLY_POLICIES} == {"LOG_ERROR"}
+    # a table-level error (DDL the target cannot take) stops the task, never a silent suspend
+    assert errors["TableErrorPolicy"] == "STOP_TASK"
     assert doc["TargetMetadata"]["FullLobMode"] is True
     assert doc["TargetMetadata"]["LimitedSizeLobMode"] is False
     assert doc["TargetMetadata"]["LobChunkSize"] == 32
