@@ -1047,10 +1047,13 @@ def test_dms_engine_names_select_the_right_checks(engine, request, capsys, monke
 def _source_stack(tmp_path: Path, source: dict[str, Any], name: str = "src") -> Path:
     """A stack file (in tmp_path) with one table and a DMS section whose source is
     ``source`` (secret_arn defaults to a made-up one)."""
+    upper = source.get("engine") == "oracle"  # Oracle stacks spell names as Oracle stores them
     config: dict[str, Any] = {
         "aws:region": "eu-west-1",
-        "dms-event-bus:tables": {"orders": {"source": {"schema": "sales", "table": "orders"},
-                                            "partition_key": {"name": "id", "type": "N"}}},
+        "dms-event-bus:tables": {"orders": {
+            "source": {"schema": "SALES", "table": "ORDERS"} if upper
+            else {"schema": "sales", "table": "orders"},
+            "partition_key": {"name": "ID" if upper else "id", "type": "N"}}},
     }
     if source:
         config["dms-event-bus:dms"] = {
@@ -1143,6 +1146,27 @@ def test_stack_engine_and_explicit_engine_names(tmp_path, capsys, monkeypatch):
     assert preflight.main([*base, "--engine", "oracle-se2", "--ssl", "require"]) == 2
     assert (opened[-1].engine, opened[-1].port, opened[-1].ssl) == ("oracle", 1521, "require")
     capsys.readouterr()
+
+
+def test_oracle_stack_with_tls_connects_to_the_tls_port(tmp_path, capsys, monkeypatch):
+    # GIVEN an Oracle stack with TLS and no port: DMS connects to the TLS listener, 2484
+    stack_dir = _source_stack(tmp_path, {
+        "engine": "oracle", "server": "ora.internal", "database": "ERPPDB.EU.EXAMPLE.COM",
+        "ssl_mode": "verify-ca",
+        "certificate_arn": "arn:aws:dms:eu-west-1:123456789012:cert:ABCDEFGHIJKLMNOP"})
+    opened: list[Any] = []
+
+    def fake_connect(params: Any) -> Any:
+        opened.append(params)
+        raise preflight.SourceError("stop here")
+
+    monkeypatch.setattr(preflight, "connect", fake_connect)
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", "x")
+    code = preflight.main(["--stack", "src", "--stack-dir", str(stack_dir), "--user", "u",
+                           "--password-env", "PREFLIGHT_TEST_PW"])
+    assert code == 2, capsys.readouterr()
+    assert (opened[0].engine, opened[0].port, opened[0].database, opened[0].ssl) == (
+        "oracle", 2484, "ERPPDB.EU.EXAMPLE.COM", "require")
 
 
 @pytest.mark.parametrize(("source", "stack", "message"), [

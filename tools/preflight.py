@@ -790,7 +790,8 @@ ORACLE_TABLES = (
     "(SELECT LISTAGG(g.log_group_type, ',') WITHIN GROUP (ORDER BY g.log_group_type) "
     "FROM all_log_groups g WHERE g.owner = t.owner AND g.table_name = t.table_name) "
     "FROM all_tables t WHERE t.owner IN ({owners}) AND t.temporary = 'N' "
-    "AND t.nested = 'NO' AND t.secondary = 'N' ORDER BY t.owner, t.table_name"
+    "AND t.nested = 'NO' AND t.secondary = 'N' AND t.dropped = 'NO' "
+    "AND (t.iot_type IS NULL OR t.iot_type = 'IOT') ORDER BY t.owner, t.table_name"
 )
 ORACLE_LOB_TYPES = ("BLOB", "CLOB", "NCLOB", "LONG", "LONG RAW", "XMLTYPE")
 ORACLE_LOBS = (

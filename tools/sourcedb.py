@@ -204,7 +204,7 @@ class StackSource:
 
     engine: str
     host: str
-    port: int | None
+    port: int  # the port DMS connects to (Oracle with TLS: 2484 unless set)
     database: str | None
     secret_arn: str
     ssl_mode: str
@@ -222,7 +222,7 @@ def stack_source(stack: str, stack_dir: Path | None = None) -> StackSource:
         engine_config, _ = as_engine_config(raw)
         loaded = load_settings(stack, project_config(engine_config))
     except ConfigError as exc:
-        raise SourceError(f"stack '{stack}': " + " ".join(exc.brief().split())) from None
+        raise SourceError(" ".join(exc.brief().split())) from None
     except (FileNotFoundError, ValueError) as exc:
         raise SourceError(" ".join(str(exc).split())) from None
     if loaded.dms is None:
@@ -235,7 +235,8 @@ def stack_source(stack: str, stack_dir: Path | None = None) -> StackSource:
     return StackSource(
         engine=str(src.engine),
         host=str(src.server),
-        port=src.port,
+        port=int(getattr(src, "effective_port", None) or src.port or DEFAULT_PORTS[
+            protocol_of(str(src.engine))]),
         database=src.database,
         secret_arn=str(src.secret_arn),
         ssl_mode=str(src.ssl_mode),
@@ -253,7 +254,7 @@ def apply_stack(args: argparse.Namespace) -> argparse.Namespace:
             args.engine = stack_engine
         if args.host is None:
             args.host = src.host
-        if args.port is None and src.port is not None and args.engine == stack_engine:
+        if args.port is None and args.engine == stack_engine:
             args.port = src.port
         if args.database is None:
             args.database = src.database
