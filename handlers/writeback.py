@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from handlers.common import ConfigError, Outcome, PoisonRecordError, config_from_env
 from handlers.envelope import value_json
 from handlers.observability import WRITEBACK_NAMESPACE, client, emf, log
@@ -45,7 +47,6 @@ from handlers.writeback_sql import (
     TableSpec,
     build_statements,
     connect,
-    json_value,
 )
 
 NAMESPACE = WRITEBACK_NAMESPACE
@@ -100,8 +101,9 @@ class Change:
     op: str  # "upsert" | "delete"
     key: tuple[Any, ...]  # legacy key column values
     version: Decimal
-    #: upsert values in spec.upsert_columns order (or, `json` style, one encoded JSON object)
-    row: list[Any] | str = field(default_factory=list)
+    #: upsert values in spec.upsert_columns order (or, `json` styles, the row as the JSON
+    #: object json_populate_recordset reads: column -> value, `_json_row`)
+    row: list[Any] | dict[str, Any] = field(default_factory=list)
     item_keys: dict[str, Any] = field(default_factory=dict)  # DynamoDB JSON key of the item
     version_attr: dict[str, Any] = field(default_factory=dict)  # DynamoDB JSON version
 
@@ -317,13 +319,13 @@ def _change(  # noqa: PLR0913, PLR0917 - one record's parts, called once
     try:
         version = Decimal(version_attr["N"])
         key = tuple([attr_value(image[a]) for a in spec.key_columns])
-        row: list[Any] | str = []
+        row: list[Any] | dict[str, Any] = []
         if op == "upsert" and json_row:
             row = _json_row(spec, image, version_attr["N"])
         elif op == "upsert":
             row = [*key, *[attr_value(image[a]) if a in image else None for a in spec.columns],
                    number(version_attr["N"])]
-    except (ValueError, ArithmeticError, TypeError) as exc:
+    except (ValueError, ArithmeticError, TypeError, AttributeError) as exc:
         raise _Unwritable(f"cannot convert the item's values: {exc}") from exc
     if None in key:
         col = list(spec.key_columns.values())[key.index(None)]
@@ -331,28 +333,45 @@ def _change(  # noqa: PLR0913, PLR0917 - one record's parts, called once
     return Change(index, seq, table, spec, op, key, version, row, item_keys, version_attr)
 
 
-def _json_row(spec: TableSpec, image: dict[str, Any], version: str) -> str:
-    """An upsert row as the JSON object json_populate_recordset reads, straight from the
-    DynamoDB JSON: S as a JSON string, N as a string of its exact digits (DynamoDB has
-    validated them), anything else through attr_value; an attribute the item lacks is left
-    out (NULL)."""
-    parts: list[str] = []
-    append = parts.append
-    for attr, member in spec.json_members:
+def _json_row(spec: TableSpec, image: dict[str, Any], version: str) -> dict[str, Any]:
+    """An upsert row as the JSON object json_populate_recordset reads (column -> value),
+    straight from the DynamoDB JSON, for orjson to write (`writeback_sql.json_rows`): S as
+    its string, N as a string of its exact digits (the column's own input function reads
+    them; DynamoDB has validated them), anything else as `_json_value` says; an attribute
+    the item lacks is left out (NULL)."""
+    row: dict[str, Any] = {}
+    for attr, column in spec.json_columns:
         value = image.get(attr)
         if value is None:
             continue
-        if "S" in value:
-            append(member + _json_str(value["S"]))
-        elif "N" in value:
-            append(f'{member}"{value["N"]}"')
+        text = value.get("S")
+        if text is None:
+            text = value.get("N")
+        if text.__class__ is str:
+            row[column] = text
         else:
-            append(member + json_value(attr_value(value)))
-    append(f'{spec.json_version_member}"{version}"')
-    return "{" + ",".join(parts) + "}"
+            row[column] = _json_value(value)
+    row[spec.version_column] = version
+    return row
 
 
-_json_str = json.encoder.encode_basestring
+def _json_value(attr: dict[str, Any]) -> Any:
+    """A value other than S or N as orjson writes it for json_populate_recordset: BOOL as
+    true/false, NULL as null, B as bytea hex text, maps, lists and sets embedded as the JSON
+    `handlers.envelope.value_json` writes (a json/jsonb column gets the structure, a text
+    column the text)."""
+    if len(attr) != 1:
+        raise ValueError(f"attribute value must hold exactly one type, found {sorted(attr)}")
+    ((kind, value),) = attr.items()
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "B":
+        return "\\x" + attr_value(attr).hex()
+    if kind in ("S", "N"):
+        raise TypeError(f"{kind} value must be a string, found {type(value).__name__}")
+    return orjson.Fragment(value_json(attr))
 
 
 # --------------------------------------------------------------------------- applying

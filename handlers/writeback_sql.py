@@ -3,7 +3,8 @@
 Pure statement builders (one statement per table per batch) for PostgreSQL and MySQL/MariaDB,
 and two executors with one interface: a database connection (psycopg 3, whose batch goes out
 as one pipeline through its public `Connection.pipeline()`, or PyMySQL) and the RDS Data API.
-No pulumi/pydantic imports; drivers are imported lazily.
+No pulumi/pydantic imports; drivers are imported lazily (orjson, which writes a table's rows
+as one json parameter, at load: the package bundles it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
+
+import orjson
 
 #: PostgreSQL's wire protocol caps bind parameters at 32767 per statement; the Data API has
 #: its own request limits. Larger batches are split (still one transaction).
@@ -57,15 +60,10 @@ class TableSpec:
         return [*self.key_columns.values(), *self.columns.values(), self.version_column]
 
     @functools.cached_property
-    def json_members(self) -> tuple[tuple[str, str], ...]:
-        """(item attribute, `"column":`) for the key columns and the other columns, in
+    def json_columns(self) -> tuple[tuple[str, str], ...]:
+        """(item attribute, column) for the key columns and the other columns, in
         `upsert_columns` order (the version column comes from the version attribute)."""
-        return tuple((attr, _json_str(col) + ":")
-                     for attr, col in [*self.key_columns.items(), *self.columns.items()])
-
-    @functools.cached_property
-    def json_version_member(self) -> str:
-        return _json_str(self.version_column) + ":"
+        return (*self.key_columns.items(), *self.columns.items())
 
 
 @dataclass(frozen=True)
@@ -138,7 +136,7 @@ class Params:
 
 def build_statements(
     spec: TableSpec,
-    upserts: Sequence[list[Any] | str],
+    upserts: Sequence[list[Any] | dict[str, Any]],
     deletes: Sequence[tuple[list[Any], Any]],
     *,
     dialect: str,
@@ -147,10 +145,11 @@ def build_statements(
     """The statements applying one table's collapsed changes and reporting, per change,
     whether the legacy row refused it (see `Statement`).
 
-    `upserts`: rows of values in `spec.upsert_columns` order (json styles: or objects already
-    encoded as JSON text). `deletes`: (key values, version). When a key is both deleted and
-    upserted (a delete, then its re-creation), the deletes must run first: call this twice,
-    deletes alone and then upserts alone.
+    `upserts`: rows of values in `spec.upsert_columns` order (json styles: or the rows as
+    JSON-ready objects, column -> value, `handlers.writeback._json_row`). `deletes`: (key
+    values, version). When a key is both deleted and upserted (a delete, then its
+    re-creation), the deletes must run first: call this twice, deletes alone and then
+    upserts alone.
 
     Versions are compared as numbers (`CAST(.. AS numeric)`), so a text version column
     orders "10" after "9".
@@ -167,9 +166,9 @@ def build_statements(
         return [_postgres_json_write(spec, upserts, deletes, style)]
     if style in JSON_STYLES:
         raise ValueError("the json parameter styles are for PostgreSQL only")
-    rows = [row for row in upserts if not isinstance(row, str)]
+    rows = [row for row in upserts if not isinstance(row, dict)]
     if len(rows) != len(upserts):
-        raise ValueError(f"pre-encoded JSON rows need a json style, not {style!r}")
+        raise ValueError(f"JSON-ready rows need a json style, not {style!r}")
     if dialect == "postgres":
         raise ValueError("PostgreSQL statements use a json style")
     out = []
@@ -188,17 +187,20 @@ class JsonText(str):
     text; everywhere else it is an ordinary string parameter."""
 
 
-def json_rows(columns: Sequence[str], rows: Sequence[Sequence[Any] | str]) -> str:
+def json_rows(columns: Sequence[str], rows: Sequence[Sequence[Any] | dict[str, Any]]) -> str:
     """Rows as a JSON array of objects keyed by column name, for json_populate_recordset.
 
     Numbers travel as JSON strings of their exact digits (the column's own input function
     reads them: no float anywhere), bytes as bytea hex text, JsonText as embedded JSON. A row
-    given as a str is an object already encoded that way (`handlers.writeback.json_row`).
+    given as a dict is already that object, its values as orjson writes them
+    (`handlers.writeback._json_row`): all such rows are written by one orjson call.
     """
+    if all(row.__class__ is dict for row in rows):
+        return orjson.dumps(rows).decode()
     keys = [_json_str(c) + ":" for c in columns]
     encoders = _JSON_ENCODERS
     return "[" + ",".join(
-        row if isinstance(row, str) else
+        orjson.dumps(row).decode() if isinstance(row, dict) else
         "{" + ",".join(k + encoders.get(type(v), _json_other)(v)
                        for k, v in zip(keys, row, strict=True)) + "}"
         for row in rows
@@ -241,7 +243,7 @@ _JSON_ENCODERS: dict[type, Callable[[Any], str]] = {
 
 def _postgres_json_write(
     spec: TableSpec,
-    upserts: Sequence[list[Any] | str],
+    upserts: Sequence[list[Any] | dict[str, Any]],
     deletes: Sequence[tuple[list[Any], Any]],
     style: str,
 ) -> Statement:
