@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +42,13 @@ from tools.cli import OneLineParser, non_negative_float
 from tools.cost import plan_estimate, stack_settings
 from tools.cost import render as render_cost
 from tools.mockrun import Declared, Plan, run_stack
-from tools.plan_diff import EXIT_DATA_AFFECTING, PlanFileError, plan_document
+from tools.plan_diff import (
+    EXIT_DATA_AFFECTING,
+    PlanFileError,
+    mappings_summary,
+    plan_document,
+    plural,
+)
 from tools.plan_diff import as_json as diff_json
 from tools.plan_diff import diff as plan_diff
 from tools.plan_diff import load as load_plan
@@ -71,45 +76,6 @@ def _policy_actions(inputs: dict[str, Any]) -> str:
         f"{'/'.join(s['Action']) if isinstance(s['Action'], list) else s['Action']}"
         for s in doc.get("Statement", [])
     )
-
-
-def _unescape(name: str) -> str:
-    return re.sub(r"\[(.)\]", r"\1", name)
-
-
-def _is_pattern(name: str) -> bool:
-    """DMS object-locator wildcards: % (any run) and _ (one character); [x] escapes x."""
-    return bool(re.search(r"[%_]", re.sub(r"\[.\]", "", name)))
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def mappings_summary(table_mappings: Any) -> str | None:
-    """One line for a DMS table-mappings document: declared tables, wildcards, exclusions."""
-    try:
-        rules = json.loads(table_mappings)["rules"] if isinstance(table_mappings, str) \
-            else table_mappings["rules"]
-    except (TypeError, ValueError, KeyError):
-        return None
-    declared, wildcards, excluded = [], [], 0
-    for rule in rules:
-        if rule.get("rule-type") != "selection":
-            continue
-        where = rule.get("object-locator") or {}
-        schema, table = str(where.get("schema-name", "")), str(where.get("table-name", ""))
-        if rule.get("rule-action") == "exclude":
-            excluded += 1
-        elif _is_pattern(schema) or _is_pattern(table):
-            wildcards.append(f"{_unescape(schema)}.{_unescape(table)}")
-        else:
-            declared.append(table)
-    parts = [_plural(len(declared), "declared table")]
-    if wildcards:
-        parts.append(f"{_plural(len(wildcards), 'wildcard')} {' '.join(wildcards)}")
-    parts.append(_plural(excluded, "exclusion"))
-    return ", ".join(parts)
 
 
 def _dcu(inputs: dict[str, Any]) -> str | None:
@@ -387,9 +353,9 @@ def render_summary(plan: Plan, *, section: str | None = None) -> str:
         kinds = ", ".join(f"{c} {t}" for t, c in
                           sorted(group["types"].items(), key=lambda kv: (-kv[1], kv[0])))
         lines.append(f"  {part:<9} {type_.rsplit(':', 1)[-1]} x{n}: "
-                     f"{_plural(counted, 'resource')} ({kinds})")
+                     f"{plural(counted, 'resource')} ({kinds})")
     components = sum(len(g["components"]) for g in groups.values())
-    lines.append(f"  {_plural(total, 'resource')} in {_plural(components, 'component')}")
+    lines.append(f"  {plural(total, 'resource')} in {plural(components, 'component')}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,14 @@ SECRET = "[secret]"
 #: on the key lower-cased without `_`: passwords, secret strings and keys, tokens.
 _SENSITIVE_KEY = re.compile(
     r"(password|passwd|passphrase|secretstring|secretbinary|secretkey|secretaccesskey"
-    r"|privatekey|token)$")
-#: Inputs that are secret for one resource type only.
-SENSITIVE_BY_TYPE: dict[str, tuple[str, ...]] = {"aws:apigateway/apiKey:ApiKey": ("value",)}
+    r"|privatekey|token|secret)$")
+#: Inputs (dotted paths) that are secret for one resource type only: the program marks them
+#: secret (`pulumi.Output.secret`), which the offline plan's recorded inputs do not keep.
+SENSITIVE_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "aws:apigateway/apiKey:ApiKey": ("value",),
+    "aws:cloudwatch/eventConnection:EventConnection": (
+        "authParameters.apiKey.value", "authParameters.invocationHttpParameters"),
+}
 #: The placeholder `settings.stackfile.as_engine_config` puts in place of `secure:` values.
 PLACEHOLDER = "<secret>"
 
@@ -104,7 +109,7 @@ REPLACE_RULES: dict[str, ReplaceRule] = {
         _TF + "dms/replication_config.go (replication_config_identifier, resource_identifier, "
         "compute_config.availability_zone/kms_key_id/replication_subnet_group_id)", _always),
     "aws:sqs/queue:Queue": ReplaceRule(
-        "SQS queue", ("name", "namePrefix", "fifoQueue"),
+        "SQS dead-letter queue (may hold failed records)", ("name", "namePrefix", "fifoQueue"),
         _TF + "sqs/queue.go (name, name_prefix, fifo_queue)", _is_dlq),
     "aws:lambda/eventSourceMapping:EventSourceMapping": ReplaceRule(
         "stream mapping", ("eventSourceArn",),
@@ -140,9 +145,14 @@ def fingerprint(value: Any) -> str:
 def mask_inputs(type_: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """A resource's inputs with its secrets masked (see `mask`)."""
     masked = mask(inputs)
-    for key in SENSITIVE_BY_TYPE.get(type_, ()):
-        if masked.get(key) not in (None, ""):
-            masked[key] = fingerprint(masked[key])
+    for path in SENSITIVE_BY_TYPE.get(type_, ()):
+        *parents, key = path.split(".")
+        holder: Any = masked
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and holder.get(key) not in (None, "", [], {}) \
+                and not is_masked(holder[key]):
+            holder[key] = fingerprint(holder[key])
     return masked
 
 
@@ -179,7 +189,7 @@ class Res:
     @property
     def physical(self) -> str:
         for key in ("name", "bucket", "endpointId", "replicationConfigIdentifier",
-                    "replicationTaskId", "table_name", "functionName"):
+                    "replicationTaskId", "table_name"):
             value = self.inputs.get(key)
             if isinstance(value, str) and value:
                 return value
@@ -260,25 +270,113 @@ def resources(doc: dict[str, Any]) -> dict[str, Res]:
     return out
 
 
+# -- DMS table mappings in one line -------------------------------------------------------
+
+
+def _unescape(name: str) -> str:
+    return re.sub(r"\[(.)\]", r"\1", name)
+
+
+def _is_pattern(name: str) -> bool:
+    """DMS object-locator wildcards: % (any run) and _ (one character); [x] escapes x."""
+    return bool(re.search(r"[%_]", re.sub(r"\[.\]", "", name)))
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def mappings_summary(table_mappings: Any) -> str | None:
+    """One line for a DMS table-mappings document: declared tables, wildcards, exclusions."""
+    try:
+        rules = json.loads(table_mappings)["rules"] if isinstance(table_mappings, str) \
+            else table_mappings["rules"]
+    except (TypeError, ValueError, KeyError):
+        return None
+    declared, wildcards, excluded = [], [], 0
+    for rule in rules:
+        if rule.get("rule-type") != "selection":
+            continue
+        where = rule.get("object-locator") or {}
+        schema, table = str(where.get("schema-name", "")), str(where.get("table-name", ""))
+        if rule.get("rule-action") == "exclude":
+            excluded += 1
+        elif _is_pattern(schema) or _is_pattern(table):
+            wildcards.append(f"{_unescape(schema)}.{_unescape(table)}")
+        else:
+            declared.append(table)
+    parts = [plural(len(declared), "declared table")]
+    if wildcards:
+        parts.append(f"{plural(len(wildcards), 'wildcard')} {' '.join(wildcards)}")
+    parts.append(plural(excluded, "exclusion"))
+    return ", ".join(parts)
+
+
 # -- the diff ------------------------------------------------------------------------------
 
 
-def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Dotted paths to the leaves (JSON-string inputs such as policies are one leaf)."""
-    if isinstance(value, dict) and value:
-        for k in sorted(value):
-            yield from _leaves(value[k], f"{path}.{k}" if path else k)
-    elif isinstance(value, list) and value and any(isinstance(v, dict | list) for v in value):
-        for i, v in enumerate(value):
-            yield from _leaves(v, f"{path}[{i}]")
-    else:
-        yield path, value
+def _json_text(value: Any) -> Any:
+    """A JSON document held in a string input (policies, table mappings), else the value."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+#: Keys that name the elements of a list (DMS rules, policy statements), so a change names
+#: the element, not its position (which shifts when one is added or removed).
+_ID_KEYS = ("rule-name", "Sid", "name", "Id", "id")
+
+
+def _ids(items: list[Any]) -> tuple[str, list[str]] | None:
+    for key in _ID_KEYS:
+        names = [i.get(key) for i in items if isinstance(i, dict)]
+        strings = [n for n in names if isinstance(n, str)]
+        if len(strings) == len(items) and len(set(strings)) == len(strings):
+            return key, strings
+    return None
+
+
+#: How plans written before format 1 show a Lambda package (`default=str` of the archive):
+#: nothing to compare, so such an input is never reported as changed.
+_OBJECT_REPR = re.compile(r"^<pulumi\.asset\.\w+ object at 0x[0-9a-f]+>$")
+
+
+def _unknown(value: Any) -> bool:
+    return isinstance(value, str) and bool(_OBJECT_REPR.match(value))
+
+
+def _walk(a: Any, b: Any, path: str, out: dict[str, tuple[Any, Any]]) -> None:
+    a, b = _json_text(a), _json_text(b)
+    if a == b or _unknown(a) or _unknown(b):
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            _walk(a.get(k), b.get(k), f"{path}.{k}" if path else k, out)
+        return
+    if isinstance(a, list) and isinstance(b, list):
+        ids_a, ids_b = _ids(a), _ids(b)
+        if ids_a and ids_b and ids_a[0] == ids_b[0]:
+            old, new = dict(zip(ids_a[1], a, strict=True)), dict(zip(ids_b[1], b, strict=True))
+            for name in [*ids_a[1], *(n for n in ids_b[1] if n not in old)]:
+                _walk(old.get(name), new.get(name), f"{path}[{name}]", out)
+            return
+        if len(a) == len(b) and any(isinstance(v, dict | list) for v in a + b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                _walk(x, y, f"{path}[{i}]", out)
+            return
+    out[path] = (a, b)
 
 
 def changed_paths(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Input path -> (old, new) for every leaf that differs ("absent" is None)."""
-    a, b = dict(_leaves(old)), dict(_leaves(new))
-    return {p: (a.get(p), b.get(p)) for p in sorted(set(a) | set(b)) if a.get(p) != b.get(p)}
+    """Input path -> (old, new) for every input that differs ("absent" is None). Inside
+    objects, JSON documents and named lists the path goes down to what changed; an element
+    added or removed is one entry."""
+    out: dict[str, tuple[Any, Any]] = {}
+    _walk(old, new, "", out)
+    return out
 
 
 def _top(path: str) -> str:
@@ -415,6 +513,10 @@ def render(d: Diff, max_paths: int = 8) -> str:
             what = f"REPLACE ({', '.join(c.replace_by)} forces a new resource)" if c.replace \
                 else "update in place"
             lines.append(f"  {mark} {c.new.title()}: {what}")
+            if any(_top(p) == "tableMappings" for p in c.paths):
+                before = mappings_summary(c.old.inputs.get("tableMappings"))
+                after = mappings_summary(c.new.inputs.get("tableMappings"))
+                lines.append(f"      mappings: {before} -> {after}")
             shown = list(c.paths.items())
             for path, (old, new) in shown[:max_paths]:
                 lines.append(f"      {_path_line(path, old, new)}")
