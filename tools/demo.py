@@ -1,23 +1,27 @@
 """See the whole pipeline work on one machine, without AWS: `python -m tools.demo`.
 
-Starts a real PostgreSQL (Debian package `postgresql`, on loopback, in a temporary directory,
-stopped at exit) and the local pipeline the end-to-end tests use too (`tools.localpipe`, see
-docs/e2e.md): a CDC stand-in for DMS reading a logical
-replication slot into moto's DynamoDB, an event source mapping simulator over moto's DynamoDB
-Streams calling the project's real fan-in, backfill and writeback handlers in-process, moto's
-Kinesis as the bus, and a consumer keeping a replica by the consumer rule.
+Starts a real source database -- PostgreSQL (Debian package `postgresql`, the default) or
+MariaDB (`mariadb-server`, `--engine mariadb`, the MySQL family) -- on loopback, in a temporary
+directory, stopped at exit, and the local pipeline the end-to-end tests use too
+(`tools.localpipe`, see docs/e2e.md): a CDC stand-in for DMS reading a logical replication
+slot (PostgreSQL) or the binary log (MariaDB) into moto's DynamoDB, an event source mapping
+simulator over moto's DynamoDB Streams calling the project's real fan-in, backfill and
+writeback handlers in-process, moto's Kinesis as the bus, and a consumer keeping a replica by
+the consumer rule.
 
-It then runs a scripted workload on PostgreSQL -- inserts, updates, deletes, a 38-digit
-number, unicode, a column added mid-run, a table created mid-run (created by "DMS", adopted,
-backfilled) and a write from a new service written back to PostgreSQL -- prints every envelope
-as it reaches the bus, runs the preflight's replica-identity check on its source tables (both
-REPLICA IDENTITY FULL) and ends with a reconcile summary: PostgreSQL = DynamoDB = replica.
+It then runs the same scripted workload on either engine -- inserts, updates, deletes, a
+38-digit number, unicode, a column added mid-run, a table created mid-run (created by "DMS",
+adopted, backfilled) and a write from a new service written back to the source -- prints every
+envelope as it reaches the bus, runs the preflight's checks that apply (PostgreSQL: replica
+identity of the source tables, both REPLICA IDENTITY FULL; MariaDB: the binary log settings)
+and ends with a reconcile summary: source = DynamoDB = replica.
 
-    python -m tools.demo [--full] [--install]
+    python -m tools.demo [--engine postgres|mariadb] [--full] [--install]
 
 `--full` prints whole envelopes (JSON) instead of one line each. Missing Debian packages are
 named with the exact `apt-get` line; `--install` installs them (as root, with apt-get).
-Exit 0: everything reconciles; 1: differences; 2: something to install or start-up failed.
+Exit 0: everything reconciles; 1: differences; 2: bad arguments, something to install or
+start-up failed.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ from typing import Any
 
 from tools.cli import OneLineParser
 
-APT_PACKAGES = ("postgresql",)
-PYTHON_MODULES = ("boto3", "moto", "pg8000")
+#: engine -> (what the demo calls it, its Debian package, the Python modules it needs)
+ENGINES = {
+    "postgres": ("PostgreSQL", "postgresql", ("pg8000", "psycopg")),
+    "mariadb": ("MariaDB", "mariadb-server", ("pymysql", "pymysqlreplication")),
+}
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_SETUP = 0, 1, 2
 
@@ -42,16 +49,21 @@ EXIT_OK, EXIT_DIFFERENT, EXIT_SETUP = 0, 1, 2
 # --------------------------------------------------------------------------- prerequisites
 
 
-def missing_packages(pg_root: str = "/usr/lib/postgresql") -> list[str]:
-    """Debian packages the demo needs and this machine lacks."""
-    found = glob.glob(os.path.join(pg_root, "*", "bin", "postgres"))
-    return [] if found else ["postgresql"]
+def missing_packages(pg_root: str = "/usr/lib/postgresql", engine: str = "postgres",
+                     sbin: str = "/usr/sbin") -> list[str]:
+    """Debian packages the demo needs for `engine` and this machine lacks."""
+    if engine == "mariadb":
+        found = shutil.which("mariadbd") or shutil.which("mariadbd", path=sbin)
+        return [] if found else ["mariadb-server"]
+    found_pg = glob.glob(os.path.join(pg_root, "*", "bin", "postgres"))
+    return [] if found_pg else ["postgresql"]
 
 
-def missing_modules() -> list[str]:
+def missing_modules(engine: str = "postgres") -> list[str]:
     import importlib.util
 
-    return [m for m in PYTHON_MODULES if importlib.util.find_spec(m) is None]
+    wanted = ("boto3", "moto", *ENGINES[engine][2])
+    return [m for m in wanted if importlib.util.find_spec(m) is None]
 
 
 def install_line(packages: Sequence[str]) -> str:
@@ -70,7 +82,8 @@ def install(packages: Sequence[str]) -> bool:
         check=True,
         env=env,
     )
-    subprocess.run(["service", "postgresql", "stop"], check=False, capture_output=True)
+    for service in ("postgresql", "mariadb"):  # the packages' own instances are not used
+        subprocess.run(["service", service, "stop"], check=False, capture_output=True)
     return True
 
 
@@ -132,17 +145,18 @@ def printer(full: bool, out: Callable[[str], None]) -> Callable[[dict[str, Any]]
 BIG = "12345678901234567890123456789012345678"  # 38 digits: DynamoDB's largest precision
 
 
-def run(out: Callable[[str], None], full: bool = False) -> int:  # noqa: PLR0915 - a script
-    """The scripted workload; returns the exit code."""
+def run(out: Callable[[str], None], full: bool = False, engine: str = "postgres") -> int:
+    """The scripted workload on `engine` (postgres | mariadb); returns the exit code."""
     from tools.localpipe.aws import moto_world
     from tools.localpipe.harness import ENVELOPE_SCHEMA, Pipeline, Source
     from tools.localpipe.servers import get_server
 
-    out("starting PostgreSQL (wal_level=logical) on 127.0.0.1 ...")
-    db = get_server("postgres").fresh_database("demo")
+    setting = "wal_level=logical" if engine == "postgres" else "binlog_format=ROW"
+    out(f"starting {ENGINES[engine][0]} ({setting}) on 127.0.0.1 ...")
+    db = get_server(engine).fresh_database("demo")
     out(f"  database {db.dbname} on port {db.port}")
     with moto_world():  # fake credentials, one region, moto
-        p = Pipeline(db, [Source("public.orders", "orders", (("id", "N"),))],
+        p = Pipeline(db, [Source("orders", "orders", (("id", "N"),))],
                      env="demo", on_envelope=printer(full, out),
                      validate_envelopes=ENVELOPE_SCHEMA.exists())
         try:
@@ -157,21 +171,26 @@ def _phase(out: Callable[[str], None], title: str) -> None:
 
 
 def _workload(p: Any, out: Callable[[str], None]) -> int:
-    _phase(out, "orders exists in PostgreSQL with 3 rows; the pipeline starts (waypoint table "
-           "with its stream first, then the replication slot, then the full load)")
-    p.sql("CREATE TABLE orders (id bigint PRIMARY KEY, customer text, amount numeric(38,0), "
-          "price numeric(12,2), note text, version bigint NOT NULL DEFAULT 1)")
-    p.sql("ALTER TABLE orders REPLICA IDENTITY FULL")
+    from decimal import Decimal
+
+    name = ENGINES[p.engine.name][0]
+    checkpoint = ("the replication slot" if p.engine.name == "postgres"
+                  else "the binlog position")
+    _phase(out, f"orders exists in {name} with 3 rows; the pipeline starts (waypoint table "
+           f"with its stream first, then {checkpoint}, then the full load)")
+    p.create_table("CREATE TABLE orders (id bigint PRIMARY KEY, customer text, "
+                   "amount numeric(38,0), price numeric(12,2), note text, "
+                   "version bigint NOT NULL DEFAULT 1)", "orders")
     p.sql("INSERT INTO orders (id, customer, amount, price, note) VALUES "
           "(1, 'Ada', 100, 9.99, 'first'), (2, 'Grace', 2500, 120.00, NULL), "
           "(3, 'Linus', 7, 0.01, 'to be deleted')")
     p.start()
-    p.enable_wildcard("public", exclude=("orders",))
+    p.enable_wildcard(exclude=("orders",))
     p.run_until_quiet()
 
     _phase(out, "inserts: a 38-digit amount, unicode")
     p.sql("INSERT INTO orders (id, customer, amount, price, note) VALUES "
-          "(4, 'Zoë Ångström 東京', %s::numeric, 19.99, 'emoji 🚚 ✓')", (BIG,))
+          "(4, 'Zoë Ångström 東京', %s, 19.99, 'emoji 🚚 ✓')", (Decimal(BIG),))
     p.sql("INSERT INTO orders (id, customer, amount, price) VALUES "
           "(5, 'Đorđe', -98765432109876543210987654321098765, 3.50)")
     p.run_until_quiet()
@@ -190,8 +209,8 @@ def _workload(p: Any, out: Callable[[str], None]) -> int:
 
     _phase(out, "a table created mid-run: DMS (wildcard mapping) creates its DynamoDB table "
            "without a stream and loads it -- nothing on the bus yet")
-    p.sql("CREATE TABLE parcels (code text PRIMARY KEY, weight numeric(10,3), label text)")
-    p.sql("ALTER TABLE parcels REPLICA IDENTITY FULL")
+    p.create_table("CREATE TABLE parcels (code varchar(20) PRIMARY KEY, weight numeric(10,3), "
+                   "label text)", "parcels")
     p.sql("INSERT INTO parcels VALUES ('P-1', 1.250, 'fragile ⚠'), ('P-2', 20.000, 'heavy'), "
           "('P-3', 0.005, 'ラベル')")
     p.run_until_quiet()
@@ -208,10 +227,10 @@ def _workload(p: Any, out: Callable[[str], None]) -> int:
     p.run_until_quiet()
 
     _phase(out, "the write path: a new service writes order 9001 (version 1) to its table; the "
-           "writeback puts it into PostgreSQL; DMS captures it -- ONE bus event, no second "
+           f"writeback puts it into {name}; DMS captures it -- ONE bus event, no second "
            "writeback")
     p.add_writeback(
-        "orders", "public.orders",
+        "orders", "orders",
         columns={"customer": "customer", "amount": "amount", "price": "price", "note": "note"},
         key_columns={"id": "id"}, key_types={"id": "N"},
     )
@@ -220,10 +239,26 @@ def _workload(p: Any, out: Callable[[str], None]) -> int:
                          "note": {"S": "written back"}, "version": {"N": "1"}})
     rounds = p.run_until_quiet()
     for table, op, key, version in p.writeback_writes():
-        out(f"  writeback -> PostgreSQL: {op} {table} id={key} version={version}")
+        out(f"  writeback -> {name}: {op} {table} id={key} version={version}")
     out(f"  quiet after {rounds} round(s)")
 
     return _summary(p, out)
+
+
+def _preflight(p: Any, out: Callable[[str], None]) -> bool:
+    """The preflight's checks that apply to the demo's source: PostgreSQL's replica
+    identity; MariaDB's binary log settings (the demo's server is configured for DMS)."""
+    if p.engine.name == "postgres":
+        return _replica_identity(p, out)
+    from tools.preflight import check_mysql
+
+    _phase(out, "preflight: the binary log DMS reads (log_bin, ROW format, FULL row image, "
+           "retention)")
+    checks = [c for c in check_mysql(p.conn, [p.schema])
+              if c.name.startswith(("log_bin", "binlog"))]
+    for check in checks:
+        out(f"  {check.line()}")
+    return bool(checks) and all(c.ok for c in checks)
 
 
 def _replica_identity(p: Any, out: Callable[[str], None]) -> bool:
@@ -245,8 +280,9 @@ def _replica_identity(p: Any, out: Callable[[str], None]) -> bool:
 def _summary(p: Any, out: Callable[[str], None]) -> int:
     from tools.localpipe.harness import ENVELOPE_SCHEMA
 
-    identity_ok = _replica_identity(p, out)
-    _phase(out, "reconcile: PostgreSQL = DynamoDB waypoint tables = consumer replica")
+    identity_ok = _preflight(p, out)
+    source_name = ENGINES[p.engine.name][0]
+    _phase(out, f"reconcile: {source_name} = DynamoDB waypoint tables = consumer replica")
     replica = p.consumer.replica
     reports = p.reconcile_reports()
     for where, report in reports:
@@ -262,7 +298,7 @@ def _summary(p: Any, out: Callable[[str], None]) -> int:
         + (f"{p.consumer.validated} records valid against {ENVELOPE_SCHEMA.name}"
            if p.consumer.validate else "schema ../shared/envelope.schema.json not found: "
            "envelopes not validated"))
-    out(f"  writeback: {len(writes)} row write(s) to PostgreSQL, "
+    out(f"  writeback: {len(writes)} row write(s) to {source_name}, "
         f"{len(twice)} repeated, {len(echoes)} echoes")
     for line in diffs:
         out(f"  {line}")
@@ -288,20 +324,22 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = 
 
     parser = OneLineParser(prog="python -m tools.demo",
                            description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--engine", default="postgres", choices=sorted(ENGINES),
+                        help="the source database (default: postgres)")
     parser.add_argument("--full", action="store_true", help="print whole envelopes (JSON)")
     parser.add_argument("--install", action="store_true",
                         help="install missing Debian packages with apt-get (root)")
     args = parser.parse_args(argv)
 
-    modules = missing_modules()
+    modules = missing_modules(args.engine)
     if modules:
         out(f"demo: missing Python packages {', '.join(modules)}: run `tools/dev.sh test` once "
             "(it builds .venv), or: .venv/bin/pip install '.[dev,drivers]'")
         return EXIT_SETUP
-    packages = missing_packages()
+    packages = missing_packages(engine=args.engine)
     if packages and args.install:
         install(packages)
-        packages = missing_packages()
+        packages = missing_packages(engine=args.engine)
     if packages:
         out(f"demo: missing Debian package(s) {', '.join(packages)}; install with:\n"
             f"  {install_line(packages)}\n(or run this command as root with --install)")
@@ -314,12 +352,12 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = 
         out(f"handler logs and metrics (JSON lines) and provider messages go to {logs.name}")
         try:
             with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
-                return run(out, full=args.full)
+                return run(out, full=args.full, engine=args.engine)
         except Exception as exc:  # a start-up problem of the local pieces: one clear line
             from tools.localpipe.servers import ServerStartError
 
             if isinstance(exc, ServerStartError):
-                out(f"demo: PostgreSQL did not start: {exc}")
+                out(f"demo: {ENGINES[args.engine][0]} did not start: {exc}")
                 return EXIT_SETUP
             raise
 

@@ -41,14 +41,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import XidEvent
+from pymysqlreplication.event import QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from tools.dms_types import Attribute, category_of, to_attribute
+from tools.localpipe.cdc import SimulatedCrash  # one class for both stand-ins
 
-
-class SimulatedCrash(RuntimeError):
-    """The stand-in was 'killed' at an injected point."""
+__all__ = ["BinlogCdc", "BinlogTableMap", "Checkpoint", "SimulatedCrash", "table_items"]
 
 
 @dataclass
@@ -141,22 +140,24 @@ class BinlogCdc:
         *,
         crash_hook: Callable[[str, int], None] | None = None,
         server_id: int | None = None,
+        checkpoint_every: int = 1,
     ) -> None:
         """``connection``: PyMySQL keyword arguments (host, port, user, passwd) of a login with
         SELECT on the tables and REPLICATION SLAVE + BINLOG MONITOR (REPLICATION CLIENT).
         ``crash_hook(point, n)`` is called after each DynamoDB write ("write", n) and after
         each applied transaction before its checkpoint ("applied", n), and after each
-        full-load row ("loaded", n); it may raise :class:`SimulatedCrash`."""
-        import pymysql
-
+        full-load row ("loaded", n); it may raise :class:`SimulatedCrash`.
+        ``checkpoint_every``: the checkpoint is saved after this many applied transactions
+        (and at the end of each step), as DMS checkpoints periodically: a crash replays
+        every transaction applied since the last one."""
         self.connection = dict(connection)
         self.dynamodb = dynamodb
         self.tables = tables
         self.checkpoint = checkpoint
         self.crash_hook = crash_hook
+        self.checkpoint_every = checkpoint_every
         self.server_id = server_id or 1000 + secrets.randbelow(1_000_000)
-        self.conn = pymysql.connect(**self.connection, autocommit=True, charset="utf8mb4",
-                                    init_command="SET time_zone = '+00:00'")
+        self.conn = connect(self.connection)
         self._cols = {q: _columns(self.conn, q) for q in tables}
         self.writes = 0
         self.puts = 0
@@ -168,6 +169,20 @@ class BinlogCdc:
     def close(self) -> None:
         self.conn.close()
 
+    def reconnect(self) -> None:
+        """A new connection for the catalog and the full load (after a server restart)."""
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - the old connection is usually broken already
+            pass
+        self.conn = connect(self.connection)
+
+    def columns(self, qualified: str) -> list[_Column]:
+        """The table's columns as the stand-in converts them (read once, re-read after DDL)."""
+        if qualified not in self._cols:
+            self._cols[qualified] = _columns(self.conn, qualified)
+        return self._cols[qualified]
+
     def _hook(self, point: str, n: int) -> None:
         if self.crash_hook is not None:
             self.crash_hook(point, n)
@@ -178,7 +193,9 @@ class BinlogCdc:
              none_sources: dict[str, str] | None = None) -> dict[str, Attribute]:
         """A row (column -> value) as the item DMS writes (NULL columns left out)."""
         item: dict[str, Attribute] = {}
-        for col in self._cols[qualified]:
+        if set(values) - {c.name for c in self.columns(qualified)}:
+            self._cols[qualified] = _columns(self.conn, qualified)  # a column added since
+        for col in self.columns(qualified):
             empty = (none_sources or {}).get(col.name) == "empty set"
             attr = mysql_value_to_attribute(values.get(col.name), col.column_type,
                                             col.set_members, empty_set=empty)
@@ -221,19 +238,22 @@ class BinlogCdc:
         if self.checkpoint.log_file is not None:
             return 0
         log_file, log_pos = self.master_position()
+        loaded = self.full_load()
+        self.checkpoint.save(log_file, log_pos)
+        return loaded
+
+    def full_load(self, tables: list[str] | None = None) -> int:
+        """Put every row of the mapped tables (or of ``tables``, e.g. one that appeared
+        mid-run under a wildcard mapping); returns rows loaded. Leaves the checkpoint alone."""
         loaded = 0
-        for qualified, mapping in self.tables.items():
-            database, table = qualified.split(".", 1)
-            names = [c.name for c in self._cols[qualified]]
-            cur = self.conn.cursor()
-            cur.execute(f"SELECT {', '.join(_q(n) for n in names)} FROM {_q(database)}.{_q(table)}")
-            for row in cur.fetchall():
-                self._put(mapping, self.item(qualified, dict(zip(names, row, strict=True))))
+        for qualified in tables or list(self.tables):
+            mapping = self.tables[qualified]
+            self._cols[qualified] = _columns(self.conn, qualified)
+            for item in table_items(self.conn, qualified, self._cols[qualified]):
+                self._put(mapping, item)
                 loaded += 1
                 self.loaded += 1
                 self._hook("loaded", self.loaded)
-            cur.close()
-        self.checkpoint.save(log_file, log_pos)
         return loaded
 
     # ------------------------------------------------------------------ changes
@@ -245,35 +265,52 @@ class BinlogCdc:
             raise RuntimeError("no checkpoint: run start() (the full load) first")
         schemas = sorted({q.split(".", 1)[0] for q in self.tables})
         stream = BinLogStreamReader(
-            connection_settings=self.connection,
+            connection_settings=dict(self.connection),  # the library adds to it
             server_id=self.server_id,
             resume_stream=True,
             log_file=self.checkpoint.log_file,
             log_pos=self.checkpoint.log_pos,
             blocking=False,
-            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent],
+            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent,
+                         QueryEvent],
             only_schemas=schemas,
             # by file/position: the library's MariaDB mode positions by GTID instead
             is_mariadb=False,
         )
         done = 0
         pending: list[tuple[str, Any]] = []
+        touched = False  # the transaction changed rows (of any table of the schemas)
+        since = 0  # applied transactions not checkpointed yet
+        position: tuple[str, int] | None = None
         try:
             for event in stream:
+                if isinstance(event, QueryEvent):
+                    if _is_ddl(event.query):  # ALTER/CREATE...: read the columns again
+                        self._cols = {q: _columns(self.conn, q) for q in self._cols}
+                    continue
                 if isinstance(event, XidEvent):
+                    position = (stream.log_file, stream.log_pos)
+                    if not touched:
+                        continue
                     for qualified, change in pending:
                         self._apply(qualified, change)
-                    pending = []
+                    pending, touched = [], False
                     self.applied_transactions += 1
+                    since += 1
                     self._hook("applied", self.applied_transactions)
-                    self.checkpoint.save(stream.log_file, stream.log_pos)
+                    if since >= self.checkpoint_every:
+                        self.checkpoint.save(*position)
+                        since, position = 0, None
                     done += 1
                     continue
+                touched = True
                 qualified = f"{event.schema}.{event.table}"
                 if qualified not in self.tables:
                     continue
                 for row in event.rows:
                     pending.append((qualified, (type(event), row)))
+            if position is not None:
+                self.checkpoint.save(*position)
         finally:
             stream.close()
         return done
@@ -297,3 +334,40 @@ class BinlogCdc:
 
 def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+_DDL_RE = re.compile(r"^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\b", re.IGNORECASE)
+
+
+def _is_ddl(query: str | bytes) -> bool:
+    text = query.decode("utf-8", "replace") if isinstance(query, bytes) else str(query)
+    return bool(_DDL_RE.match(text))
+
+
+def connect(connection: dict[str, Any]) -> Any:
+    """A PyMySQL connection as the stand-in reads the source: autocommit, utf8mb4, UTC."""
+    import pymysql
+
+    settings = {**connection, "autocommit": True, "charset": "utf8mb4",
+                "init_command": "SET time_zone = '+00:00'"}
+    return pymysql.connect(**settings)
+
+
+def table_items(conn: Any, qualified: str,
+                columns: list[_Column] | None = None) -> list[dict[str, Attribute]]:
+    """Every row of a source table as the item DMS writes (the full load's read; the
+    harness's reconcile reads the source the same way)."""
+    cols = columns if columns is not None else _columns(conn, qualified)
+    database, table = qualified.split(".", 1)
+    cur = conn.cursor()
+    cur.execute(f"SELECT {', '.join(_q(c.name) for c in cols)} FROM {_q(database)}.{_q(table)}")
+    items = []
+    for row in cur.fetchall():
+        item: dict[str, Attribute] = {}
+        for col, value in zip(cols, row, strict=True):
+            attr = mysql_value_to_attribute(value, col.column_type, col.set_members)
+            if attr is not None:
+                item[col.name] = attr
+        items.append(item)
+    cur.close()
+    return items

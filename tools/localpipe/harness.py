@@ -1,8 +1,9 @@
 """The local pipeline harness (used by the end-to-end tests and `python -m tools.demo`; not a
 product component: nothing here is deployed).
 
-    PostgreSQL (real, wal_level=logical)
+    PostgreSQL (real, wal_level=logical)   or   MariaDB (real, binlog ROW/FULL)
       │ logical slot (test_decoding)             localpipe/cdc.py        (DMS stand-in)
+      │ or the binlog (mysql-replication)        localpipe/binlog_cdc.py (DMS stand-in)
       ▼
     moto DynamoDB waypoint tables, streams on
       │ DynamoDB Streams                         localpipe/esm.py        (Lambda ESM stand-in)
@@ -12,13 +13,17 @@ product component: nothing here is deployed).
       ▼
     BusConsumer -> Replica                       localpipe/consumer.py   (docs/bus.md rule)
 
-    app-owned table (moto) --stream--> handlers.writeback.handler --> PostgreSQL (echo path)
+    app-owned table (moto) --stream--> handlers.writeback.handler --> the source (echo path)
     DMS-created table --providers.adopted_table--> handlers.backfill.handler --> bus
 
 Everything is stepped explicitly (`Pipeline.step`), single-threaded, so every fault is
 injected at an exact point and every run is deterministic. `Pipeline.run_until_quiet` fails
 when the pipeline does not go quiet within a bounded number of rounds. `Pipeline.reconcile`
-compares the PostgreSQL source, the DynamoDB tables and the consumer replica row by row.
+compares the source, the DynamoDB tables and the consumer replica row by row.
+
+The source engine is the server's (`db.engine`): every step that differs between PostgreSQL
+and MariaDB (the CDC stand-in and its checkpoint, DDL, the writeback's login and target,
+the audit triggers, lock waits, catalogs) is in `localpipe/engines.py`.
 
 moto must be active around a Pipeline, with fake credentials and AWS_ACCOUNT_ID_ENDPOINT_MODE=
 disabled: `tools.localpipe.aws.moto_world()` does both (the tests' `moto_world` fixture and the
@@ -39,9 +44,9 @@ from typing import Any
 
 import boto3
 
-from tools.localpipe.cdc import CdcStandIn, SimulatedCrash, TableMap, source_columns, source_rows
+from tools.localpipe.cdc import SimulatedCrash
 from tools.localpipe.consumer import BusConsumer, Replica, loads, row_key
-from tools.localpipe.dmsvalues import dms_item
+from tools.localpipe.engines import engine_for, wait_until
 from tools.localpipe.esm import LambdaContext, SimulatedTimeout, StreamMapping
 
 REGION = "eu-west-1"
@@ -62,7 +67,8 @@ __all__ = [
 class Source:
     """One source table of the pipeline."""
 
-    source: str  # schema.table in PostgreSQL
+    source: str  # schema.table (PostgreSQL), database.table (MariaDB); a bare table name is
+    # in the engine's default schema (public / the database)
     logical: str  # logical name (envelope `table`)
     keys: tuple[tuple[str, str], ...]  # (column, DynamoDB key type "N"/"S")
 
@@ -181,12 +187,8 @@ class _Env:
         self._old.clear()
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class Pipeline:
-    """The whole local pipeline around one PostgreSQL database (see the module doc)."""
+    """The whole local pipeline around one source database (see the module doc)."""
 
     def __init__(  # noqa: PLR0913 - the knobs the fault tests turn
         self,
@@ -202,7 +204,11 @@ class Pipeline:
         validate_envelopes: bool = True,
     ) -> None:
         self.db = db
-        self.sources: dict[str, Source] = {s.logical: s for s in sources}
+        self.engine = engine_for(db)
+        self.sources: dict[str, Source] = {
+            s.logical: s if "." in s.source else Source(f"{self.engine.schema}.{s.source}",
+                                                        s.logical, s.keys)
+            for s in sources}
         self.prefix = f"dmsbus-{env}-"
         self.batch_size = batch_size
         self.maximum_retry_attempts = maximum_retry_attempts
@@ -214,7 +220,6 @@ class Pipeline:
         self.time_skew = 0.0  # seconds added to the functions' clock: a fault "takes time"
         self.stream_name = f"{self.prefix}bus-{self.token}"
         self.bucket = f"{self.prefix}overflow-{self.token}"
-        self.slot = f"e2e_{self.token}"
         self._env = _Env()
         self.ddb = boto3.client("dynamodb", region_name=REGION)
         self.streams = boto3.client("dynamodbstreams", region_name=REGION)
@@ -237,12 +242,8 @@ class Pipeline:
         self._writeback_secret: str | None = None
         self._writeback_tables: dict[str, dict[str, Any]] = {}
         self.app_writes: list[tuple[str, str, Any]] = []  # (legacy table, key, version)
-        self.conn = db.connect(autocommit=True)
-        # The test servers run with synchronous_commit=off; logical decoding only sees
-        # flushed WAL, so commits of this database flush (every new session inherits it).
-        self.sql(f"ALTER DATABASE {_quote(db.dbname)} SET synchronous_commit = on")
-        self.sql("SET synchronous_commit = on")
-        self.cdc = CdcStandIn(self.conn, self.ddb, {}, self.slot)
+        self.conn = self.engine.connect()
+        self.cdc: Any = self.engine.cdc(self.conn, self.ddb, {}, self.token)
         self.consumer = BusConsumer(self.kinesis_real, self.stream_name, self.s3,
                                     Replica(), on_envelope,
                                     validate=envelope_validator() if validate_envelopes
@@ -263,10 +264,40 @@ class Pipeline:
         for src in self.sources.values():
             self._declare(src)
         self._configure_fanin()
-        self.cdc.create_slot()
-        if full_load:
-            self.cdc.full_load()
+        self.engine.cdc_start(self.cdc, full_load=full_load)
         return self
+
+    def restart_cdc(self, *, full_load: bool = False, **kwargs: Any) -> Any:
+        """A new CDC stand-in process (the old one was killed) resuming from the checkpoint
+        (the slot / the binlog position) with the same table mappings; `full_load`: the
+        task was killed during its full load and loads again. `kwargs` (crash_hook,
+        checkpoint_every) go to the stand-in. Returns it (also `self.cdc`)."""
+        old = self.cdc
+        self.cdc = self.engine.cdc(self.engine.connect(), self.ddb, old.tables, self.token,
+                                   state=self.engine.cdc_state(old), **kwargs)
+        if full_load:
+            self.engine.cdc_reload(self.cdc)
+        return self.cdc
+
+    @property
+    def schema(self) -> str:
+        """The source's default schema: `public` (PostgreSQL), the database (MariaDB)."""
+        return self.engine.schema
+
+    def create_table(self, ddl: str, table: str) -> None:
+        """CREATE TABLE on the source, as the docs ask for each engine (PostgreSQL: REPLICA
+        IDENTITY FULL; MariaDB: utf8mb4). `ddl` is the portable statement."""
+        self.engine.create_table(self.conn, ddl, table)
+
+    def change_column_type(self, table: str, column: str, sql_type: str) -> None:
+        self.engine.change_column_type(self.conn, table, column, sql_type)
+
+    def wait_for_writeback_lock_wait(self, timeout: float = 20.0) -> None:
+        """Until the writeback's session waits on a row lock another session holds."""
+        assert self.writeback_role is not None
+        user = self.writeback_role[0]
+        wait_until(lambda: self.engine.writeback_lock_waits(user) > 0,
+                   "the writeback never waited on the legacy transaction's lock", timeout)
 
     def _declare(self, src: Source) -> None:
         name = self.physical(src.logical)
@@ -280,7 +311,7 @@ class Pipeline:
             BillingMode="PAY_PER_REQUEST",
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
-        self.cdc.tables[src.source] = TableMap(src.source, name, src.key_names)
+        self.cdc.tables[src.source] = self.engine.table_map(src.source, name, src.key_names)
         self._map_fanin(src)
 
     def _map_fanin(self, src: Source) -> None:
@@ -325,14 +356,17 @@ class Pipeline:
                       key_columns: dict[str, str], key_types: dict[str, str],
                       column_types: dict[str, str] | None = None,
                       waypoint: bool = True) -> str:
-        """An app-owned table (stream on) written back to `table` by the real writeback
-        handler, connected as its own PostgreSQL role through a Secrets Manager secret.
+        """An app-owned table (stream on) written back to `table` (a bare name: in the
+        default schema) by the real writeback handler, connected as its own login (role /
+        user) through a Secrets Manager secret.
 
         `waypoint`: the writeback ALSO follows the stream of `logical`'s waypoint table (the
         `origin: tables` mode), so every change the CDC stand-in replicates -- the echo of
         each write-back included -- passes through the writeback handler, which must skip it.
         """
         name = f"{self.prefix}app-{logical}-{self.token}"
+        if "." not in table:
+            table = f"{self.engine.schema}.{table}"
         self.ddb.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
@@ -375,8 +409,9 @@ class Pipeline:
                 SecretString=json.dumps({"username": user, "password": password}),
             )["ARN"]
         config = {
-            "target": {"kind": "postgres", "host": self.db.host, "port": self.db.port,
-                       "database": self.db.dbname, "secret_arn": self._writeback_secret,
+            "target": {"kind": self.engine.writeback_kind, "host": self.db.host,
+                       "port": self.db.port, "database": self.db.dbname,
+                       "secret_arn": self._writeback_secret,
                        "tls": False},
             "tables": dict(self._writeback_tables),
         }
@@ -386,52 +421,20 @@ class Pipeline:
 
     def _writeback_login(self) -> tuple[str, str]:
         if self.writeback_role is None:
-            user, password = f"wb_{self.token}", secrets.token_urlsafe(12)
-            admin = self.db.admin_connect(self.db.dbname)
-            cur = admin.cursor()
-            cur.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
-            cur.execute(f"GRANT ALL ON SCHEMA public TO {user}")
-            cur.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {user}")
-            admin.close()
-            self.writeback_role = (user, password)
+            self.writeback_role = self.engine.writeback_login(self.token)
         return self.writeback_role
 
     def install_audit(self, table: str) -> None:
         """Row trigger logging every committed write (who, key, version): the proof that
         nothing is written back twice."""
-        cur = self.conn.cursor()
-        cur.execute(
-            "CREATE TABLE IF NOT EXISTS e2e_audit (n bigserial PRIMARY KEY, tbl text, op text, "
-            "row_key text, version numeric, who text, at timestamptz DEFAULT clock_timestamp())"
-        )
-        cur.execute(
-            "CREATE OR REPLACE FUNCTION e2e_audit_row() RETURNS trigger AS $$ BEGIN "
-            "IF TG_OP = 'DELETE' THEN INSERT INTO e2e_audit(tbl, op, row_key, version, who) "
-            "VALUES (TG_TABLE_NAME, TG_OP, OLD.id::text, OLD.version, current_user); "
-            "RETURN OLD; END IF; "
-            "INSERT INTO e2e_audit(tbl, op, row_key, version, who) "
-            "VALUES (TG_TABLE_NAME, TG_OP, NEW.id::text, NEW.version, current_user); "
-            "RETURN NEW; END $$ LANGUAGE plpgsql"
-        )
-        schema, name = table.split(".", 1)
-        cur.execute(
-            f"CREATE TRIGGER e2e_audit_{name} AFTER INSERT OR UPDATE OR DELETE ON "
-            f"{_quote(schema)}.{_quote(name)} FOR EACH ROW EXECUTE FUNCTION e2e_audit_row()"
-        )
-        if self.writeback_role is not None:
-            cur.execute(f"GRANT ALL ON e2e_audit, e2e_audit_n_seq TO {self.writeback_role[0]}")
-        cur.close()
+        self.engine.install_audit(self.conn, table,
+                                  self.writeback_role[0] if self.writeback_role else None)
 
     def writeback_writes(self) -> list[tuple[str, str, str, Any]]:
         """(table, op, key, version) of every write the writeback role committed."""
         if self.writeback_role is None:
             return []
-        cur = self.conn.cursor()
-        cur.execute("SELECT tbl, op, row_key, version FROM e2e_audit WHERE who = %s ORDER BY n",
-                    (self.writeback_role[0],))
-        rows = [(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in cur.fetchall()]
-        cur.close()
-        return rows
+        return self.engine.audit_writes(self.conn, self.writeback_role[0])
 
     def echoes(self) -> list[tuple[str, str, str, Any]]:
         """Writes of the writeback that no new service asked for: a change that came from
@@ -478,10 +481,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ adoption
 
-    def enable_wildcard(self, schema: str = "public", exclude: tuple[str, ...] = ()) -> None:
-        """DMS table mapping with a wildcard: tables that appear in `schema` later get a
-        DynamoDB table created by 'DMS' (no stream) and are replicated from then on."""
-        self.wildcard_schema = schema
+    def enable_wildcard(self, schema: str | None = None, exclude: tuple[str, ...] = ()) -> None:
+        """DMS table mapping with a wildcard: tables that appear in `schema` (default: the
+        source's default schema) later get a DynamoDB table created by 'DMS' (no stream) and
+        are replicated from then on."""
+        self.wildcard_schema = schema or self.engine.schema
         self._wildcard_exclude = set(exclude) | {"e2e_audit"}
 
     def discover_new_tables(self) -> list[str]:
@@ -489,18 +493,13 @@ class Pipeline:
         target table (key = primary key, no stream) and full-load it."""
         if self.wildcard_schema is None:
             return []
-        cur = self.conn.cursor()
-        cur.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind = 'r'", (self.wildcard_schema,))
-        names = sorted(str(r[0]) for r in cur.fetchall())
-        cur.close()
+        names = self.engine.tables(self.conn, self.wildcard_schema)
         created = []
         for name in names:
             qualified = f"{self.wildcard_schema}.{name}"
             if qualified in self.cdc.tables or name in self._wildcard_exclude:
                 continue
-            keys = self._primary_key(qualified)
+            keys = self.engine.primary_key(self.conn, qualified)
             logical = name
             src = Source(qualified, logical, tuple(keys))
             physical = self.physical(logical)
@@ -512,25 +511,12 @@ class Pipeline:
                                       for k, t in keys],
                 BillingMode="PAY_PER_REQUEST",
             )
-            self.cdc.tables[qualified] = TableMap(qualified, physical, src.key_names)
+            self.cdc.tables[qualified] = self.engine.table_map(qualified, physical,
+                                                               src.key_names)
             self.cdc.full_load([qualified])
             self.adopted[logical] = src
             created.append(logical)
         return created
-
-    def _primary_key(self, qualified: str) -> list[tuple[str, str]]:
-        schema, table = qualified.split(".", 1)
-        cur = self.conn.cursor()
-        cur.execute(
-            "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_index i "
-            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-            "WHERE i.indrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass "
-            "AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
-            (schema, table))
-        rows = cur.fetchall()
-        cur.close()
-        numeric = {"smallint", "integer", "bigint", "numeric"}
-        return [(str(n), "N" if str(t) in numeric else "S") for n, t in rows]
 
     def adopt(self, logical: str, *, interrupt_before_backfill: bool = False) -> dict[str, Any]:
         """Run the real AdoptedTable provider's create against the DMS-created table; the
@@ -650,15 +636,15 @@ class Pipeline:
     # ------------------------------------------------------------------ reconcile
 
     def reconcile(self, reports: list[tuple[str, Any]] | None = None) -> list[str]:
-        """Differences between the PostgreSQL source, the DynamoDB tables and the replica
+        """Differences between the source, the DynamoDB tables and the replica
         (an empty list = all three hold the same rows with the same values). `reports`:
         what `reconcile_reports()` gave, when the caller already has it."""
         diffs: list[str] = []
         tables = {**self.sources, **self.adopted}
         for src in tables.values():
             source = {}
-            for cols in source_rows(self.conn, src.source):
-                row = _normal(dms_item(cols))
+            for item in self.engine.source_items(self.conn, src.source):
+                row = _normal(item)
                 source[row_key({k: row[k] for k in src.key_names})] = row
             dynamo = {}
             for item in _scan(self.ddb, self.physical(src.logical)):
@@ -693,17 +679,17 @@ class Pipeline:
             mapping = tool.TableMapping(source=src.source, target=self.physical(src.logical),
                                         keys=tuple(src.key_names))
             out.append(("dynamodb", tool.reconcile_table(
-                self.conn, "postgres", mapping, self.ddb, consistent_read=True)))
+                self.conn, self.engine.name, mapping, self.ddb, consistent_read=True)))
             binary = {name for name, typ in self.columns(src.source)
-                      if category_of("postgres", typ) == "binary"}
+                      if category_of(self.engine.name, typ) == "binary"}
             items = [_as_item(row, binary)
                      for row in self.consumer.replica.live(src.logical).values()]
             out.append(("replica", tool.reconcile_table(
-                self.conn, "postgres", mapping, None, target_pages=[items])))
+                self.conn, self.engine.name, mapping, None, target_pages=[items])))
         return out
 
     def columns(self, qualified: str) -> list[tuple[str, str]]:
-        return source_columns(self.conn, qualified)
+        return self.engine.columns(self.conn, qualified)
 
     def reconnect(self) -> None:
         """New connections for the harness and the CDC stand-in (after a server restart)."""
@@ -711,12 +697,12 @@ class Pipeline:
             self.conn.close()
         except Exception:  # noqa: BLE001 - the old connection is usually broken already
             pass
-        self.conn = self.db.connect(autocommit=True)
-        self.cdc.conn = self.conn
+        self.conn = self.engine.connect()
+        self.engine.cdc_reconnect(self.cdc, self.conn)
 
     def close(self) -> None:
         try:
-            self.cdc.drop_slot()
+            self.engine.cdc_close(self.cdc)
         except Exception:  # noqa: BLE001 - best effort on a broken connection
             pass
         try:

@@ -21,6 +21,9 @@ Kinds
 ``mariadb_misconfigured``    log_bin off, binlog_format=STATEMENT, binlog_row_image=MINIMAL,
                              binlog_checksum=CRC32, binlog_expire_logs_seconds=1 hour.
 :class:`RestartablePostgres` a private PostgreSQL (like ``postgres``) its owner may restart.
+:class:`RestartableMariaDB`  a private MariaDB (like ``mariadb``, but crash-safe: every commit
+                             flushed, ``sync_binlog=1``) its owner may restart;
+                             :func:`restartable_server` gives either by engine.
 
 Packages: ``postgresql`` and ``mariadb-server`` (Debian). When a binary is missing,
 :class:`ServerStartError` names the package to install.
@@ -274,6 +277,7 @@ class _Running:
     proc: subprocess.Popen[bytes]
     tmp: str
     stop_signal: int
+    command: list[str] = field(default_factory=list)  # how it was started (MariaDB)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -467,6 +471,7 @@ def _mariadb_bins() -> tuple[str, str]:
 
 def _start_mariadb(options: list[str]) -> _Running:
     mariadbd, install_db = _mariadb_bins()
+    # later options win: callers may override the defaults below
     tmp = _make_tmp("maria")
     data = os.path.join(tmp, "data")
     sock = os.path.join(tmp, "mysqld.sock")
@@ -495,25 +500,26 @@ def _start_mariadb(options: list[str]) -> _Running:
     port = _free_port()
     admin_pw = secrets.token_urlsafe(16)
     app_pw = secrets.token_urlsafe(16)
+    command = [
+        mariadbd,
+        "--no-defaults",
+        f"--datadir={data}",
+        f"--socket={sock}",
+        f"--port={port}",
+        f"--bind-address={HOST}",
+        f"--pid-file={tmp}/mariadb.pid",
+        f"--log-error={log}",
+        *user_opt,
+        "--skip-name-resolve",
+        "--innodb-buffer-pool-size=32M",
+        "--innodb-log-file-size=16M",
+        "--innodb-flush-log-at-trx-commit=0",
+        "--skip-innodb-doublewrite",
+        "--max-connections=50",
+        *options,
+    ]
     proc = subprocess.Popen(
-        [
-            mariadbd,
-            "--no-defaults",
-            f"--datadir={data}",
-            f"--socket={sock}",
-            f"--port={port}",
-            f"--bind-address={HOST}",
-            f"--pid-file={tmp}/mariadb.pid",
-            f"--log-error={log}",
-            *user_opt,
-            "--skip-name-resolve",
-            "--innodb-buffer-pool-size=32M",
-            "--innodb-log-file-size=16M",
-            "--innodb-flush-log-at-trx-commit=0",
-            "--skip-innodb-doublewrite",
-            "--max-connections=50",
-            *options,
-        ],
+        command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
@@ -531,7 +537,7 @@ def _start_mariadb(options: list[str]) -> _Running:
         admin_password=admin_pw,
         data_dir=data,
     )
-    running = _Running(server, proc, tmp, signal.SIGTERM)
+    running = _Running(server, proc, tmp, signal.SIGTERM, command)
 
     def root_socket() -> Any:
         import pymysql
@@ -632,6 +638,56 @@ class RestartablePostgres:
         self._running.stop()
 
 
+class RestartableMariaDB:
+    """A private MariaDB server (configured like ``mariadb``) that a test may restart: the
+    same port, data directory and users before and after. Unlike the shared one it flushes
+    every commit (``innodb_flush_log_at_trx_commit=1``, ``sync_binlog=1``), so a crash loses
+    no committed transaction, as on a production server. Not shared with other tests."""
+
+    def __init__(self) -> None:
+        self._running = _start_mariadb(
+            [*MARIADB_GOOD, "--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"]
+        )
+        self.server = self._running.server
+        self.restarts = 0
+
+    def restart(self, *, crash: bool = True) -> None:
+        """Stop the server and start it again. ``crash``: SIGKILL (no shutdown: InnoDB and
+        binlog crash recovery at the next start), as after a crash or a failover; otherwise
+        a normal shutdown (SIGTERM)."""
+        proc = self._running.proc
+        proc.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        new = subprocess.Popen(
+            self._running.command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(signal.SIGKILL),  # noqa: PLW1509 - one prctl syscall
+        )
+        self._running.proc = new
+        log = os.path.join(self._running.tmp, "mariadb.log")
+        _wait_ready(new, lambda: self.server.admin_connect().close(), log, "mariadbd (restart)")
+        self.restarts += 1
+
+    def stop(self) -> None:
+        self._running.stop()
+
+
+def restartable_server(engine: str) -> RestartablePostgres | RestartableMariaDB:
+    """A private server of ``engine`` (``postgres`` or ``mariadb``) with ``restart()``."""
+    if engine == "postgres":
+        return RestartablePostgres()
+    if engine == "mariadb":
+        return RestartableMariaDB()
+    raise ValueError(f"no restartable server for engine {engine!r}")
+
+
 def stop_server(kind: str) -> None:
     """Stop the shared server of ``kind`` if this process started one (idempotent)."""
     with _LOCK:
@@ -642,8 +698,10 @@ def stop_server(kind: str) -> None:
 
 __all__ = [
     "DbServer",
+    "RestartableMariaDB",
     "RestartablePostgres",
     "ServerStartError",
     "get_server",
+    "restartable_server",
     "stop_server",
 ]
