@@ -228,25 +228,18 @@ def bus_envelopes() -> list[dict[str, Any]]:
 
 
 def apply_rule(envelopes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The consumer rule of docs/adoption.md: stream events win (by seq, tombstones kept);
-    a snapshot only fills a row no stream event touched; duplicates (same id) ignored."""
-    seen: set[str] = set()
-    rows: dict[str, tuple[int | None, dict[str, Any] | None]] = {}
+    """The consumer rule of docs/adoption.md, applied by the consumer kit (`consumer.Replica`):
+    stream events win (by seq, tombstones kept); a snapshot only fills a row no stream event
+    touched; duplicates (same id) ignored. Live rows keyed by their keys' sorted JSON."""
+    from consumer import Replica, row_key
+
+    replica = Replica()
+    keys_of: dict[str, dict[str, Any]] = {}
     for env in envelopes:
-        if env["id"] in seen:
-            continue
-        seen.add(env["id"])
-        key = json.dumps(env["keys"], sort_keys=True, default=str)
-        state = rows.get(key)
-        if env["op"] == "snapshot":
-            if state is None:
-                rows[key] = (None, env["new"])
-            continue
-        seq = int(env["seq"])
-        if state is not None and state[0] is not None and seq <= state[0]:
-            continue
-        rows[key] = (seq, None if env["op"] == "delete" else env["new"])
-    return {k: row for k, (_seq, row) in rows.items() if row is not None}
+        replica.apply(env)
+        keys_of[row_key(env["keys"])] = env["keys"]
+    return {json.dumps(keys_of[k], sort_keys=True, default=str): row
+            for table in replica.rows for k, row in replica.live(table).items()}
 
 
 def table_as_envelope_rows(name: str) -> dict[str, dict[str, Any]]:

@@ -101,24 +101,17 @@ def row_of(keys: dict[str, Any]) -> str:
 
 
 def consumer_state(envelopes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The consumer rule of docs/bus.md: dedupe on id; per row apply only a higher seq than
-    the last applied (a delete leaves a tombstone). Returns live rows per table."""
-    seen: set[str] = set()
-    rows: dict[tuple[str, str], tuple[int, dict[str, Any] | None]] = {}
+    """The consumer rule of docs/bus.md, applied by the consumer kit (`consumer.Replica`):
+    live rows per table, keyed by `row_of(keys)`."""
+    from consumer import Replica, row_key
+
+    replica = Replica()
+    keys_of: dict[tuple[str, str], dict[str, Any]] = {}
     for env in envelopes:
-        if env["id"] in seen:
-            continue
-        seen.add(env["id"])
-        key = (env["table"], row_of(env["keys"]))
-        seq = int(env["seq"])
-        if key in rows and rows[key][0] >= seq:
-            continue
-        rows[key] = (seq, None if env["op"] == "delete" else env["new"])
-    out: dict[str, dict[str, Any]] = {}
-    for (table, row), (_seq, image) in rows.items():
-        if image is not None:
-            out.setdefault(table, {})[row] = image
-    return out
+        replica.apply(env)
+        keys_of[(env["table"], row_key(env["keys"]))] = env["keys"]
+    return {table: {row_of(keys_of[(table, k)]): row for k, row in replica.live(table).items()}
+            for table in replica.rows if replica.live(table)}
 
 
 class FaultyKinesis:
