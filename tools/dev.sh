@@ -7,7 +7,8 @@
 #   tools/dev.sh handlers313 [args]
 #                               the handlers' own tests (HANDLER_TESTS) under Python 3.13 in
 #                               .build/venv313, with exactly the pins the Lambda packages ship
-#   tools/dev.sh demo [args]    set up, then run the whole pipeline locally (python -m tools.demo)
+#   tools/dev.sh demo [args]    set up, then run the whole pipeline locally (python -m tools.demo;
+#                               --engine mariadb for the MySQL family)
 #   tools/dev.sh setup          set up only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ setup_python() {
 
 setup_servers() {
   # Database servers for the tests (the tests start and stop them themselves); the demo
-  # passes "postgresql" only.
+  # passes its engine's package only.
   local wanted=("$@") missing=() pkg
   [ ${#wanted[@]} -eq 0 ] && wanted=("${APT_PACKAGES[@]}")
   for pkg in "${wanted[@]}"; do
@@ -138,7 +139,19 @@ case "$cmd" in
     setup_python
     exec "$VENV/bin/python" -m tools.plan --stack "${1:-dev}" "${@:2}" ;;
   demo)
-    setup_python; setup_servers postgresql
+    # the source's Debian package only: PostgreSQL, or MariaDB with --engine mariadb; any
+    # other value is tools.demo's to reject (one line, exit 2)
+    engine=postgres prev=
+    for arg in "$@"; do
+      [ "$prev" = --engine ] && engine=$arg
+      case "$arg" in --engine=*) engine=${arg#--engine=} ;; esac
+      prev=$arg
+    done
+    setup_python
+    case "$engine" in
+      postgres) setup_servers postgresql ;;
+      mariadb) setup_servers mariadb-server ;;
+    esac
     exec "$VENV/bin/python" -m tools.demo "$@" ;;
   test)
     setup_python; setup_servers; setup_node
@@ -154,6 +167,6 @@ case "$cmd" in
     setup_python
     test_python313 "$@" ;;
   *)
-    log "usage: tools/dev.sh plan [stack] | test [pytest args] | handlers313 [pytest args] | demo [--full] | setup"
+    log "usage: tools/dev.sh plan [stack] | test [pytest args] | handlers313 [pytest args] | demo [--engine postgres|mariadb] [--full] | setup"
     exit 2 ;;
 esac
