@@ -11,10 +11,13 @@
   envelope) and `Replica` (an in-memory replica applying it, with dedupe on `id`).
 * `kinesis_handler(process)`: a Kinesis-triggered Lambda handler with partial batch failure
   reporting and a policy for malformed records.
+* `archive_envelopes(body)`: the envelopes of one object of the bus's Firehose archive, for a
+  replay.
 
 Imports only the standard library (no Pulumi, no boto3 until an overflow pointer needs S3).
 """
 
+from .archive import archive_envelopes
 from .envelope import OPS, MalformedEnvelope, decode, dumps, loads, row_key
 from .kinesis import FirstRecordFailed, KinesisConsumer, kinesis_handler, record_envelope
 from .overflow import OverflowReader, split_uri
@@ -32,6 +35,7 @@ __all__ = [
     "Replica",
     "RowState",
     "advance",
+    "archive_envelopes",
     "decode",
     "dumps",
     "kinesis_handler",
