@@ -1044,16 +1044,18 @@ def test_dms_engine_names_select_the_right_checks(engine, request, capsys, monke
 # --------------------------------------------------------------------------- --stack
 
 
-def _source_stack(tmp_path: Path, source: dict[str, Any], name: str = "src") -> Path:
-    """A stack file (in tmp_path) with one table and a DMS section whose source is
-    ``source`` (secret_arn defaults to a made-up one)."""
+def _source_stack(tmp_path: Path, source: dict[str, Any], name: str = "src",
+                  schemas: tuple[str, ...] = ("sales",)) -> Path:
+    """A stack file (in tmp_path) with a table per schema in ``schemas`` and a DMS section
+    whose source is ``source`` (secret_arn defaults to a made-up one)."""
     upper = source.get("engine") == "oracle"  # Oracle stacks spell names as Oracle stores them
     config: dict[str, Any] = {
         "aws:region": "eu-west-1",
-        "dms-event-bus:tables": {"orders": {
-            "source": {"schema": "SALES", "table": "ORDERS"} if upper
-            else {"schema": "sales", "table": "orders"},
-            "partition_key": {"name": "ID" if upper else "id", "type": "N"}}},
+        "dms-event-bus:tables": {f"orders_{i}": {
+            "source": {"schema": schema.upper() if upper else schema,
+                       "table": "ORDERS" if upper else "orders"},
+            "partition_key": {"name": "ID" if upper else "id", "type": "N"}}
+            for i, schema in enumerate(schemas)},
     }
     if source:
         config["dms-event-bus:dms"] = {
@@ -1076,13 +1078,13 @@ def _plain(server: DbServer, engine: str) -> dict[str, Any]:
 
 def test_stack_fills_engine_host_port_database(maria, tmp_path, capsys, monkeypatch):
     # GIVEN a stack file whose DMS source is the MariaDB server (unencrypted, as its TLS mode)
-    stack_dir = _source_stack(tmp_path, _plain(maria, "mariadb"))
+    stack_dir = _source_stack(tmp_path, _plain(maria, "mariadb"), schemas=(maria.dbname,))
     monkeypatch.setenv("PREFLIGHT_TEST_PW", maria.password)
     # WHEN preflight gets only --stack and the login (the password from the environment)
     code = preflight.main(["--stack", "src", "--stack-dir", str(stack_dir), "--user",
                            maria.user, "--password-env", "PREFLIGHT_TEST_PW"])
     out, err = capsys.readouterr()
-    # THEN it connected to that server and ran the MariaDB checks
+    # THEN it connected to that server and ran the MariaDB checks on the stack's schemas
     assert code == 0, (out, err)
     assert "PASS binlog_format: binlog_format=ROW (need ROW)" in out
     assert f"PASS primary keys: every table in {maria.dbname} has a primary key" in out
@@ -1092,7 +1094,7 @@ def test_explicit_options_override_the_stack(maria, tmp_path, capsys, monkeypatc
     # GIVEN a stack saying Aurora MySQL on a host and port that do not answer
     source = {**_plain(maria, "aurora"), "server": "aurora.db.invalid", "port": 3307,
               "database": "not_this_one"}
-    stack_dir = _source_stack(tmp_path, source)
+    stack_dir = _source_stack(tmp_path, source, schemas=(maria.dbname,))
     monkeypatch.setenv("PREFLIGHT_TEST_PW", maria.password)
     # WHEN host, port and database are given on the command line
     code = preflight.main(["--stack", "src", "--stack-dir", str(stack_dir), "--host",
@@ -1113,7 +1115,7 @@ def test_stack_secret_gives_the_login_and_password(pg, tmp_path, capsys):
             SecretString=json.dumps({"username": pg.user, "password": pg.password}),
         )["ARN"]
         stack_dir = _source_stack(tmp_path, {**_plain(pg, "aurora-postgresql"),
-                                             "secret_arn": arn})
+                                             "secret_arn": arn}, schemas=("public",))
         # WHEN preflight gets only --stack
         code = preflight.main(["--stack", "src", "--stack-dir", str(stack_dir)],
                               secrets_client=sm)
@@ -1122,6 +1124,21 @@ def test_stack_secret_gives_the_login_and_password(pg, tmp_path, capsys):
     assert code == 0, (out, err)
     assert f"PASS replication privilege: user {pg.user}" in out
     assert pg.password not in out + err
+
+
+def test_stack_schemas_are_checked_unless_given(pg, tmp_path, capsys, monkeypatch):
+    # GIVEN a stack replicating tables of schemas public and legacy_pf (absent on the server)
+    stack_dir = _source_stack(tmp_path, _plain(pg, "postgres"), schemas=("public", "legacy_pf"))
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", pg.password)
+    base = ["--stack", "src", "--stack-dir", str(stack_dir), "--user", pg.user,
+            "--password-env", "PREFLIGHT_TEST_PW"]
+    # WHEN preflight reads the stack: those schemas are the ones checked
+    assert preflight.main(base) == 1
+    out = capsys.readouterr().out
+    assert "FAIL schemas: not found: legacy_pf" in out
+    assert "PASS primary keys: every table in legacy_pf, public has a primary key" in out
+    # AND --schemas given on the command line wins
+    assert preflight.main([*base, "--schemas", "public"]) == 0, capsys.readouterr()
 
 
 def test_stack_engine_and_explicit_engine_names(tmp_path, capsys, monkeypatch):

@@ -209,6 +209,8 @@ class StackSource:
     secret_arn: str
     ssl_mode: str
     region: str | None
+    #: the source schemas the stack replicates (declared tables' and wildcards'), sorted
+    schemas: tuple[str, ...] = ()
 
 
 def stack_source(stack: str, stack_dir: Path | None = None) -> StackSource:
@@ -232,6 +234,12 @@ def stack_source(stack: str, stack_dir: Path | None = None) -> StackSource:
         )
     src = loaded.dms.source
     region = raw.get("aws:region")
+    schemas = {w.schema_name for w in loaded.dms.wildcards if w.schema_name}
+    for table in loaded.tables.values():
+        if table.source is not None:
+            schemas.add(table.source.schema_name)
+        elif loaded.dms.default_schema:
+            schemas.add(loaded.dms.default_schema)
     return StackSource(
         engine=str(src.engine),
         host=str(src.server),
@@ -241,12 +249,14 @@ def stack_source(stack: str, stack_dir: Path | None = None) -> StackSource:
         secret_arn=str(src.secret_arn),
         ssl_mode=str(src.ssl_mode),
         region=region if isinstance(region, str) else None,
+        schemas=tuple(sorted(schemas)),
     )
 
 
 def apply_stack(args: argparse.Namespace) -> argparse.Namespace:
     """Fill ``args``' unset connection options from ``--stack`` (explicit options win) and
-    check an engine is known; SourceError (one line) otherwise. Returns ``args``."""
+    check an engine is known; SourceError (one line) otherwise. A command with a
+    ``--schemas`` option gets the stack's replicated schemas there. Returns ``args``."""
     if getattr(args, "stack", None):
         src = stack_source(args.stack, getattr(args, "stack_dir", None))
         stack_engine = engine_name(src.engine)
@@ -264,6 +274,8 @@ def apply_stack(args: argparse.Namespace) -> argparse.Namespace:
             args.region = src.region
         if args.ssl is None and src.ssl_mode == "none":
             args.ssl = "disable"
+        if getattr(args, "schemas", "") is None and src.schemas:
+            args.schemas = ",".join(src.schemas)
     if args.engine is None:
         raise SourceError(
             "no engine: give --engine ENGINE or --stack NAME (the engines: "
