@@ -149,6 +149,10 @@ def _describe(err: Any, data: Any) -> str:
     found_text = "nothing" if kind == "missing" else repr(found)
     if len(found_text) > 120:
         found_text = found_text[:117] + "..."
+    if kind == "extra_forbidden":
+        # never the value: an unknown key may be a secret typed under the wrong name
+        return (f"{path}: no such key (check the spelling; see the README's config "
+                "reference); its value is not shown")
     if kind in ("value_error", "assertion_error"):
         # Our own validators: the message already says what was expected and found.
         msg = str(ctx.get("error", err["msg"]))

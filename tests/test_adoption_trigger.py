@@ -506,7 +506,7 @@ def raw_config(trigger: dict[str, Any] | None, **adoption: Any) -> dict[str, Any
         (
             {"repository": REPOSITORY, "token_secret_arn": SECRET_ARN, "token": "x"},
             {},
-            "dms-event-bus:adoption.trigger.token: expected no such key",
+            "dms-event-bus:adoption.trigger.token: no such key",
         ),
         (
             {"repository": REPOSITORY, "token_secret_arn": SECRET_ARN, "max_event_age_seconds": 30},
