@@ -75,12 +75,14 @@ def plan_to_json(folder: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, 
 
 
 @cache
-def planned(tables: tuple[str, ...], **options: Any) -> dict[str, Any]:
-    """The --json plan of a generated stack (cached: hypothesis draws the same sets again)."""
+def planned(tables: tuple[str, ...], rekeyed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The --json plan of a generated stack whose `rekeyed` tables have another partition key
+    (cached: hypothesis draws the same sets again)."""
     import tempfile  # noqa: PLC0415 - only for the cache's own folders
 
-    folder = write_stack(Path(tempfile.mkdtemp(prefix="plan-diff-")), config_of(tables,
-                                                                                 **options))
+    keys = {t: f"{POOL[t]}_v2" for t in rekeyed}
+    folder = write_stack(Path(tempfile.mkdtemp(prefix="plan-diff-")),
+                         config_of(tables, keys=keys))
     from contextlib import redirect_stdout  # noqa: PLC0415
     from io import StringIO  # noqa: PLC0415
 
@@ -295,19 +297,27 @@ def test_secrets_the_program_marks_are_masked_by_type() -> None:
 subsets = st.sets(st.sampled_from(sorted(POOL)), min_size=1).map(lambda s: tuple(sorted(s)))
 
 
-@examples(max_examples=12, deadline=None)
-@given(base_tables=subsets, head_tables=subsets)
-def test_every_removed_table_and_nothing_else_is_data_affecting(
-        base_tables: tuple[str, ...], head_tables: tuple[str, ...]) -> None:
-    d = plan_diff.diff(planned(base_tables), planned(head_tables))
+@examples(max_examples=15, deadline=None)
+@given(base_tables=subsets, head_tables=subsets, rekeyed=subsets)
+def test_exactly_the_removed_and_rekeyed_tables_are_data_affecting(
+        base_tables: tuple[str, ...], head_tables: tuple[str, ...],
+        rekeyed: tuple[str, ...]) -> None:
+    """Random tables removed, added, and given another partition key: every removed table is a
+    data-affecting DELETE, every kept table with a new key a REPLACE (and its stream), and
+    nothing else is data-affecting."""
+    rekeyed = tuple(t for t in rekeyed if t in head_tables)
+    d = plan_diff.diff(planned(base_tables), planned(head_tables, rekeyed))
     removed = set(base_tables) - set(head_tables)
     added = set(head_tables) - set(base_tables)
+    replaced = set(rekeyed) & set(base_tables)
     assert sorted((f.action, f.res.type, f.res.physical) for f in d.data_affecting) == sorted(
-        ("DELETE", TABLE, f"{PREFIX}{t}") for t in removed)
+        [("DELETE", TABLE, f"{PREFIX}{t}") for t in removed]
+        + [(action, TABLE, f"{PREFIX}{t}") for t in replaced
+           for action in ("REPLACE", "REPLACE STREAM")])
     assert {r.physical for r in d.adds if r.type == TABLE} == {f"{PREFIX}{t}" for t in added}
     assert {r.physical for r in d.deletes if r.type == TABLE} == {
         f"{PREFIX}{t}" for t in removed}
-    assert not any(c.replace for c in d.changes)
+    assert {c.new.physical for c in d.changes if c.replace} == {f"{PREFIX}{t}" for t in replaced}
 
 
 # -- the replace table -----------------------------------------------------------------------

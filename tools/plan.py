@@ -91,6 +91,10 @@ def _num(value: Any) -> Any:
 
 
 DETAILS: dict[str, list[tuple[str, _Detail]]] = {
+    "pulumi-python:dynamic/dms:AdoptedTable": [
+        ("table", _get("table_name")),
+        ("billing", _get("billing_mode")),
+    ],
     "aws:dms/endpoint:Endpoint": [
         ("id", _get("endpointId")),
         ("type", _get("endpointType")),
