@@ -358,6 +358,10 @@ def _resource(type_: str, logical: str, inputs: dict[str, Any]) -> dict[str, Any
     ("aws:sqs/queue:Queue", {"name": "work"}, {"name": "work2"}, False),
     (TABLE, {"name": "t", "streamEnabled": True, "streamViewType": "NEW_IMAGE"},
      {"name": "t", "streamEnabled": True, "streamViewType": "NEW_AND_OLD_IMAGES"}, True),
+    ("pulumi-python:dynamic/dms:AdoptedTable", {"table_name": "t", "replace_stream": False},
+     {"table_name": "t", "replace_stream": True}, True),
+    ("pulumi-python:dynamic/dms:AdoptedTable", {"table_name": "t", "tags": {"a": "1"}},
+     {"table_name": "t", "tags": {"a": "2"}}, False),
     (TABLE, {"name": "t", "billingMode": "PROVISIONED"},
      {"name": "t", "billingMode": "PAY_PER_REQUEST"}, False),
 ])

@@ -123,6 +123,9 @@ REPLACE_RULES: dict[str, ReplaceRule] = {
 #: records are no longer read and every consumer starts on the new one).
 TABLE = "aws:dynamodb/table:Table"
 STREAM_INPUTS = ("streamEnabled", "streamViewType")
+#: An adopted table whose `replace_stream` turns on: its provider may disable a stream of
+#: another view type and enable a new one (providers/adopted_table.py).
+ADOPTED = "pulumi-python:dynamic/dms:AdoptedTable"
 
 
 class PlanFileError(ValueError):
@@ -399,8 +402,10 @@ class Change:
         return bool(self.replace_by)
 
     def stream_replaced(self) -> bool:
-        """A DynamoDB table keeping its identity whose stream settings change, or a replaced
-        table with a stream."""
+        """A DynamoDB table keeping its identity whose stream settings change, a replaced
+        table with a stream, or an adopted table allowed to replace its stream from now on."""
+        if self.new.type == ADOPTED:
+            return "replace_stream" in self.paths and bool(self.new.inputs.get("replace_stream"))
         if self.new.type != TABLE:
             return False
         if self.replace:
@@ -438,9 +443,10 @@ class Diff:
                     "REPLACE", c.new, f"{label} is replaced (a new, empty one) because "
                     f"{', '.join(c.replace_by)} changed"))
             if c.stream_replaced():
-                why = ("the table is replaced" if c.replace else
-                       ", ".join(sorted({_top(p) for p in c.paths if _top(p) in STREAM_INPUTS}))
-                       + " changed")
+                stream_inputs = (*STREAM_INPUTS, "replace_stream")
+                streams = {_top(p) for p in c.paths if _top(p) in stream_inputs}
+                why = ("the table is replaced" if c.replace
+                       else ", ".join(sorted(streams)) + " changed")
                 found.append(DataFinding(
                     "REPLACE STREAM", c.new, f"the table's DynamoDB stream is replaced ({why}): "
                     "unread records stay on the old stream, consumers start on the new one"))
