@@ -596,10 +596,7 @@ def process(
         log("error", "record cannot be written back; reported as batch item failure (it goes "
             "to the DLQ after the mapping's retries)", sequence_number=poison_verdict.seq,
             reason=poison_reason, table=table_of(records[poison_verdict.index]))
-    for refusal in refusals:
-        log("warning", "change refused by the legacy row; its item says conflict",
-            sequence_number=refusal.change.seq, table=refusal.change.table,
-            reason=refusal.reason)
+    log_refusals(refusals)
 
     if status_client is not None:
         final = [op.upsert for op in plan(applied) if op.upsert is not None]
@@ -613,6 +610,21 @@ def process(
     result.round_trips = executor.round_trips - round_trips_before
     result.conflicts = [(r.change.seq, r.reason) for r in refusals]
     return result
+
+
+#: Conflicts named per log line: a line stays far below CloudWatch's 256 KB per log event.
+REFUSALS_PER_LINE = 100
+
+
+def log_refusals(refusals: Sequence[Refusal]) -> None:
+    """Log the changes the legacy rows refused: their sequence numbers, tables and reasons,
+    REFUSALS_PER_LINE to a line (a line per batch, not per change: a replayed batch can
+    refuse every change)."""
+    for start in range(0, len(refusals), REFUSALS_PER_LINE):
+        log("warning", "changes refused by the legacy rows; their items say conflict",
+            conflicts=[{"sequence_number": r.change.seq, "table": r.change.table,
+                        "reason": r.reason}
+                       for r in refusals[start : start + REFUSALS_PER_LINE]])
 
 
 def _before(seq_a: str, seq_b: str, verdicts: Sequence[Verdict]) -> bool:

@@ -372,7 +372,7 @@ def test_every_dynamodb_type_lands_exactly_in_its_column(legacy: Legacy) -> None
         "columns": {a: a for a in ("big", "flag", "blob", "doc", "doc_text", "day", "tags")},
         "version_column": "row_version"}}})
     doc = {"M": {"b": {"L": [{"S": "x \"q\" ü"}, {"N": "1E+3"}]}, "a": {"N": "1.50"}}}
-    image = {"id": {"N": "1"}, "big": {"N": "123456789012345678901234567890.1234567891"},
+    image: dict[str, Any] = {"id": {"N": "1"}, "big": {"N": "123456789012345678901234567890.1234567891"},
              "flag": {"BOOL": True}, "blob": {"B": "AP8Kgw=="}, "doc": doc, "doc_text": doc,
              "day": {"S": "2026-11-30"}, "tags": {"SS": ["b", "a"]}, "version": {"N": "1"},
              "status": {"S": "accepted"}}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -159,7 +160,7 @@ def test_a_refused_delete_is_counted_as_a_conflict(engine: Engine) -> None:
         "not deleted"]
 
 
-def test_conflicts_are_counted_in_the_metrics_line(
+def test_conflicts_are_counted_in_the_metrics_line_and_logged_once(
     engine: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from handlers import writeback
@@ -171,13 +172,22 @@ def test_conflicts_are_counted_in_the_metrics_line(
     monkeypatch.setattr(writeback, "_boto3_client", lambda _s: StatusRecorder())
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "dmsbus-t-writeback")
     capsys.readouterr()
-    writeback.handler({"Records": [r.insert(item(9, 2)), r.insert(item(10, 1))]}, None)
+    stale = r.insert(item(9, 2))
+    writeback.handler({"Records": [stale, r.insert(item(10, 1))]}, None)
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     (metrics,) = [x for x in lines if "_aws" in x]
     assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "DmsEventBus/Writeback"
     assert metrics["Conflicts"] == 1
     assert metrics["Applied"] == 1
     assert metrics["Function"] == "dmsbus-t-writeback"
+    # AND the conflict is logged once: its sequence number, table and reason, in the batch's
+    # one conflicts line
+    (logged,) = [x for x in lines if x.get("level") == "warning"]
+    assert logged["conflicts"] == [{
+        "sequence_number": stale["dynamodb"]["SequenceNumber"],
+        "table": TABLE,
+        "reason": "conflict: the legacy row is at version 5, newer than this change's "
+                  "version 2; not written"}]
 
 
 # --------------------------------------------------------------------------- text versions
@@ -277,3 +287,22 @@ def test_a_foreign_row_under_a_case_insensitive_key_is_a_conflict(maria: MariaLe
         "conflict: the legacy row under this key is 'Row-1' (the legacy database "
         "compares these keys as equal): another item's row; not written",
     ]
+
+
+def test_many_conflicts_are_logged_in_lines_of_a_bounded_size(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN 250 refused changes of one batch
+    from handlers import writeback
+
+    refusals = [SimpleNamespace(change=SimpleNamespace(seq=f"{n:021d}", table=TABLE),
+                                reason=f"conflict: #{n}") for n in range(250)]
+    # WHEN they are logged
+    writeback.log_refusals(refusals)  # type: ignore[arg-type]
+    # THEN every one is named once, in lines of at most 100 (a log event stays far below
+    # CloudWatch's 256 KB), not a line per change
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [len(x["conflicts"]) for x in lines] == [100, 100, 50]
+    assert [c["reason"] for x in lines for c in x["conflicts"]] == [
+        f"conflict: #{n}" for n in range(250)]
+    assert {x["level"] for x in lines} == {"warning"}
