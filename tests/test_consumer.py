@@ -569,3 +569,49 @@ def test_a_replay_of_archive_objects_in_any_order_ends_at_the_source_state(
         for env in archive_envelopes(body):
             r.apply(env)
     assert live(r) == source
+
+
+# --------------------------------------------------------------------------- the guide's example
+
+
+def guide_example() -> str:
+    """The example consumer of docs/consumers.md, as written there."""
+    text = (ROOT / "docs" / "consumers.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    (code,) = [b for b in blocks if b.startswith('"""replica_consumer.py')]
+    return code
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), history=histories())
+def test_the_guides_example_consumer_keeps_a_replica_table(
+        data: st.DataObject, history: tuple[list[bytes], list[bytes], dict[str, str]]) -> None:
+    import os
+    import types
+
+    from tools.localpipe import aws
+
+    snaps, changes, source = history
+    every = snaps + changes
+    extra = data.draw(st.lists(st.sampled_from(every), max_size=4)) if every else []
+    delivered = data.draw(st.permutations(every + extra))
+    with aws.moto_world() as world:
+        ddb = world.client("dynamodb")
+        ddb.create_table(TableName="replica", BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        os.environ["REPLICA_TABLE"] = "replica"
+        try:
+            module = types.ModuleType("replica_consumer")
+            exec(compile(guide_example(), "docs/consumers.md", "exec"), module.__dict__)
+            # WHEN the mapping delivers the history in any order, with duplicates, in batches
+            for start in range(0, len(delivered), 3):
+                batch = records(delivered[start:start + 3])
+                assert module.handler({"Records": batch}, None) == {"batchItemFailures": []}
+        finally:
+            del os.environ["REPLICA_TABLE"]
+        items = ddb.scan(TableName="replica")["Items"]
+    # THEN the live items are the source's rows; deleted rows are tombstones with their seq
+    rows = {i["pk"]["S"]: i["row"]["M"]["v"]["S"] for i in items if "row" in i}
+    assert rows == {f"orders|{k}": v for k, v in source.items()}
+    assert all(i["seq"]["S"] for i in items if "row" not in i)
