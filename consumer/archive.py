@@ -9,7 +9,6 @@ pointers: resolve them with `OverflowReader` while their objects exist.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -28,6 +27,8 @@ def archive_envelopes(body: bytes) -> Iterator[dict[str, Any]]:
     object's bytes, GZIP-compressed or not; envelopes may also be separated by whitespace or
     newlines. MalformedEnvelope names the byte offset of anything else."""
     if body[:2] == b"\x1f\x8b":
+        import gzip  # only a replay needs it
+
         body = gzip.decompress(body)
     try:
         text = body.decode("utf-8")
