@@ -305,3 +305,41 @@ def test_a_stream_that_does_not_exist_is_one_line(moto_world: Any, tmp_path: Pat
 def test_json_lines_are_the_kits_exact_json() -> None:
     env = decode(envelope(1, "insert", 1).data)
     assert dumps(env) == envelope(1, "insert", 1).data.decode()
+
+
+def _command(tmp_path: Path, **env: str) -> tuple[int, str, str]:
+    """The real command line, with no AWS settings from this machine."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    write_stack(tmp_path)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
+    clean.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"),
+                 AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+                 AWS_EC2_METADATA_DISABLED="true", **env)
+    proc = subprocess.run([sys.executable, "-m", "tools.tail", "--stack", STACK,
+                           "--stack-dir", str(tmp_path)], cwd=ROOT, env=clean,
+                          capture_output=True, text=True, timeout=120, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_command_without_credentials_is_one_line(tmp_path: Path) -> None:
+    code, out, err = _command(tmp_path)
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
+    assert "no usable AWS credentials for Kinesis in eu-west-1" in err
+
+
+def test_the_command_with_an_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out, err = _command(tmp_path, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y",
+                              AWS_MAX_ATTEMPTS="1",
+                              AWS_ENDPOINT_URL_KINESIS=f"http://127.0.0.1:{port}")
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1, err
+    assert "cannot reach Kinesis in eu-west-1" in err
