@@ -113,6 +113,10 @@ class PostgresEngine:
     def cdc_close(self, cdc: Any) -> None:
         cdc.drop_slot()
 
+    def cdc_discard(self, cdc: Any) -> None:
+        """A killed stand-in: its connection is the harness's, its slot lives on."""
+        del cdc
+
     # ------------------------------------------------------------------ catalog
 
     def source_items(self, conn: Any, qualified: str) -> list[dict[str, Any]]:
@@ -298,6 +302,10 @@ class MariaDbEngine:
         cdc.reconnect()
 
     def cdc_close(self, cdc: Any) -> None:
+        cdc.close()
+
+    def cdc_discard(self, cdc: Any) -> None:
+        """A killed stand-in: its own connection goes; the checkpoint lives on."""
         cdc.close()
 
     # ------------------------------------------------------------------ catalog

@@ -273,6 +273,7 @@ class Pipeline:
         task was killed during its full load and loads again. `kwargs` (crash_hook,
         checkpoint_every) go to the stand-in. Returns it (also `self.cdc`)."""
         old = self.cdc
+        self.engine.cdc_discard(old)
         self.cdc = self.engine.cdc(self.engine.connect(), self.ddb, old.tables, self.token,
                                    state=self.engine.cdc_state(old), **kwargs)
         if full_load:
