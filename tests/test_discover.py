@@ -305,12 +305,21 @@ def test_a_sqlserver_catalog_of_300_tables_is_declared_and_plans_clean(
         "DocNo",
         "LineNo",
     ]
+    # AND the wildcard names the composite-key tables it also selects (declared now: the
+    # plan fails if a declaration is removed)
+    assert settings.dms.wildcards[0].composite_key_tables == [
+        "JournalLines",
+        "OrderLines",
+        "PriceList",
+        "StockLevels",
+    ]
+    assert settings.dms.wildcards[0].exclude == ["tmp%"]
     # capacity: on demand, never DMS's 200/200
     assert all(t.capacity.mode == "on_demand" for t in settings.tables.values())
     # AND the rest of the file is byte for byte what it was: comments, other keys
     text = path.read_text()
     for line in original.splitlines():
-        if "OrderId, type: S" in line:
+        if "OrderId, type: S" in line or "table_pattern" in line:
             continue
         assert line in text.splitlines(), line
     # WHEN the stack is planned under mocks
@@ -698,8 +707,9 @@ def test_keys_follow_the_primary_key_with_the_types_dms_writes(
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.text(min_size=1, max_size=90),
-    st.sets(st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True), max_size=5),
+    # short names, long ones (SQL Server and Oracle allow 128 characters) and odd ones
+    st.text(min_size=1, max_size=12) | st.text(min_size=60, max_size=128),
+    st.sets(st.from_regex(r"[a-z][a-z0-9_]{0,62}", fullmatch=True), max_size=5),
 )
 def test_a_logical_name_is_always_one_the_config_accepts(name: str, taken: set[str]) -> None:
     logical = discover.logical_name_for(name, taken)
@@ -1023,3 +1033,37 @@ def test_the_written_file_keeps_flow_style_and_missing_blocks_working(
         "iterator_age_ms": 600000
     }
     assert os.path.getsize(path) > 0 and code == 1
+
+
+def test_a_block_style_wildcard_gets_its_composite_tables_listed(
+    tmp_path: Path, capsys: Any
+) -> None:
+    # GIVEN block-style wildcards (with a comment) and a file without a final newline
+    columns, keys = sqlserver_erp(6)
+    source = SQLSERVER_SOURCE.replace(
+        '      - {schema: dbo, table_pattern: "%", exclude: ["tmp%"]}\n',
+        "      - schema: dbo  # the whole ERP schema\n"
+        '        table_pattern: "%"\n'
+        '        exclude: ["tmp%", EventLog]\n'
+        "        composite_key_tables: [PriceList]\n",
+    )
+    path = tmp_path / "Pulumi.erp.yaml"
+    path.write_text(stack_text(source).rstrip("\n"))
+    code, out, _ = run(
+        capsys,
+        ["--stack", "erp", "--stack-dir", str(tmp_path), "--write", "--password-env", "X"],
+        sqlserver_connection(columns, keys),
+    )
+    text = path.read_text()
+    # THEN the list is extended in place, the comment and the other keys kept
+    assert "      - schema: dbo  # the whole ERP schema\n" in text
+    assert (
+        "        composite_key_tables: [PriceList, JournalLines, OrderLines, StockLevels]\n" in text
+    )
+    # AND the missing tables block is added after the last key, on a line of its own
+    assert "    iterator_age_ms: 600000  # ten minutes\n  dms-event-bus:tables:\n" in text
+    settings = load(path, "erp")
+    assert settings.dms is not None
+    assert settings.dms.wildcards[0].exclude == ["tmp%", "EventLog"]
+    assert "composite_key_tables +=" in out
+    assert code == 1  # Blobs (binary key) and the odd name are still named

@@ -438,6 +438,9 @@ class Discovery:
     changes: list[Change] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     catalog: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    #: per wildcard index: declared tables it selects whose key is not one column, to add
+    #: to its `composite_key_tables` (the plan then fails if a declaration is removed)
+    composite: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -882,6 +885,7 @@ def plan(
             "capacity": {"mode": "on_demand"},
         }
         result.dms_tables[logical] = {"primary_key": list(table.primary_key)}
+        _note_composite(result, dms, table)
         result.changes.append(
             Change(
                 logical,
@@ -907,6 +911,17 @@ def plan(
                 Change(name, source, "kept", "in a schema not read this time: kept")
             )
     return result
+
+
+def _note_composite(result: Discovery, dms: DmsSettings, table: SourceTable) -> None:
+    """A declared table a wildcard also selects, with a key of two or more columns: listed
+    in the wildcard's `composite_key_tables` unless it is there already."""
+    selected = _selecting_wildcard(dms.wildcards, table.schema, table.name)
+    if selected is None or len(table.primary_key) < 2:
+        return
+    i, wildcard = selected
+    if table.name not in wildcard.composite_key_tables:
+        result.composite.setdefault(i, []).append(table.name)
 
 
 def _refresh_declared(
@@ -953,6 +968,7 @@ def _refresh_declared(
             )
         )
         return
+    _note_composite(result, dms, table)
     by_name = {c.name: carried(engine, c).attribute for c in table.columns}
     concatenated = len(pk) >= 2 and len(keys) == 1 and keys[0] not in pk
     if concatenated:
@@ -1001,6 +1017,8 @@ def _flow(value: Any) -> str:
 
 
 def _key(name: str) -> str:
+    if re.fullmatch(r"[a-z][a-z0-9-]*:[A-Za-z0-9_]+", name):
+        return name  # a namespaced config key, written plain as Pulumi writes it
     return _flow([name])[1:-1]
 
 
@@ -1108,6 +1126,8 @@ def updated_stack_text(text: str, name: str, discovery: Discovery) -> str:
             f"{name}: {DMS_KEY} is written in flow style ({{...}}); write it as "
             "a block mapping to let discovery edit its tables"
         )
+    if not text.endswith("\n"):
+        text += "\n"  # entries appended at the end start on a line of their own
     current = load_stack_text(text.encode(), name)
     old_tables = dict(current.get(TABLES_KEY) or {})
     old_dms_tables = dict((current.get(DMS_KEY) or {}).get("tables") or {})
@@ -1127,10 +1147,50 @@ def updated_stack_text(text: str, name: str, discovery: Discovery) -> str:
         {**old_dms_tables, **discovery.dms_tables},
         dms_entry_lines,
     )
+    edits += _composite_edits(text, dms_node, current, discovery)
     for start, end, replacement in sorted(edits, reverse=True):
         text = text[:start] + replacement + text[end:]
     _check_preserved(current, load_stack_text(text.encode(), name), discovery, name)
     return text
+
+
+def _composite_edits(
+    text: str, dms_node: yaml.MappingNode, current: Mapping[str, Any], discovery: Discovery
+) -> list[Edit]:
+    """Edits adding discovery's composite-key tables to each wildcard's
+    `composite_key_tables`: a flow-style item is rewritten whole, a block-style one gets
+    the key (re)written."""
+    if not discovery.composite:
+        return []
+    wildcards_node = _pairs(dms_node).get("wildcards", (None, None))[1]
+    items = (current.get(DMS_KEY) or {}).get("wildcards") or []
+    if not isinstance(wildcards_node, yaml.SequenceNode) or wildcards_node.flow_style:
+        raise DiscoverError(
+            "dms.wildcards is not a block list (- {...} items): write it as one to let "
+            "discovery list composite-key tables"
+        )
+    edits: list[Edit] = []
+    for i, names in sorted(discovery.composite.items()):
+        item_node = wildcards_node.value[i]
+        item = dict(items[i])
+        listed = [*item.get("composite_key_tables", []), *names]
+        item["composite_key_tables"] = listed
+        if not isinstance(item_node, yaml.MappingNode):
+            continue
+        if item_node.flow_style:
+            edits.append((item_node.start_mark.index, item_node.end_mark.index, _flow(item)))
+            continue
+        indent = item_node.value[0][0].start_mark.column
+        line = f"{' ' * indent}composite_key_tables: {_flow(listed)}\n"
+        pairs = _pairs(item_node)
+        if "composite_key_tables" in pairs:
+            k, v = pairs["composite_key_tables"]
+            start = _line_start(text, k.start_mark.index)
+            edits.append((start, _line_end(text, _last_end(v)), line))
+        else:
+            at = _line_end(text, _last_end(item_node))
+            edits.append((at, at, line))
+    return edits
 
 
 def _check_preserved(
@@ -1144,6 +1204,14 @@ def _check_preserved(
         if before.get(key) != after.get(key):
             lost.append(key)
     dms_before = {k: v for k, v in (before.get(DMS_KEY) or {}).items() if k != "tables"}
+    if discovery.composite:
+        wildcards = [dict(w) for w in dms_before.get("wildcards") or []]
+        for i, names in discovery.composite.items():
+            wildcards[i]["composite_key_tables"] = [
+                *wildcards[i].get("composite_key_tables", []),
+                *names,
+            ]
+        dms_before["wildcards"] = wildcards
     dms_after = {k: v for k, v in (after.get(DMS_KEY) or {}).items() if k != "tables"}
     if dms_before != dms_after:
         lost.append(f"{DMS_KEY} (other than tables)")
@@ -1176,6 +1244,25 @@ class StackFile:
     settings: StackSettings
 
 
+def _settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
+    engine_config, _ = as_engine_config(dict(raw))
+    return load_settings(stack, project_config(engine_config))
+
+
+def _without_composite_lists(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(raw)
+    dms = out.get(DMS_KEY)
+    if isinstance(dms, Mapping) and isinstance(dms.get("wildcards"), list):
+        wildcards = [
+            {k: v for k, v in w.items() if k != "composite_key_tables"}
+            if isinstance(w, Mapping)
+            else w
+            for w in dms["wildcards"]
+        ]
+        out[DMS_KEY] = {**dms, "wildcards": wildcards}
+    return out
+
+
 def read_stack(stack: str, stack_dir: Path | None) -> StackFile:
     path = (stack_dir or ROOT) / f"Pulumi.{stack}.yaml"
     if not path.is_file():
@@ -1185,10 +1272,14 @@ def read_stack(stack: str, stack_dir: Path | None) -> StackFile:
     data = path.read_bytes()
     try:
         raw = load_stack_text(data, path.name)
-        engine_config, _ = as_engine_config(raw)
-        settings = load_settings(stack, project_config(engine_config))
+        settings = _settings(stack, raw)
     except ConfigError as exc:
-        raise DiscoverError(" ".join(exc.brief().split())) from None
+        # composite_key_tables may name the tables discovery is about to declare: read the
+        # stack without them (the written result is checked with them)
+        try:
+            settings = _settings(stack, _without_composite_lists(raw))
+        except (ConfigError, ValueError):
+            raise DiscoverError(" ".join(exc.brief().split())) from None
     except ValueError as exc:
         raise DiscoverError(" ".join(str(exc).split())) from None
     if settings.dms is None:
@@ -1231,6 +1322,31 @@ def _connect(args: argparse.Namespace) -> Any:
     return connect(params_from_args(args, args.engine))
 
 
+def _fill_connection(args: argparse.Namespace, stack: StackFile) -> None:
+    """Unset connection options from the stack's dms.source, as `sourcedb.apply_stack`
+    does (explicit options win), from the settings already read: a stack whose
+    composite_key_tables name tables not declared yet is read here, not refused."""
+    dms = stack.settings.dms
+    assert dms is not None
+    src = dms.source
+    if args.engine is None:
+        args.engine = str(src.engine)
+    if args.host is None:
+        args.host = str(src.server)
+    if args.port is None and protocol_of(args.engine) == protocol_of(str(src.engine)):
+        args.port = src.effective_port
+    if args.database is None:
+        args.database = src.database
+    if args.secret_arn is None and args.password_env is None:
+        args.secret_arn = str(src.secret_arn)
+    region = stack.raw.get("aws:region")
+    if args.region is None and isinstance(region, str):
+        args.region = region
+    if args.ssl is None:
+        args.ssl = "disable" if src.ssl_mode == "none" else "require"
+    apply_stack(argparse.Namespace(**{**vars(args), "stack": None}))
+
+
 def discover(
     args: argparse.Namespace, stack: StackFile, connect_source: Callable[[Any], Any]
 ) -> Discovery:
@@ -1248,7 +1364,7 @@ def discover(
             f"stack '{stack.name}' selects no schema (no dms.wildcards, no "
             "declared tables, no dms.default_schema): give --schema S"
         )
-    apply_stack(args)
+    _fill_connection(args, stack)
     conn = connect_source(args)
     try:
         catalog = read_catalog(conn, engine, schemas)
@@ -1279,6 +1395,16 @@ def discover(
                     + " and the login's grants",
                 )
             )
+    raw_wildcards = (stack.raw.get(DMS_KEY) or {}).get("wildcards") or []
+    for i, names in list(result.composite.items()):
+        listed = (
+            raw_wildcards[i].get("composite_key_tables") or [] if i < len(raw_wildcards) else []
+        )
+        fresh = [n for n in names if n not in listed]
+        if fresh:
+            result.composite[i] = fresh
+        else:
+            del result.composite[i]
     return result
 
 
@@ -1331,6 +1457,11 @@ def render_text(
         lines.append(f"{DMS_KEY}:\n  tables:  # new or changed entries")
         for logical, entry in discovery.dms_tables.items():
             lines += dms_entry_lines(logical, entry, 4)
+    for i, names in sorted(discovery.composite.items()):
+        lines.append(
+            f"dms.wildcards[{i}].composite_key_tables += {_flow(names)}  # declared tables "
+            "it also selects whose key is not one column: the plan fails if one is undeclared"
+        )
     changed = [c for c in discovery.changes if c.action in ("updated", "kept")]
     if changed:
         lines.append("declared tables:")
@@ -1392,6 +1523,7 @@ def main(
                     "tables_read": len(discovery.catalog),
                     "tables": discovery.tables,
                     "dms_tables": discovery.dms_tables,
+                    "composite_key_tables": {str(i): n for i, n in discovery.composite.items()},
                     "changes": [asdict(c) for c in discovery.changes],
                     "findings": [asdict(f) for f in discovery.findings],
                     "diff": None if diff is None else {"added": diff[0], "removed": diff[1]},
