@@ -1067,3 +1067,20 @@ def test_a_block_style_wildcard_gets_its_composite_tables_listed(
     assert settings.dms.wildcards[0].exclude == ["tmp%", "EventLog"]
     assert "composite_key_tables +=" in out
     assert code == 1  # Blobs (binary key) and the odd name are still named
+
+
+def test_an_entry_appended_to_a_last_block_without_final_newline_is_its_own_line() -> None:
+    # GIVEN a stack file whose tables block is last and has no final newline
+    text = stack_text(SQLSERVER_SOURCE) + SQLSERVER_DECLARED.rstrip("\n")
+    found = discover.Discovery("sqlserver", ["dbo"])
+    found.tables["erp_t000"] = {
+        "source": {"schema": "dbo", "table": "Erp_T000"},
+        "partition_key": {"name": "Id", "type": "N"},
+        "capacity": {"mode": "on_demand"},
+    }
+    # WHEN discovery's entry is written THEN both the old last entry and the new one load
+    written = discover.updated_stack_text(text, "Pulumi.erp.yaml", found)
+    tables = load_stack_text(written.encode(), "Pulumi.erp.yaml")["dms-event-bus:tables"]
+    assert tables["gonetable"]["partition_key"] == {"name": "Id", "type": "N"}
+    assert tables["erp_t000"]["capacity"] == {"mode": "on_demand"}
+    assert written.startswith(text)
