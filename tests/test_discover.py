@@ -1084,3 +1084,25 @@ def test_an_entry_appended_to_a_last_block_without_final_newline_is_its_own_line
     assert tables["gonetable"]["partition_key"] == {"name": "Id", "type": "N"}
     assert tables["erp_t000"]["capacity"] == {"mode": "on_demand"}
     assert written.startswith(text)
+
+
+def test_capacity_provisioned_on_request_and_oracle_owners_in_upper_case(
+    tmp_path: Path, capsys: Any
+) -> None:
+    # GIVEN --capacity provisioned THEN every table added is provisioned (autoscaled), the
+    # hand-declared ones keep their capacity
+    columns, keys = sqlserver_erp(6)
+    path = tmp_path / "Pulumi.erp.yaml"
+    path.write_text(stack_text(SQLSERVER_SOURCE, tables=SQLSERVER_DECLARED))
+    argv = ["--stack", "erp", "--stack-dir", str(tmp_path), "--write", "--password-env", "X"]
+    run(capsys, [*argv, "--capacity", "provisioned"], sqlserver_connection(columns, keys))
+    tables = load(path, "erp").tables
+    assert tables["erp_t000"].capacity.mode == "provisioned"
+    assert tables["stocklevels"].capacity.mode == "provisioned"
+    assert tables["orderlines"].capacity.mode == "on_demand"  # declared: kept
+    # AND an Oracle owner typed in lower case is read as Oracle stores it
+    ora_columns, ora_keys = oracle_fin(6)
+    (tmp_path / "Pulumi.ora.yaml").write_text(stack_text(ORACLE_SOURCE))
+    conn = oracle_connection(ora_columns, ora_keys)
+    run(capsys, ["--stack", "ora", "--stack-dir", str(tmp_path), "--schema", "fin"], conn)
+    assert [params for _, params in conn.sent("all_tab_columns")] == [("FIN",)]

@@ -147,6 +147,12 @@ ORACLE_PRIMARY_KEYS = (
 )
 
 
+#: capacity of the tables discovery declares (never DMS's 200/200 of the tables it creates)
+ON_DEMAND: Mapping[str, Any] = {"mode": "on_demand"}
+#: `--capacity provisioned`: autoscaled between the config's defaults (1..10 units, 70 %)
+PROVISIONED: Mapping[str, Any] = {"mode": "provisioned"}
+
+
 class DiscoverError(Exception):
     """Bad input or an unreadable source: one line, exit 2."""
 
@@ -579,8 +585,8 @@ def discovered_key(
                 NOTE,
                 "key_separator",
                 f"the {len(pk)}-column key is concatenated into the string '{key}' "
-                f"(${{{'}|${'.join(pk)}}}); DMS does not escape the separator, and "
-                f"{', '.join(text_columns)} hold text",
+                f"(${{{'}|${'.join(pk)}}}); DMS does not escape the separator, and key "
+                f"column(s) {', '.join(text_columns)} hold text",
                 f"if their values can contain '|', set dms.tables.{logical}.key_separator to one "
                 "of # : ~ ^ they never contain",
             )
@@ -753,12 +759,14 @@ def plan(
     raw_dms_tables: Mapping[str, Any],
     schemas: Sequence[str],
     all_of: Sequence[str] = (),
+    capacity: Mapping[str, Any] | None = None,
 ) -> Discovery:
     """What discovery declares for the stack given the source `catalog`: new and changed
     `tables` / `dms.tables` entries, what stays, and the findings. `all_of`: schemas whose
     every table is declared (else only the declared and wildcard-selected ones)."""
     dms = settings.dms
     assert dms is not None
+    capacity = capacity or ON_DEMAND
     result = Discovery(engine, list(schemas))
     result.catalog = {(t.schema, t.name): list(t.primary_key) for t in catalog}
     declared: dict[tuple[str, str], str] = {}
@@ -882,7 +890,7 @@ def plan(
         result.tables[logical] = {
             "source": {"schema": table.schema, "table": table.name},
             **keys,
-            "capacity": {"mode": "on_demand"},
+            "capacity": dict(capacity),
         }
         result.dms_tables[logical] = {"primary_key": list(table.primary_key)}
         _note_composite(result, dms, table)
@@ -1314,6 +1322,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the entries into Pulumi.<stack>.yaml (only the tables "
         "blocks change; nothing declared is dropped)",
     )
+    parser.add_argument(
+        "--capacity",
+        choices=("on_demand", "provisioned"),
+        default="on_demand",
+        help="capacity of the tables added (default on_demand; provisioned: autoscaled "
+        "1..10 units, tune per table afterwards); declared tables keep theirs",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -1358,6 +1373,8 @@ def discover(
             f"--engine {args.engine} is not the stack's engine "
             f"{dms.source.engine}: leave --engine out"
         )
+    if engine == "oracle":  # owners as Oracle stores unquoted names (as the preflight does)
+        args.schema = [s.upper() if s.islower() else s for s in args.schema]
     schemas = list(dict.fromkeys([*selected_schemas(dms, stack.settings.tables), *args.schema]))
     if not schemas:
         raise DiscoverError(
@@ -1379,7 +1396,14 @@ def discover(
     raw_tables = stack.raw.get(TABLES_KEY) or {}
     raw_dms_tables = (stack.raw.get(DMS_KEY) or {}).get("tables") or {}
     result = plan(
-        engine, catalog, stack.settings, raw_tables, raw_dms_tables, schemas, all_of=args.schema
+        engine,
+        catalog,
+        stack.settings,
+        raw_tables,
+        raw_dms_tables,
+        schemas,
+        all_of=args.schema,
+        capacity=PROVISIONED if args.capacity == "provisioned" else ON_DEMAND,
     )
     present = {s.lower() for s, _ in result.catalog}
     for schema in schemas:
