@@ -232,8 +232,8 @@ def _reconcile_cases() -> list[tuple[str, list[str], dict[str, str], tuple[str, 
     closed = str(_closed_port())
     creds = {**_fake_credentials(), "PW": "x"}
     return [
-        ("no arguments", [], {}, ("the following arguments are required",)),
-        ("no table", PG, {}, ("the following arguments are required: --table",)),
+        ("no arguments", [], {}, ("no engine", "--stack")),
+        ("no table", PG, {}, ("no table to compare", "--table", "--stack")),
         ("bad table spec", [*PG, "--table", "orders", "--region", "eu-west-1"], {},
          ("bad --table 'orders'", "SCHEMA.TABLE=DYNAMODB_TABLE:KEY")),
         ("table spec without key", [*PG, "--table", "sales.orders=t:", "--region", "eu-west-1"],

@@ -804,3 +804,74 @@ def _source_stack(tmp_path: Any, source: dict[str, Any], name: str = "src") -> A
     }
     (tmp_path / f"Pulumi.{name}.yaml").write_text(json.dumps({"config": config}))
     return tmp_path
+
+
+def test_stack_lists_every_declared_table_with_its_source_key_columns(tmp_path):
+    # GIVEN a stack declaring a one-column key, a partition + sort key, and a key DMS
+    # concatenates from three source columns
+    stack_dir = _source_stack(tmp_path, {"engine": "postgres", "server": "db.internal",
+                                         "port": 5432, "database": "erp"})
+    path = stack_dir / "Pulumi.src.yaml"
+    config = json.loads(path.read_text())["config"]
+    config["dms-event-bus:tables"].update({
+        "order_lines": {"source": {"schema": "sales", "table": "order_lines"},
+                        "partition_key": {"name": "order_id", "type": "N"},
+                        "sort_key": {"name": "line_no", "type": "N"}},
+        "gl_lines": {"source": {"schema": "fin", "table": "gl_lines"},
+                     "partition_key": {"name": "gl_key", "type": "S"}},
+    })
+    config["dms-event-bus:dms"]["tables"] = {
+        "gl_lines": {"primary_key": ["ledger", "year", "line"]}}
+    path.write_text(json.dumps({"config": config}))
+    # WHEN reconcile reads the tables from the stack
+    mappings = reconcile.stack_mappings("src", stack_dir)
+    # THEN each maps its source table to its DynamoDB table by the source's key columns
+    assert [(m.source, m.target, m.keys) for m in mappings] == [
+        ("fin.gl_lines", "dmsbus-src-gl_lines", ("ledger", "year", "line")),
+        ("sales.order_lines", "dmsbus-src-order_lines", ("order_id", "line_no")),
+        ("sales.orders", "dmsbus-src-orders", ("id",)),
+    ]
+
+
+def test_no_table_and_no_stack_is_one_line_exit_2(capsys, monkeypatch):
+    monkeypatch.setenv("RC_PW", "x")
+    code = reconcile.main(["--engine", "postgres", "--host", "127.0.0.1", "--database", "erp",
+                           "--user", "u", "--password-env", "RC_PW"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--table" in err and "--stack" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_stack_alone_compares_every_declared_table(tmp_path, ddb, monkeypatch, capsys):
+    # GIVEN a SQL Server stack declaring sales.order_lines, and its DynamoDB table in sync
+    stack_dir = _source_stack(tmp_path, {"engine": "sqlserver", "server": "mssql.internal",
+                                         "database": "erp", "ssl_mode": "none",
+                                         "allow_unencrypted": True})
+    path = stack_dir / "Pulumi.src.yaml"
+    config = json.loads(path.read_text())["config"]
+    config["dms-event-bus:tables"] = {
+        "order_lines": {"source": {"schema": "sales", "table": "order_lines"},
+                        "partition_key": {"name": "order_id", "type": "N"},
+                        "sort_key": {"name": "line_no", "type": "N"}}}
+    path.write_text(json.dumps({"config": config}))
+    rows = _mssql_lines(3)
+    ddb.create_table(
+        TableName="dmsbus-src-order_lines",
+        KeySchema=[{"AttributeName": "order_id", "KeyType": "HASH"},
+                   {"AttributeName": "line_no", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "order_id", "AttributeType": "N"},
+                              {"AttributeName": "line_no", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST")
+    for row in rows:
+        ddb.put_item(TableName="dmsbus-src-order_lines", Item=_mssql_item(row))
+    monkeypatch.setattr(reconcile, "connect", lambda _params: mssql_conn(rows))
+    monkeypatch.setenv("RC_MSSQL_PW", "x")
+    # WHEN reconcile gets --stack and no --table
+    code = reconcile.main(["--stack", "src", "--stack-dir", str(stack_dir), "--user", "reader",
+                           "--password-env", "RC_MSSQL_PW", "--json"], dynamodb=ddb)
+    # THEN it compared the declared table, found it equal
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (table,) = json.loads(out)["tables"]
+    assert (table["source"], table["target"]) == ("sales.order_lines", "dmsbus-src-order_lines")
+    assert table["source_rows"] == table["target_items"] == len(rows) > 0

@@ -15,7 +15,8 @@ can be TOASTed get one ``cause`` line with the ``ALTER TABLE ... REPLICA IDENTIT
         --table public.orders=dmsbus-prod-orders:order_id \\
         --table sales.order_lines=dmsbus-prod-order_lines:order_id,line_no:order_id,line_no,qty
 
-``--table SCHEMA.TABLE=DYNAMODB_TABLE:KEY[,KEY2][:COL,COL...]`` (columns default to every
+``--table SCHEMA.TABLE=DYNAMODB_TABLE:KEY[,KEY2][:COL,COL...]`` (default with ``--stack``: every
+table the stack declares, keyed by its source key columns; columns default to every
 source column). Exit 0: no difference; 1: differences; 2: usage, credentials or connection
 problem (one line on stderr). Memory: one entry (key + 16-byte hash) per source row.
 
@@ -30,6 +31,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tools.cli import (
@@ -529,6 +531,38 @@ def reconcile(
 # --------------------------------------------------------------------------- CLI
 
 
+def stack_mappings(stack: str, stack_dir: Path | None = None) -> list[TableMapping]:
+    """Every table the stack declares: its source table, its DynamoDB table and the source's
+    key columns (`dms.tables.<t>.primary_key`, else the partition and sort key). Tables DMS
+    created from wildcards are not listed: name them with --table."""
+    from settings import ConfigError, load_settings
+    from settings.dms import source_of
+    from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+
+    try:
+        engine_config, _ = as_engine_config(read_stack_config(stack, stack_dir or ROOT))
+        loaded = load_settings(stack, project_config(engine_config))
+    except ConfigError as exc:
+        raise ReconcileError(" ".join(exc.brief().split())) from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise ReconcileError(" ".join(str(exc).split())) from None
+    if loaded.dms is None or not loaded.tables:
+        raise ReconcileError(
+            f"stack '{stack}' declares no table DMS fills: name each with --table "
+            "SCHEMA.TABLE=DDB_TABLE:KEYS"
+        )
+    mappings = []
+    for logical, table in sorted(loaded.tables.items()):
+        schema, name = source_of(logical, table, loaded.dms.default_schema)
+        dms_table = loaded.dms.tables.get(logical)
+        keys = (dms_table.primary_key if dms_table and dms_table.primary_key
+                else table.key_names)
+        mappings.append(TableMapping(source=f"{schema}.{name}",
+                                     target=loaded.physical_table_name(logical),
+                                     keys=tuple(keys)))
+    return mappings
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         allow_abbrev=False,
@@ -541,9 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--table",
         action="append",
-        required=True,
+        default=None,
         metavar="SCHEMA.TABLE=DDB_TABLE:KEYS[:COLS]",
-        help="a table to compare (repeat for more)",
+        help="a table to compare (repeat for more); default with --stack: every table the "
+        "stack declares, with its source, DynamoDB name and key columns",
     )
     parser.add_argument("--endpoint-url", help="DynamoDB endpoint (e.g. DynamoDB Local)")
     parser.add_argument("--page-size", type=positive_int, default=DEFAULT_PAGE)
@@ -600,7 +635,15 @@ def main(
     try:
         apply_stack(args)
         region = args.region
-        mappings = [TableMapping.parse(spec) for spec in args.table]
+        if args.table:
+            mappings = [TableMapping.parse(spec) for spec in args.table]
+        elif args.stack:
+            mappings = stack_mappings(args.stack, args.stack_dir)
+        else:
+            raise ReconcileError(
+                "no table to compare: give --table SCHEMA.TABLE=DDB_TABLE:KEYS (repeat for "
+                "more) or --stack NAME to compare every table the stack declares"
+            )
         if dynamodb is None:
             dynamodb, region = _dynamodb_client(args)
         # before the source is read (it can take long): every target table is there
