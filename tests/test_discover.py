@@ -961,28 +961,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: Any, monkeypat
     assert "--password is not accepted" in one_line_exit_2(
         capsys, ["--stack", "erp", "--password", "secret"]
     )
-    # an unreachable database, through the real driver: a closed local port
+    # an unreachable database, through the real driver (pg8000: python-tds would retry a
+    # refused connection until its 10 s login timeout): a closed local port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setenv("X", "pw")
-    err = one_line_exit_2(
-        capsys,
-        [
-            "--stack",
-            "erp",
-            *base,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--user",
-            "dms",
-            "--ssl",
-            "disable",
-        ],
+    pg_source = (
+        "    source:\n      engine: postgres\n      server: 127.0.0.1\n"
+        f"      port: {port}\n      database: erp\n      secret_arn: {SECRET_ARN}\n"
+        '    wildcards:\n      - {schema: sales, table_pattern: "%"}\n'
     )
-    assert "cannot connect" in err
+    (tmp_path / "Pulumi.pg.yaml").write_text(stack_text(pg_source))
+    monkeypatch.setenv("X", "pw")
+    err = one_line_exit_2(capsys, ["--stack", "pg", *base, "--user", "dms", "--ssl", "disable"])
+    assert f"cannot connect to postgres at 127.0.0.1:{port}/erp as dms" in err
     # a missing driver
     monkeypatch.setitem(sourcedb.DRIVERS, "sqlserver", ("no_such_tds_driver", "python-tds"))
     err = one_line_exit_2(capsys, ["--stack", "erp", *base, "--user", "dms"])
