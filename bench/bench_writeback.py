@@ -62,6 +62,7 @@ import psycopg  # noqa: E402
 from bench.readme import write_section  # noqa: E402
 from handlers.writeback import Change, Config, DbApiExecutor, classify, collapse, process  # noqa: E402
 from handlers.writeback_sql import TableSpec, quote, quote_table  # noqa: E402
+from tools.cli import OneLineParser, positive_int  # noqa: E402
 from tools.localpipe.servers import DbServer, get_server  # noqa: E402
 from tools.localpipe.writeback_records import (  # noqa: E402
     Records,
@@ -472,7 +473,8 @@ def report(n: int, args: argparse.Namespace, trials: list[dict[str, Writer]],
         f"{db_wall['pipelined'] / db_wall['set']:.1f}x), median trial.",
         f"- **Where the set-based writer's time goes** (median trial, CPU µs per change): "
         f"parsing {parse_us['set']:.1f} (the alternatives parse too: {parse_us['rows']:.1f}), "
-        f"the rest of the client (plan, statement, orjson, psycopg) "
+        f"the rest of the client (its client CPU minus the parsing-alone row: plan, "
+        f"statements, orjson, psycopg) "
         f"{median['set'].client_cpu / n * 1e6 - parse_us['set']:.1f}, its PostgreSQL backend "
         f"{server_us['set']:.1f} against the pipelined writer's {server_us['pipelined']:.1f} "
         f"({server_us['pipelined'] / server_us['set']:.1f}x). Each row's guarded upsert is "
@@ -531,11 +533,12 @@ def report(n: int, args: argparse.Namespace, trials: list[dict[str, Writer]],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--changes", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--import-runs", type=int, default=9)
+    parser = OneLineParser(prog="python -m bench.bench_writeback",
+                           description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--changes", type=positive_int, default=10_000)
+    parser.add_argument("--batch-size", type=positive_int, default=500)
+    parser.add_argument("--trials", type=positive_int, default=5)
+    parser.add_argument("--import-runs", type=positive_int, default=9)
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/README.md")
     args = parser.parse_args(argv)
 
