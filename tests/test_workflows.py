@@ -1,5 +1,6 @@
 """GitHub Actions workflows: actionlint-clean; the preview matrix covers every stack file; the
-deploy order, approval gates and scheduled adoption follow environments.yaml.
+deploy order, approval gates and scheduled adoption follow environments.yaml; the plan-diff job
+comments each stack's offline plan diff and gates data-affecting changes on a label.
 
 The tests run the workflows' own `run:` steps in checkouts they build (their own stack files and
 environments file, a stub `gh`/`pulumi`); the repository's example stacks are never read.
@@ -245,6 +246,13 @@ def _run_step(
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
     """Run a `run:` step as the runner does (bash -e -o pipefail), with the step's `env:` as
     given in `env`; returns the process and what it wrote to $GITHUB_OUTPUT."""
+    return _run_step_env(step, cwd, tmp_path, env)
+
+
+def _run_step_env(
+    step: dict[str, Any], cwd: Path, tmp_path: Path, env: dict[str, str], timeout: int = 60
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """`_run_step` with the environment as a dict, and a timeout (a step that plans)."""
     output = tmp_path / "github_output"
     output.write_text("")
     runner_temp = tmp_path / "runner_temp"
@@ -260,7 +268,7 @@ def _run_step(
     }
     proc = subprocess.run(
         ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", step["run"]],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
     )
     outputs = dict(
         line.split("=", 1) for line in output.read_text().splitlines() if "=" in line
@@ -396,7 +404,7 @@ def test_pull_request_workflow_lints_and_tests_before_previewing():
     setup = [i for i, s in enumerate(_steps(checks)) if "tools/dev.sh setup" in str(s.get("run"))]
     assert len(locked) == 1 and len(setup) == 1 and locked[0] < setup[0]
     dev_sh = (ROOT / "tools" / "dev.sh").read_text()
-    for needed in ("'.[dev,drivers]'", "npm ci --prefix tools/node"):
+    for needed in ("'.[dev,drivers", "npm ci --prefix tools/node"):
         assert needed in dev_sh, f"tools/dev.sh no longer runs {needed}"
     (py,) = [s for s in _steps(checks) if str(s.get("uses", "")).startswith("actions/setup-python")]
     assert py["with"]["python-version"] == "3.11"
@@ -941,3 +949,191 @@ def test_an_unreachable_backend_fails_and_creates_nothing(tmp_path: Path) -> Non
     assert proc.returncode != 0
     assert "could not reach the backend" in proc.stderr
     assert not [c for c in calls if c.startswith("stack select")]
+
+
+# --- plan diff: what a reviewer acts on, per stack --------------------------------------------
+
+APPROVAL = "data-change-approved"
+#: the number of the pull request the tests' runs are for
+PR_NUMBER = "17"
+
+
+def _plan_diff_job() -> dict[str, Any]:
+    job: dict[str, Any] = load("pr.yml")["jobs"]["plan-diff"]
+    return job
+
+
+def test_the_plan_diff_job_plans_every_stack_without_secrets_or_aws() -> None:
+    jobs = load("pr.yml")["jobs"]
+    job = _plan_diff_job()
+    # one job per stack file, the same matrix as the preview, all stacks even if one fails
+    assert job["needs"] == ["stacks"] or job["needs"] == "stacks"
+    assert job["strategy"]["matrix"] == jobs["preview"]["strategy"]["matrix"]
+    assert job["strategy"]["fail-fast"] is False
+    # least privilege: read the code, comment on the pull request; no OIDC, no secret, no AWS
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+    text = yaml.safe_dump(job)
+    for needle in ("secrets.", "vars.", "id-token", "AWS_", "aws-actions/", "pulumi/actions",
+                   "PULUMI_"):
+        assert needle not in text, needle
+    steps = _steps(job)
+    (checkout,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout@")]
+    # history for the base commit; no token left in .git/config for the pull request's code
+    assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
+    (setup,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python@")]
+    assert str(setup["with"]["python-version"]) == "3.11"
+    installs = [s for s in steps if "pip install" in str(s.get("run", ""))]
+    assert len(installs) == 1 and "requirements.txt" in installs[0]["run"]
+    # the token reaches only the steps that call the API, not the one that runs the plans
+    with_token = [s.get("id") for s in steps if "github.token" in yaml.safe_dump(s)]
+    assert with_token == ["comment", "gate"]
+    assert _step(job, "gate") is steps[-1]
+
+
+def test_label_changes_rerun_the_whole_workflow_never_a_skipped_check() -> None:
+    # GIVEN the pull-request workflow
+    doc = load("pr.yml")
+    types = set(doc["on"]["pull_request"]["types"])
+    # THEN adding or removing the approval label re-runs it (the gate reads the label), and the
+    # usual events still run it
+    assert {"opened", "synchronize", "reopened", "labeled", "unlabeled"} <= types
+    # AND no job is skipped on a label event: a skipped job reports success to branch
+    # protection, which would pass a check that failed on the same commit
+    for job_id, job in doc["jobs"].items():
+        assert "event.action" not in str(job.get("if", "")), job_id
+
+
+def _env_of(step: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
+    """The step's `env:` with each `${{ ... }}` replaced from `values` (all must be known)."""
+    def one(match: re.Match[str]) -> str:
+        expr = match.group(1).strip()
+        assert expr in values, f"step {step.get('id')}: no test value for {expr}"
+        return values[expr]
+
+    return {k: re.sub(r"\$\{\{(.*?)\}\}", one, str(v)) for k, v in (step.get("env") or {}).items()}
+
+
+def _pr_checkout(tmp_path: Path, base: tuple[str, ...] | None, head: tuple[str, ...]
+                 ) -> tuple[Path, str]:
+    """A git repository holding the program and a stack `qa` of its own: a base commit
+    (`base` tables; None: no stack file there) and the pull request's commit (`head` tables)
+    on top. Returns the checkout and the base commit."""
+    from tests.test_plan_diff import config_of
+
+    root = tmp_path / "pr"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in listed.splitlines():
+        top = name.split("/", 1)[0]
+        if top in {"tests", "docs", "bench"} or re.fullmatch(r"Pulumi\..+\.yaml", name):
+            continue  # not the program; and never the example stacks
+        src = ROOT / name
+        if src.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, root / name)
+    _git(root, "init", "-q", "-b", "main")
+    stack = root / "Pulumi.qa.yaml"
+    if base is not None:
+        stack.write_text(yaml.safe_dump({"config": config_of(base)}))
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    base_sha = _git(root, "rev-parse", "HEAD")
+    stack.write_text(yaml.safe_dump({"config": config_of(head)}))
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pull request")
+    return root, base_sha
+
+
+def _api_bin(tmp_path: Path) -> tuple[str, Path]:
+    """PATH of a runner with the project's Python as `python` and a stub `gh api`."""
+    from tests.test_pr_plan_comment import STUB_GH as STUB_GH_API
+
+    bin_dir = tmp_path / "apibin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "gh").write_text(STUB_GH_API)
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    fake = tmp_path / "fake-gh"
+    fake.mkdir()
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}", fake
+
+
+def _run_plan_diff(tmp_path: Path, root: Path, base_sha: str, labels: str = ""
+                   ) -> dict[str, Any]:
+    """Run the plan-diff job's steps in `root` as a pull request's run would, up to the gate."""
+    job = _plan_diff_job()
+    path, fake = _api_bin(tmp_path)
+    (fake / "labels").write_text(labels)
+    summary = tmp_path / "summary.md"
+    values = {
+        "matrix.stack": "qa",
+        "github.event.pull_request.base.sha": base_sha,
+        "github.event.pull_request.head.sha": _git(root, "rev-parse", "HEAD"),
+        "github.event.pull_request.number": PR_NUMBER,
+        "github.repository": "acme/dms-event-bus",
+        "github.server_url": "https://github.com",
+        "github.run_id": "42",
+        "github.token": "a-token-for-the-stub",
+        "toJSON(github.event.pull_request.labels.*.name)": "[]",
+    }
+    common = {**{k: str(v) for k, v in (job.get("env") or {}).items()},
+              "PATH": path, "FAKE_GH": str(fake), "GITHUB_STEP_SUMMARY": str(summary)}
+    plan = _step(job, "plan")
+    proc, outputs = _run_step_env(plan, root, tmp_path, {**common, **_env_of(plan, values)},
+                                  timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    values |= {f"steps.plan.outputs.{k}": v for k, v in outputs.items()}
+    comment = _step(job, "comment")
+    posted, _ = _run_step_env(comment, root, tmp_path, {**common, **_env_of(comment, values)})
+    gate = _step(job, "gate")
+    gated, _ = _run_step_env(gate, root, tmp_path, {**common, **_env_of(gate, values)})
+    sent = [json.loads(p.read_text())["body"] for p in sorted(fake.glob("sent-*"))]
+    return {"outputs": outputs, "posted": posted, "gated": gated, "sent": sent,
+            "calls": (fake / "calls").read_text().splitlines(), "summary": summary.read_text()}
+
+
+def test_a_removed_table_is_a_data_affecting_comment_and_needs_the_label(tmp_path: Path) -> None:
+    # GIVEN a pull request that removes the table `suppliers` from the stack
+    root, base_sha = _pr_checkout(tmp_path, ("orders", "suppliers"), ("orders",))
+    # WHEN the plan-diff job runs for the stack, without the approval label
+    run = _run_plan_diff(tmp_path / "unlabeled", root, base_sha)
+    # THEN one comment, marked for the stack, shows the delete as data-affecting
+    assert run["outputs"]["mode"] == "diff" and run["outputs"]["exit-code"] == "3"
+    assert run["posted"].returncode == 0, run["posted"].stderr
+    (body,) = run["sent"]
+    assert body.splitlines()[0] == "<!-- dms-event-bus plan diff: stack qa -->"
+    assert "!! DELETE suppliers-table (dmsbus-qa-suppliers)" in body
+    assert f"`{APPROVAL}`" in body
+    assert any("--method POST repos/acme/dms-event-bus/issues/17/comments" in c
+               for c in run["calls"])
+    assert "!! DELETE suppliers-table" in run["summary"]
+    # AND the gate fails with one line naming the label
+    assert run["gated"].returncode == 1
+    (error,) = _errors(run["gated"])
+    assert APPROVAL in error and "qa" in error
+    # AND the full diff is kept for the artifact step
+    assert Path(run["outputs"]["diff"]).read_text().startswith("plan diff, stack 'qa'")
+    (upload,) = [s for s in _steps(_plan_diff_job())
+                 if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert upload["with"]["name"] == "plan-diff-${{ matrix.stack }}"
+    assert upload["with"]["path"] == "${{ steps.plan.outputs.diff }}"
+    # WHEN a maintainer adds the label (the labeled event runs the job again)
+    run = _run_plan_diff(tmp_path / "labeled", root, base_sha, labels=f"bug\n{APPROVAL}\n")
+    # THEN the gate passes
+    assert run["gated"].returncode == 0, run["gated"].stderr
+    # AND the base worktree is gone, the checkout untouched
+    assert _git(root, "worktree", "list").count("\n") == 0
+    assert _git(root, "status", "--porcelain") == ""
+
+
+def test_a_stack_new_in_the_pull_request_posts_its_plain_plan(tmp_path: Path) -> None:
+    # GIVEN a pull request that adds the stack file (the base has none)
+    root, base_sha = _pr_checkout(tmp_path, None, ("orders",))
+    # WHEN the plan-diff job runs
+    run = _run_plan_diff(tmp_path / "run", root, base_sha)
+    # THEN the comment says it is a new stack and shows its plan; nothing needs approval
+    assert run["outputs"]["mode"] == "new-stack" and run["outputs"]["exit-code"] == "0"
+    (body,) = run["sent"]
+    assert "new stack" in body.lower() and "dmsbus-qa-orders" in body
+    assert run["gated"].returncode == 0, run["gated"].stderr
