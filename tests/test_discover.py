@@ -398,6 +398,41 @@ def test_following_the_fixes_leaves_nothing_uncarried(tmp_path: Path, capsys: An
     assert sum(1 for p in paths.values() if p is not None) == 12
 
 
+def test_sqlserver_lobs_are_measured_with_the_real_sql(tmp_path: Path, capsys: Any) -> None:
+    columns, keys = sqlserver_erp(6)
+    (tmp_path / "Pulumi.erp.yaml").write_text(stack_text(SQLSERVER_SOURCE))
+    conn = sqlserver_connection(columns, keys)
+    conn.rules[:0] = [
+        (
+            re.compile(re.escape("SELECT MAX(DATALENGTH([Note])) FROM [dbo].[OrderLines]")),
+            [(3000,)],
+        ),
+        (
+            re.compile(re.escape("SELECT MAX(DATALENGTH([Memo])) FROM [dbo].[JournalLines]")),
+            [(None,)],
+        ),  # an empty table
+    ]
+    code, out, _ = run(
+        capsys,
+        [
+            "--stack",
+            "erp",
+            "--stack-dir",
+            str(tmp_path),
+            "--json",
+            "--password-env",
+            "X",
+            "--measure-lobs",
+        ],
+        conn,
+    )
+    found = {(f["kind"], f["column"]): f for f in json.loads(out)["findings"]}
+    assert "largest value now 3000 bytes (3 KB)" in found[("lob_column", "Note")]["detail"]
+    assert "largest value now 0 bytes" in found[("lob_column", "Memo")]["detail"]
+    assert "task.lob_max_size_kb: 4 " in found[("lob_size", "Note")]["fix"]
+    assert len(conn.sent("DATALENGTH")) == 2
+
+
 def test_printing_without_write_leaves_the_file_alone(tmp_path: Path, capsys: Any) -> None:
     columns, keys = sqlserver_erp(6)
     path = tmp_path / "Pulumi.erp.yaml"
@@ -852,8 +887,26 @@ def test_a_postgres_catalog_is_read_from_the_real_server(
     assert ("erp.stock", "number_digits", "qty") in kinds  # numeric without precision
     lob = next(f for f in report["findings"] if f["column"] == "note")
     assert "limited LOB mode" in lob["detail"]  # PostgreSQL fails the task on truncation
-    assert "octet_length(note)) FROM erp.orders" in lob["fix"]
+    assert "octet_length(note::text)) FROM erp.orders" in lob["fix"]
     assert code == 1
+    # WHEN the LOBs are measured THEN each finding has its largest value, a value too big
+    # for an item is lost, and the note sizes task.lob_max_size_kb from the others
+    with db.connect(autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.execute("INSERT INTO erp.orders VALUES (1, repeat('x', 100000), now())")
+        cur.execute(
+            "INSERT INTO erp.attachments VALUES (gen_random_uuid(), NULL, "
+            "jsonb_build_object('k', repeat('y', 400000)))"
+        )
+    code, out, _ = run(capsys, [*local_args(tmp_path, db, "pg"), "--measure-lobs"])
+    found = {(f["kind"], f["column"]): f for f in json.loads(out)["findings"]}
+    note = found[("lob_column", "note")]
+    assert note["severity"] == "limit"
+    assert "largest value now 100000 bytes (98 KB)" in note["detail"]
+    meta = found[("lob_column", "meta")]
+    assert meta["severity"] == "lost" and "over 350 KB" in meta["detail"]
+    size = found[("lob_size", "note")]
+    assert size["table"] == "erp.orders" and "task.lob_max_size_kb: 122" in size["fix"]
 
 
 def test_a_postgres_schema_given_is_declared_whole(

@@ -405,14 +405,17 @@ class Finding:
 
 def _quote(engine: str, name: str) -> str:
     if engine == "mysql":
-        return f"`{name}`"
+        return "`" + name.replace("`", "``") + "`"
     if engine == "sqlserver":
-        return f"[{name}]"
-    return f'"{name}"' if name != name.lower() or not _SOURCE_NAME.match(name) else name
+        return "[" + name.replace("]", "]]") + "]"
+    if engine == "postgres" and name == name.lower() and _SOURCE_NAME.match(name):
+        return name
+    return '"' + name.replace('"', '""') + '"'  # Oracle: always, names as stored
 
 
 def _measure_sql(engine: str, table: SourceTable, column: str) -> str:
-    """The query that gives a column's largest value in bytes (to size the LOB limit)."""
+    """The query that gives a column's largest value (bytes; Oracle CLOB/NCLOB: characters,
+    DBMS_LOB.GETLENGTH's unit) to size the LOB limit. A full scan of the table."""
     q = f"{_quote(engine, table.schema)}.{_quote(engine, table.name)}"
     c = _quote(engine, column)
     if engine == "sqlserver":
@@ -420,8 +423,61 @@ def _measure_sql(engine: str, table: SourceTable, column: str) -> str:
     if engine == "oracle":
         return f"SELECT MAX(DBMS_LOB.GETLENGTH({c})) FROM {q}"
     if engine == "postgres":
-        return f"SELECT max(octet_length({c})) FROM {q}"
+        return f"SELECT max(octet_length({c}::text)) FROM {q}"
     return f"SELECT MAX(LENGTH({c})) FROM {q}"
+
+
+def measure_lobs(conn: Any, engine: str, catalog: Sequence[SourceTable], result: Discovery) -> None:
+    """Run each LOB finding's measuring query and put the largest value into the finding;
+    add one note with the task.lob_max_size_kb that would carry them all (or a limit
+    finding per column whose values cannot fit a DynamoDB item)."""
+    tables = {t.qualified: t for t in catalog}
+    columns = {(t.qualified, c.name): c for t in catalog for c in t.columns}
+    largest: tuple[int, str, str] | None = None
+    for n, finding in enumerate(result.findings):
+        if finding.kind != "lob_column" or finding.column is None:
+            continue
+        table = tables[finding.table]
+        column = columns[(finding.table, finding.column)]
+        if engine == "oracle" and column.data_type.upper() == "LONG":
+            continue  # no SQL function takes a LONG
+        sql = _measure_sql(engine, table, finding.column)
+        try:
+            rows = query_rows(conn, sql)
+        except Exception as exc:  # no SELECT on the table
+            raise DiscoverError(
+                f"cannot measure {finding.table}.{finding.column} ({sql}): {error_text(exc)}"
+            ) from None
+        value = rows[0][0] if rows and rows[0] else None
+        size = int(value) if value is not None else 0
+        unit = "characters" if engine == "oracle" else "bytes"
+        kb = -(-size // 1024)
+        detail = f"{finding.detail}; largest value now {size} {unit} ({kb} KB)"
+        severity = finding.severity
+        if size > 350 * 1024:
+            severity = LOST
+            detail += ": over 350 KB, rows with it cannot be carried whole within DynamoDB's 400 KB"
+        result.findings[n] = Finding(
+            finding.table, severity, finding.kind, detail, finding.fix, finding.column
+        )
+        if size <= 350 * 1024 and (largest is None or size > largest[0]):
+            largest = (size, finding.table, finding.column)
+    if largest is not None:
+        size, where, column_name = largest
+        kb = max(1, -(-size // 1024))
+        result.findings.append(
+            Finding(
+                where,
+                NOTE,
+                "lob_size",
+                f"the largest LOB value that fits an item is {size} "
+                f"{'characters' if engine == 'oracle' else 'bytes'}",
+                f"task.lob_max_size_kb: {min(350, kb + max(1, kb // 4))} carries every value "
+                "measured with a quarter to spare (values grow); task.lob_mode: limited only on "
+                "PostgreSQL and Oracle, which fail the task on a longer one",
+                column_name,
+            )
+        )
 
 
 # ----------------------------------------------------------------------------- planning
@@ -1329,6 +1385,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="capacity of the tables added (default on_demand; provisioned: autoscaled "
         "1..10 units, tune per table afterwards); declared tables keep theirs",
     )
+    parser.add_argument(
+        "--measure-lobs",
+        action="store_true",
+        help="measure each LOB column's largest value (one full scan per column: run it "
+        "off-peak) and suggest task.lob_max_size_kb",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -1384,27 +1446,30 @@ def discover(
     _fill_connection(args, stack)
     conn = connect_source(args)
     try:
-        catalog = read_catalog(conn, engine, schemas)
-    except Exception as exc:  # permission denied, a catalog view missing
-        raise DiscoverError(
-            f"cannot read the {engine} catalog of {', '.join(schemas)}: {error_text(exc)}"
-        ) from None
+        try:
+            catalog = read_catalog(conn, engine, schemas)
+        except Exception as exc:  # permission denied, a catalog view missing
+            raise DiscoverError(
+                f"cannot read the {engine} catalog of {', '.join(schemas)}: {error_text(exc)}"
+            ) from None
+        raw_tables = stack.raw.get(TABLES_KEY) or {}
+        raw_dms_tables = (stack.raw.get(DMS_KEY) or {}).get("tables") or {}
+        result = plan(
+            engine,
+            catalog,
+            stack.settings,
+            raw_tables,
+            raw_dms_tables,
+            schemas,
+            all_of=args.schema,
+            capacity=PROVISIONED if args.capacity == "provisioned" else ON_DEMAND,
+        )
+        if args.measure_lobs:
+            measure_lobs(conn, engine, catalog, result)
     finally:
         close = getattr(conn, "close", None)
         if close is not None:
             close()
-    raw_tables = stack.raw.get(TABLES_KEY) or {}
-    raw_dms_tables = (stack.raw.get(DMS_KEY) or {}).get("tables") or {}
-    result = plan(
-        engine,
-        catalog,
-        stack.settings,
-        raw_tables,
-        raw_dms_tables,
-        schemas,
-        all_of=args.schema,
-        capacity=PROVISIONED if args.capacity == "provisioned" else ON_DEMAND,
-    )
     present = {s.lower() for s, _ in result.catalog}
     for schema in schemas:
         if schema.lower() not in present:
