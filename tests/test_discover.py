@@ -1151,3 +1151,100 @@ def test_capacity_provisioned_on_request_and_oracle_owners_in_upper_case(
     conn = oracle_connection(ora_columns, ora_keys)
     run(capsys, ["--stack", "ora", "--stack-dir", str(tmp_path), "--schema", "fin"], conn)
     assert [params for _, params in conn.sent("all_tab_columns")] == [("FIN",)]
+
+
+def _entry(i: int) -> dict[str, Any]:
+    return {
+        "source": {"schema": "dbo", "table": f"T{i}"},
+        "partition_key": {"name": "Id", "type": "N"},
+    }
+
+
+@st.composite
+def stack_edits(draw: Any) -> tuple[str, discover.Discovery, dict[str, Any], dict[str, Any]]:
+    """A stack file with declared tables written in block or flow style (with comments),
+    its tables block before or after dms (or missing), dms.tables block, flow or missing;
+    and a discovery adding some tables and changing some declared ones."""
+    existing = draw(st.lists(st.integers(0, 30), unique=True, max_size=6))
+    styles = [draw(st.sampled_from(["block", "flow"])) for _ in existing]
+    tables_at = draw(st.sampled_from(["before", "after", "missing", "flow"]))
+    dms_tables = draw(st.sampled_from(["block", "flow", "missing"]))
+    old_tables = {f"t{i}": _entry(i) for i in existing}
+    if tables_at == "missing":
+        old_tables = {}
+    lines = []
+    for (name, entry), style in zip(old_tables.items(), styles, strict=False):
+        lines.append(f"    # {name}, declared by hand")
+        if style == "flow":
+            lines.append(f"    {name}: {discover._flow(entry)}  # kept as written")
+        else:
+            lines += discover.table_entry_lines(name, entry, 4)
+    if tables_at == "flow" and old_tables:
+        block = f"  dms-event-bus:tables: {discover._flow(old_tables)}\n"
+    elif old_tables:
+        block = "  dms-event-bus:tables:\n" + "\n".join(lines) + "\n"
+    else:
+        block = ""
+    old_dms = {name: {"primary_key": ["Id"]} for name in old_tables}
+    dms_block = ""
+    if dms_tables == "block" and old_dms:
+        dms_block = "    tables:\n" + "".join(
+            f"      {n}: {discover._flow(e)}  # check\n" for n, e in old_dms.items()
+        )
+    elif dms_tables == "flow" and old_dms:
+        dms_block = f"    tables: {discover._flow(old_dms)}\n"
+    else:
+        old_dms = {}
+    text = (
+        "config:\n  aws:region: eu-west-1  # Ireland\n"
+        + (block if tables_at in ("before", "flow") else "")
+        + "  dms-event-bus:dms:\n"
+        + DMS_BASE
+        + SQLSERVER_SOURCE
+        + dms_block
+        + "  # alarms\n  dms-event-bus:alarms: {iterator_age_ms: 600000}\n"
+        + (block if tables_at == "after" else "")
+    )
+    found = discover.Discovery("sqlserver", ["dbo"])
+    added = draw(st.lists(st.integers(31, 60), unique=True, max_size=5))
+    changed = draw(st.lists(st.sampled_from(sorted(old_tables)), unique=True)) if old_tables else []
+    for i in added:
+        found.tables[f"t{i}"] = {**_entry(i), "capacity": {"mode": "on_demand"}}
+        found.dms_tables[f"t{i}"] = {"primary_key": ["Id"]}
+    for name in changed:
+        found.tables[name] = {**old_tables[name], "partition_key": {"name": "Id", "type": "S"}}
+        found.dms_tables[name] = {"primary_key": ["Id"]}
+    return text, found, old_tables, old_dms
+
+
+@settings(max_examples=150, deadline=None)
+@given(stack_edits())
+def test_writing_changes_only_the_entries_discovery_names(
+    case: tuple[str, discover.Discovery, dict[str, Any], dict[str, Any]],
+) -> None:
+    text, found, old_tables, old_dms = case
+    written = discover.updated_stack_text(text, "Pulumi.p.yaml", found)
+    config = load_stack_text(written.encode(), "Pulumi.p.yaml")
+    before = load_stack_text(text.encode(), "Pulumi.p.yaml")
+    # THEN the tables are the old ones updated by discovery's, none dropped
+    assert (config.get("dms-event-bus:tables") or {}) == {**old_tables, **found.tables}
+    assert (config["dms-event-bus:dms"].get("tables") or {}) == {**old_dms, **found.dms_tables}
+    # AND everything else is as it was
+    for key in set(before) | set(config):
+        if key not in ("dms-event-bus:tables", "dms-event-bus:dms"):
+            assert config.get(key) == before.get(key)
+    rest = {k: v for k, v in config["dms-event-bus:dms"].items() if k != "tables"}
+    assert rest == {k: v for k, v in before["dms-event-bus:dms"].items() if k != "tables"}
+    # AND every line of an entry discovery did not change is still in the file, comments too
+    changed = set(found.tables)
+    kept = [
+        line
+        for line in text.splitlines()
+        if not any(f" {name}:" in line or f"{{{name}:" in line for name in changed)
+        and "dms-event-bus:tables: {" not in line
+        and "    tables: {" not in line
+    ]
+    for line in kept:
+        if "partition_key" in line or "source:" in line:
+            continue  # lines of block entries: shared shapes, checked through the values
+        assert line in written.splitlines(), line
