@@ -453,12 +453,15 @@ def planned_statements(
             dels = tuple(o.delete for o in part if o.delete is not None)
             both = any(o.upsert is not None and o.delete is not None for o in part)
             phases = [(dels, ()), ((), ups)] if both else [(dels, ups)]
+            recreation = {(o.delete.table, o.delete.key): o.upsert.row for o in part
+                          if o.delete is not None and o.upsert is not None}
             for d_part, u_part in phases:
                 if not d_part and not u_part:
                     continue
                 built = build_statements(
                     spec, [c.row for c in u_part], [(list(c.key), c.version) for c in d_part],
-                    dialect=executor.dialect, style=executor.style)
+                    dialect=executor.dialect, style=executor.style,
+                    keep=[recreation.get((c.table, c.key)) for c in d_part])
                 out.extend(Planned(s, tuple(u_part), tuple(d_part)) for s in built)
     return out
 

@@ -141,6 +141,7 @@ def build_statements(
     *,
     dialect: str,
     style: str,
+    keep: Sequence[list[Any] | dict[str, Any] | None] = (),
 ) -> list[Statement]:
     """The statements applying one table's collapsed changes and reporting, per change,
     whether the legacy row refused it (see `Statement`).
@@ -149,7 +150,10 @@ def build_statements(
     JSON-ready objects, column -> value, `handlers.writeback._json_row`). `deletes`: (key
     values, version). When a key is both deleted and upserted (a delete, then its
     re-creation), the deletes must run first: call this twice, deletes alone and then
-    upserts alone.
+    upserts alone. `keep` (aligned with `deletes`): each delete's re-creation row (in the
+    upserts' form; None: none); a delete leaves a row that already holds exactly its
+    re-creation, so a replayed re-creation changes nothing (as one by one, the row would be
+    deleted and written again the same).
 
     Versions are compared as numbers (`CAST(.. AS numeric)`), so a text version column
     orders "10" after "9".
@@ -162,8 +166,11 @@ def build_statements(
     case-insensitive collation must not let one item overwrite another's row), then a
     SELECT of the refusals after the writes, in the same transaction.
     """
+    keeps = list(keep) or [None] * len(deletes)
+    if len(keeps) != len(deletes):
+        raise ValueError("keep: one entry per delete")
     if dialect == "postgres" and style in JSON_STYLES:
-        return [_postgres_json_write(spec, upserts, deletes, style)]
+        return [_postgres_json_write(spec, upserts, deletes, style, keeps)]
     if style in JSON_STYLES:
         raise ValueError("the json parameter styles are for PostgreSQL only")
     rows = [row for row in upserts if not isinstance(row, dict)]
@@ -173,7 +180,7 @@ def build_statements(
         raise ValueError("PostgreSQL statements use a json style")
     out = []
     if deletes:
-        out.append(_mysql_delete(spec, deletes, style))
+        out.append(_mysql_delete(spec, deletes, style, keeps))
     if rows:
         out.append(_mysql_upsert(spec, rows, style))
     if rows or deletes:
@@ -246,6 +253,7 @@ def _postgres_json_write(
     upserts: Sequence[list[Any] | dict[str, Any]],
     deletes: Sequence[tuple[list[Any], Any]],
     style: str,
+    keep: Sequence[list[Any] | dict[str, Any] | None],
 ) -> Statement:
     """ONE statement per table whatever the batch size: deletes and upserts each travel as a
     single json parameter; the legacy table's row type gives every value its column's type
@@ -269,14 +277,28 @@ def _postgres_json_write(
 
     params: list[Any] = []
     ctes, reports = [], []
+    updated = [quote(c, d) for c in [*spec.columns.values(), spec.version_column]]
+
+    def same(a: str, b: str) -> str:
+        # text forms: every type has one (json has no equality operator)
+        return " AND ".join(f"CAST({a}.{c} AS text) IS NOT DISTINCT FROM CAST({b}.{c} AS text)"
+                            for c in updated)
+
     if deletes:
         params.append(json_rows([*spec.key_columns.values(), spec.version_column],
                                 [[*k, version] for k, version in deletes]))
         ctes.append(f"dk AS (SELECT * FROM {rowtype.format(mark(len(params)))} "
                     "WITH ORDINALITY AS dk)")
+        kept = [row for row in keep if row is not None]
+        unless = ""
+        if kept:  # a row that already is its re-creation stays (a replay changes nothing)
+            params.append(json_rows(spec.upsert_columns, kept))
+            ctes.append(f"rk AS (SELECT * FROM {rowtype.format(mark(len(params)))} AS rk)")
+            unless = (f" AND NOT EXISTS (SELECT 1 FROM rk WHERE {match('rk', 't')} AND "
+                      f"{same('t', 'rk')})")
         ctes.append(
             f"d AS (DELETE FROM {table} AS t USING dk WHERE {match('t', 'dk')} AND "
-            f"(t.{ver} IS NULL OR {num(f't.{ver}')} <= {num(f'dk.{ver}')}) "
+            f"(t.{ver} IS NULL OR {num(f't.{ver}')} <= {num(f'dk.{ver}')}){unless} "
             f"RETURNING {', '.join(f't.{k}' for k in keys)})"
         )
         reports.append(
@@ -290,7 +312,6 @@ def _postgres_json_write(
         cols = spec.upsert_columns
         params.append(json_rows(cols, upserts))
         listed = ", ".join(quote(c, d) for c in cols)
-        updated = [quote(c, d) for c in [*spec.columns.values(), spec.version_column]]
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
         ctes.append(f"k AS (SELECT * FROM {rowtype.format(mark(len(params)))} "
                     "WITH ORDINALITY AS k)")
@@ -300,12 +321,9 @@ def _postgres_json_write(
             f"WHERE t.{ver} IS NULL OR {num(f't.{ver}')} < {num(f'EXCLUDED.{ver}')} "
             f"RETURNING {', '.join(f't.{k}' for k in keys)})"
         )
-        # text forms: every type has one (json has no equality operator)
-        same = " AND ".join(f"CAST(l.{c} AS text) IS NOT DISTINCT FROM CAST(k.{c} AS text)"
-                            for c in updated)
         reports.append(
             f"SELECT 'u' AS kind, k.ordinality AS n, CAST(l.{ver} AS text) AS version, "
-            f"(l.{keys[0]} IS NOT NULL AND {same}) AS same, "
+            f"(l.{keys[0]} IS NOT NULL AND {same('l', 'k')}) AS same, "
             f"CAST(NULL AS boolean) AS same_key, CAST(l.{keys[0]} AS text) AS stored_key "
             "FROM k "
             f"LEFT JOIN u ON {match('u', 'k')} LEFT JOIN {table} AS l ON {match('l', 'k')} "
@@ -354,16 +372,20 @@ def _values_rows(spec: TableSpec, rows: Sequence[list[Any]], params: Params) -> 
 
 
 def _mysql_delete(
-    spec: TableSpec, deletes: Sequence[tuple[list[Any], Any]], style: str
+    spec: TableSpec, deletes: Sequence[tuple[list[Any], Any]], style: str,
+    keep: Sequence[list[Any] | dict[str, Any] | None],
 ) -> Statement:
     """`(k = ? AND BINARY k = BINARY ? AND (v IS NULL OR v <= ?)) OR ...`: applied only when
-    the row is this key's own and not newer."""
+    the row is this key's own and not newer, and (a re-created key) not already its
+    re-creation (`AND NOT (c <=> ? AND ... AND v <=> ?)`)."""
     d = "mysql"
     params = Params(style)
     ver = quote(spec.version_column, d)
     vtype = spec.column_types.get(spec.version_column)
+    others = [*spec.columns.values(), spec.version_column]
+    nkeys = len(spec.key_columns)
     terms = []
-    for keys, version in deletes:
+    for (keys, version), kept in zip(deletes, keep, strict=True):
         parts = []
         for col, val in zip(spec.key_columns.values(), keys, strict=True):
             ctype = spec.column_types.get(col)
@@ -371,6 +393,10 @@ def _mysql_delete(
             parts.append(f"BINARY {quote(col, d)} = BINARY {params.add(val, ctype)}")
         parts.append(f"({ver} IS NULL OR {_mysql_num(ver)} <= "
                      f"{_mysql_num(params.add(version, vtype))})")
+        if isinstance(kept, list):
+            parts.append("NOT (" + " AND ".join(
+                f"{quote(c, d)} <=> {params.add(v, spec.column_types.get(c))}"
+                for c, v in zip(others, kept[nkeys:], strict=True)) + ")")
         terms.append("(" + " AND ".join(parts) + ")")
     sql = f"DELETE FROM {quote_table(spec.legacy_table, d)} WHERE {' OR '.join(terms)}"
     return Statement(sql, params.values, spec.legacy_table, "delete", len(deletes))

@@ -124,6 +124,39 @@ def test_delete_then_re_create_in_one_batch_ends_as_the_re_creation(engine: Engi
     assert status.statuses() == {"5": "applied"}
 
 
+def test_a_replayed_re_creation_changes_no_row(engine: Engine) -> None:
+    # GIVEN a legacy row at version 3, and the batch that deleted it and re-created the item
+    # at version 1, written back once
+    r = Records(TABLE)
+    engine.run([r.insert(item(15, 3, note="old"))])
+    batch = [r.remove(item(15, 3, note="old")), r.insert(item(15, 1, note="re-created"))]
+    engine.run(batch)
+    after = engine.legacy.rows()
+    changes = engine.legacy.changes()
+    # WHEN the same batch is delivered again (a Lambda retry)
+    result, status = engine.run(batch)
+    # THEN no row changes (the row already is the re-creation: it is neither deleted nor
+    # written again), and the item still says `applied`
+    assert result.failures == []
+    assert result.rows_changed == 0
+    assert engine.legacy.changes() == changes
+    assert engine.legacy.rows() == after
+    assert status.statuses() == {"15": "applied"}
+
+
+def test_a_re_creation_replaces_a_row_at_its_version_with_other_content(engine: Engine) -> None:
+    # GIVEN a legacy row at version 1 whose content is not the re-creation's
+    r = Records(TABLE)
+    engine.run([r.insert(item(16, 1, note="first life"))])
+    # WHEN a batch deletes the item's v3 and re-creates it at v1 with other content
+    result, status = engine.run([r.remove(item(16, 3)),
+                                 r.insert(item(16, 1, note="second life"))])
+    # THEN as one by one: the delete removes the row (1 <= 3), the re-creation is written
+    assert result.failures == []
+    assert engine.legacy.rows()[16][1] == "second life"
+    assert status.statuses() == {"16": "applied"}
+
+
 def test_delete_then_re_create_is_refused_when_the_legacy_row_is_newer(engine: Engine) -> None:
     # GIVEN a legacy row the legacy application moved on to version 9
     engine.seed(6, 9)
