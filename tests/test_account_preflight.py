@@ -27,9 +27,14 @@ from moto import mock_aws
 from components.alarm_topic import publisher_key_statements
 from tests.conftest import ROOT
 from tools import account_preflight as cli
-from tools.account.checks import account_key_statement, logs_key_statement
+from tools.account.checks import (
+    account_key_statement,
+    events_key_statement,
+    logs_key_statement,
+)
 from tools.account.keypolicy import Principal, Request, decide, glob_match, missing_actions
 from tools.account.needs import SecretRef, StackNeeds
+from tools.account.trail import check_cloudtrail, logs_management_writes
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -286,6 +291,8 @@ class Account:
                                            KmsKeyId=self.key)["ARN"]
         self.wb_secret = sm.create_secret(Name=f"dmsbus/erp-writeback-{n}",
                                           SecretString="{}")["ARN"]
+        self.token_secret = sm.create_secret(Name=f"dmsbus-{STACK}-github-dispatch-{n}",
+                                             SecretString="not-a-real-token")["ARN"]
 
     def config(self, **kw: Any) -> dict[str, Any]:
         return stack_config(self.key, self.topic, self.dms_secret, self.wb_secret, **kw)
@@ -623,6 +630,398 @@ def test_secret_key_policy_that_keeps_the_roles_out(aws: None,
     assert f"secretsmanager.{REGION}.amazonaws.com" in line
 
 
+# =========================================================================== adoption trigger
+# With adoption.trigger the stack needs, from its account: a CloudTrail trail logging the
+# region's management write events (EventBridge gets `AWS API Call via CloudTrail` events only
+# then), the GitHub token secret, and (with a customer key) a key policy that lets
+# events.amazonaws.com put failed dispatches into the trigger's DLQ.
+
+TOKEN_PLACEHOLDER = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gh-CCCCCC"
+RULE = f"dmsbus-{STACK}-table-created"
+TRAIL_CHECK = "CloudTrail management events"
+EVENTS_KEY = "KMS key policy: EventBridge"
+TOKEN_CHECK = "secret adoption.trigger.token_secret_arn"
+MANAGEMENT_ALL = [{"ReadWriteType": "All", "IncludeManagementEvents": True}]
+
+
+def trigger_key_policy(account: str = ACCOUNT, region: str = REGION) -> dict[str, Any]:
+    """The runbook's key policy plus its EventBridge statement (docs/runbook.md)."""
+    policy = runbook_key_policy(account, region)
+    policy["Statement"].append(events_key_statement())
+    return policy
+
+
+def trigger_config(account: Account) -> dict[str, Any]:
+    config = account.config()
+    config["dms-event-bus:adoption"] = {"trigger": {"repository": "acme/dms-event-bus",
+                                                    "token_secret_arn": account.token_secret}}
+    return config
+
+
+@pytest.fixture(scope="module")
+def trigger_needs(tmp_path_factory: pytest.TempPathFactory) -> StackNeeds:
+    """The needs of the same stack with adoption.trigger on (planned once)."""
+    folder = tmp_path_factory.mktemp("trigger")
+    config = stack_config(KEY, f"arn:aws:sns:{REGION}:{ACCOUNT}:placeholder",
+                          f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:dms-AAAAAA",
+                          f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:wb-BBBBBB")
+    config["dms-event-bus:adoption"] = {"trigger": {"repository": "acme/dms-event-bus",
+                                                    "token_secret_arn": TOKEN_PLACEHOLDER}}
+    write_stack(folder, config)
+    settings, _ = cli.load_stack(STACK, folder)
+    return cli.needs_of(STACK, settings, folder, REGION)
+
+
+def bind_trigger(needs: StackNeeds, account: Account) -> StackNeeds:
+    return dataclasses.replace(bind(needs, account), trigger_token_secret=account.token_secret)
+
+
+@pytest.fixture
+def trails(aws: None) -> Iterator[Any]:
+    """No trail in the account before and after the test; yields a trail maker."""
+    made: list[tuple[str, str]] = []
+
+    def clear() -> None:
+        for region in (REGION, "us-east-1"):
+            ct = boto3.client("cloudtrail", region_name=region)
+            for trail in ct.describe_trails(includeShadowTrails=False)["trailList"]:
+                ct.delete_trail(Name=trail["Name"])
+
+    def make(name: str = "management", region: str = REGION, *, multi_region: bool = True,
+             logging: bool = True, organization: bool = False,
+             selectors: list[dict[str, Any]] | None = None,
+             advanced: list[dict[str, Any]] | None = None) -> str:
+        bucket = f"trail-logs-{len(made)}-{Account.made}"
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket)
+        ct = boto3.client("cloudtrail", region_name=region)
+        arn = ct.create_trail(Name=name, S3BucketName=bucket, IsMultiRegionTrail=multi_region,
+                              IsOrganizationTrail=organization)["TrailARN"]
+        if selectors is not None:
+            ct.put_event_selectors(TrailName=name, EventSelectors=selectors)
+        if advanced is not None:
+            ct.put_event_selectors(TrailName=name, AdvancedEventSelectors=advanced)
+        if logging:
+            ct.start_logging(Name=name)
+        made.append((name, region))
+        return arn
+
+    clear()
+    yield make
+    clear()
+
+
+def trigger_account() -> Account:
+    account = Account()
+    account.kms.put_key_policy(KeyId=account.key_id, PolicyName="default",
+                               Policy=json.dumps(trigger_key_policy()))
+    return account
+
+
+def run_trigger(needs: StackNeeds, account: Account) -> list[Any]:
+    return cli.run_checks(account.clients(), bind_trigger(needs, account), REGION, ACCOUNT,
+                          f"arn:aws:iam::{ACCOUNT}:role/deployer")
+
+
+def test_the_plan_of_a_trigger_stack_asks_for_a_trail_the_token_and_the_key(
+    trigger_needs: StackNeeds, planned_needs: StackNeeds
+) -> None:
+    # read from the graph: the rule on CloudTrail's events, the rule whose DLQ is under the key
+    assert trigger_needs.cloudtrail_rules == (RULE,)
+    assert trigger_needs.key_event_rules == (RULE,)
+    assert trigger_needs.trigger_token_secret == TOKEN_PLACEHOLDER
+    assert f"dmsbus-{STACK}-adoption-trigger" in trigger_needs.roles
+    # without the trigger: none of it
+    assert planned_needs.cloudtrail_rules == planned_needs.key_event_rules == ()
+    assert planned_needs.trigger_token_secret is None
+
+
+def test_trigger_account_with_a_multi_region_trail_passes_through_the_command(
+    trails: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, trigger_needs: StackNeeds,
+) -> None:
+    # GIVEN a multi-region trail homed in another region, logging all management events
+    trails(region="us-east-1", selectors=MANAGEMENT_ALL)
+    account = trigger_account()
+    folder = write_stack(tmp_path, trigger_config(account))
+    monkeypatch.setattr(cli, "needs_of", lambda *a: bind_trigger(trigger_needs, account))
+    code = cli.main(["check", "--stack", STACK, "--stack-dir", str(folder)],
+                    clients_factory=account.clients)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for name in (TRAIL_CHECK, EVENTS_KEY, TOKEN_CHECK):
+        assert any(line.startswith(f"PASS {name}: ") for line in out.splitlines()), out
+    (trail,) = [line for line in out.splitlines() if line.startswith(f"PASS {TRAIL_CHECK}")]
+    assert "trail/management" in trail and "multi-region" in trail and "logging" in trail
+    assert "FAIL" not in out
+
+
+def test_no_trail_fails_with_the_fix(trails: Any, trigger_needs: StackNeeds) -> None:
+    bad = failed(run_trigger(trigger_needs, trigger_account()))
+    assert list(bad) == [TRAIL_CHECK]
+    line = bad[TRAIL_CHECK]
+    assert f"no CloudTrail trail covers {REGION}" in line
+    assert "AWS API Call via CloudTrail" in line
+    assert "aws cloudtrail create-trail" in line and "--is-multi-region-trail" in line
+    assert "start-logging" in line
+
+
+def test_a_trail_that_is_not_logging_fails(trails: Any, trigger_needs: StackNeeds) -> None:
+    trails(logging=False, selectors=MANAGEMENT_ALL)
+    bad = failed(run_trigger(trigger_needs, trigger_account()))
+    assert list(bad) == [TRAIL_CHECK]
+    assert "is not logging" in bad[TRAIL_CHECK]
+    assert "aws cloudtrail start-logging --name arn:aws:cloudtrail:" in bad[TRAIL_CHECK]
+
+
+def test_a_single_region_trail_of_another_region_does_not_cover_this_one(
+    trails: Any, trigger_needs: StackNeeds
+) -> None:
+    trails(region="us-east-1", multi_region=False, selectors=MANAGEMENT_ALL)
+    assert list(failed(run_trigger(trigger_needs, trigger_account()))) == [TRAIL_CHECK]
+
+
+def test_a_listed_single_region_trail_of_another_region_is_not_counted(aws: None) -> None:
+    # DescribeTrails (shadow trails included) may list a trail homed elsewhere: only a
+    # multi-region one covers this region; the other is never asked for its status
+    ct = boto3.client("cloudtrail", region_name=REGION)
+    other = {"Name": "east", "TrailARN": f"arn:aws:cloudtrail:us-east-1:{ACCOUNT}:trail/east",
+             "HomeRegion": "us-east-1", "IsMultiRegionTrail": False}
+    with Stubber(ct) as stub:
+        stub.add_response("describe_trails", {"trailList": [other]})
+        check = check_cloudtrail(lambda s, r: ct, REGION, ACCOUNT, [RULE])
+    assert not check.ok and f"no CloudTrail trail covers {REGION}" in check.found
+
+
+def test_a_single_region_trail_of_this_region_covers_it(trails: Any,
+                                                         trigger_needs: StackNeeds) -> None:
+    trails(multi_region=False, selectors=MANAGEMENT_ALL)
+    checks = lines(run_trigger(trigger_needs, trigger_account()))
+    assert checks[TRAIL_CHECK].startswith(f"PASS {TRAIL_CHECK}: trail arn:aws:cloudtrail:{REGION}")
+
+
+DATA_ONLY_ADVANCED = [{"Name": "s3 objects", "FieldSelectors": [
+    {"Field": "eventCategory", "Equals": ["Data"]},
+    {"Field": "resources.type", "Equals": ["AWS::S3::Object"]}]}]
+
+
+@pytest.mark.parametrize(
+    ("selectors", "advanced", "ok"),
+    [
+        # data events only (a classic selector without management events, or advanced)
+        ([{"ReadWriteType": "All", "IncludeManagementEvents": False, "DataResources": [
+            {"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}]}], None, False),
+        (None, DATA_ONLY_ADVANCED, False),
+        # management events, but reads only: CreateTable is a write
+        ([{"ReadWriteType": "ReadOnly", "IncludeManagementEvents": True}], None, False),
+        (None, [{"FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]},
+                                    {"Field": "readOnly", "Equals": ["true"]}]}], False),
+        # management writes: classic All / WriteOnly, advanced without readOnly or readOnly=false
+        (MANAGEMENT_ALL, None, True),
+        ([{"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True}], None, True),
+        (None, [{"FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]}], True),
+        (None, [*DATA_ONLY_ADVANCED, {"FieldSelectors": [
+            {"Field": "eventCategory", "Equals": ["Management"]},
+            {"Field": "readOnly", "Equals": ["false"]}]}], True),
+        # management events without those of KMS: DynamoDB's are still logged
+        (None, [{"FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]},
+                                    {"Field": "eventSource",
+                                     "NotEquals": ["kms.amazonaws.com"]}]}], True),
+    ],
+)
+def test_the_trail_must_select_management_write_events(
+    trails: Any, trigger_needs: StackNeeds, selectors: Any, advanced: Any, ok: bool
+) -> None:
+    trails(selectors=selectors, advanced=advanced)
+    checks = lines(run_trigger(trigger_needs, trigger_account()))
+    assert checks[TRAIL_CHECK].startswith("PASS" if ok else "FAIL"), checks[TRAIL_CHECK]
+    if not ok:
+        assert "logs no management write events" in checks[TRAIL_CHECK]
+        assert "put-event-selectors" in checks[TRAIL_CHECK]
+
+
+def test_one_good_trail_among_bad_ones_is_enough(trails: Any,
+                                                 trigger_needs: StackNeeds) -> None:
+    trails("data-only", advanced=DATA_ONLY_ADVANCED)
+    trails("stopped", logging=False, selectors=MANAGEMENT_ALL)
+    trails("audit", region="us-east-1", selectors=MANAGEMENT_ALL)
+    checks = lines(run_trigger(trigger_needs, trigger_account()))
+    assert checks[TRAIL_CHECK].startswith(f"PASS {TRAIL_CHECK}: trail "), checks[TRAIL_CHECK]
+    assert "trail/audit" in checks[TRAIL_CHECK]
+
+
+def test_an_organization_trail_covers_the_account(trails: Any,
+                                                  trigger_needs: StackNeeds) -> None:
+    trails("org-trail", region="us-east-1", organization=True, selectors=MANAGEMENT_ALL)
+    checks = lines(run_trigger(trigger_needs, trigger_account()))
+    assert checks[TRAIL_CHECK].startswith(f"PASS {TRAIL_CHECK}: organization trail"), checks
+
+
+def test_an_organization_trail_of_the_management_account_that_cannot_be_read_warns(
+    aws: None, trigger_needs: StackNeeds
+) -> None:
+    # GIVEN a member account: DescribeTrails shows the organization's trail (homed in the
+    # management account), whose status and selectors only that account may read
+    org_arn = "arn:aws:cloudtrail:us-east-1:111111111111:trail/org-trail"
+    account = trigger_account()
+    clients = account.clients()
+    ct = boto3.client("cloudtrail", region_name=REGION)
+    stub = Stubber(ct)
+    stub.add_response("describe_trails", {"trailList": [{
+        "Name": "org-trail", "TrailARN": org_arn, "HomeRegion": "us-east-1",
+        "IsMultiRegionTrail": True, "IsOrganizationTrail": True}]},
+        {"includeShadowTrails": True})
+    stub.add_client_error("get_trail_status", "TrailNotFoundException",
+                          expected_params={"Name": org_arn})
+    stub.activate()
+
+    def with_stub(service: str, region: str) -> Any:
+        return ct if service == "cloudtrail" else clients(service, region)
+
+    checks = {c.name: c for c in cli.run_checks(with_stub, bind_trigger(trigger_needs, account),
+                                                REGION, ACCOUNT)}
+    trail = checks[TRAIL_CHECK]
+    assert trail.ok and trail.warn
+    assert trail.line().startswith(f"WARN {TRAIL_CHECK}: organization trail {org_arn}")
+    assert "management account 111111111111" in trail.line()
+
+
+def test_no_permission_to_read_trails_fails(aws: None, trigger_needs: StackNeeds) -> None:
+    account = trigger_account()
+    clients = account.clients()
+    ct = boto3.client("cloudtrail", region_name=REGION)
+    stub = Stubber(ct)
+    stub.add_client_error("describe_trails", "AccessDeniedException", "not allowed")
+    stub.activate()
+    checks = lines(cli.run_checks(
+        lambda s, r: ct if s == "cloudtrail" else clients(s, r),
+        bind_trigger(trigger_needs, account), REGION, ACCOUNT))
+    assert checks[TRAIL_CHECK].startswith(f"FAIL {TRAIL_CHECK}: cannot read")
+    assert "cloudtrail:DescribeTrails" in checks[TRAIL_CHECK]
+
+
+def test_token_secret_missing(trails: Any, trigger_needs: StackNeeds) -> None:
+    trails(selectors=MANAGEMENT_ALL)
+    account = trigger_account()
+    boto3.client("secretsmanager", region_name=REGION).delete_secret(
+        SecretId=account.token_secret, ForceDeleteWithoutRecovery=True)
+    bad = failed(run_trigger(trigger_needs, account))
+    assert list(bad) == [TOKEN_CHECK]
+    assert "ResourceNotFoundException" in bad[TOKEN_CHECK]
+    assert "aws secretsmanager create-secret" in bad[TOKEN_CHECK]
+
+
+def test_token_secret_on_a_key_the_deployer_may_not_decrypt_with(
+    trails: Any, trigger_needs: StackNeeds
+) -> None:
+    trails(selectors=MANAGEMENT_ALL)
+    account = trigger_account()
+    # the token's own key lets only another account's principals use it
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+        "Action": "kms:*", "Resource": "*"}]}
+    token_key = account.kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]["Arn"]
+    boto3.client("secretsmanager", region_name=REGION).update_secret(
+        SecretId=account.token_secret, KmsKeyId=token_key)
+    bad = failed(run_trigger(trigger_needs, account))
+    assert list(bad) == [TOKEN_CHECK]
+    assert "deployer" in bad[TOKEN_CHECK] and "kms:Decrypt" in bad[TOKEN_CHECK]
+
+
+def test_the_token_is_never_read(trails: Any, trigger_needs: StackNeeds) -> None:
+    trails(selectors=MANAGEMENT_ALL)
+    account = trigger_account()
+    clients = account.clients()
+    called: list[str] = []
+
+    def spy(service: str, region: str) -> Any:
+        client = clients(service, region)
+        if service == "secretsmanager":
+            client.meta.events.register(
+                "before-call.secrets-manager.GetSecretValue",
+                lambda **kw: called.append("GetSecretValue"))
+        return client
+
+    checks = lines(cli.run_checks(spy, bind_trigger(trigger_needs, account), REGION, ACCOUNT,
+                                  f"arn:aws:iam::{ACCOUNT}:role/deployer"))
+    assert checks[TOKEN_CHECK].startswith(f"PASS {TOKEN_CHECK}")
+    assert called == []
+    assert "Bearer" not in "".join(checks.values())
+
+
+def test_key_policy_without_the_eventbridge_statement_fails(
+    trails: Any, trigger_needs: StackNeeds
+) -> None:
+    # GIVEN a key policy without any statement for events.amazonaws.com (here the alarm topic
+    # is on the same key: its publishers' statements, EventBridge's among them, are gone too)
+    trails(selectors=MANAGEMENT_ALL)
+    account = Account()
+    policy: dict[str, Any] = {"Version": "2012-10-17", "Statement": [
+        account_key_statement(account=ACCOUNT), logs_key_statement(account=ACCOUNT,
+                                                                   region=REGION)]}
+    account.kms.put_key_policy(KeyId=account.key_id, PolicyName="default",
+                               Policy=json.dumps(policy))
+    bad = failed(run_trigger(trigger_needs, account))
+    assert set(bad) == {EVENTS_KEY, "alarm topic key"}
+    line = bad[EVENTS_KEY]
+    assert "events.amazonaws.com may not use the key (kms:Decrypt, kms:GenerateDataKey)" in line
+    assert RULE in line and "failed dispatches are lost" in line
+    # WHEN the runbook's EventBridge statement is added, THEN it passes
+    policy["Statement"].append(events_key_statement())
+    account.kms.put_key_policy(KeyId=account.key_id, PolicyName="default",
+                               Policy=json.dumps(policy))
+    assert set(failed(run_trigger(trigger_needs, account))) == {"alarm topic key"}
+
+
+def test_without_a_customer_key_there_is_no_eventbridge_key_check(
+    trails: Any, trigger_needs: StackNeeds
+) -> None:
+    trails(selectors=MANAGEMENT_ALL)
+    account = trigger_account()
+    needs = dataclasses.replace(bind_trigger(trigger_needs, account), kms_key_arn=None)
+    checks = lines(cli.run_checks(account.clients(), needs, REGION, ACCOUNT))
+    assert EVENTS_KEY not in checks and TRAIL_CHECK in checks
+
+
+def test_eventbridge_key_check_names_the_missing_actions(trails: Any,
+                                                          trigger_needs: StackNeeds) -> None:
+    trails(selectors=MANAGEMENT_ALL)
+    account = Account()
+    policy: dict[str, Any] = {"Version": "2012-10-17", "Statement": [
+        account_key_statement(account=ACCOUNT), logs_key_statement(account=ACCOUNT,
+                                                                   region=REGION),
+        *publisher_key_statements(account=ACCOUNT, region=REGION)]}
+    # the alarm topic's EventBridge statement lets events.amazonaws.com use the key too: drop
+    # it, keep Decrypt only
+    policy["Statement"] = [s for s in policy["Statement"]
+                           if s.get("Principal") != {"Service": "events.amazonaws.com"}]
+    policy["Statement"].append({"Effect": "Allow",
+                                "Principal": {"Service": "events.amazonaws.com"},
+                                "Action": "kms:Decrypt", "Resource": "*"})
+    account.kms.put_key_policy(KeyId=account.key_id, PolicyName="default",
+                               Policy=json.dumps(policy))
+    bad = failed(run_trigger(trigger_needs, account))
+    assert EVENTS_KEY in bad, bad
+    line = bad[EVENTS_KEY]
+    assert "events.amazonaws.com may not use the key (kms:GenerateDataKey)" in line
+    assert RULE in line
+    assert "KMS key policy: EventBridge" in line.split(" — fix:")[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(include=st.sampled_from([True, False, None]),
+       read_write=st.sampled_from(["All", "ReadOnly", "WriteOnly", None]))
+def test_classic_selector_rule(include: bool | None, read_write: str | None) -> None:
+    # a classic selector logs CreateTable exactly when it includes management events (the
+    # default) and not only reads
+    selector: dict[str, Any] = {}
+    if include is not None:
+        selector["IncludeManagementEvents"] = include
+    if read_write is not None:
+        selector["ReadWriteType"] = read_write
+    expected = include is not False and read_write != "ReadOnly"
+    assert logs_management_writes({"EventSelectors": [selector]}) == expected
+
+
 # =========================================================================== could not run
 
 
@@ -741,3 +1140,18 @@ def test_the_runbook_statements_are_the_ones_the_preflight_accepts() -> None:
     publishers = [filled(b) for b in _json_blocks(
         _section(runbook, "KMS key policy: alarm topic publishers"))]
     assert publishers == [publisher_key_statements(account=ACCOUNT, region=REGION)]
+    events = [filled(b) for b in _json_blocks(_section(runbook, "KMS key policy: EventBridge"))]
+    assert events == [events_key_statement()]
+
+
+def test_the_runbook_lists_the_trigger_alarms_the_component_declares() -> None:
+    """Every alarm the adoption trigger declares has a row in the runbook's alarm table."""
+    source = (ROOT / "components" / "adoption_trigger.py").read_text()
+    names = re.findall(r'alarm_name=f"\{args\.name_prefix\}([a-z-]+)"', source)
+    assert sorted(names) == ["adoption-trigger-dlq-depth", "adoption-trigger-dlq-failed"]
+    table = _section((ROOT / "docs" / "runbook.md").read_text(),
+                     "What each alarm means and what to do")
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    for name in names:
+        (row,) = [r for r in rows if r.startswith(f"| `${{P}}{name}`")]
+        assert "gh workflow run adopt.yml -f environment=<env>" in row or "schedule" in row

@@ -16,7 +16,12 @@ read-only AWS calls against the stack's account and region. One line per check:
 - an existing alarm topic's key lets CloudWatch / EventBridge / DMS publish;
 - DMS's account roles exist with their managed policies (the stack has DMS);
 - Lambda's unreserved concurrency stays >= 100 after the stack's reservations;
-- every Secrets Manager secret the stack names exists, and its key is enabled and granted.
+- every Secrets Manager secret the stack names exists, and its key is enabled and granted;
+- with `adoption.trigger`: a CloudTrail trail that is logging covers the region and selects
+  management write events (EventBridge receives `AWS API Call via CloudTrail` events only from
+  such a trail); the GitHub token secret exists and the caller may decrypt it (DescribeSecret
+  and the key policy only: the token is never read); with a customer key, its policy lets
+  events.amazonaws.com use it (the trigger's DLQ).
 
 `bootstrap` creates, only when missing, the per-account pieces no stack owns (see
 tools/account/bootstrap.py); never deletes, detaches or overwrites; a second run is a no-op.
@@ -52,6 +57,7 @@ from tools.account.checks import (
     partition_of,
 )
 from tools.account.needs import StackNeeds, stack_needs
+from tools.account.trail import check_cloudtrail, check_token_secret
 from tools.cli import OneLineParser, aws_problem, region_arg
 from tools.preflight import Check
 
@@ -168,6 +174,11 @@ def run_checks(clients: Clients, needs: StackNeeds, region: str, account: str,
     if needs.tag_scoped_alarms:
         checks.append(check_telemetry_tags(clients, region))
     checks.extend(check_secrets(clients, needs, account))
+    if needs.cloudtrail_rules:  # adoption.trigger: its rule needs CloudTrail's events
+        checks.append(check_cloudtrail(clients, region, account, needs.cloudtrail_rules))
+    if needs.trigger_token_secret:
+        checks.append(check_token_secret(clients, needs.trigger_token_secret, account,
+                                         caller_arn))
     return checks
 
 

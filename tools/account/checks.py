@@ -50,6 +50,9 @@ DELEGATED_ACTIONS = (
 )
 #: What an alarm-topic publisher needs on the topic's key.
 PUBLISHER_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+#: What EventBridge needs on the key of an SQS queue it delivers to (a target or a DLQ): SQS
+#: encrypts the message with a data key for the sender, the service principal itself.
+EVENTS_QUEUE_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 
 
 def logs_key_statement(*, account: str, region: str, partition: str = "aws") -> dict[str, Any]:
@@ -77,6 +80,19 @@ def account_key_statement(*, account: str, partition: str = "aws") -> dict[str, 
         "Effect": "Allow",
         "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
         "Action": "kms:*",
+        "Resource": "*",
+    }
+
+
+def events_key_statement() -> dict[str, Any]:
+    """The key-policy statement that lets EventBridge put messages into SQS queues under the
+    key: the adoption trigger's DLQ (docs/runbook.md, 'KMS key policy: EventBridge'). No source
+    condition: the preflight cannot rely on SQS passing aws:SourceArn for EventBridge."""
+    return {
+        "Sid": "EventBridgeUsesKeyForQueues",
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
         "Resource": "*",
     }
 
@@ -254,6 +270,23 @@ def check_stack_key(clients: Clients, needs: StackNeeds, region: str, account: s
             f"(arn:{partition}:iam::{account}:root) use the key (kms:*), without conditions "
             "that exclude these services (docs/runbook.md 'KMS key policy: the account's "
             "roles')",
+        ))
+
+    if needs.key_event_rules:
+        # SQS calls KMS for EventBridge itself: an IAM grant cannot help, only the key policy
+        missing = missing_actions(policy, Principal.service("events.amazonaws.com"),
+                                  EVENTS_QUEUE_ACTIONS, arn, {})
+        rules = _short(needs.key_event_rules)
+        checks.append(Check(
+            "KMS key policy: EventBridge",
+            not missing,
+            f"events.amazonaws.com may use the key for the SQS queues of rule {rules}"
+            if not missing else
+            f"events.amazonaws.com may not use the key ({', '.join(sorted(missing))}) for the "
+            f"SQS queue of rule {rules} (the adoption trigger's DLQ): failed dispatches are "
+            "lost (alarm ...-adoption-trigger-dlq-failed)",
+            "add the statement of docs/runbook.md 'KMS key policy: EventBridge' to the key "
+            "policy",
         ))
     return checks
 

@@ -66,6 +66,14 @@ class StackNeeds:
     tag_scoped_alarms: bool = False
     """An alarm's Metrics Insights query filters on resource tags (`tag.<key>`): CloudWatch's
     resource tags on telemetry must be on in the account, or the alarm matches nothing."""
+    cloudtrail_rules: tuple[str, ...] = ()
+    """EventBridge rules matching `AWS API Call via CloudTrail` events: they fire only when a
+    trail logs management (write) events in the region (the adoption trigger)."""
+    key_event_rules: tuple[str, ...] = ()
+    """EventBridge rules delivering to an SQS queue under the stack key (a target or a DLQ):
+    events.amazonaws.com itself must be allowed to use the key by its key policy."""
+    trigger_token_secret: str | None = None
+    """The adoption trigger's GitHub token secret (read by the deployer at `pulumi up`)."""
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -118,6 +126,9 @@ def stack_needs(settings: StackSettings, plan: Any) -> StackNeeds:
     publishers: set[str] = set()
     alarm_names: list[str] = []
     tag_scoped = False
+    cloudtrail_rules: list[str] = []
+    key_queues: set[str] = set()  # names of SQS queues under the stack key
+    event_targets: list[tuple[str, list[str]]] = []  # (rule, queue ARNs it delivers to)
     for res in plan.resources:
         inputs = res.inputs or {}
         type_token: str = res.type
@@ -141,6 +152,17 @@ def stack_needs(settings: StackSettings, plan: Any) -> StackNeeds:
             api_logging = api_logging or level.upper() != "OFF"
         if type_token.startswith("aws:dms/"):
             dms = True
+        if type_token == "aws:sqs/queue:Queue" and uses_key and isinstance(inputs.get("name"),
+                                                                              str):
+            key_queues.add(inputs["name"])
+        if type_token == "aws:cloudwatch/eventRule:EventRule" and isinstance(
+                inputs.get("name"), str) and _matches_cloudtrail(inputs.get("eventPattern")):
+            cloudtrail_rules.append(inputs["name"])
+        if type_token == "aws:cloudwatch/eventTarget:EventTarget" and isinstance(
+                inputs.get("rule"), str):
+            arns = [inputs.get("arn"), (inputs.get("deadLetterConfig") or {}).get("arn")]
+            event_targets.append((inputs["rule"], [a for a in arns if isinstance(a, str)
+                                                   and a.split(":")[2:3] == ["sqs"]]))
         if type_token == "aws:lambda/function:Function":
             count = inputs.get("reservedConcurrentExecutions")
             if count is not None and float(count) >= 0 and isinstance(inputs.get("name"), str):
@@ -173,7 +195,28 @@ def stack_needs(settings: StackSettings, plan: Any) -> StackNeeds:
         alarm_names=tuple(alarm_names),
         secrets=secrets_of(settings),
         tag_scoped_alarms=tag_scoped,
+        cloudtrail_rules=tuple(cloudtrail_rules),
+        key_event_rules=tuple(sorted({rule for rule, queues in event_targets
+                                      if any(_queue_name(q) in key_queues for q in queues)})),
+        trigger_token_secret=(settings.adoption.trigger.token_secret_arn
+                              if settings.adoption.trigger is not None else None),
     )
+
+
+def _matches_cloudtrail(pattern: Any) -> bool:
+    """An event pattern (JSON) that matches CloudTrail's API-call events."""
+    try:
+        parsed = json.loads(pattern) if isinstance(pattern, str) else pattern
+    except ValueError:
+        return False
+    if not isinstance(parsed, dict):
+        return False
+    return "AWS API Call via CloudTrail" in set(_strings(parsed.get("detail-type")))
+
+
+def _queue_name(arn: str) -> str:
+    """`arn:aws:sqs:<region>:<account>:<name>` -> name (the mocks' `...:queue/<name>` too)."""
+    return arn.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
 
 
 def describe(needs: StackNeeds) -> str:
@@ -190,5 +233,8 @@ def describe(needs: StackNeeds) -> str:
             "alarm_topic": needs.alarm_topic_arn,
             "alarm_publishers": sorted(needs.alarm_publishers),
             "secrets": [s.arn for s in needs.secrets],
+            "cloudtrail_rules": list(needs.cloudtrail_rules),
+            "key_event_rules": list(needs.key_event_rules),
+            "trigger_token_secret": needs.trigger_token_secret,
         }
     )
