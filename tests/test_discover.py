@@ -838,6 +838,7 @@ CREATE TABLE erp.audit_log (at timestamptz, what text);
 CREATE TABLE erp."Order Details" (id int PRIMARY KEY);
 CREATE TABLE erp."2fa_codes" (id int PRIMARY KEY);
 CREATE TABLE erp.blob_keyed (hash bytea PRIMARY KEY, n int);
+CREATE TABLE erp.codes (code text PRIMARY KEY, label varchar(80));
 CREATE TABLE other_schema_table (id int PRIMARY KEY);
 """
 
@@ -885,6 +886,8 @@ def test_a_postgres_catalog_is_read_from_the_real_server(
     assert ("erp.orders", "lob_column", "note") in kinds
     assert ("erp.journal", "number_digits", "amount") in kinds
     assert ("erp.stock", "number_digits", "qty") in kinds  # numeric without precision
+    assert ("erp.codes", "lob_key", "code") in kinds  # declared, with the warning
+    assert tables["codes"].partition_key.type == "S"
     lob = next(f for f in report["findings"] if f["column"] == "note")
     assert "limited LOB mode" in lob["detail"]  # PostgreSQL fails the task on truncation
     assert "octet_length(note::text)) FROM erp.orders" in lob["fix"]

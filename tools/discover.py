@@ -625,13 +625,28 @@ def discovered_key(
         )
     if findings:
         return {}, findings
+    for name in pk:
+        column = by_name.get(name, Column(name, "unknown"))
+        if carried(engine, column).lob:
+            findings.append(
+                Finding(
+                    table.qualified,
+                    LIMIT,
+                    "lob_key",
+                    f"key column '{name}' is {_type_text(engine, column)}, which DMS reads as "
+                    "a LOB (its premigration assessment flags LOB primary keys: DMS looks LOB "
+                    "values up by the key)",
+                    "give the column a bounded type (e.g. varchar(n)) if its values allow",
+                    name,
+                )
+            )
     if len(pk) == 1:
-        return {"partition_key": {"name": pk[0], "type": types[pk[0]]}}, []
+        return {"partition_key": {"name": pk[0], "type": types[pk[0]]}}, findings
     if len(pk) == 2:
         return {
             "partition_key": {"name": pk[0], "type": types[pk[0]]},
             "sort_key": {"name": pk[1], "type": types[pk[1]]},
-        }, []
+        }, findings
     key = _concatenated_key_name(logical, table.columns)
     text_columns = [c for c in pk if types[c] == "S"]
     if text_columns:
