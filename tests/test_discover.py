@@ -17,6 +17,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -1251,3 +1253,16 @@ def test_writing_changes_only_the_entries_discovery_names(
         if "partition_key" in line or "source:" in line:
             continue  # lines of block entries: shared shapes, checked through the values
         assert line in written.splitlines(), line
+
+
+def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
+    # the real entry point: one line on stderr, exit 2, no traceback
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.discover", "--stack", "nope", "--stack-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "no stack file" in done.stderr
