@@ -22,11 +22,15 @@ What the services send (AWS documentation):
 - SNS: publishers `kms:GenerateDataKey*` and `kms:Decrypt`.
 CloudWatch Logs and Lambda's environment encryption use the key through the key policy and
 grants Lambda creates, not through the roles: they are not checked here (the account preflight
-checks the key policy).
+checks the key policy). Nor is a service principal that writes to a queue under the key itself
+(EventBridge putting a failed dispatch into the adoption trigger's DLQ): SQS asks KMS on that
+service's behalf, so only the key policy can allow it. The last tests hold the account
+preflight to every such writer the graph declares, with the real key-policy evaluator.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,16 @@ import pytest
 import yaml
 
 from components.common import ENCRYPTION_CONTEXT_KEYS
+from settings import load_settings
+from settings.stackfile import as_engine_config, project_config
 from tests.iam_eval import Role, as_list, condition_allows, roles_of
+from tools.account.checks import (
+    account_key_statement,
+    check_stack_key,
+    events_key_statement,
+    logs_key_statement,
+)
+from tools.account.needs import StackNeeds, stack_needs
 from tools.mockrun import ACCOUNT, Plan, run_stack
 
 REGION = "eu-west-1"
@@ -114,6 +127,9 @@ def stack_config() -> dict[str, Any]:
                               "key_columns": {"id": "customer_id"}, "columns": {}},
             },
         },
+        # the trigger's DLQ is under the key, written by events.amazonaws.com itself
+        "dms-event-bus:adoption": {"trigger": {"repository": "acme/dms-event-bus",
+                                               "token_secret_arn": f"{SECRETS}:gh-k9L0m1"}},
     }
 
 
@@ -263,3 +279,77 @@ def test_no_grant_reaches_another_resource_of_the_service(plan: Plan) -> None:
                  f"{PREFIX}ingest-apigw"):
         grants = roles_of(plan)[name].kms_grants()
         assert not any(condition_allows(g["Condition"], elsewhere) for g in grants), name
+
+
+# --- service principals writing to queues under the key: the key policy, checked ---------------
+
+
+def queue_senders(plan: Plan) -> dict[str, set[str]]:
+    """Queue under KEY -> the service principals its queue policy lets send to it."""
+    under_key = {r.inputs["name"] for r in plan.of_type("aws:sqs/queue:Queue")
+                 if r.inputs.get("kmsMasterKeyId") == KEY}
+    found: dict[str, set[str]] = {}
+    for policy in plan.of_type("aws:sqs/queuePolicy:QueuePolicy"):
+        queue = str(policy.inputs["queueUrl"]).rstrip("/").rsplit("/", 1)[-1]
+        if queue not in under_key:
+            continue
+        for statement in json.loads(policy.inputs["policy"])["Statement"]:
+            actions = {a.lower() for a in as_list(statement.get("Action", []))}
+            principal = statement.get("Principal") or {}
+            if statement.get("Effect") == "Allow" and actions & {"sqs:sendmessage", "sqs:*"} \
+                    and isinstance(principal, dict):
+                found.setdefault(queue, set()).update(as_list(principal.get("Service", [])))
+    return found
+
+
+def preflight_needs(plan: Plan) -> StackNeeds:
+    engine, _ = as_engine_config(stack_config())
+    return stack_needs(load_settings(STACK, project_config(engine)), plan)
+
+
+class OneKey:
+    """KMS as the preflight sees it: KEY, enabled, customer-managed, with `policy`."""
+
+    def __init__(self, policy: dict[str, Any]) -> None:
+        self.policy = policy
+
+    def describe_key(self, KeyId: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        return {"KeyMetadata": {"Arn": KEY, "KeyState": "Enabled", "KeyManager": "CUSTOMER"}}
+
+    def get_key_policy(self, KeyId: str, PolicyName: str) -> dict[str, Any]:  # noqa: N803
+        return {"Policy": json.dumps(self.policy)}
+
+
+def key_policy_lines(plan: Plan, statements: list[dict[str, Any]]) -> dict[str, bool]:
+    kms = OneKey({"Version": "2012-10-17", "Statement": statements})
+    checks = check_stack_key(lambda service, region: kms, preflight_needs(plan), REGION, ACCOUNT,
+                             f"arn:aws:iam::{ACCOUNT}:role/deployer")
+    return {c.name: c.ok for c in checks}
+
+
+def test_every_service_writing_to_a_queue_under_the_key_is_known_to_the_preflight(
+    plan: Plan,
+) -> None:
+    senders = queue_senders(plan)
+    # the trigger's DLQ is the one: EventBridge sends to it for the trigger's rule
+    assert senders == {f"{PREFIX}adoption-trigger-dlq": {"events.amazonaws.com"}}
+    # every such sender is one the account preflight checks the key policy for
+    checked = {"events.amazonaws.com"} if preflight_needs(plan).key_event_rules else set()
+    assert set().union(*senders.values()) <= checked
+    assert preflight_needs(plan).key_event_rules == (f"{PREFIX}table-created",)
+
+
+def test_a_key_policy_without_eventbridge_fails_the_preflight(plan: Plan) -> None:
+    """The rule is in the preflight's code, evaluated on the policy (mocks accept any key)."""
+    base = [account_key_statement(account=ACCOUNT),
+            logs_key_statement(account=ACCOUNT, region=REGION)]
+    assert key_policy_lines(plan, base)["KMS key policy: EventBridge"] is False
+    # only Decrypt, or only for another service: still missing
+    decrypt_only = {**events_key_statement(), "Action": "kms:Decrypt"}
+    assert key_policy_lines(plan, [*base, decrypt_only])["KMS key policy: EventBridge"] is False
+    other = {**events_key_statement(), "Principal": {"Service": "sns.amazonaws.com"}}
+    assert key_policy_lines(plan, [*base, other])["KMS key policy: EventBridge"] is False
+    # the runbook's statement: every key line passes
+    lines = key_policy_lines(plan, [*base, events_key_statement()])
+    assert lines["KMS key policy: EventBridge"] is True
+    assert all(lines.values()), lines
