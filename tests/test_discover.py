@@ -187,6 +187,12 @@ def sqlserver_connection(
                 r"FROM sys\.indexes i .* i\.is_primary_key = 1 .* ORDER BY .*ic\.key_ordinal",
                 only(keys),
             ),
+            (
+                # sys.indexes: unique indexes and constraints besides the primary key
+                r"FROM sys\.indexes i .* WHERE i\.is_unique = 1 AND i\.is_primary_key = 0 .*"
+                r"ORDER BY s\.name, t\.name, i\.name, ic\.key_ordinal",
+                only([("dbo", "EventLog", "UX_EventLog_At", "At", False)]),
+            ),
         ]
     )
 
@@ -250,8 +256,11 @@ def test_a_sqlserver_catalog_of_300_tables_is_declared_and_plans_clean(
     (sent_columns,) = conn.sent(r"c\.max_length")
     assert sent_columns[1] == ("dbo",)
     assert "c.max_length" in sent_columns[0] and "sys.types" in sent_columns[0]
-    (sent_keys,) = conn.sent(r"sys\.index_columns")
-    assert "ic.key_ordinal" in sent_keys[0] and "i.is_primary_key = 1" in sent_keys[0]
+    (sent_keys,) = conn.sent(r"i\.is_primary_key = 1")
+    assert "ic.key_ordinal" in sent_keys[0] and "sys.index_columns" in sent_keys[0]
+    # (unique keys are read because some tables have no primary key)
+    (sent_unique,) = conn.sent(r"i\.is_unique = 1")
+    assert sent_unique[1] == ("dbo",)
     # AND exits 1: some tables cannot be carried, each named with its fix
     assert code == 1 and report["written"] is True
     blocked = {(f["table"], f["kind"]) for f in report["findings"] if f["severity"] == "blocked"}
@@ -262,7 +271,10 @@ def test_a_sqlserver_catalog_of_300_tables_is_declared_and_plans_clean(
     }
     fixes = {f["table"]: f["fix"] for f in report["findings"] if f["severity"] == "blocked"}
     assert "dms.wildcards[0].exclude" in fixes["dbo.EventLog"]
-    assert "ADD PRIMARY KEY" in fixes["dbo.EventLog"]
+    assert (
+        "make its unique key UX_EventLog_At (At) the primary key: ALTER TABLE [dbo].[EventLog] "
+        "ADD PRIMARY KEY ([At]), then run discovery" in fixes["dbo.EventLog"]
+    )
     # AND binary columns are reported lost, LOBs with their size, never silently
     lost = {(f["table"], f["column"]) for f in report["findings"] if f["severity"] == "lost"}
     assert lost == {
@@ -547,6 +559,11 @@ def oracle_connection(
                 r"ORDER BY k\.owner, k\.table_name, cc\.position",
                 only(keys),
             ),
+            (
+                r"FROM all_constraints k JOIN all_cons_columns cc .* JOIN all_tab_columns tc .* "
+                r"k\.constraint_type = 'U'",
+                only([("FIN", "AUDIT_TRAIL", "AUDIT_UK", "AT", "Y")]),
+            ),
         ]
     )
 
@@ -597,7 +614,9 @@ def test_an_oracle_catalog_is_declared_in_upper_case_and_plans_clean(
         ("FIN.AUDIT_TRAIL", "no_primary_key"),
         ("FIN.gl_import", "oracle_case"),
     }
-    assert "SUPPLEMENTAL LOG DATA (ALL) COLUMNS" in blocked[("FIN.AUDIT_TRAIL", "no_primary_key")]
+    audit_fix = blocked[("FIN.AUDIT_TRAIL", "no_primary_key")]
+    assert "SUPPLEMENTAL LOG DATA (ALL) COLUMNS" in audit_fix
+    assert 'ADD PRIMARY KEY ("AT") (first make AT NOT NULL)' in audit_fix
     (clob,) = [f for f in report["findings"] if f["kind"] == "lob_column"]
     assert clob["column"] == "ATTACHMENT" and "limited LOB mode" in clob["detail"]
     assert "DBMS_LOB.GETLENGTH" in clob["fix"]
@@ -841,6 +860,7 @@ CREATE TABLE erp."Order Details" (id int PRIMARY KEY);
 CREATE TABLE erp."2fa_codes" (id int PRIMARY KEY);
 CREATE TABLE erp.blob_keyed (hash bytea PRIMARY KEY, n int);
 CREATE TABLE erp.codes (code text PRIMARY KEY, label varchar(80));
+CREATE TABLE erp.sessions (token varchar(64) CONSTRAINT sessions_token_uk UNIQUE, started date);
 CREATE TABLE other_schema_table (id int PRIMARY KEY);
 """
 
@@ -889,6 +909,12 @@ def test_a_postgres_catalog_is_read_from_the_real_server(
     assert ("erp.journal", "number_digits", "amount") in kinds
     assert ("erp.stock", "number_digits", "qty") in kinds  # numeric without precision
     assert ("erp.codes", "lob_key", "code") in kinds  # declared, with the warning
+    sessions = next(f for f in report["findings"] if f["table"] == "erp.sessions")
+    assert sessions["kind"] == "no_primary_key"
+    assert (
+        "make its unique key sessions_token_uk (token) the primary key: ALTER TABLE "
+        "erp.sessions ADD PRIMARY KEY (token) (first make token NOT NULL)" in sessions["fix"]
+    )
     assert tables["codes"].partition_key.type == "S"
     lob = next(f for f in report["findings"] if f["column"] == "note")
     assert "limited LOB mode" in lob["detail"]  # PostgreSQL fails the task on truncation
@@ -1155,7 +1181,7 @@ def test_capacity_provisioned_on_request_and_oracle_owners_in_upper_case(
     (tmp_path / "Pulumi.ora.yaml").write_text(stack_text(ORACLE_SOURCE))
     conn = oracle_connection(ora_columns, ora_keys)
     run(capsys, ["--stack", "ora", "--stack-dir", str(tmp_path), "--schema", "fin"], conn)
-    assert [params for _, params in conn.sent("all_tab_columns")] == [("FIN",)]
+    assert [params for _, params in conn.sent(r"c\.data_length")] == [("FIN",)]
 
 
 def _entry(i: int) -> dict[str, Any]:

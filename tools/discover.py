@@ -153,6 +153,40 @@ ON_DEMAND: Mapping[str, Any] = {"mode": "on_demand"}
 PROVISIONED: Mapping[str, Any] = {"mode": "provisioned"}
 
 
+#: unique keys (constraints; SQL Server: unique indexes too) of tables without a primary key,
+#: to name in the fix: (schema, table, key name, column, nullable)
+INFO_UNIQUE_KEYS = (
+    "SELECT k.table_schema, k.table_name, k.constraint_name, k.column_name, c.is_nullable "
+    "FROM information_schema.table_constraints tc "
+    "JOIN information_schema.key_column_usage k ON k.constraint_schema = tc.constraint_schema "
+    "AND k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema "
+    "AND k.table_name = tc.table_name "
+    "JOIN information_schema.columns c ON c.table_schema = k.table_schema "
+    "AND c.table_name = k.table_name AND c.column_name = k.column_name "
+    "WHERE tc.constraint_type = 'UNIQUE' AND tc.table_schema IN ({marks}) "
+    "ORDER BY k.table_schema, k.table_name, k.constraint_name, k.ordinal_position"
+)
+SQLSERVER_UNIQUE_KEYS = (
+    "SELECT s.name, t.name, i.name, c.name, c.is_nullable FROM sys.indexes i "
+    "JOIN sys.tables t ON t.object_id = i.object_id "
+    "JOIN sys.schemas s ON s.schema_id = t.schema_id "
+    "JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id "
+    "JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id "
+    "WHERE i.is_unique = 1 AND i.is_primary_key = 0 AND i.has_filter = 0 "
+    "AND ic.key_ordinal > 0 AND t.is_ms_shipped = 0 AND s.name IN ({marks}) "
+    "ORDER BY s.name, t.name, i.name, ic.key_ordinal"
+)
+ORACLE_UNIQUE_KEYS = (
+    "SELECT k.owner, k.table_name, k.constraint_name, cc.column_name, tc.nullable "
+    "FROM all_constraints k JOIN all_cons_columns cc ON cc.owner = k.owner "
+    "AND cc.constraint_name = k.constraint_name AND cc.table_name = k.table_name "
+    "JOIN all_tab_columns tc ON tc.owner = cc.owner AND tc.table_name = cc.table_name "
+    "AND tc.column_name = cc.column_name "
+    "WHERE k.constraint_type = 'U' AND k.owner IN ({marks}) "
+    "ORDER BY k.owner, k.table_name, k.constraint_name, cc.position"
+)
+
+
 class DiscoverError(Exception):
     """Bad input or an unreadable source: one line, exit 2."""
 
@@ -175,6 +209,8 @@ class SourceTable:
     name: str
     columns: list[Column] = field(default_factory=list)
     primary_key: list[str] = field(default_factory=list)
+    #: unique keys, read only for a table without a primary key: name -> [(column, nullable)]
+    unique_keys: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
 
     @property
     def qualified(self) -> str:
@@ -224,6 +260,17 @@ def read_catalog(conn: Any, engine: str, schemas: Sequence[str]) -> list[SourceT
         entry = tables.get((str(schema), str(table)))
         if entry is not None:
             entry.primary_key.append(str(column))
+    if any(not t.primary_key for t in tables.values()):
+        unique_sql = {"sqlserver": SQLSERVER_UNIQUE_KEYS, "oracle": ORACLE_UNIQUE_KEYS}.get(
+            engine, INFO_UNIQUE_KEYS
+        )
+        for schema, table, key, column, nullable in query_rows(
+            conn, unique_sql.format(marks=marks), list(schemas)
+        ):
+            entry = tables.get((str(schema), str(table)))
+            if entry is not None and not entry.primary_key:
+                null = str(nullable).upper() in ("YES", "Y", "1", "TRUE")
+                entry.unique_keys.setdefault(str(key), []).append((str(column), null))
     return list(tables.values())
 
 
@@ -787,6 +834,16 @@ def _no_key_fix(
 ) -> str:
     q = f"{_quote(engine, table.schema)}.{_quote(engine, table.name)}"
     fix = f"add a primary key (ALTER TABLE {q} ADD PRIMARY KEY (<columns>)), then run discovery"
+    if table.unique_keys:
+        name, columns = next(iter(table.unique_keys.items()))
+        names = ", ".join(_quote(engine, c) for c, _ in columns)
+        nullable = [c for c, null in columns if null]
+        fix = (
+            f"make its unique key {name} ({', '.join(c for c, _ in columns)}) the primary key: "
+            f"ALTER TABLE {q} ADD PRIMARY KEY ({names})"
+            + (f" (first make {', '.join(nullable)} NOT NULL)" if nullable else "")
+            + ", then run discovery"
+        )
     if engine == "oracle":
         fix += (
             f"; until then Oracle needs ALTER TABLE {q} ADD SUPPLEMENTAL LOG DATA (ALL) "
