@@ -236,8 +236,9 @@ except BaseException:
     raise
 
 # -- a table DMS creates dispatches the adopt workflow (adoption.trigger, off by default) --
+trigger: AdoptionTrigger | None = None
 if adoption.trigger is not None:
-    AdoptionTrigger(
+    trigger = AdoptionTrigger(
         "adoption-trigger",
         AdoptionTriggerArgs(
             name_prefix=settings.name_prefix,
@@ -330,6 +331,7 @@ dashboard = Dashboard(
             "fan-in DLQ": bus.dlq_name,
             **({"backfill DLQ": backfill.dlq_name} if backfill is not None else {}),
             **({"writeback DLQ": writeback.dlq_name} if writeback is not None else {}),
+            **({"adoption trigger DLQ": trigger.dlq_name} if trigger is not None else {}),
         },
         dms_dimensions=dms.metric_dimensions if dms else None,
         table_name_prefix=settings.name_prefix,

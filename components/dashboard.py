@@ -1,10 +1,11 @@
 """Dashboard: the first place an operator looks — one CloudWatch dashboard per stack.
 
 Records and bytes into the bus, bus write throttling, iterator age and errors of every stream
-consumer (fan-in, writeback), DLQ depths, DMS CDC latency at source and target, what the fan-in
-put on the bus (its embedded metrics: put, retried, not put, overflowed, poison) and the
-waypoint tables with the most write throttles (one search expression over the environment's
-tables: nothing in the body grows with the table count).
+consumer (fan-in, writeback), DLQ depths (fan-in, backfill, writeback and, with
+`adoption.trigger`, the trigger's failed dispatches), DMS CDC latency at source and target,
+what the fan-in put on the bus (its embedded metrics: put, retried, not put, overflowed,
+poison) and the waypoint tables with the most write throttles (one search expression over the
+environment's tables: nothing in the body grows with the table count).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class DashboardArgs:
     functions: Mapping[str, pulumi.Input[str]]
     """Stream-consumer Lambda functions by label (e.g. `fan-in`, `writeback`): names or ARNs."""
     queues: Mapping[str, pulumi.Input[str]]
-    """DLQs by label (e.g. `fan-in DLQ`, `writeback DLQ`): names, ARNs or queue URLs."""
+    """DLQs by label (e.g. `fan-in DLQ`, `writeback DLQ`, `adoption trigger DLQ`): names, ARNs
+    or queue URLs; one row each in the DLQ-depth panel."""
     dms_dimensions: Mapping[str, pulumi.Input[str]] | None = None
     """Dimensions of the DMS CDC metrics (`DmsSource.metric_dimensions`: instance + task
     identifiers, or the serverless replication config identifier); None: no DMS."""
