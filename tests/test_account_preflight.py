@@ -1044,6 +1044,22 @@ def test_bad_stack_file_exits_2_with_the_config_error(
     assert "dms-event-bus:encryption.kms_key" in err and "Traceback" not in err
 
 
+def test_bad_trigger_config_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = stack_config(KEY, "arn:aws:sns:eu-west-1:123456789012:t",
+                          "arn:aws:secretsmanager:eu-west-1:123456789012:secret:a",
+                          "arn:aws:secretsmanager:eu-west-1:123456789012:secret:b")
+    # a pasted token instead of the secret's ARN: refused with one line naming the key
+    config["dms-event-bus:adoption"] = {"trigger": {"repository": "acme/dms-event-bus",
+                                                    "token_secret_arn": "ghp_notarealtoken123"}}
+    folder = write_stack(tmp_path, config)
+    assert cli.main(["check", "--stack", STACK, "--stack-dir", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "dms-event-bus:adoption.trigger.token_secret_arn" in err
+
+
 def test_no_region_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                            capsys: pytest.CaptureFixture[str]) -> None:
     for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
