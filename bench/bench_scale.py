@@ -4,7 +4,8 @@
     python -m bench.bench_scale [--repeat 3] [--sizes 10,100,1000] [--records 10000]
     python -m bench.bench_scale --garbage 100     # what the collector frees, by type
 
-1. Stack config = Pulumi.dev.yaml with its tables replaced by N generated ones (half with a
+1. Stack config = tests/stacks/Pulumi.dev.yaml (the tests' dev stack, not the root example a
+   user may delete) with its tables replaced by N generated ones (half with a
    sort key). Each measurement runs `__main__.py` under `tools.mockrun.run_program` in a fresh
    interpreter (after a warm-up run there: imports are not evaluation time), twice per size:
    with Python's default collector (the program's `gc.freeze()` / `gc.set_threshold()` made
@@ -41,12 +42,14 @@ from bench.bench_fanin import FakeKinesis
 from settings.base import PROJECT as NS
 from settings.stackfile import ROOT, as_engine_config, read_stack_config
 
+#: the stack files the benchmark starts from: the tests' own (tests/fixture_stacks.py)
+STACKS_DIR = ROOT / "tests" / "stacks"
 #: the interpreter's own collector thresholds, read before any program run changes them
 DEFAULT_THRESHOLD = gc.get_threshold()
 
 
 def stack_config(n: int) -> dict[str, Any]:
-    config = read_stack_config("dev")
+    config = read_stack_config("dev", STACKS_DIR)
     tables = {}
     for i in range(n):
         table: dict[str, Any] = {

@@ -26,6 +26,7 @@ from components.alarm_topic import (
 from policy import rules
 from settings import load_settings
 from settings.stackfile import project_config, read_stack_config, stack_files
+from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import ACCOUNT, Plan, run_program, run_stack
 
 REGION = "eu-west-1"
@@ -269,9 +270,9 @@ def test_a_topic_name_is_required() -> None:
 # --- in the program ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", sorted(stack_files()))
+@pytest.mark.parametrize("stack", sorted(stack_files(STACKS_DIR)))
 def test_no_topic_of_any_stack_uses_the_aws_managed_key(stack: str) -> None:
-    plan = run_stack(stack)
+    plan = run_stack(stack, stack_dir=STACKS_DIR)
     for topic in plan.of_type("aws:sns/topic:Topic"):
         assert topic.inputs.get("kmsMasterKeyId"), topic.name
         assert topic.inputs["kmsMasterKeyId"] != "alias/aws/sns", topic.name
@@ -290,9 +291,9 @@ def test_every_alarm_that_notifies_the_topic_is_explained_in_the_runbook() -> No
 
     runbook = (Path(__file__).resolve().parents[1] / "docs" / "runbook.md").read_text()
     names: set[str] = set()
-    for stack in sorted(stack_files()):
-        settings = load_settings(stack, project_config(read_stack_config(stack)))
-        for plan in (run_stack(stack), wired_plan(stack)):
+    for stack in sorted(stack_files(STACKS_DIR)):
+        settings = load_settings(stack, project_config(read_stack_config(stack, STACKS_DIR)))
+        for plan in (run_stack(stack, stack_dir=STACKS_DIR), wired_plan(stack)):
             for alarm in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
                 name = alarm.inputs["name"].replace(settings.name_prefix, "${P}", 1)
                 table = next((t for t in settings.tables if name.startswith(f"${{P}}{t}-")),

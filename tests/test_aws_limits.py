@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from settings import StackSettings
 from settings.stackfile import stack_files
+from tests.fixture_stacks import STACKS_DIR
 from tools import aws_limits
 from tools import plan as plan_tool
 from tools.aws_limits import (
@@ -404,12 +405,12 @@ def test_config_tags_over_the_limits() -> None:
 
 
 # -- the offline plan: every stack file and generated stacks -----------------------------
-STACKS = sorted(stack_files())
+STACKS = sorted(stack_files(STACKS_DIR))
 
 
 @cache
 def planned(stack: str) -> tuple[Plan, Report]:
-    plan = run_stack(stack)
+    plan = run_stack(stack, stack_dir=STACKS_DIR)
     return plan, evaluate(plan)
 
 

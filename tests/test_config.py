@@ -25,11 +25,12 @@ from settings.stackfile import (
     read_stack_config,
     stack_files,
 )
+from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import run_stack
 
 
 def dev_config() -> dict[str, Any]:
-    return copy.deepcopy(project_config(read_stack_config("dev")))
+    return copy.deepcopy(project_config(read_stack_config("dev", STACKS_DIR)))
 
 
 def problems(stack: str, raw: dict[str, Any]) -> ConfigError:
@@ -38,9 +39,9 @@ def problems(stack: str, raw: dict[str, Any]) -> ConfigError:
     return caught.value
 
 
-@pytest.mark.parametrize("stack", sorted(stack_files()))
+@pytest.mark.parametrize("stack", sorted(stack_files(STACKS_DIR)))
 def test_every_stack_file_validates(stack: str) -> None:
-    settings = load_settings(stack, project_config(read_stack_config(stack)))
+    settings = load_settings(stack, project_config(read_stack_config(stack, STACKS_DIR)))
     assert settings.environment == stack
     assert settings.tables, "a stack declares at least one table"
     for logical in settings.tables:
@@ -48,8 +49,8 @@ def test_every_stack_file_validates(stack: str) -> None:
 
 
 def test_dev_and_prod_differ_in_capacity_and_retention() -> None:
-    dev = load_settings("dev", project_config(read_stack_config("dev")))
-    prod = load_settings("prod", project_config(read_stack_config("prod")))
+    dev = load_settings("dev", project_config(read_stack_config("dev", STACKS_DIR)))
+    prod = load_settings("prod", project_config(read_stack_config("prod", STACKS_DIR)))
     assert dev.bus.stream.retention_hours < prod.bus.stream.retention_hours
     assert not dev.provisioned_tables and prod.provisioned_tables
     assert dev.name_prefix != prod.name_prefix
@@ -191,7 +192,8 @@ def test_bad_stack_file_declares_nothing() -> None:
     # GIVEN a stack whose config has a wrong type
     # WHEN the whole program runs under mocks
     with pytest.raises(ConfigError) as caught:
-        run_stack("dev", overrides={"dms-event-bus:bus": {"stream": {"shards": "four"}}})
+        run_stack("dev", stack_dir=STACKS_DIR,
+                  overrides={"dms-event-bus:bus": {"stream": {"shards": "four"}}})
     # THEN it fails with the config error and no resource was declared before that
     assert "dms-event-bus:bus.stream.shards" in str(caught.value)
     assert caught.value.declared == []  # type: ignore[attr-defined]
@@ -423,3 +425,20 @@ def test_any_bytes_read_as_a_config_or_one_line_naming_the_file(data: bytes) -> 
     else:
         # or a config mapping
         assert isinstance(config, dict)
+
+
+@pytest.mark.parametrize("key", ["token_secret_arn", "secret_arn"])
+def test_a_token_pasted_where_a_secret_arn_belongs_is_never_echoed(key: str) -> None:
+    # GIVEN a GitHub token / a password pasted where a Secrets Manager ARN belongs
+    raw = dev_config()
+    token = "ghp_0123456789abcdefSECRET"
+    if key == "token_secret_arn":
+        raw["adoption"] = {"trigger": {"repository": "acme/erp", key: token}}
+    else:
+        raw.setdefault("writeback", {})
+        raw["writeback"] = {**raw["writeback"], "target": {
+            **(raw["writeback"].get("target") or {}), key: token}}
+    # THEN the error names the key path and what is expected, never the value
+    text = str(problems("dev", raw))
+    assert key in text and "not shown" in text
+    assert "SECRET" not in text and "ghp_" not in text

@@ -31,6 +31,7 @@ from settings import StackSettings, load_settings
 from settings.component_args import WritebackSource, dms_source_args, legacy_writeback_args
 from settings.stackfile import project_config, read_stack_config, stack_files
 from settings.writeback import WritebackSettings
+from tests.fixture_stacks import STACKS_DIR
 from tools.aws_limits import Violation, evaluate
 from tools.mockrun import ACCOUNT, Declared, Plan, run_program, run_stack
 
@@ -208,7 +209,7 @@ def test_a_thousand_tables_stay_within_the_dashboard_limits(tables: int) -> None
 
 
 def stack_settings(stack: str) -> StackSettings:
-    return load_settings(stack, project_config(read_stack_config(stack)))
+    return load_settings(stack, project_config(read_stack_config(stack, STACKS_DIR)))
 
 
 def wired_plan(stack: str) -> Plan:
@@ -287,7 +288,7 @@ DIMENSIONS = {
 }
 
 
-@pytest.mark.parametrize("stack", sorted(stack_files()))
+@pytest.mark.parametrize("stack", sorted(stack_files(STACKS_DIR)))
 def test_wired_dashboard_names_only_resources_of_the_graph(stack: str) -> None:
     plan = wired_plan(stack)
     (board,) = plan.of_type("aws:cloudwatch/dashboard:Dashboard")

@@ -20,13 +20,14 @@ from components.discovery import (
     is_control_table,
     logical_name,
 )
+from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import run_program
 
 GET_TABLES = "aws:dynamodb/getTables:getTables"
 
 #: What `ListTables` would answer in an account shared by dev and prod.
 ACCOUNT_TABLES = [
-    # declared in Pulumi.dev.yaml (Pulumi owns them already)
+    # declared in tests/stacks/Pulumi.dev.yaml (Pulumi owns them already)
     "dmsbus-dev-customers",
     "dmsbus-dev-orders",
     # another environment and unrelated tables in the same account
@@ -288,7 +289,7 @@ PROGRAM_ROOT = None
 
 #: What ListTables answers in the prod account (shared with staging, and with other teams).
 PROD_ACCOUNT_TABLES = [
-    # declared in Pulumi.prod.yaml
+    # declared in tests/stacks/Pulumi.prod.yaml
     "dmsbus-prod-customers", "dmsbus-prod-orders", "dmsbus-prod-order_lines",
     "dmsbus-prod-products", "dmsbus-prod-invoices",
     # foreign: other environments, other teams, an environment whose name starts like ours
@@ -321,7 +322,7 @@ def run_prod_with_adoption(adoption: dict[str, Any] | None = None) -> Any:
     return run_stack(
         "prod",
         root=root,
-        stack_dir=ROOT,
+        stack_dir=STACKS_DIR,
         overrides={"dms-event-bus:adoption": adoption or ADOPTION_CONFIG},
         invoke_answers={
             GET_TABLES: lambda _args: {"names": PROD_ACCOUNT_TABLES, "id": "eu-west-1"}

@@ -48,6 +48,7 @@ from tests.dms_simulator import (
     simulate,
 )
 from tests.dms_simulator import Path as RulePath
+from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import ACCOUNT, Declared, Plan, run_program, run_stack
 from tools.plan import main as plan_main
 
@@ -1253,7 +1254,7 @@ def test_bad_config_fails_before_any_resource_is_declared() -> None:
 
 @pytest.mark.parametrize(("stack", "mode"), [("dev", "serverless"), ("prod", "instance")])
 def test_stack_files_declare_dms(stack: str, mode: str) -> None:
-    settings = load_settings(stack, project_config(read_stack_config(stack)))
+    settings = load_settings(stack, project_config(read_stack_config(stack, STACKS_DIR)))
     assert settings.dms is not None
     assert settings.dms.capacity.mode == mode
     plan = run_dms(settings)

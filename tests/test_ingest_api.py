@@ -23,6 +23,7 @@ from settings import ConfigError, load_settings
 from settings.component_args import ingest_api_args
 from settings.ingest import IngestSettings
 from settings.stackfile import project_config, read_stack_config, stack_files
+from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import ACCOUNT, Declared, Plan, run_program
 
 KMS = "arn:aws:kms:eu-west-1:210987654321:key/1f2e3d4c-5b6a-4789-9abc-def012345678"
@@ -551,9 +552,9 @@ def test_settings_survive_a_dump_and_validate_round_trip() -> None:
         assert IngestSettings.model_validate(cfg.model_dump()) == cfg
 
 
-@pytest.mark.parametrize("stack", sorted(stack_files()))
+@pytest.mark.parametrize("stack", sorted(stack_files(STACKS_DIR)))
 def test_stack_files_configure_the_api(stack: str) -> None:
-    loaded = load_settings(stack, project_config(read_stack_config(stack)))
+    loaded = load_settings(stack, project_config(read_stack_config(stack, STACKS_DIR)))
     assert loaded.ingest_api is not None, f"Pulumi.{stack}.yaml has no ingest_api section"
     plan = plan_of(loaded.ingest_api)
     assert len(of(plan, "table:Table")) == len(loaded.ingest_api.entities)

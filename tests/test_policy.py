@@ -17,6 +17,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from policy import rules
 from settings.stackfile import stack_files
+from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import Plan, run_stack
 
 STREAM_ARN = (
@@ -43,10 +44,10 @@ def as_dicts(plan: Plan) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def plans() -> dict[str, Plan]:
-    return {stack: run_stack(stack) for stack in stack_files()}
+    return {stack: run_stack(stack, stack_dir=STACKS_DIR) for stack in stack_files(STACKS_DIR)}
 
 
-@pytest.mark.parametrize("stack", sorted(stack_files()))
+@pytest.mark.parametrize("stack", sorted(stack_files(STACKS_DIR)))
 def test_every_rule_passes_on_every_resource_of_the_stack(plans, stack):
     # GIVEN the resources the program declares for this stack file (mocked run)
     resources = as_dicts(plans[stack])

@@ -18,11 +18,12 @@ from components.common import check_name_prefix, env_table_patterns
 from settings import ConfigError, load_settings
 from settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
 from settings.stackfile import project_config, read_stack_config, stack_files
+from tests.fixture_stacks import STACKS_DIR
 from tests.iam_eval import Role, condition_allows, policy_texts, roles_of
 from tools.mockrun import ACCOUNT, Plan, run_program, run_stack
 from tools.plan import main as plan_main
 
-STACKS = sorted(stack_files())
+STACKS = sorted(stack_files(STACKS_DIR))
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 TABLE = "aws:dynamodb/table:Table"
 MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
@@ -46,11 +47,11 @@ ACCOUNT_WIDE_ACTIONS = {
 
 @cache
 def plan_of(stack: str) -> Plan:
-    return run_stack(stack)
+    return run_stack(stack, stack_dir=STACKS_DIR)
 
 
 def settings_of(stack: str) -> Any:
-    return load_settings(stack, project_config(read_stack_config(stack)))
+    return load_settings(stack, project_config(read_stack_config(stack, STACKS_DIR)))
 
 
 def iam_statements(plan: Plan) -> list[tuple[str, dict[str, Any]]]:
@@ -257,7 +258,7 @@ def test_alarms_notify_the_topic(stack: str) -> None:
 
 
 def test_offline_plan_prints_the_tree(capsys: pytest.CaptureFixture[str]) -> None:
-    assert plan_main(["--stack", "dev"]) == 0
+    assert plan_main(["--stack", "dev", "--stack-dir", str(STACKS_DIR)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("stack dev:")
     assert "- bus [dms-event-bus:index:KinesisBus]" in out
@@ -275,7 +276,7 @@ def test_offline_plan_exits_nonzero_on_bad_stack_file(
     err = capsys.readouterr().err
     assert "stack 'broken'" in err
     assert "dms-event-bus:tables.orders.partition_key.type" in err
-    assert plan_main(["--stack", "nope"]) == 2
+    assert plan_main(["--stack", "nope", "--stack-dir", str(STACKS_DIR)]) == 2
 
 
 @pytest.mark.parametrize("stack", STACKS)
