@@ -141,12 +141,26 @@ def _document_loc(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...
     return tuple(kept)
 
 
+#: Key names whose values are never echoed in an error (`secret_arn`, `token_secret_arn`, ...).
+_SECRET_WORDS = ("secret", "token", "password", "passwd", "credential", "api_key")
+
+
+def _may_hold_a_secret(loc: tuple[int | str, ...] | list[int | str]) -> bool:
+    return any(
+        isinstance(part, str) and any(word in part.lower() for word in _SECRET_WORDS)
+        for part in loc
+    )
+
+
 def _describe(err: Any, data: Any) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     path = _key_path(_document_loc(tuple(err["loc"]), data))
     found = err.get("input")
     found_text = "nothing" if kind == "missing" else repr(found)
+    if kind != "missing" and _may_hold_a_secret(err["loc"]):
+        # a token or password pasted where an ARN belongs must not reach a CI log
+        found_text = "a value that is not shown (it may be a secret)"
     if len(found_text) > 120:
         found_text = found_text[:117] + "..."
     if kind == "extra_forbidden":
