@@ -14,8 +14,13 @@ Rules (docs/writeback.md):
 * One multi-row statement per table per batch; several changes of one key collapse to the
   newest. A record the database rejects is isolated (bisection with rolled-back probes): the
   records before it are applied, its sequence number is reported as the batch item failure.
-* Afterwards the item's status becomes `applied` (or `error` with the reason) through a
-  conditional UpdateItem; that update is status-only, so it is ignored when it comes back.
+* Afterwards the item's status becomes `applied` (`conflict` or `error` with the reason)
+  through a conditional UpdateItem; that update is status-only, so it is ignored when it
+  comes back.
+
+`Config`, `Outcome` (here `WritebackOutcome`), `ConfigError` and `PoisonRecordError` mean
+what `handlers.common` says; what the writeback decides about one record is a `Verdict`.
+Map, list and set values are written as JSON by `handlers.envelope.value_json`.
 """
 
 from __future__ import annotations
@@ -260,8 +265,9 @@ def classify(
 ) -> Verdict:
     """Decide what one record means: a change to write back, a skip (and why), or poison.
 
-    `json_row`: build an upsert's row as one encoded JSON object (`json_row`), for an
-    executor of the `json` parameter style, instead of a list of parameter values."""
+    `json_row`: build an upsert's row as the object json_populate_recordset reads
+    (`_json_row`), for an executor of a `json` parameter style, instead of a list of
+    parameter values."""
     ddb = record.get("dynamodb") or {}
     seq = str(ddb.get("SequenceNumber", ""))
     table = table_of(record)
