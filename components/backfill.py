@@ -26,11 +26,12 @@ import pulumi_aws as aws
 from components.common import check_name_prefix, env_table_patterns
 from components.kinesis_bus import producer_kms, producer_statements
 from components.lambda_function import (
-    Account,
     FunctionNames,
     FunctionSpec,
     KmsUse,
     LambdaFunction,
+    LambdaOwner,
+    Opts,
     Shared,
 )
 from components.lambda_package import ENVELOPE_REQUIREMENTS
@@ -117,23 +118,17 @@ class BackfillArgs:
             )
 
 
-class Backfill(pulumi.ComponentResource):
+class Backfill(LambdaOwner[BackfillArgs]):
     """The backfill function and what keeps a failed backfill from going unnoticed."""
+
 
     function_name: pulumi.Output[str]
     ready_function_name: pulumi.Output[str]
     """The function name, depending on the function and all its invoke settings."""
     function_arn: pulumi.Output[str]
-    dlq_url: pulumi.Output[str]
-    dlq_name: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: BackfillArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__(TYPE, name, None, opts)
-        self._name = name
-        self._args = args
-        self._where = Account.of(self)
+    def __init__(self, name: str, args: BackfillArgs, opts: Opts = None) -> None:
+        super().__init__(TYPE, name, args, opts)
         names = FunctionNames(args.name_prefix, "backfill", base=name,
                               function=f"{name}-function", dlq=f"{name}-dlq")
         self._function_name = names.function_name
@@ -166,21 +161,14 @@ class Backfill(pulumi.ComponentResource):
         settings = self._create_invoke_settings()
         self.alarms = self._create_alarms()
 
-        self.function_name = self.function.name
-        self.ready_function_name = pulumi.Output.all(
-            self.function.name, *(r.id for r in settings)
-        ).apply(lambda values: str(values[0]))
-        self.function_arn = self.function.arn
-        self.dlq_url = self.dlq.url
-        self.dlq_name = self.dlq.name
-        self.register_outputs(
-            {
-                "function_name": self.function_name,
-                "ready_function_name": self.ready_function_name,
-                "function_arn": self.function_arn,
-                "dlq_url": self.dlq_url,
-                "dlq_name": self.dlq_name,
-            }
+        self._outputs(
+            function_name=self.function.name,
+            ready_function_name=pulumi.Output.all(
+                self.function.name, *(r.id for r in settings)
+            ).apply(lambda values: str(values[0])),
+            function_arn=self.function.arn,
+            dlq_url=self.dlq.url,
+            dlq_name=self.dlq.name,
         )
 
     def _statements(self) -> list[dict]:

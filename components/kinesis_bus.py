@@ -26,11 +26,12 @@ from components.common import (
     service_role,
 )
 from components.lambda_function import (
-    Account,
     FunctionNames,
     FunctionSpec,
     KmsUse,
     LambdaFunction,
+    LambdaOwner,
+    Opts,
     Shared,
 )
 from components.lambda_package import ENVELOPE_REQUIREMENTS
@@ -163,24 +164,18 @@ class KinesisBusArgs:
         ]
 
 
-class KinesisBus(pulumi.ComponentResource):
+class KinesisBus(LambdaOwner[KinesisBusArgs]):
     """The bus, its fan-in and everything that keeps it from losing a change."""
+
 
     stream_name: pulumi.Output[str]
     stream_arn: pulumi.Output[str]
     fanin_function_name: pulumi.Output[str]
-    dlq_url: pulumi.Output[str]
-    dlq_name: pulumi.Output[str]
     overflow_bucket: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: KinesisBusArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__(TYPE, name, None, opts)
-        self._name = name
-        self._args = args
+    def __init__(self, name: str, args: KinesisBusArgs, opts: Opts = None) -> None:
+        super().__init__(TYPE, name, args, opts)
         self._tags = dict(args.tags)
-        self._where = Account.of(self)
         self._account = self._where.account_id
         self._region = self._where.region
 
@@ -208,21 +203,13 @@ class KinesisBus(pulumi.ComponentResource):
         self.archive = self._create_archive() if args.archive else None
         self.alarms = self._create_alarms()
 
-        self.stream_name = self.stream.name
-        self.stream_arn = self.stream.arn
-        self.fanin_function_name = self.function.name
-        self.dlq_url = self.dlq.url
-        self.dlq_name = self.dlq.name
-        self.overflow_bucket = self.overflow.bucket
-        self.register_outputs(
-            {
-                "stream_name": self.stream_name,
-                "stream_arn": self.stream_arn,
-                "fanin_function_name": self.fanin_function_name,
-                "dlq_url": self.dlq_url,
-                "dlq_name": self.dlq_name,
-                "overflow_bucket": self.overflow_bucket,
-            }
+        self._outputs(
+            stream_name=self.stream.name,
+            stream_arn=self.stream.arn,
+            fanin_function_name=self.function.name,
+            dlq_url=self.dlq.url,
+            dlq_name=self.dlq.name,
+            overflow_bucket=self.overflow.bucket,
         )
 
     # -- the stream -------------------------------------------------------------------
@@ -402,14 +389,16 @@ class KinesisBus(pulumi.ComponentResource):
         args = self._args
         fanin = self.fanin
         return [
-            fanin.errors_alarm(
-                "Fan-in invocations fail: records are retried, then go to the DLQ. "
-                "Read the fan-in logs (JSON) for the reason."
-            ),
-            fanin.iterator_age_alarm(
-                "Changes wait too long before reaching the bus (fan-in behind or "
-                "stuck on a failing batch).",
-                args.iterator_age_ms,
+            *fanin.stream_alarms(
+                errors=(
+                    "Fan-in invocations fail: records are retried, then go to the DLQ. "
+                    "Read the fan-in logs (JSON) for the reason."
+                ),
+                iterator_age=(
+                    "Changes wait too long before reaching the bus (fan-in behind or "
+                    "stuck on a failing batch)."
+                ),
+                threshold_ms=args.iterator_age_ms,
             ),
             fanin.dlq_depth_alarm(
                 "Batches the fan-in gave up on are in the DLQ: fix the cause, then "

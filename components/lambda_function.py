@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pulumi
 import pulumi_aws as aws
@@ -53,6 +53,33 @@ class Account:
         return pulumi.Output.concat(
             "arn:aws:", service, ":", self.region, ":", self.account_id, ":", resource
         )
+
+
+#: A component's `opts` parameter.
+Opts = pulumi.ResourceOptions | None
+ArgsT = TypeVar("ArgsT")
+
+
+class LambdaOwner(pulumi.ComponentResource, Generic[ArgsT]):
+    """Base of the components that own a Lambda function (KinesisBus, Backfill,
+    LegacyWriteback): the component resource, its name and args, and the account/region
+    lookups parented to it. Each has a DLQ for the events its function gives up on."""
+
+    _args: ArgsT
+    dlq_url: pulumi.Output[str]
+    dlq_name: pulumi.Output[str]
+
+    def __init__(self, type_: str, name: str, args: ArgsT, opts: Opts = None) -> None:
+        super().__init__(type_, name, None, opts)
+        self._name = name
+        self._args = args
+        self._where = Account.of(self)
+
+    def _outputs(self, **outputs: pulumi.Output[Any]) -> None:
+        """Set the component's outputs (declared as class annotations) and register them."""
+        for key, value in outputs.items():
+            setattr(self, key, value)
+        self.register_outputs(outputs)
 
 
 @dataclass(frozen=True)
@@ -294,6 +321,12 @@ class LambdaFunction:
         """The oldest record of a stream mapping waits longer than `threshold_ms`."""
         return self.alarm("iterator-age", description=description, namespace="AWS/Lambda",
                           metric="IteratorAge", statistic="Maximum", threshold=threshold_ms)
+
+    def stream_alarms(self, *, errors: str, iterator_age: str, threshold_ms: int
+                      ) -> list[aws.cloudwatch.MetricAlarm]:
+        """The two alarms of a function on stream mappings: whole-invocation errors, and the
+        oldest record waiting longer than `threshold_ms`."""
+        return [self.errors_alarm(errors), self.iterator_age_alarm(iterator_age, threshold_ms)]
 
     def dlq_depth_alarm(self, description: str, threshold: int, *,
                         comparison: str = "GreaterThanOrEqualToThreshold"

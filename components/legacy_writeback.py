@@ -18,11 +18,12 @@ import pulumi
 import pulumi_aws as aws
 
 from components.lambda_function import (
-    Account,
     FunctionNames,
     FunctionSpec,
     KmsUse,
     LambdaFunction,
+    LambdaOwner,
+    Opts,
     Shared,
     VpcPlacement,
 )
@@ -164,23 +165,17 @@ class LegacyWritebackArgs:
         return json.dumps(self.handler_config, separators=(",", ":"), sort_keys=True)
 
 
-class LegacyWriteback(pulumi.ComponentResource):
+class LegacyWriteback(LambdaOwner[LegacyWritebackArgs]):
     """The writeback Lambda on the chosen streams, its DLQ and alarms."""
+
 
     function_name: pulumi.Output[str]
     function_arn: pulumi.Output[str]
     role_arn: pulumi.Output[str]
-    dlq_url: pulumi.Output[str]
     dlq_arn: pulumi.Output[str]
-    dlq_name: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: LegacyWritebackArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__(TYPE, name, None, opts)
-        self._name = name
-        self._args = args
-        self._where = Account.of(self)
+    def __init__(self, name: str, args: LegacyWritebackArgs, opts: Opts = None) -> None:
+        super().__init__(TYPE, name, args, opts)
         self.writeback = self._create_function()
         self.function, self.dlq, self.role = (
             self.writeback.function, self.writeback.dlq, self.writeback.role)
@@ -193,21 +188,13 @@ class LegacyWriteback(pulumi.ComponentResource):
         }
         self.alarms = self._create_alarms()
 
-        self.function_name = self.function.name
-        self.function_arn = self.function.arn
-        self.role_arn = self.role.arn
-        self.dlq_url = self.dlq.url
-        self.dlq_arn = self.dlq.arn
-        self.dlq_name = self.dlq.name
-        self.register_outputs(
-            {
-                "function_name": self.function_name,
-                "function_arn": self.function_arn,
-                "role_arn": self.role_arn,
-                "dlq_url": self.dlq_url,
-                "dlq_arn": self.dlq_arn,
-                "dlq_name": self.dlq_name,
-            }
+        self._outputs(
+            function_name=self.function.name,
+            function_arn=self.function.arn,
+            role_arn=self.role.arn,
+            dlq_url=self.dlq.url,
+            dlq_arn=self.dlq.arn,
+            dlq_name=self.dlq.name,
         )
 
     # -- the role -----------------------------------------------------------------------
@@ -364,14 +351,16 @@ class LegacyWriteback(pulumi.ComponentResource):
         args = self._args
         writeback = self.writeback
         return [
-            writeback.errors_alarm(
-                "Writeback invocations fail as a whole (database unreachable, credentials, "
-                "throttling): the batch is retried, then goes to the DLQ."
-            ),
-            writeback.iterator_age_alarm(
-                "Changes wait too long before reaching the legacy database (writeback behind "
-                "or retrying a failing batch).",
-                args.iterator_age_ms,
+            *writeback.stream_alarms(
+                errors=(
+                    "Writeback invocations fail as a whole (database unreachable, credentials, "
+                    "throttling): the batch is retried, then goes to the DLQ."
+                ),
+                iterator_age=(
+                    "Changes wait too long before reaching the legacy database (writeback behind "
+                    "or retrying a failing batch)."
+                ),
+                threshold_ms=args.iterator_age_ms,
             ),
             writeback.alarm(
                 "poison",
