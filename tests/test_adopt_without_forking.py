@@ -2,28 +2,30 @@
 the example stacks, add their own stack and list it in environments.yaml; plan and the tests
 pass with no other edit (issue 14, "Examples are not fixtures").
 
-What the test runs in the copy, and why that proves the claim for the whole suite:
+The copy is every file of the repository (tracked, or new and not ignored) except the root
+`Pulumi.<stack>.yaml` examples and examples/, plus the user's `Pulumi.staging.yaml` (a MySQL
+stack written here) and environments.yaml listing only `staging`; it is made a git repository
+of its own (as a user's is), with what setup puts beside a checkout linked in: ../shared and
+the pinned node tools. In the copy the test runs:
 
-The copy differs from the repository in three places only: no root `Pulumi.<stack>.yaml`
-examples (and no examples/), a new root `Pulumi.staging.yaml`, and environments.yaml listing
-`staging` instead of the examples. A test's outcome can change only if it touches those
-paths, in one of two ways:
+- `python -m tools.plan staging --summary`: exit 0, 0 AWS-limit violations;
+- `python -m tools.environments matrix`: the deploy matrix is `staging` alone;
+- `pytest --collect-only tests` of the WHOLE suite: every module imports and parametrises
+  without the examples;
+- in full, every test module whose source `ROOT_SENSITIVE` matches (today
+  test_adoption_trigger, test_environments, test_example_guard, test_examples, test_workflows):
+  the ones that list the root's stack files or read environments.yaml, the workflows or the
+  examples. test_examples then plans the user's `staging` (it plans every root stack present).
 
-1. It OPENS a root stack file. The suite's own guard (tests/conftest.py, an audit hook on
-   `open`) fails every such test in every normal run, except tests marked `examples`
-   (tests/test_examples.py, parametrised over the examples present). So in the normal CI run
-   of this repository, a test that would break without the examples is already red.
-2. It LISTS the root's stack files or reads environments.yaml, the workflows or examples/
-   (the guard does not see a directory listing). Every test module whose source mentions
-   `ROOT_SENSITIVE` matches is run in the copy, in full, with `-p no:xdist`.
-
-Plus `pytest --collect-only` of the whole suite in the copy (a module that cannot be
-imported, or a parametrisation built from the missing files, fails collection), and
-`python -m tools.plan staging` (exit 0) and `python -m tools.environments matrix` in the copy
-(what the PR and deploy workflows run for the stack).
-
-What it does not do: run the other test modules in the copy (their inputs are identical in
-both trees by (1) and (2); running all of them takes minutes), or deploy anything.
+Why that covers the whole suite: the copy differs from the repository only in those paths,
+and a test can depend on them only by (1) OPENING a root stack file, which the suite's guard
+(tests/conftest.py, an audit hook on `open`) fails in every normal run, here and in CI, except
+in tests marked `examples`; or (2) LISTING or reading them without opening a stack file, which
+the guard does not see: those modules are the ones run in full here. Tests that give a tool a
+missing stack name with the default folder read only the root's listing for their one-line
+error, and assert no stack name from it. Not run in the copy: the other modules (inputs
+identical in both trees by (1) and (2); all of them take ~8 minutes on 2 cores) and tests/e2e
+(the local pipeline; no stack file). Nothing is deployed.
 """
 
 from __future__ import annotations
@@ -50,8 +52,7 @@ ROOT_SENSITIVE = re.compile(
     r"|[\"']examples\b"  # examples/ (and the `examples` marker)
     r"|glob\(\"Pulumi"  # any stack file listing
 )
-#: Modules never run here: this one (it would copy itself forever) and the end-to-end ones
-#: (the local pipeline with database servers; they read no stack file of the root).
+#: Never run in the copy: this module (it would copy the repository again, forever).
 NOT_RUN = ("test_adopt_without_forking.py",)
 
 NODE_MODULES = "tools/node/node_modules"
@@ -207,6 +208,11 @@ def test_the_repository_without_its_examples_plans_and_tests_a_users_own_stack(
         "tests",
     )
     assert collect.returncode == 0, collect.stdout[-3000:] + collect.stderr[-2000:]
+    # (and the examples test now plans the user's stack, not the deleted examples)
+    planned = [line for line in collect.stdout.splitlines() if "test_examples.py::" in line]
+    assert planned == [
+        "tests/test_examples.py::test_an_example_stack_plans_within_the_aws_limits[staging]"
+    ], planned
 
     # AND every test module that could see the root's stack files, environments or
     # workflows passes
