@@ -92,9 +92,8 @@ def root_stack_file(path: Any, root: Path = ROOT) -> str | None:
         return None
     if not _ROOT_STACK.fullmatch(os.path.basename(name)):
         return None
-    full = Path(name) if os.path.isabs(name) else Path.cwd() / name
-    try:
-        full = full.resolve()
+    try:  # (a relative path needs the working directory, which a test may have removed)
+        full = (Path(name) if os.path.isabs(name) else Path.cwd() / name).resolve()
     except OSError:
         return None
     return full.name if full.parent == root else None
