@@ -398,11 +398,10 @@ def build_task_settings(task: DmsTask) -> dict[str, Any]:
     """Replication task settings: full load into the pre-created tables, then CDC.
 
     `TargetTablePrepMode: DO_NOTHING` keeps the declared tables (streams already on), so the
-    full load itself flows onto the bus. Nothing is only logged: a row DMS cannot convert or
-    must truncate stops the task or suspends its table (`task.on_data_error`); a change it
-    cannot apply does the same or goes to DMS's apply-exceptions table, which then has an
-    alarm (`task.on_apply_error`); a table error suspends the table, and the next one stops
-    the task. Recoverable errors (network, throttling) are retried with backoff. LOBs:
+    full load itself flows onto the bus. Nothing is only logged, and no table is suspended
+    silently: a row DMS cannot convert or must truncate stops the task (`task.on_data_error`);
+    a change it cannot apply stops the task or goes to DMS's apply-exceptions table, which
+    then has an alarm (`task.on_apply_error`); a table error stops the task. Recoverable errors (network, throttling) are retried with backoff. LOBs:
     limited-size mode only where the source endpoint fails the task on truncation
     (`task.lob_mode`, resolved per engine by the settings). A dropped or truncated source
     table never deletes target data.

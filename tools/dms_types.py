@@ -16,7 +16,9 @@ date                               DATE                   ``S`` "YYYY-MM-DD"
 timestamp, datetime                DATETIME               ``S`` "YYYY-MM-DD HH:MM:SS[.f]"
 timestamptz / MySQL TIMESTAMP      DATETIME (UTC)         ``S`` as above, in UTC
 time                               TIME                   ``S`` "HH:MM:SS[.f]"
-bytea, blob, binary                BLOB / BYTES           ``B``
+bytea, blob, binary                BLOB / BYTES           not carried by the DynamoDB
+                                                          target (``B`` in this module's
+                                                          local stand-in only)
 everything else (text, uuid,       STRING / WSTRING /     ``S`` (the source's text form)
 json, arrays, enums, interval)     CLOB / NCLOB
 NULL                               —                      attribute absent (dropped)
