@@ -401,8 +401,9 @@ def build_task_settings(task: DmsTask) -> dict[str, Any]:
     full load itself flows onto the bus. Nothing is only logged, and no table is suspended
     silently: a row DMS cannot convert or must truncate stops the task (`task.on_data_error`);
     a change it cannot apply stops the task or goes to DMS's apply-exceptions table, which
-    then has an alarm (`task.on_apply_error`); a table error stops the task. Recoverable errors (network, throttling) are retried with backoff. LOBs:
-    limited-size mode only where the source endpoint fails the task on truncation
+    then has an alarm (`task.on_apply_error`); a table error stops the task. Recoverable
+    errors (network, throttling) are retried with backoff. LOBs: limited-size mode only
+    where the source endpoint fails the task on truncation
     (`task.lob_mode`, resolved per engine by the settings). A dropped or truncated source
     table never deletes target data.
     """
