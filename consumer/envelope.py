@@ -23,6 +23,13 @@ __all__ = [
 #: The envelope's operations: stream changes, and the backfill's snapshots.
 OPS = frozenset({"insert", "update", "delete", "snapshot"})
 _SEQ = re.compile(r"[0-9]+")
+#: Digits of a `seq` read: DynamoDB stream sequence numbers have 21 to 40 (and Python's int()
+#: refuses more than 4,300, which would fail every record of the row inside `process`).
+MAX_SEQ_DIGITS = 64
+#: JSON nesting read: the envelope object and its row image (`new`, `old`), then DynamoDB's
+#: 32 levels of maps and lists, the deepest of which may hold a set (a JSON list). Deeper data
+#: is no row of DynamoDB; reading it would hit Python's recursion limit in `dumps`.
+MAX_DEPTH = 2 + 32 + 1
 
 
 class MalformedEnvelope(ValueError):  # noqa: N818 - reads as what the record is
@@ -62,6 +69,22 @@ def row_key(keys: dict[str, Any]) -> str:
     return dumps({k: keys[k] for k in sorted(keys)})
 
 
+def _depth(value: Any) -> int:
+    """How many objects and arrays are nested in `value` (0 for a scalar); no recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            break
+        todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _problem(env: Any) -> str | None:
     """What makes a parsed value not a v1 envelope, or None."""
     if not isinstance(env, dict):
@@ -91,6 +114,9 @@ def _problem(env: Any) -> str | None:
             return f"seq: expected \"\" for a snapshot, found {seq!r}"
     elif not (isinstance(seq, str) and _SEQ.fullmatch(seq)):
         return f"seq: expected a decimal sequence number, found {seq!r}"
+    elif len(seq) > MAX_SEQ_DIGITS:
+        return (f"seq: expected 1-{MAX_SEQ_DIGITS} digits, found {len(seq)} "
+                f"({seq[:20]}...)")
     if "source" in env and not isinstance(env["source"], dict):
         return f"source: expected an object, found {env['source']!r}"
     if op in ("insert", "snapshot") and env["old"] is not None:
@@ -123,6 +149,9 @@ def decode(data: bytes | str) -> dict[str, Any]:
     except ValueError as exc:
         raise MalformedEnvelope(f"not JSON: {' '.join(str(exc).split())}") from None
     problem = _problem(env)
+    if problem is None and _depth(env) > MAX_DEPTH:
+        problem = (f"nested deeper than {MAX_DEPTH} levels (the envelope's 2 and DynamoDB's "
+                   "32 levels of maps and lists, the deepest holding a set)")
     if problem:
         raise MalformedEnvelope(problem)
     return env

@@ -119,6 +119,14 @@ def test_row_key_is_canonical_json_with_exact_numbers() -> None:
 GOOD = json.loads(change(5, "update", 1, "x").decode())
 
 
+def nested(levels: int) -> Any:
+    """A value of `levels` nested maps and lists (DynamoDB allows 32 levels)."""
+    value: Any = "leaf"
+    for level in range(levels):
+        value = {"m": value} if level % 2 else [value]
+    return value
+
+
 def mutated(**fields: Any) -> bytes:
     env = {**GOOD, **fields}
     return json.dumps({k: v for k, v in env.items() if v is not ...}).encode()
@@ -152,6 +160,62 @@ def test_malformed_records_are_refused_naming_the_problem(data: bytes, reason: s
     with pytest.raises(MalformedEnvelope) as caught:
         decode(data)
     assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    pytest.param(mutated(seq="1" * 65), "seq: expected 1-64 digits, found 65", id="seq-65"),
+    pytest.param(mutated(seq="1" * 5000), "seq: expected 1-64 digits, found 5000",
+                 id="seq-5000"),
+    pytest.param(mutated(new={"x": nested(34)}), "nested deeper than 35 levels", id="depth-36"),
+    pytest.param(mutated(new={"x": nested(600)}), "nested deeper than 35 levels",
+                 id="depth-602"),
+    pytest.param(mutated(source={"s": nested(34)}), "nested deeper than", id="source-36"),
+])
+def test_a_seq_longer_or_a_nesting_deeper_than_dynamodbs_is_malformed(
+        data: bytes, reason: str) -> None:
+    with pytest.raises(MalformedEnvelope) as caught:
+        decode(data)
+    assert reason in str(caught.value)
+
+
+def test_sequence_numbers_of_up_to_64_digits_are_read() -> None:
+    # DynamoDB stream sequence numbers have 21 to 40 digits
+    for digits in ("1", "9" * 40, "1" * 64):
+        assert decode(mutated(seq=digits))["seq"] == digits
+
+
+def test_a_row_nested_as_deep_as_dynamodb_allows_is_read_and_written_back() -> None:
+    # an item whose attribute holds 32 levels of maps and lists, the deepest a set (SS)
+    deep: dict[str, Any] = {"SS": ["a", "b"]}
+    for level in range(31):
+        deep = {"M": {"m": deep}} if level % 2 else {"L": [deep]}
+    keys = {"id": {"N": "1"}}
+    record = {"eventID": "deep", "eventName": "INSERT", "eventSourceARN": ARN,
+              "dynamodb": {"Keys": keys, "SequenceNumber": "9" * 40,
+                           "ApproximateCreationDateTime": 1767225600,
+                           "NewImage": {**keys, "x": {"M": {"m": deep}}}}}
+    data = stream_envelope(record, "orders").data
+    env = decode(data)
+    assert dumps(env).encode("utf-8") == data
+    assert Replica().apply(env) == APPLIED
+
+
+def test_a_malformed_seq_or_nesting_reaches_the_on_malformed_hook() -> None:
+    seen: list[str] = []
+    parked: list[str] = []
+    recs = records([change(1, "insert", 1, "a"), mutated(seq="7" * 5000),
+                    mutated(new={"x": nested(600)}), change(3, "insert", 3, "c")])
+    replica = Replica()
+
+    def process(env: dict[str, Any]) -> None:
+        seen.append(env["id"])
+        replica.apply(env)  # the rule compares seq as an integer
+
+    handler = kinesis_handler(process, on_malformed=lambda rec, err: parked.append(str(err)))
+    # THEN both go to the hook (not retried into the DLQ) and the batch goes on
+    assert handler({"Records": recs}) == {"batchItemFailures": []}
+    assert seen == ["e1", "e3"] and handler.malformed == 2 and replica.applied == 2
+    assert "seq" in parked[0] and "nested deeper than" in parked[1]
 
 
 def test_unknown_fields_of_v1_are_kept() -> None:
