@@ -224,6 +224,42 @@ def test_a_record_that_is_not_an_envelope_is_named_and_the_rest_printed(
     assert len(err) == 1 and "not an envelope: not JSON" in err[0]
 
 
+def test_a_record_nested_too_deep_is_named_and_later_records_printed(
+        world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    deep = json.loads(envelope(2, "insert", 2).data)
+    for _ in range(600):
+        deep["new"] = {"m": deep["new"]}
+    world["kinesis"].put_record(StreamName=STREAM, Data=json.dumps(deep).encode(),
+                                PartitionKey="orders|x")
+    put(world, [envelope(3, "insert", 3)])
+    code, lines = run(world, "--json")
+    err = capsys.readouterr().err.splitlines()
+    assert code == tail.EXIT_MALFORMED and [decode(line)["seq"] for line in lines] == ["3"]
+    assert len(err) == 1 and "not an envelope: nested deeper than" in err[0]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_record_that_cannot_be_shown_is_named_on_one_line_and_tail_goes_on(
+        world: dict[str, Any], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, as_json: bool) -> None:
+    # a printer failing on one envelope (as `dumps` did on a record nested too deep)
+    def fragile(show: Any) -> Any:
+        def print_one(env: dict[str, Any]) -> str:
+            if env["seq"] == "2":
+                raise RecursionError("maximum recursion depth exceeded")
+            return str(show(env))
+        return print_one
+
+    monkeypatch.setattr(tail, "dumps", fragile(tail.dumps))
+    monkeypatch.setattr(tail, "line_of", fragile(tail.line_of))
+    put(world, [envelope(1, "insert", 1), envelope(2, "update", 1), envelope(3, "update", 1)])
+    code, lines = run(world, *(["--json"] if as_json else []))
+    err = capsys.readouterr().err.splitlines()
+    assert code == tail.EXIT_MALFORMED and len(lines) == 2
+    assert len(err) == 1 and "cannot be shown: RecursionError" in err[0]
+    assert "record" in err[0] and "\n" not in err[0]
+
+
 def test_the_stream_name_is_the_one_the_program_declares(tmp_path: Path) -> None:
     from tools.mockrun import run_stack
 

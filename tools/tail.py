@@ -21,8 +21,9 @@ from now on; useful with `--follow`), or an ISO 8601 time (`2026-01-31T22:00:00Z
 zone it is UTC). Without `--follow` the command stops once every shard is read up to its end;
 with it, it keeps polling (Ctrl-C stops it). `--limit N` stops after N envelopes.
 
-Exit 0: read; 1: some records were not envelopes (named on stderr); 2: bad arguments, an
-unknown stack, no region or credentials, no such stream -- one line naming the fix.
+Exit 0: read; 1: some records were not envelopes or could not be shown (each named on one
+line on stderr, the others printed); 2: bad arguments, an unknown stack, no region or
+credentials, no such stream -- one line naming the fix.
 """
 
 from __future__ import annotations
@@ -241,7 +242,13 @@ class Tail:
                 self.warn(f"{where}: {exc}")
             except Exception as exc:  # access denied, expired object: show the pointer
                 self.warn(f"{where}: could not read {env['overflow']}: {one_line(exc)}")
-        self.emit(env)
+        try:
+            self.emit(env)
+        except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # the printer cannot render it: name it on one line and go on with the rest
+            self.malformed += 1
+            self.warn(f"{where}: cannot be shown: {type(exc).__name__}: {one_line(exc)}")
+            return False
         self.shown += 1
         return True
 
