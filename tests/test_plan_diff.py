@@ -380,6 +380,149 @@ def test_deleting_an_adopted_table_only_forgets_it() -> None:
     assert len(d.deletes) == 1 and d.data_affecting == []
 
 
+# -- in-place updates that destroy data --------------------------------------------------------
+
+KINESIS = "aws:kinesis/stream:Stream"
+QUEUE = "aws:sqs/queue:Queue"
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+
+
+def _edit(doc: dict[str, Any], logical: str, edit: Any) -> dict[str, Any]:
+    """A copy of the plan `doc` with `edit(inputs)` applied to the resource named `logical`."""
+    out = copy.deepcopy(doc)
+    (resource,) = [r for r in out["resources"] if r["name"] == logical]
+    edit(resource["inputs"])
+    return out
+
+
+def _set(path: str, value: Any) -> Any:
+    def edit(inputs: dict[str, Any]) -> None:
+        *parents, key = path.split(".")
+        holder = inputs
+        for part in parents:
+            holder = holder[int(part)] if isinstance(holder, list) else holder.setdefault(part, {})
+        if value is None:
+            holder.pop(key, None)
+        else:
+            holder[key] = value
+    return edit
+
+
+def test_a_shorter_kinesis_retention_is_data_affecting_first_and_exit_3(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The base kept 7 days of records; the program now declares 24 hours (its default)."""
+    base = _edit(planned(("orders",)), "bus-stream", _set("retentionPeriod", 168))
+    head = write_stack(tmp_path / "head", config_of(("orders",)))
+    code, out, _ = against(tmp_path, capsys, base, head)
+    assert code == EXIT_DATA_AFFECTING, out
+    lines = out.splitlines()
+    assert lines[1].startswith("DATA-AFFECTING (1)")
+    assert lines[2].startswith(f"  !! UPDATE bus-stream ({PREFIX}bus) [{KINESIS}]: ")
+    assert "retentionPeriod 168 -> 24" in lines[2]
+    assert "(0 replace)" in lines[0] and "~ bus-stream" in out
+
+
+@pytest.mark.parametrize(("logical", "path", "old", "new", "shown"), [
+    ("bus-stream", "retentionPeriod", 168, 24, "retentionPeriod 168 -> 24"),
+    ("bus-stream", "retentionPeriod", 48, None, "retentionPeriod 48 -> (none)"),
+    ("bus-overflow-lifecycle", "rules.0.expiration.days", 30, 7, "expiration.days 30 -> 7"),
+    ("bus-overflow-lifecycle", "rules.0.noncurrentVersionExpiration.noncurrentDays", 7, 1,
+     "noncurrentVersionExpiration.noncurrentDays 7 -> 1"),
+    ("bus-overflow-lifecycle", "rules.0.expiration", None, {"days": 365},
+     "rules[expire].expiration.days (none) -> 365"),
+    ("bus-dlq", "messageRetentionSeconds", 1_209_600, 86_400,
+     "messageRetentionSeconds 1209600 -> 86400"),
+    ("orders-table", "pointInTimeRecovery.enabled", True, False,
+     "pointInTimeRecovery.enabled true -> false"),
+    ("orders-table", "pointInTimeRecovery", {"enabled": True}, None,
+     "pointInTimeRecovery.enabled true -> (none)"),
+    ("orders-table", "ttl", None, {"attributeName": "expires_at", "enabled": True},
+     "ttl"),
+    ("orders-table", "ttl", {"attributeName": "expires_at", "enabled": True},
+     {"attributeName": "valid_until", "enabled": True}, "ttl"),
+    ("orders-table", "ttl", {"attributeName": "expires_at", "enabled": False},
+     {"attributeName": "expires_at", "enabled": True}, "ttl"),
+])
+def test_an_update_that_destroys_data_is_data_affecting(
+        logical: str, path: str, old: Any, new: Any, shown: str) -> None:
+    """The inputs the program declares (planned, then set on each side): one UPDATE line."""
+    plan = planned(("orders",))
+    d = plan_diff.diff(_edit(plan, logical, _set(path, old)), _edit(plan, logical, _set(path, new)))
+    (change,) = d.changes
+    assert not change.replace
+    (finding,) = d.data_affecting
+    assert (finding.action, finding.res.name) == ("UPDATE", logical)
+    assert shown in finding.why and "\n" not in finding.why
+    assert plan_diff.render(d).splitlines()[2].startswith(f"  !! UPDATE {logical} ")
+
+
+@pytest.mark.parametrize(("logical", "path", "old", "new"), [
+    ("bus-stream", "retentionPeriod", 24, 168),
+    ("bus-stream", "retentionPeriod", None, 24),
+    ("bus-overflow-lifecycle", "rules.0.expiration.days", 7, 30),
+    ("bus-overflow-lifecycle", "rules.0.expiration", {"days": 30}, None),
+    ("bus-overflow-lifecycle", "rules.0.noncurrentVersionExpiration.noncurrentDays", 1, 7),
+    ("bus-dlq", "messageRetentionSeconds", 86_400, 1_209_600),
+    ("orders-table", "pointInTimeRecovery.enabled", False, True),
+    ("orders-table", "ttl", {"attributeName": "expires_at", "enabled": True}, None),
+    ("orders-table", "ttl", {"attributeName": "expires_at", "enabled": True},
+     {"attributeName": "expires_at", "enabled": False}),
+])
+def test_a_longer_retention_or_more_protection_is_a_plain_update(
+        logical: str, path: str, old: Any, new: Any) -> None:
+    plan = planned(("orders",))
+    d = plan_diff.diff(_edit(plan, logical, _set(path, old)), _edit(plan, logical, _set(path, new)))
+    assert len(d.changes) == 1 and d.data_affecting == [], plan_diff.render(d)
+
+
+def test_lifecycle_rules_are_paired_by_id_not_position() -> None:
+    def lifecycle(*rules: tuple[str, int]) -> dict[str, Any]:
+        return {"stack": STACK, "resources": [_resource(LIFECYCLE, "l", {"bucket": "b", "rules": [
+            {"id": i, "status": "Enabled", "expiration": {"days": days}} for i, days in rules]})]}
+
+    assert plan_diff.diff(lifecycle(("a", 30), ("b", 7)),
+                          lifecycle(("b", 7), ("a", 30))).data_affecting == []
+    (finding,) = plan_diff.diff(lifecycle(("a", 30), ("b", 7)),
+                                lifecycle(("b", 7), ("a", 10))).data_affecting
+    assert "rules[a].expiration.days 30 -> 10" in finding.why
+
+
+def test_a_shorter_retention_on_a_work_queue_is_not_flagged() -> None:
+    """Only a dead-letter queue holds records to keep (as for its replacement)."""
+    def queue(seconds: int) -> dict[str, Any]:
+        return {"stack": STACK, "resources": [_resource(QUEUE, "q", {
+            "name": "work", "messageRetentionSeconds": seconds})]}
+
+    assert plan_diff.diff(queue(1_209_600), queue(60)).data_affecting == []
+
+
+def test_every_update_rule_is_for_a_data_holding_type() -> None:
+    for type_, rules in plan_diff.UPDATE_RULES.items():
+        assert type_.startswith("aws:s3/bucketLifecycle") or REPLACE_RULES[type_].holds_data
+        assert rules, type_
+        assert all(rule.path and rule.why for rule in rules), type_
+
+
+retention = {"bus-stream": ("retentionPeriod", st.integers(24, 8760)),
+             "bus-dlq": ("messageRetentionSeconds", st.integers(60, 1_209_600)),
+             "bus-overflow-lifecycle": ("rules.0.expiration.days", st.integers(1, 3650)),
+             "bus-overflow-lifecycle ": ("rules.0.noncurrentVersionExpiration.noncurrentDays",
+                                         st.integers(1, 3650))}
+
+
+@examples(max_examples=60, deadline=None)
+@given(data=st.data(), which=st.sampled_from(sorted(retention)))
+def test_a_retention_is_data_affecting_exactly_when_it_decreases(
+        data: st.DataObject, which: str) -> None:
+    path, values = retention[which]
+    old, new = data.draw(values, "old"), data.draw(values, "new")
+    plan = planned(("orders",))
+    d = plan_diff.diff(_edit(plan, which.strip(), _set(path, old)),
+                       _edit(plan, which.strip(), _set(path, new)))
+    assert [(f.action, f.res.name) for f in d.data_affecting] == (
+        [("UPDATE", which.strip())] if new < old else [])
+
+
 # -- the tree: DMS lines, sections, summary, API Gateway -------------------------------------
 
 

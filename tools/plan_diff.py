@@ -9,6 +9,8 @@ logical name or parent changes is a delete of the old one and an add of the new 
 Whether a change updates in place or replaces is decided from `REPLACE_RULES`: per resource
 type, the inputs that force a new resource in the AWS provider. A type not in the table is
 shown as an update; `pulumi preview` remains the authority on such types (docs/plan.md).
+An update in place is DATA-AFFECTING too when it meets a row of `UPDATE_RULES`: a retention
+or expiration shortened, point-in-time recovery turned off, a TTL turned on or moved.
 """
 
 from __future__ import annotations
@@ -118,6 +120,69 @@ REPLACE_RULES: dict[str, ReplaceRule] = {
         "adopted table (delete forgets it, never deletes it)", ("table_name", "region"),
         "providers/adopted_table.py REPLACE_KEYS"),
 }
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """An in-place update that destroys data: `destroys(old, new)` on the input at `path`
+    (dotted, Pulumi's camelCase; `name[]` is each element of a list, paired by its `id` or
+    name as in the diff, else by position), `why` the consequence, for resources `applies`
+    to."""
+
+    path: str
+    destroys: Callable[[Any, Any], bool]
+    why: str
+    applies: Callable[[dict[str, Any]], bool] = _always
+
+
+def _decreases(default: float) -> Callable[[Any, Any], bool]:
+    """A number that gets smaller; absent is `default` (the provider's, or inf: never)."""
+    def destroys(old: Any, new: Any) -> bool:
+        before, after = (default if v is None else v for v in (old, new))
+        return isinstance(before, int | float) and isinstance(after, int | float) \
+            and after < before
+    return destroys
+
+
+def _turns_off(old: Any, new: Any) -> bool:
+    return bool(old) and not new
+
+
+def _ttl_expires_more(old: Any, new: Any) -> bool:
+    """TTL turned on, or its attribute changed while on: items whose (new) attribute is in the
+    past are deleted by DynamoDB within days."""
+    def on(v: Any) -> str | None:
+        return str(v.get("attributeName")) if isinstance(v, dict) and v.get("enabled") else None
+    return on(new) is not None and on(new) != on(old)
+
+
+_NEVER = float("inf")
+_LIFECYCLE_RULES = (
+    UpdateRule("rules[].expiration.days", _decreases(_NEVER),
+               "objects older than the new age are deleted by S3 at once"),
+    UpdateRule("rules[].noncurrentVersionExpiration.noncurrentDays", _decreases(_NEVER),
+               "older object versions than the new age are deleted by S3 at once"),
+)
+#: The one table of in-place updates that destroy data (the resource stays, what it holds
+#: does not), next to REPLACE_RULES. Increases and turning protection on are plain updates.
+UPDATE_RULES: dict[str, tuple[UpdateRule, ...]] = {
+    "aws:kinesis/stream:Stream": (
+        UpdateRule("retentionPeriod", _decreases(24),
+                   "records older than the new period (hours) are trimmed at once"),),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _LIFECYCLE_RULES,
+    "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2": _LIFECYCLE_RULES,
+    "aws:dynamodb/table:Table": (
+        UpdateRule("pointInTimeRecovery.enabled", _turns_off,
+                   "point-in-time recovery is off: its backups are deleted, no restore"),
+        UpdateRule("pointInTimeRecovery.recoveryPeriodInDays", _decreases(35),
+                   "restore points older than the new period are lost"),
+        UpdateRule("ttl", _ttl_expires_more,
+                   "items whose TTL attribute is in the past are deleted by DynamoDB"),),
+    "aws:sqs/queue:Queue": (
+        UpdateRule("messageRetentionSeconds", _decreases(345_600),
+                   "dead-letter messages older than the new period are deleted at once",
+                   _is_dlq),),
+}
+
 
 #: DynamoDB table inputs whose change replaces its stream (a new stream ARN: the old stream's
 #: records are no longer read and every consumer starts on the new one).
@@ -390,6 +455,48 @@ def _forces(path: str, replace_on: tuple[str, ...]) -> bool:
     return any(path == p or path.startswith((p + ".", p + "[")) for p in replace_on)
 
 
+def _pairs(old: Any, new: Any, steps: list[str],
+           where: str) -> list[tuple[str, Any, Any]]:
+    """(path, old, new) of the input at `steps` on both sides (an `UpdateRule` path)."""
+    if not steps:
+        return [(where, old, new)]
+    step, rest = steps[0], steps[1:]
+    key = step.removesuffix("[]")
+    before = old.get(key) if isinstance(old, dict) else None
+    after = new.get(key) if isinstance(new, dict) else None
+    where = f"{where}.{key}" if where else key
+    if not step.endswith("[]"):
+        return _pairs(before, after, rest, where)
+    a = before if isinstance(before, list) else []
+    b = after if isinstance(after, list) else []
+    ids_a, ids_b = (_ids(a) if a else None), (_ids(b) if b else None)
+    if (ids_a or ids_b) and (not a or not b or (ids_a and ids_b and ids_a[0] == ids_b[0])):
+        olds = dict(zip(ids_a[1], a, strict=True)) if ids_a else {}
+        news = dict(zip(ids_b[1], b, strict=True)) if ids_b else {}
+        names = [*olds, *(n for n in news if n not in olds)]
+        named = [(n, olds.get(n), news.get(n)) for n in names]
+    else:
+        named = [(str(i), a[i] if i < len(a) else None, b[i] if i < len(b) else None)
+                 for i in range(max(len(a), len(b)))]
+    out: list[tuple[str, Any, Any]] = []
+    for name, x, y in named:
+        out.extend(_pairs(x, y, rest, f"{where}[{name}]"))
+    return out
+
+
+def destroying_updates(old: Res, new: Res) -> list[str]:
+    """One line per `UPDATE_RULES` row that this in-place update meets: what changed, how,
+    and what is lost."""
+    found = []
+    for rule in UPDATE_RULES.get(new.type, ()):
+        if not rule.applies(new.inputs):
+            continue
+        for path, before, after in _pairs(old.inputs, new.inputs, rule.path.split("."), ""):
+            if before != after and rule.destroys(before, after):
+                found.append(f"{path} {_show(before)} -> {_show(after)}: {rule.why}")
+    return found
+
+
 @dataclass
 class Change:
     old: Res
@@ -415,7 +522,7 @@ class Change:
 
 @dataclass(frozen=True)
 class DataFinding:
-    action: str  # DELETE | REPLACE | REPLACE STREAM
+    action: str  # DELETE | REPLACE | REPLACE STREAM | UPDATE
     res: Res
     why: str
 
@@ -442,6 +549,9 @@ class Diff:
                 found.append(DataFinding(
                     "REPLACE", c.new, f"{label} is replaced (a new, empty one) because "
                     f"{', '.join(c.replace_by)} changed"))
+            if not c.replace:
+                found.extend(DataFinding("UPDATE", c.new, why)
+                             for why in destroying_updates(c.old, c.new))
             if c.stream_replaced():
                 stream_inputs = (*STREAM_INPUTS, "replace_stream")
                 streams = {_top(p) for p in c.paths if _top(p) in stream_inputs}
@@ -502,8 +612,8 @@ def render(d: Diff, max_paths: int = 8) -> str:
     lines = [f"plan diff, stack '{d.stack}' against {d.base}: {len(d.adds)} to add, "
              f"{len(d.changes)} to change ({replaces} replace), {len(d.deletes)} to delete"]
     if data:
-        lines.append(f"DATA-AFFECTING ({len(data)}): deletes or replaces resources that hold "
-                     "data; approve only if intended")
+        lines.append(f"DATA-AFFECTING ({len(data)}): deletes, replaces or updates resources "
+                     "that hold data so that data is lost; approve only if intended")
         for f in data:
             lines.append(f"  !! {f.action} {f.res.title()}: {f.why}")
             lines.append(f"     urn {f.res.urn}")
@@ -518,6 +628,8 @@ def render(d: Diff, max_paths: int = 8) -> str:
             mark = "+-" if c.replace else "~"
             what = f"REPLACE ({', '.join(c.replace_by)} forces a new resource)" if c.replace \
                 else "update in place"
+            if not c.replace and destroying_updates(c.old, c.new):
+                what += " (DATA-AFFECTING, see above)"
             lines.append(f"  {mark} {c.new.title()}: {what}")
             if any(_top(p) == "tableMappings" for p in c.paths):
                 before = mappings_summary(c.old.inputs.get("tableMappings"))
