@@ -48,10 +48,18 @@ EVENT = {"insert": "INSERT", "update": "MODIFY", "delete": "REMOVE"}
 BIG = "12345678901234567890123456789012345678"
 
 
+def source_keys(key: int, wide: bool = False) -> dict[str, Any]:
+    """Row `key`'s DynamoDB key: `id` (N), or when `wide` a composite key of two long strings
+    (1,500 + 800 bytes: legal in DynamoDB, longer than its 2,048-byte partition key)."""
+    if wide:
+        return {"tenant": {"S": "t" * 1500}, "ref": {"S": f"{key:04d}" + "r" * 796}}
+    return {"id": {"N": str(key)}}
+
+
 def change(seq: int, op: str, key: int, value: str | None = None, *,
-           eid: str | None = None, old: str = "before") -> bytes:
+           eid: str | None = None, old: str = "before", wide: bool = False) -> bytes:
     """The bus record (envelope bytes) of one change of row `key`, by the fan-in's converter."""
-    keys = {"id": {"N": str(key)}}
+    keys = source_keys(key, wide)
     ddb: dict[str, Any] = {"Keys": keys, "SequenceNumber": str(seq),
                            "ApproximateCreationDateTime": 1767225600 + seq % 10**6,
                            "StreamViewType": "NEW_AND_OLD_IMAGES"}
@@ -64,11 +72,12 @@ def change(seq: int, op: str, key: int, value: str | None = None, *,
     return stream_envelope(record, "orders").data
 
 
-def snapshot(key: int, value: str) -> bytes:
+def snapshot(key: int, value: str, wide: bool = False) -> bytes:
     """The backfill's snapshot of row `key`."""
-    item = {"id": {"N": str(key)}, "v": {"S": value}, "amount": {"N": BIG}}
+    keys = source_keys(key, wide)
+    item = {**keys, "v": {"S": value}, "amount": {"N": BIG}}
     return snapshot_envelope(item, logical_table="orders", physical_table=PHYSICAL,
-                             key_names=["id"], scanned_at=1767225600).data
+                             key_names=list(keys), scanned_at=1767225600).data
 
 
 def kinesis_record(data: bytes, seq: str, key: str = "orders|{}") -> dict[str, Any]:
@@ -91,7 +100,9 @@ def live(replica: Replica) -> dict[str, Any]:
     return {k: row["v"] for k, row in replica.live("orders").items()}
 
 
-def key_of(key: int) -> str:
+def key_of(key: int, wide: bool = False) -> str:
+    if wide:
+        return row_key({k: v["S"] for k, v in source_keys(key, wide).items()})
     return row_key({"id": Decimal(key)})
 
 
@@ -296,12 +307,14 @@ def test_advance_refuses_an_unresolved_overflow_pointer() -> None:
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[list[bytes], list[bytes], dict[str, str]]:
+def histories(draw: st.DrawFn, wide: bool = False
+              ) -> tuple[list[bytes], list[bytes], dict[str, str]]:
     """Snapshots of the rows that existed before the stream, then a change history of a few
-    rows (seq crossing digit-count boundaries); and the source's final state."""
+    rows (seq crossing digit-count boundaries); and the source's final state. `wide`: the rows
+    have long composite keys (`source_keys`)."""
     keys = range(4)
     existing = {k: f"initial{k}" for k in draw(st.sets(st.sampled_from(keys)))}
-    snaps = [snapshot(k, v) for k, v in existing.items()]
+    snaps = [snapshot(k, v, wide) for k, v in existing.items()]
     rows = dict(existing)
     seq = draw(st.sampled_from([1, 95, 999_999_999_999_999_999_990]))
     changes = []
@@ -309,12 +322,12 @@ def histories(draw: st.DrawFn) -> tuple[list[bytes], list[bytes], dict[str, str]
         key = draw(st.sampled_from(keys))
         seq += draw(st.integers(1, 7))
         if key in rows and draw(st.booleans()):
-            changes.append(change(seq, "delete", key, old=rows.pop(key)))
+            changes.append(change(seq, "delete", key, old=rows.pop(key), wide=wide))
         else:
             op = "update" if key in rows else "insert"
             rows[key] = f"v{step}"
-            changes.append(change(seq, op, key, rows[key]))
-    return snaps, changes, {key_of(k): v for k, v in rows.items()}
+            changes.append(change(seq, op, key, rows[key], wide=wide))
+    return snaps, changes, {key_of(k, wide): v for k, v in rows.items()}
 
 
 @settings(max_examples=300, deadline=None)
@@ -646,16 +659,20 @@ def guide_example() -> str:
     return code
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["id-key", "2300-byte-key"])
 @settings(max_examples=25, deadline=None)
-@given(data=st.data(), history=histories())
+@given(data=st.data())
 def test_the_guides_example_consumer_keeps_a_replica_table(
-        data: st.DataObject, history: tuple[list[bytes], list[bytes], dict[str, str]]) -> None:
+        data: st.DataObject, wide: bool) -> None:
+    import hashlib
     import os
     import types
 
+    from boto3.dynamodb.types import TypeDeserializer
+
     from tools.localpipe import aws
 
-    snaps, changes, source = history
+    snaps, changes, source = data.draw(histories(wide))
     every = snaps + changes
     extra = data.draw(st.lists(st.sampled_from(every), max_size=4)) if every else []
     delivered = data.draw(st.permutations(every + extra))
@@ -676,6 +693,12 @@ def test_the_guides_example_consumer_keeps_a_replica_table(
             del os.environ["REPLICA_TABLE"]
         items = ddb.scan(TableName="replica")["Items"]
     # THEN the live items are the source's rows; deleted rows are tombstones with their seq
-    rows = {i["pk"]["S"]: i["row"]["M"]["v"]["S"] for i in items if "row" in i}
-    assert rows == {f"orders|{k}": v for k, v in source.items()}
+    keys = {i["pk"]["S"]: row_key(TypeDeserializer().deserialize(i["keys"])) for i in items}
+    rows = {keys[i["pk"]["S"]]: i["row"]["M"]["v"]["S"] for i in items if "row" in i}
+    assert rows == source
     assert all(i["seq"]["S"] for i in items if "row" not in i)
+    # AND each item's pk fits DynamoDB's 2,048 bytes: a long one is the bus's digest form
+    for pk, key in keys.items():
+        full = f"orders|{key}"
+        digest = "orders|#sha256:" + hashlib.sha256(full.encode("utf-8")).hexdigest()
+        assert pk == (digest if wide else full) and len(pk.encode("utf-8")) <= 2048
