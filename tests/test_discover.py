@@ -28,7 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settings import load_settings
-from settings.stackfile import as_engine_config, load_stack_text, project_config
+from settings.stackfile import (
+    StackFileError,
+    as_engine_config,
+    load_stack_text,
+    project_config,
+)
 from tests.dms_simulator import OBJECT_MAPPING
 from tests.fake_dbapi import FakeConnection
 from tests.servers import DbServer, mariadb, postgres  # noqa: F401
@@ -1292,3 +1297,73 @@ def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "no stack file" in done.stderr
+
+
+def test_an_anchor_in_an_entry_to_rewrite_is_refused_on_one_line(
+    tmp_path: Path, capsys: Any
+) -> None:
+    # GIVEN a tables block sharing a value through a YAML anchor: the entry discovery
+    # corrects (orderlines) holds the anchor, another entry the alias
+    columns, keys = sqlserver_erp(6)
+    declared = SQLSERVER_DECLARED.replace(
+        "      deletion_protection: true\n",
+        "      deletion_protection: true\n      capacity: &od {mode: on_demand}\n",
+    ).replace(
+        "      partition_key: {name: Id, type: N}\n",
+        "      partition_key: {name: Id, type: N}\n      capacity: *od\n",
+    )
+    path = tmp_path / "Pulumi.erp.yaml"
+    path.write_text(stack_text(SQLSERVER_SOURCE, tables=declared))
+    before = path.read_bytes()
+    argv = ["--stack", "erp", "--stack-dir", str(tmp_path), "--write", "--password-env", "X"]
+    # WHEN discovery would rewrite the anchored entry THEN one line names the fix, exit 2,
+    # and the file is untouched
+    err = one_line_exit_2(capsys, argv, sqlserver_connection(columns, keys))
+    assert "orderlines" in err and "anchor" in err and "expand" in err
+    assert path.read_bytes() == before
+    # AND the same for an entry holding an alias (its anchor in an entry before it)
+    gone = (
+        "    gonetable:\n      source: {schema: dbo, table: GoneTable}\n"
+        "      partition_key: {name: Id, type: N}\n"
+    )
+    aliased = (
+        SQLSERVER_DECLARED.replace(gone, "")
+        .replace(
+            "    # declared by hand before discovery\n",
+            gone + "      capacity: &od {mode: on_demand}\n",
+        )
+        .replace(
+            "      deletion_protection: true\n",
+            "      deletion_protection: true\n      capacity: *od\n",
+        )
+    )
+    swapped = stack_text(SQLSERVER_SOURCE, tables=aliased)
+    path.write_text(swapped)
+    err = one_line_exit_2(capsys, argv, sqlserver_connection(columns, keys))
+    assert "orderlines" in err and "alias" in err and "expand" in err
+    assert path.read_text() == swapped
+
+
+def test_a_stack_file_problem_found_while_writing_is_one_line(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    # GIVEN the stack file cannot be read again when the edit is made (any ValueError of
+    # the stack-file reader) THEN one line, exit 2, nothing written
+    columns, keys = sqlserver_erp(6)
+    path = tmp_path / "Pulumi.erp.yaml"
+    path.write_text(stack_text(SQLSERVER_SOURCE, tables=SQLSERVER_DECLARED))
+    before = path.read_bytes()
+    real = discover.load_stack_text
+    calls: list[int] = []
+
+    def second_read_fails(data: bytes, name: str) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            raise StackFileError(f"{name}: line 3: found undefined alias 'od'")
+        return real(data, name)
+
+    monkeypatch.setattr(discover, "load_stack_text", second_read_fails)
+    argv = ["--stack", "erp", "--stack-dir", str(tmp_path), "--write", "--password-env", "X"]
+    err = one_line_exit_2(capsys, argv, sqlserver_connection(columns, keys))
+    assert err == "python -m tools.discover: Pulumi.erp.yaml: line 3: found undefined alias 'od'\n"
+    assert path.read_bytes() == before

@@ -1195,6 +1195,58 @@ def _line_end(text: str, end: int) -> int:
 
 
 Edit = tuple[int, int, str]
+#: (index in the text, "anchor &name" / "alias *name") of every YAML anchor and alias
+Marks = list[tuple[int, str]]
+
+
+def _anchor_marks(text: str) -> Marks:
+    marks: Marks = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        at = event.start_mark.index if event.start_mark is not None else 0
+        if isinstance(event, yaml.AliasEvent):
+            marks.append((at, f"alias *{event.anchor}"))
+        elif isinstance(event, yaml.NodeEvent) and event.anchor:
+            marks.append((at, f"anchor &{event.anchor}"))
+    return marks
+
+
+def _block_extent(text: str, start: int) -> int:
+    """The end of the block-style entry whose key line starts at `start`: before the next
+    line (not blank, not a comment) indented no deeper than the key. (A node's own end
+    mark cannot tell: an alias in the entry is composed as the anchored node, elsewhere.)"""
+    line = text[start : text.find("\n", start) + 1 or len(text)]
+    indent = len(line) - len(line.lstrip(" "))
+    at = start + len(line)
+    while at < len(text):
+        nxt = text.find("\n", at)
+        end = len(text) if nxt < 0 else nxt + 1
+        body = text[at:end].strip()
+        if (
+            body
+            and not body.startswith("#")
+            and len(text[at:end]) - len(text[at:end].lstrip(" ")) <= indent
+        ):
+            return at
+        at = end
+    return len(text)
+
+
+def _refuse_anchors(
+    text: str, name: str, marks: Marks | None, start: int, what: str, block: str
+) -> None:
+    """DiscoverError when the block-style entry whose key line starts at `start` (the text
+    an edit replaces) holds a YAML anchor or alias: rewriting it would drop an anchor other
+    entries use, or expand an alias."""
+    if not marks:
+        return
+    end = _block_extent(text, start)
+    held = [m for i, m in marks or () if start <= i < end]
+    if held:
+        raise DiscoverError(
+            f"{name}: {what} holds a YAML {held[0]}, which discovery cannot rewrite: expand "
+            f"the anchors in the {block} block (write each value out in full) and run again; "
+            "nothing written"
+        )
 
 
 def _block_edits(
@@ -1204,12 +1256,18 @@ def _block_edits(
     entries: Mapping[str, Mapping[str, Any]],
     all_entries: Mapping[str, Any],
     emit: Callable[[str, Mapping[str, Any], int], list[str]],
+    name: str = "the stack file",
+    marks: Marks | None = None,
+    block: str = "",
 ) -> list[Edit]:
     """Edits that put `entries` (new or changed) into the mapping under `key` of `parent`,
     leaving the other entries' text alone. `all_entries`: every entry (existing merged with
-    new), to write the whole block when it is not a block mapping yet."""
+    new), to write the whole block when it is not a block mapping yet. DiscoverError when
+    a text to replace holds one of the YAML anchors / aliases `marks` (`block`: the block's
+    name in that message)."""
     if not entries:
         return []
+    block = block or key
     pairs = _pairs(parent)
     parent_indent = parent.value[0][0].start_mark.column if parent.value else 2
     if key in pairs:
@@ -1224,6 +1282,7 @@ def _block_edits(
                     k, v = existing[logical]
                     start = _line_start(text, k.start_mark.index)
                     end = _line_end(text, _last_end(v))
+                    _refuse_anchors(text, name, marks, start, f"{block} entry '{logical}'", block)
                     edits.append((start, end, "\n".join(emit(logical, entry, indent)) + "\n"))
                 else:
                     new_lines += emit(logical, entry, indent)
@@ -1234,6 +1293,7 @@ def _block_edits(
         # flow style, empty or null: write the whole block
         start = _line_start(text, key_node.start_mark.index)
         end = _line_end(text, _last_end(value))
+        _refuse_anchors(text, name, marks, start, f"the {block} block", block)
         indent = key_node.start_mark.column
         lines = [f"{' ' * indent}{_key(key)}:"]
         for logical, entry in all_entries.items():
@@ -1267,6 +1327,7 @@ def updated_stack_text(text: str, name: str, discovery: Discovery) -> str:
     current = load_stack_text(text.encode(), name)
     old_tables = dict(current.get(TABLES_KEY) or {})
     old_dms_tables = dict((current.get(DMS_KEY) or {}).get("tables") or {})
+    marks = _anchor_marks(text)
     edits = _block_edits(
         text,
         config,
@@ -1274,6 +1335,8 @@ def updated_stack_text(text: str, name: str, discovery: Discovery) -> str:
         discovery.tables,
         {**old_tables, **discovery.tables},
         table_entry_lines,
+        name,
+        marks,
     )
     edits += _block_edits(
         text,
@@ -1282,8 +1345,11 @@ def updated_stack_text(text: str, name: str, discovery: Discovery) -> str:
         discovery.dms_tables,
         {**old_dms_tables, **discovery.dms_tables},
         dms_entry_lines,
+        name,
+        marks,
+        "dms.tables",
     )
-    edits += _composite_edits(text, dms_node, current, discovery)
+    edits += _composite_edits(text, dms_node, current, discovery, name, marks)
     for start, end, replacement in sorted(edits, reverse=True):
         text = text[:start] + replacement + text[end:]
     _check_preserved(current, load_stack_text(text.encode(), name), discovery, name)
@@ -1291,7 +1357,12 @@ def updated_stack_text(text: str, name: str, discovery: Discovery) -> str:
 
 
 def _composite_edits(
-    text: str, dms_node: yaml.MappingNode, current: Mapping[str, Any], discovery: Discovery
+    text: str,
+    dms_node: yaml.MappingNode,
+    current: Mapping[str, Any],
+    discovery: Discovery,
+    name: str = "the stack file",
+    marks: Marks | None = None,
 ) -> list[Edit]:
     """Edits adding discovery's composite-key tables to each wildcard's
     `composite_key_tables`: a flow-style item is rewritten whole, a block-style one gets
@@ -1313,7 +1384,10 @@ def _composite_edits(
         item["composite_key_tables"] = listed
         if not isinstance(item_node, yaml.MappingNode):
             continue
+        what = f"dms.wildcards[{i}]"
         if item_node.flow_style:
+            start = _line_start(text, item_node.start_mark.index)
+            _refuse_anchors(text, name, marks, start, what, "dms.wildcards")
             edits.append((item_node.start_mark.index, item_node.end_mark.index, _flow(item)))
             continue
         indent = item_node.value[0][0].start_mark.column
@@ -1322,6 +1396,9 @@ def _composite_edits(
         if "composite_key_tables" in pairs:
             k, v = pairs["composite_key_tables"]
             start = _line_start(text, k.start_mark.index)
+            _refuse_anchors(
+                text, name, marks, start, f"{what}.composite_key_tables", "dms.wildcards"
+            )
             edits.append((start, _line_end(text, _last_end(v)), line))
         else:
             at = _line_end(text, _last_end(item_node))
@@ -1661,6 +1738,8 @@ def main(
         discovery.findings += _cross_check(stack, new_text, discovery)
     except (SourceError, DiscoverError) as exc:
         return fail(PROG, str(exc))
+    except ValueError as exc:  # the stack file's reader (StackFileError), read again to edit
+        return fail(PROG, " ".join(str(exc).split()))
     diff = None
     if new_text != stack.text:
         ops = list(
