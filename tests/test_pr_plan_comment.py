@@ -169,6 +169,24 @@ def test_the_gate_needs_the_label_only_for_data_affecting_changes(
         assert "approved" in line
 
 
+@pytest.mark.parametrize(("mode", "code"), [("diff", 3), ("base-failed", 0)])
+def test_a_push_after_the_approval_needs_it_again(mode: str, code: int) -> None:
+    # GIVEN a data-affecting change carrying the approval label
+    v = prc.verdict(mode, code)
+    labels = ["data-change-approved"]
+    # WHEN new commits are pushed (the `synchronize` run)
+    got, line = prc.gate(v, labels, "data-change-approved", "qa", action="synchronize")
+    # THEN the label given for the earlier commit does not approve them
+    assert got == 1 and line.startswith("::error::") and "\n" not in line
+    assert "new commits since the approval: re-add the label after review" in line
+    # AND the `labeled` run (a maintainer re-adds it on the new head), or any other, passes
+    for action in ("labeled", "opened", "reopened", "unlabeled", ""):
+        assert prc.gate(v, labels, "data-change-approved", "qa", action=action)[0] == 0
+    # AND a push that changes nothing data-affecting needs no label
+    ok = prc.gate(prc.verdict("diff", 0), [], "data-change-approved", "qa", action="synchronize")
+    assert ok[0] == 0
+
+
 # --- the command line, with a stub gh ---------------------------------------------------------
 
 STUB_GH = r"""#!/usr/bin/env bash
@@ -178,6 +196,7 @@ if [ -f "$FAKE_GH/fail" ]; then
   echo "gh: Resource not accessible by integration (HTTP 403)" >&2; exit 1
 fi
 case "$*" in
+  *"--method DELETE"*) echo '[]' ;;
   *"--method POST"*|*"--method PATCH"*) cat > "$FAKE_GH/sent-$(wc -l < "$FAKE_GH/calls")"
                                          echo '{}' ;;
   *"/comments"*) cat "$FAKE_GH/comment-ids" 2>/dev/null || true ;;
@@ -274,6 +293,41 @@ def test_the_gate_reads_the_labels_the_pull_request_has_now(tmp_path: Path, gh: 
     (gh / "fail").write_text("")
     assert cli(tmp_path, *args, PR_LABELS='["data-change-approved"]').returncode == 0
     assert cli(tmp_path, *args, PR_LABELS="[]").returncode == 1
+
+
+GATE = ("gate", "--stack", "qa", "--mode", "diff", "--exit-code", "3",
+        "--label", "data-change-approved", "--pr", "17", "--repo", "acme/bus")
+
+
+def test_a_synchronize_run_removes_the_stale_approval_and_fails(tmp_path: Path, gh: Path
+                                                                 ) -> None:
+    # GIVEN a pull request approved with the label
+    (gh / "labels").write_text("bug\ndata-change-approved\n")
+    # WHEN a push runs the gate (action synchronize)
+    proc = cli(tmp_path, *GATE, "--event-action", "synchronize",
+               PR_LABELS='["data-change-approved"]')
+    # THEN it fails with one line saying the approval must be given again
+    assert proc.returncode == 1, proc.stderr
+    (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("::error::")]
+    assert "new commits since the approval: re-add the label after review" in error
+    # AND it removed the label, so that no later run passes on the stale approval
+    calls = (gh / "calls").read_text()
+    assert "--method DELETE repos/acme/bus/issues/17/labels/data-change-approved" in calls
+    # WHEN a maintainer re-adds it after review (action labeled)
+    proc = cli(tmp_path, *GATE, "--event-action", "labeled", PR_LABELS="[]")
+    # THEN the gate passes
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_token_that_cannot_remove_the_label_still_fails_the_push(tmp_path: Path, gh: Path
+                                                                    ) -> None:
+    # GIVEN a read-only token (a fork): the labels come from the event
+    (gh / "fail").write_text("")
+    proc = cli(tmp_path, *GATE, "--event-action", "synchronize",
+               PR_LABELS='["data-change-approved"]')
+    assert proc.returncode == 1, proc.stderr
+    (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("::error::")]
+    assert "re-add the label after review" in error and "could not remove" in error
 
 
 @pytest.mark.parametrize("argv", [

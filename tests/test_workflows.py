@@ -990,6 +990,16 @@ def test_the_plan_diff_job_plans_every_stack_without_secrets_or_aws() -> None:
     assert _step(job, "gate") is steps[-1]
 
 
+def test_the_gate_gets_the_event_action_through_env() -> None:
+    # GIVEN the gate step of the plan-diff job
+    gate = _step(_plan_diff_job(), "gate")
+    # THEN the event's action reaches it as an environment variable, never interpolated into
+    # the script, and is passed on so that a push voids an earlier approval
+    assert gate["env"]["EVENT_ACTION"] == "${{ github.event.action }}"
+    assert '--event-action "$EVENT_ACTION"' in gate["run"]
+    assert "${{" not in gate["run"]
+
+
 def test_label_changes_rerun_the_whole_workflow_never_a_skipped_check() -> None:
     # GIVEN the pull-request workflow
     doc = load("pr.yml")
@@ -1059,8 +1069,8 @@ def _api_bin(tmp_path: Path) -> tuple[str, Path]:
     return f"{bin_dir}{os.pathsep}{os.environ['PATH']}", fake
 
 
-def _run_plan_diff(tmp_path: Path, root: Path, base_sha: str, labels: str = ""
-                   ) -> dict[str, Any]:
+def _run_plan_diff(tmp_path: Path, root: Path, base_sha: str, labels: str = "",
+                   action: str = "opened") -> dict[str, Any]:
     """Run the plan-diff job's steps in `root` as a pull request's run would, up to the gate."""
     job = _plan_diff_job()
     path, fake = _api_bin(tmp_path)
@@ -1076,6 +1086,7 @@ def _run_plan_diff(tmp_path: Path, root: Path, base_sha: str, labels: str = ""
         "github.run_id": "42",
         "github.token": "a-token-for-the-stub",
         "toJSON(github.event.pull_request.labels.*.name)": "[]",
+        "github.event.action": action,
     }
     common = {**{k: str(v) for k, v in (job.get("env") or {}).items()},
               "PATH": path, "FAKE_GH": str(fake), "GITHUB_STEP_SUMMARY": str(summary)}
@@ -1119,9 +1130,19 @@ def test_a_removed_table_is_a_data_affecting_comment_and_needs_the_label(tmp_pat
     assert upload["with"]["name"] == "plan-diff-${{ matrix.stack }}"
     assert upload["with"]["path"] == "${{ steps.plan.outputs.diff }}"
     # WHEN a maintainer adds the label (the labeled event runs the job again)
-    run = _run_plan_diff(tmp_path / "labeled", root, base_sha, labels=f"bug\n{APPROVAL}\n")
+    run = _run_plan_diff(tmp_path / "labeled", root, base_sha, labels=f"bug\n{APPROVAL}\n",
+                         action="labeled")
     # THEN the gate passes
     assert run["gated"].returncode == 0, run["gated"].stderr
+    # WHEN more commits are pushed after the approval (the synchronize run)
+    run = _run_plan_diff(tmp_path / "pushed", root, base_sha, labels=f"bug\n{APPROVAL}\n",
+                         action="synchronize")
+    # THEN the old approval does not cover them: the gate fails and removes the label
+    assert run["gated"].returncode == 1, run["gated"].stderr
+    (error,) = _errors(run["gated"])
+    assert "new commits since the approval: re-add the label after review" in error
+    assert any(f"--method DELETE repos/acme/dms-event-bus/issues/17/labels/{APPROVAL}" in c
+               for c in run["calls"])
     # AND the base worktree is gone, the checkout untouched
     assert _git(root, "worktree", "list").count("\n") == 0
     assert _git(root, "status", "--porcelain") == ""

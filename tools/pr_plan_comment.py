@@ -4,7 +4,8 @@ changes. Run by `.github/workflows/pr.yml` (job `plan-diff`) after
 
     python -m tools.pr_plan_comment body --stack S --mode M --exit-code N --diff FILE > body.md
     python -m tools.pr_plan_comment post --stack S --body body.md --pr N --repo OWNER/NAME
-    python -m tools.pr_plan_comment gate --stack S --mode M --exit-code N --pr N --repo OWNER/NAME
+    python -m tools.pr_plan_comment gate --stack S --mode M --exit-code N --pr N --repo OWNER/NAME \
+        --event-action ACTION
 
 `--mode`: `diff` (the exit status is `tools.plan --against`'s: 0 nothing data-affecting, 3
 data-affecting, 2 bad input), `new-stack` (no stack file on the base: the plain plan),
@@ -18,7 +19,10 @@ cannot comment (a pull request from a fork gets a read-only one) is a warning, n
 `gate` exits 1 with one `::error::` line when the change is data-affecting and the pull
 request does not carry the approval label (read live through the API, so re-running the job
 after labelling works; the event's labels in PR_LABELS when the API cannot be read), or when
-the plan failed. docs/plan.md ("In pull requests").
+the plan failed. The approval binds to the commits it was given for: on a `synchronize` run (new
+commits pushed) the gate ignores the label, removes it when the token may, and fails until a
+maintainer adds it again after review (the `labeled` run on the new head then passes).
+docs/plan.md ("In pull requests").
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from tools.cli import OneLineParser, non_negative_int
 
@@ -147,14 +152,28 @@ def build_body(
     return head + "".join(ln + "\n" for ln in kept) + note(len(kept))
 
 
-def gate(v: Verdict, labels: list[str], label: str, stack: str) -> tuple[int, str]:
-    """(exit status, one line for the log) of the gate."""
+#: The pull_request action of a push to the pull request's branch.
+PUSH = "synchronize"
+
+
+def gate(
+    v: Verdict, labels: list[str], label: str, stack: str, *, action: str = "", note: str = ""
+) -> tuple[int, str]:
+    """(exit status, one line for the log) of the gate. `action` is the pull_request event's:
+    on a push (`synchronize`) the label, given for earlier commits, approves nothing. `note`
+    is added to that refusal (what became of the stale label)."""
     if v.kind == "ok":
         return 0, f"::notice::stack {stack}: no data-affecting change"
     if v.kind == "failed":
         return 1, (
             f"::error::stack {stack}: the offline plan failed; the comment and the job "
             "log show the error to fix"
+        )
+    if action == PUSH and label in labels:
+        return 1, (
+            f"::error::stack {stack}: the change deletes or replaces data and the label "
+            f"{label!r} was given before the last push: new commits since the approval: "
+            f"re-add the label after review{note}"
         )
     if label in labels:
         return 0, (
@@ -222,6 +241,16 @@ def live_labels(pr: int, repo: str) -> list[str]:
     return _gh("api", f"repos/{repo}/pulls/{pr}", "--jq", ".labels[].name").splitlines()
 
 
+def remove_label(pr: int, repo: str, label: str) -> None:
+    _gh(
+        "api",
+        "--method",
+        "DELETE",
+        f"repos/{repo}/issues/{pr}/labels/{quote(label, safe='')}",
+        "--silent",
+    )
+
+
 # -- command line --------------------------------------------------------------------------
 
 
@@ -253,6 +282,12 @@ def _parser() -> OneLineParser:
         common(p, outcome=name == "gate")
         if name == "post":
             p.add_argument("--body", required=True, type=Path)
+        else:
+            p.add_argument(
+                "--event-action",
+                default="",
+                help="the pull_request event's action; on synchronize the label approves nothing",
+            )
         p.add_argument("--pr", required=True, type=non_negative_int)
         p.add_argument("--repo", required=True)
     return parser
@@ -317,7 +352,14 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("PR_LABELS: not a JSON list of label names")
             labels = [str(name) for name in event]
             print(f"labels from the event (the API could not be read: {exc})", file=sys.stderr)
-    status, line = gate(v, labels, args.label, args.stack)
+    note = ""
+    if v.kind == "approval" and args.event_action == PUSH and args.label in labels:
+        try:
+            remove_label(args.pr, args.repo, args.label)
+            note = " (the label was removed)"
+        except GhError as exc:
+            note = f" (could not remove the label: {exc})"
+    status, line = gate(v, labels, args.label, args.stack, action=args.event_action, note=note)
     print(line, file=sys.stderr if status else sys.stdout)
     return status
 
