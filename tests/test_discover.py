@@ -1028,6 +1028,33 @@ def test_a_mariadb_catalog_is_read_from_the_real_server(
     assert code == 1
 
 
+def test_a_mariadb_stack_without_database_is_discovered(
+    mariadb: DbServer,  # noqa: F811 - the session fixture imported above
+    tmp_path: Path,
+    capsys: Any,
+    monkeypatch: Any,
+) -> None:
+    # GIVEN a MariaDB stack without dms.source.database (optional for the MySQL family)
+    # whose wildcard selects one database
+    db = mariadb.fresh_database("disc_nodb")
+    with db.connect(autocommit=True) as conn:
+        conn.cursor().execute("CREATE TABLE orders (order_id INT PRIMARY KEY, v INT)")
+    monkeypatch.setenv("DISCOVER_TEST_PASSWORD", db.password)
+    path = tmp_path / "Pulumi.my.yaml"
+    text = local_stack(db, "mariadb", db.dbname)
+    assert f"      database: {db.dbname}\n" in text
+    path.write_text(text.replace(f"      database: {db.dbname}\n", ""))
+    # WHEN discovery runs THEN it connects to the server and reads that database's catalog
+    code, out, err = run(capsys, [*local_args(tmp_path, db, "my"), "--write"])
+    assert (code, err) == (0, "")
+    assert json.loads(out)["tables"]["orders"]["partition_key"] == {
+        "name": "order_id",
+        "type": "N",
+    }
+    source = load(path, "my").tables["orders"].source
+    assert source is not None and source.table == "orders"
+
+
 # -- bad input: one line, exit 2 ----------------------------------------------------------
 
 

@@ -1186,6 +1186,88 @@ def test_oracle_stack_with_tls_connects_to_the_tls_port(tmp_path, capsys, monkey
         "oracle", 2484, "ERPPDB.EU.EXAMPLE.COM", "require")
 
 
+def test_a_mysql_family_stack_without_database_is_checked_and_reconciled(
+        maria, tmp_path, capsys, monkeypatch):
+    # GIVEN a MariaDB stack with no dms.source.database (the config does not ask for one:
+    # a MySQL-family endpoint connects to the server; an RDS secret has no dbname) and a
+    # table in the schema (= database) the stack replicates
+    db = maria.fresh_database("pf_nodb")
+    conn = db.connect(autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute("INSERT INTO orders VALUES (1, 'a'), (2, 'b')")
+    finally:
+        conn.close()
+    source = {k: v for k, v in _plain(db, "mariadb").items() if k != "database"}
+    stack_dir = _source_stack(tmp_path, source, schemas=(db.dbname,))
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", db.password)
+    base = ["--stack", "src", "--stack-dir", str(stack_dir), "--user", db.user,
+            "--password-env", "PREFLIGHT_TEST_PW"]
+    # WHEN preflight reads that stack THEN it connects without a default database and
+    # checks the stack's schema
+    code = preflight.main(base)
+    out, err = capsys.readouterr()
+    assert code == 0, (out, err)
+    assert f"PASS primary keys: every table in {db.dbname} has a primary key" in out
+    # AND reconcile reads the declared table qualified by its schema
+    from tools import reconcile
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="eu-west-1")
+        ddb.create_table(
+            TableName="dmsbus-src-orders_0",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+            BillingMode="PAY_PER_REQUEST")
+        for i, v in ((1, "a"), (2, "b")):
+            ddb.put_item(TableName="dmsbus-src-orders_0",
+                         Item={"id": {"N": str(i)}, "v": {"S": v}})
+        code = reconcile.main([*base, "--json"], dynamodb=ddb)
+    out, err = capsys.readouterr()
+    assert code == 0, (out, err)
+    (table,) = json.loads(out)["tables"]
+    assert (table["source"], table["source_rows"]) == (f"{db.dbname}.orders", 2)
+
+
+def test_mysql_without_database_or_schemas_names_what_to_give(maria, capsys, monkeypatch):
+    # GIVEN a MySQL-family connection with no default database and no --schemas
+    args = _args(maria, "mysql")
+    i = args.index("--database")
+    del args[i : i + 2]
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", maria.password)
+    # THEN the server checks run and the key check fails naming what to give (it would
+    # otherwise pass having looked at no table)
+    code = preflight.main(args)
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "PASS binlog_format" in out
+    assert ("FAIL schemas: no database to check (no --schemas, no --database) — fix: give "
+            "--schemas DB[,DB...] (or --stack NAME: the databases it replicates)") in out
+    assert "primary keys" not in out
+
+
+@pytest.mark.parametrize(("engine", "needs"), [
+    ("postgres", True), ("aurora-postgresql", True), ("sqlserver", True), ("oracle", True),
+    ("mysql", False), ("mariadb", False), ("aurora", False),
+])
+def test_only_the_engines_that_connect_to_a_database_need_one(engine, needs, monkeypatch):
+    # GIVEN a connection without --database (and a secret without dbname)
+    monkeypatch.setenv("PREFLIGHT_TEST_PW", "x")
+    args = preflight.build_parser().parse_args(
+        ["--engine", engine, "--host", "h", "--user", "u", "--password-env", "PREFLIGHT_TEST_PW"])
+    # THEN PostgreSQL (it would pick the login's name), SQL Server (the login's default
+    # database: the checks read DB_NAME()) and Oracle (the service) refuse it on one line;
+    # the MySQL family connects to the server
+    if needs:
+        with pytest.raises(preflight.SourceError, match=r"^missing --database"):
+            preflight.params_from_args(args, engine)
+    else:
+        params = preflight.params_from_args(args, engine)
+        assert params.database is None
+        assert params.describe() == "mysql at h:3306 as u"
+
+
 @pytest.mark.parametrize(("source", "stack", "message"), [
     (None, "nope", "preflight: no stack file Pulumi.nope.yaml (stacks found: src)"),
     ({}, "src", "preflight: stack 'src' has no dms-event-bus:dms section (no DMS source): "

@@ -388,6 +388,16 @@ def check_mysql(
     if not schemas:
         current = query_rows(conn, "SELECT DATABASE()")[0][0]
         schemas = [current] if current else []
+    if not schemas:  # connected to the server (no --database): nothing to look for keys in
+        checks.append(
+            Check(
+                "schemas",
+                False,
+                "no database to check (no --schemas, no --database)",
+                "give --schemas DB[,DB...] (or --stack NAME: the databases it replicates)",
+            )
+        )
+        return checks
     schemata = query_rows(conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
     existing = {r[0] for r in schemata}
     missing = [s for s in schemas if s not in existing]

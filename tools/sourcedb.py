@@ -55,6 +55,11 @@ ENGINE_ALIASES = {
     "oracle-ee-cdb": "oracle",
     "oracle-se2-cdb": "oracle",
 }
+#: protocols whose connection names a database: PostgreSQL (else the login's name is
+#: taken), SQL Server (else the login's default database, while the checks read DB_NAME())
+#: and Oracle (the service name). MySQL-family connections go to the server and the tools
+#: qualify every name by its schema (= database), as DMS's MySQL endpoint has no database.
+NEEDS_DATABASE = ("postgres", "sqlserver", "oracle")
 #: DMS engine names that speak the PostgreSQL / MySQL protocol
 POSTGRES_LIKE = {"postgres", "postgresql", "aurora-postgresql"}
 MYSQL_LIKE = {"mysql", "mariadb", "aurora", "aurora-mysql"}
@@ -80,14 +85,15 @@ class SourceParams:
     engine: str  # protocol: postgres | mysql | sqlserver | oracle
     host: str
     port: int
-    database: str
+    database: str | None  # None: MySQL family, connected to the server (no default database)
     user: str
     password: str
     ssl: str = "require"  # disable | require | verify-full
     ssl_ca: str | None = None
 
     def describe(self) -> str:
-        return f"{self.engine} at {self.host}:{self.port}/{self.database} as {self.user}"
+        where = f"{self.host}:{self.port}" + (f"/{self.database}" if self.database else "")
+        return f"{self.engine} at {where} as {self.user}"
 
 
 def engine_names() -> str:
@@ -171,7 +177,8 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--database",
-        help="database name; Oracle: the service name (default: from --stack, then the secret)",
+        help="database name; Oracle: the service name (default: from --stack, then the "
+        "secret; MySQL family: optional, tables are named by schema)",
     )
     parser.add_argument("--user", help="login (default: username from the secret)")
     pw = parser.add_mutually_exclusive_group()
@@ -338,9 +345,10 @@ def params_from_args(
     user = args.user or secret.get("username")
     database = args.database or secret.get("dbname")
     port = args.port or secret.get("port") or DEFAULT_PORTS[proto]
-    missing = [
-        n for n, v in (("--host", host), ("--user", user), ("--database", database)) if not v
-    ]
+    needed = [("--host", host), ("--user", user)]
+    if proto in NEEDS_DATABASE:
+        needed.append(("--database", database))
+    missing = [n for n, v in needed if not v]
     if missing:
         raise SourceError(f"missing {', '.join(missing)} (not given and not in the secret)")
     ssl_mode = args.ssl or "require"
@@ -350,7 +358,7 @@ def params_from_args(
         engine=proto,
         host=str(host),
         port=int(port),
-        database=str(database),
+        database=str(database) if database else None,
         user=str(user),
         password=password,
         ssl=ssl_mode,
