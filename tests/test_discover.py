@@ -1394,3 +1394,20 @@ def test_a_stack_file_problem_found_while_writing_is_one_line(
     err = one_line_exit_2(capsys, argv, sqlserver_connection(columns, keys))
     assert err == "python -m tools.discover: Pulumi.erp.yaml: line 3: found undefined alias 'od'\n"
     assert path.read_bytes() == before
+
+
+def test_an_anchored_wildcard_item_is_not_rewritten_for_its_composite_tables() -> None:
+    # GIVEN a flow-style wildcard item holding an anchor, and discovery adding a
+    # composite-key table to it
+    source = SQLSERVER_SOURCE.replace("      - {schema: dbo,", "      - &w {schema: dbo,")
+    text = stack_text(source, tables=SQLSERVER_DECLARED)
+    found = discover.Discovery("sqlserver", ["dbo"])
+    found.composite[0] = ["OrderLines"]
+    # THEN the rewrite is refused naming the item and the fix
+    with pytest.raises(discover.DiscoverError, match=r"dms.wildcards\[0\] holds a YAML anchor &w"):
+        discover.updated_stack_text(text, "Pulumi.erp.yaml", found)
+    # AND without the anchor the item gets the table
+    written = discover.updated_stack_text(
+        stack_text(SQLSERVER_SOURCE, tables=SQLSERVER_DECLARED), "Pulumi.erp.yaml", found
+    )
+    assert "composite_key_tables: [OrderLines]" in written
