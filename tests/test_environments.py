@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -261,6 +262,31 @@ def test_a_stack_deploys_only_after_the_one_before_it_succeeded(
     assert envs.predecessor_succeeded(pages, previous) is expected
 
 
+@given(
+    attempts=st.lists(
+        st.sampled_from(["success", "failure", "cancelled", "skipped"]), min_size=1, max_size=5
+    ),
+    order=st.randoms(use_true_random=False),
+    split=st.integers(0, 6),
+)
+@settings(max_examples=80, deadline=None)
+def test_only_the_latest_attempt_of_the_predecessor_counts(
+    attempts: list[str], order: Any, split: int
+) -> None:
+    # GIVEN a deploy run re-run ("re-run all jobs"): the predecessor's job once per attempt,
+    # listed in any order over two pages (filter=all lists every attempt)
+    name = envs.deploy_job_name("qa")
+    jobs = [
+        {"name": name, "conclusion": c, "status": "completed", "run_attempt": n, "id": 100 + n}
+        for n, c in enumerate(attempts, start=1)
+    ]
+    order.shuffle(jobs)
+    pages = [{"jobs": jobs[:split]}, {"jobs": jobs[split:]}]
+    # THEN the next stack goes exactly when the predecessor's latest attempt succeeded: an
+    # earlier attempt's success says nothing about what this attempt deployed
+    assert envs.predecessor_succeeded(pages, "qa") is (attempts[-1] == "success")
+
+
 def test_check_order_cli(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.json"
     jobs.write_text(json.dumps([_page(("pulumi up qa", "success"), ("pulumi up live", None))]))
@@ -281,8 +307,11 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 OTHER = "fedcba9876543210fedcba9876543210fedcba98"
 
 
-def _update(kind: str, result: str, message: str = "", head: str | None = None) -> dict:
+def _update(
+    kind: str, result: str, message: str = "", head: str | None = None, dirty: str | None = None
+) -> dict:
     environment = {"exec.kind": "cli"} | ({"git.head": head} if head else {})
+    environment |= {"git.dirty": dirty} if dirty is not None else {}
     return {"kind": kind, "result": result, "message": message, "environment": environment}
 
 
@@ -298,6 +327,7 @@ def _update(kind: str, result: str, message: str = "", head: str | None = None) 
             ],
             SHA,
         ),
+        ([_update("update", "succeeded", "by hand", head=SHA, dirty="false")], SHA),
     ],
 )
 def test_adoption_reruns_the_commit_of_the_last_successful_update(
@@ -319,6 +349,11 @@ def test_adoption_reruns_the_commit_of_the_last_successful_update(
         ),
         ([_update("destroy", "succeeded")], "the last update of stack live did not succeed"),
         ([_update("update", "succeeded", "by hand")], "records no commit"),
+        # made by hand from a tree with uncommitted changes: the commit alone would undo them
+        (
+            [_update("update", "succeeded", "by hand", head=SHA, dirty="true")],
+            "made from a working tree with uncommitted changes",
+        ),
     ],
 )
 def test_adoption_refuses_a_stack_whose_last_update_is_not_a_known_good_commit(
@@ -327,6 +362,18 @@ def test_adoption_refuses_a_stack_whose_last_update_is_not_a_known_good_commit(
     with pytest.raises(EnvironmentsError) as caught:
         envs.deployed_commit(history, "live")
     assert message in str(caught.value)
+
+
+def test_a_dirty_update_is_refused_by_the_cli_in_one_line(tmp_path: Path) -> None:
+    # GIVEN a stack last updated by hand from a tree with uncommitted changes
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([_update("update", "succeeded", "by hand", SHA, "true")]))
+    # WHEN the adoption asks for the commit to re-run
+    proc = run_cli("deployed-commit", "--stack", "live", "--history", str(history))
+    # THEN it refuses with one line: re-running the clean commit would undo those changes
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert "uncommitted changes" in line and "live" in line and proc.stdout == ""
 
 
 @pytest.mark.parametrize(

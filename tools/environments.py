@@ -262,13 +262,20 @@ def covered_by_deploys(
 
 def predecessor_succeeded(pages: Iterable[Mapping[str, Any]], after: str) -> bool:
     """Whether the deploy job of stack `after` concluded `success` in the run whose jobs (all
-    attempts, every page of `GET .../runs/{id}/jobs?filter=all`) are `pages`."""
+    attempts, every page of `GET .../runs/{id}/jobs?filter=all`) are `pages`. Only its latest
+    attempt counts (highest `run_attempt`, then `id`): after "re-run all jobs", an earlier
+    attempt's success says nothing about what this attempt deployed."""
     name = deploy_job_name(after)
-    return any(
-        job.get("name") == name and job.get("conclusion") == "success"
-        for page in pages
-        for job in page.get("jobs") or []
-    )
+
+    def rank(job: Mapping[str, Any]) -> tuple[int, int]:
+        def number(key: str) -> int:
+            value = job.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        return number("run_attempt"), number("id")
+
+    mine = [job for page in pages for job in page.get("jobs") or [] if job.get("name") == name]
+    return bool(mine) and max(mine, key=rank).get("conclusion") == "success"
 
 
 def deployed_commit(history: Sequence[Mapping[str, Any]], stack: str) -> str:
@@ -288,8 +295,15 @@ def deployed_commit(history: Sequence[Mapping[str, Any]], stack: str) -> str:
     found = _MESSAGE_COMMIT.match(str(last.get("message") or ""))
     if found:
         return found.group(1)
-    head = str((last.get("environment") or {}).get("git.head") or "")
+    environment = last.get("environment") or {}
+    head = str(environment.get("git.head") or "")
     if _COMMIT.match(head):
+        if str(environment.get("git.dirty") or "").lower() == "true":
+            raise EnvironmentsError(
+                f"the last update of stack {stack} was made from a working tree with "
+                f"uncommitted changes (git.dirty, head {head[:12]}): re-running the commit "
+                "would undo them; commit them and deploy through deploy.yml"
+            )
         return head
     raise EnvironmentsError(
         f"the last update of stack {stack} records no commit (no "
