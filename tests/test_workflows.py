@@ -1158,3 +1158,47 @@ def test_a_stack_new_in_the_pull_request_posts_its_plain_plan(tmp_path: Path) ->
     (body,) = run["sent"]
     assert "new stack" in body.lower() and "dmsbus-qa-orders" in body
     assert run["gated"].returncode == 0, run["gated"].stderr
+
+
+# --- CODEOWNERS: the code that judges a pull request needs a code owner's review -----------------
+
+#: What a pull request could use to switch off its own checks (the plan-diff job runs the pull
+#: request's code): the workflows and scripts, the planner and its diff, the gate, the
+#: environments file and its reader, the policy pack.
+GUARDED = {
+    "/.github/**",
+    "/tools/plan.py",
+    "/tools/plan_diff.py",
+    "/tools/mockrun.py",
+    "/tools/pr_plan_comment.py",
+    "/tools/environments.py",
+    "/environments.yaml",
+    "/policy/**",
+}
+PLACEHOLDER_TEAM = "@REPLACE-ME-org/REPLACE-ME-team"
+
+
+def _codeowners() -> dict[str, list[str]]:
+    rules: dict[str, list[str]] = {}
+    for raw in (ROOT / ".github" / "CODEOWNERS").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            pattern, *owners = line.split()
+            assert pattern not in rules, f"CODEOWNERS: {pattern} twice"
+            rules[pattern] = owners
+    return rules
+
+
+def test_codeowners_covers_exactly_the_code_that_judges_a_pull_request() -> None:
+    # GIVEN the repository's CODEOWNERS
+    rules = _codeowners()
+    # THEN it names exactly the files a pull request could use to disable its own checks
+    assert set(rules) == GUARDED
+    # AND each has the one placeholder team, marked for the maintainer to replace
+    assert all(owners == [PLACEHOLDER_TEAM] for owners in rules.values()), rules
+    text = (ROOT / ".github" / "CODEOWNERS").read_text()
+    assert "REPLACE" in text.split(PLACEHOLDER_TEAM)[0]  # the header says to replace it
+    # AND every file pattern names a file or folder that exists
+    for pattern in rules:
+        path = ROOT / pattern.strip("/").removesuffix("/**")
+        assert path.exists(), pattern
