@@ -69,7 +69,9 @@ def verdict(mode: str, exit_code: int) -> Verdict:
             return Verdict("ok", "no data-affecting change (adds and in-place updates only)")
         if exit_code == EXIT_DATA_AFFECTING:
             return Verdict(
-                "approval", "**DATA-AFFECTING**: deletes or replaces resources that hold data"
+                "approval",
+                "**DATA-AFFECTING**: deletes, replaces or updates resources that hold data so "
+                "that data is lost",
             )
     elif exit_code == 0:
         if mode == "new-stack":
@@ -180,7 +182,7 @@ def gate(
             f"::notice::stack {stack}: data-affecting change approved by the label {label!r}"
         )
     return 1, (
-        f"::error::stack {stack}: the plan deletes or replaces resources that hold data "
+        f"::error::stack {stack}: the plan deletes, replaces or updates resources that hold data "
         f"(or could not be compared); add the label {label!r} to the pull request to "
         "approve it"
     )
