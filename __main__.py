@@ -12,32 +12,32 @@ from collections.abc import Callable
 import pulumi
 import pulumi_aws as aws
 
-from components.adoption_trigger import AdoptionTrigger, AdoptionTriggerArgs
-from components.alarm_topic import AlarmTopic, AlarmTopicArgs
-from components.backfill import Backfill, BackfillArgs
-from components.dashboard import Dashboard, DashboardArgs
-from components.discovery import discover, logical_name
-from components.dms_source import DmsSource
-from components.fleet_alarms import FleetAlarms, FleetAlarmsArgs
-from components.ingest_api import IngestApi
-from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
-from components.legacy_writeback import LegacyWriteback
-from components.streamed_table import (
+from dms_event_bus.components.adoption_trigger import AdoptionTrigger, AdoptionTriggerArgs
+from dms_event_bus.components.alarm_topic import AlarmTopic, AlarmTopicArgs
+from dms_event_bus.components.backfill import Backfill, BackfillArgs
+from dms_event_bus.components.dashboard import Dashboard, DashboardArgs
+from dms_event_bus.components.discovery import discover, logical_name
+from dms_event_bus.components.dms_source import DmsSource
+from dms_event_bus.components.fleet_alarms import FleetAlarms, FleetAlarmsArgs
+from dms_event_bus.components.ingest_api import IngestApi
+from dms_event_bus.components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
+from dms_event_bus.components.legacy_writeback import LegacyWriteback
+from dms_event_bus.components.streamed_table import (
     AdoptSpec,
     KeySpec,
     Scaling,
     StreamedTable,
     StreamedTableArgs,
 )
-from settings import StackSettings, settings_from_pulumi
-from settings.component_args import (
+from dms_event_bus.settings import StackSettings, settings_from_pulumi
+from dms_event_bus.settings.component_args import (
     WritebackSource,
     dms_source_args,
     ingest_api_args,
     legacy_writeback_args,
     mapping_settings,
 )
-from settings.core import OnDemandCapacity, ProvisionedCapacity, TableSettings
+from dms_event_bus.settings.core import OnDemandCapacity, ProvisionedCapacity, TableSettings
 
 
 def keep_the_collector_off_the_provider_sdk() -> None:

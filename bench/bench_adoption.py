@@ -30,8 +30,8 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from bench.readme import write_section  # noqa: E402
-from providers import adopted_table  # noqa: E402
-from providers.adopted_table import AdoptedTableProvider  # noqa: E402
+from dms_event_bus.providers import adopted_table  # noqa: E402
+from dms_event_bus.providers.adopted_table import AdoptedTableProvider  # noqa: E402
 
 REGION = "eu-west-1"
 SECTION = "## Adoption and backfill"
@@ -181,8 +181,8 @@ def _rows(n: int) -> list[dict[str, Any]]:
 
 
 def bench_backfill(rows: int) -> dict[str, Any]:
-    from handlers import backfill, bus
-    from handlers.envelope import snapshot_envelope
+    from dms_event_bus.handlers import backfill, bus
+    from dms_event_bus.handlers.envelope import snapshot_envelope
 
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)

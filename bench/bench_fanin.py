@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.readme import write_section  # noqa: E402
-from handlers import bus, envelope, fanin  # noqa: E402
+from dms_event_bus.handlers import bus, envelope, fanin  # noqa: E402
 
 PHYSICAL = "dmsbus-bench-orders"
 LOGICAL = "orders"
@@ -432,9 +432,9 @@ def bench_import(runs: int) -> dict[str, Any]:
 def bench_package() -> dict[str, Any]:
     """What orjson adds to the fan-in's package for its architecture (zipped bytes, as
     uploaded to Lambda, and unzipped bytes, as unpacked in the function)."""
-    from components.common import LAMBDA_ARCH
-    from components.kinesis_bus import FANIN_MODULES
-    from components.lambda_package import ENVELOPE_REQUIREMENTS, build_zip
+    from dms_event_bus.components.common import LAMBDA_ARCH
+    from dms_event_bus.components.kinesis_bus import FANIN_MODULES
+    from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS, build_zip
 
     bare = build_zip(FANIN_MODULES, None, LAMBDA_ARCH)
     full = build_zip(FANIN_MODULES, ENVELOPE_REQUIREMENTS, LAMBDA_ARCH)

@@ -39,8 +39,8 @@ from typing import Any
 from unittest import mock
 
 from bench.bench_fanin import FakeKinesis
-from settings.base import PROJECT as NS
-from settings.stackfile import ROOT, as_engine_config, read_stack_config
+from dms_event_bus.settings.base import PROJECT as NS
+from dms_event_bus.settings.stackfile import ROOT, as_engine_config, read_stack_config
 
 #: the stack files the benchmark starts from: the tests' own (tests/fixture_stacks.py)
 STACKS_DIR = ROOT / "tests" / "stacks"

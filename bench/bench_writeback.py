@@ -60,8 +60,15 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from bench.readme import write_section  # noqa: E402
-from handlers.writeback import Change, Config, DbApiExecutor, classify, collapse, process  # noqa: E402
-from handlers.writeback_sql import TableSpec, quote, quote_table  # noqa: E402
+from dms_event_bus.handlers.writeback import (  # noqa: E402
+    Change,
+    Config,
+    DbApiExecutor,
+    classify,
+    collapse,
+    process,
+)
+from dms_event_bus.handlers.writeback_sql import TableSpec, quote, quote_table  # noqa: E402
 from tools.cli import OneLineParser, positive_int  # noqa: E402
 from tools.localpipe.servers import DbServer, get_server  # noqa: E402
 from tools.localpipe.writeback_records import (  # noqa: E402
@@ -328,8 +335,8 @@ DRIVER_IMPORTS = {"psycopg": (["psycopg==3.3.9", "psycopg-binary==3.3.9"], "psyc
 
 def package_sizes() -> dict[str, tuple[int, int]]:
     """(zipped, unzipped) bytes of the writeback package for arm64 with each driver."""
-    from components.lambda_package import ENVELOPE_REQUIREMENTS, build_zip
-    from components.legacy_writeback import WRITEBACK_MODULES
+    from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS, build_zip
+    from dms_event_bus.components.legacy_writeback import WRITEBACK_MODULES
 
     sizes = {}
     for name, (requirements, _module) in DRIVER_IMPORTS.items():
@@ -343,8 +350,8 @@ def cold_imports(runs: int) -> dict[str, dict[str, float]]:
     """Median wall and CPU ms of `import handlers.writeback, <driver>` in fresh interpreters
     (interleaved), the handler modules and each driver installed for this interpreter into
     their own folder; without bytecode (as in the Lambda package) and with it."""
-    from components.lambda_package import ENVELOPE_REQUIREMENTS, with_imported_modules
-    from components.legacy_writeback import WRITEBACK_MODULES
+    from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS, with_imported_modules
+    from dms_event_bus.components.legacy_writeback import WRITEBACK_MODULES
 
     work = Path(tempfile.mkdtemp(prefix="bench-wb-import-"))
     (work / "app" / "handlers").mkdir(parents=True)

@@ -42,7 +42,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.common import (
+from dms_event_bus.components.common import (
     check_name_prefix,
     env_table_patterns,
     metric_alarm,

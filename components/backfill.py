@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.common import check_name_prefix, env_table_patterns
-from components.kinesis_bus import producer_kms, producer_statements
-from components.lambda_function import (
+from dms_event_bus.components.common import check_name_prefix, env_table_patterns
+from dms_event_bus.components.kinesis_bus import producer_kms, producer_statements
+from dms_event_bus.components.lambda_function import (
     FunctionNames,
     FunctionSpec,
     KmsUse,
@@ -34,7 +34,7 @@ from components.lambda_function import (
     Opts,
     Shared,
 )
-from components.lambda_package import ENVELOPE_REQUIREMENTS
+from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS
 
 TYPE = "dms-event-bus:index:Backfill"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from settings.base import LOGICAL_NAME_PATTERN
+from dms_event_bus.settings.base import LOGICAL_NAME_PATTERN
 
 #: Python runtime and architecture of every Lambda function of the project.
 LAMBDA_RUNTIME = "python3.14"

@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers.bus import METRIC_NAMESPACE
+from dms_event_bus.handlers.bus import METRIC_NAMESPACE
 
 TYPE = "dms-event-bus:index:Dashboard"
 

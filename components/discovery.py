@@ -38,8 +38,8 @@ from collections.abc import Iterable
 
 import pulumi
 
-from components.common import INGEST_INFIX
-from settings.base import LOGICAL_NAME_PATTERN
+from dms_event_bus.components.common import INGEST_INFIX
+from dms_event_bus.settings.base import LOGICAL_NAME_PATTERN
 
 CONTROL_PREFIX = "awsdms_"
 

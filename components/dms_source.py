@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.common import (
+from dms_event_bus.components.common import (
     check_name_prefix,
     env_table_patterns,
     kms_grant,

@@ -28,7 +28,12 @@ from typing import Any, Literal, Protocol
 import pulumi
 import pulumi_aws as aws
 
-from components.common import assume_role_json, check_name_prefix, kms_grant, policy_json
+from dms_event_bus.components.common import (
+    assume_role_json,
+    check_name_prefix,
+    kms_grant,
+    policy_json,
+)
 
 TEMPLATE_DIR = Path(__file__).with_name("ingest_templates")
 

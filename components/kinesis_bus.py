@@ -16,7 +16,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.common import (
+from dms_event_bus.components.common import (
     check_name_prefix,
     env_table_patterns,
     follows_table_rule,
@@ -25,7 +25,7 @@ from components.common import (
     secure_bucket,
     service_role,
 )
-from components.lambda_function import (
+from dms_event_bus.components.lambda_function import (
     FunctionNames,
     FunctionSpec,
     KmsUse,
@@ -34,8 +34,8 @@ from components.lambda_function import (
     Opts,
     Shared,
 )
-from components.lambda_package import ENVELOPE_REQUIREMENTS
-from components.stream_mapping import MappingSettings
+from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS
+from dms_event_bus.components.stream_mapping import MappingSettings
 
 TYPE = "dms-event-bus:index:KinesisBus"
 

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 import pulumi
 import pulumi_aws as aws
 
-from components.common import (
+from dms_event_bus.components.common import (
     LAMBDA_ARCH,
     LAMBDA_RUNTIME,
     encrypted_queue,
@@ -31,8 +31,8 @@ from components.common import (
     metric_alarm,
     service_role,
 )
-from components.lambda_package import build_package
-from components.stream_mapping import MappingSettings, stream_mapping
+from dms_event_bus.components.lambda_package import build_package
+from dms_event_bus.components.stream_mapping import MappingSettings, stream_mapping
 
 
 @dataclass(frozen=True)

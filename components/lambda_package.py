@@ -25,8 +25,22 @@ from pathlib import Path
 
 import pulumi
 
+#: The folder holding `handlers/`: the repository in a checkout, `dms_event_bus/` installed.
 ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = ROOT / ".build"
+
+
+def _build_dir() -> Path:
+    """Where Lambda dependencies are cached: `$DMSBUS_BUILD_DIR`; else `.build/` of this
+    checkout; else (the installed distribution, whose folder may be read-only and is shared by
+    every program of the environment) `.build/dms-event-bus/` of the program's own folder."""
+    if os.environ.get("DMSBUS_BUILD_DIR"):
+        return Path(os.environ["DMSBUS_BUILD_DIR"])
+    if (ROOT / "Pulumi.yaml").is_file():
+        return ROOT / ".build"
+    return Path.cwd() / ".build" / "dms-event-bus"
+
+
+BUILD_DIR = _build_dir()
 #: Python version of the Lambda runtime the packages are built for.
 LAMBDA_PYTHON = "3.14"
 PLATFORMS = {
@@ -153,7 +167,7 @@ def build_zip(modules: list[str], requirements: list[str] | None = None,
             if parent != Path(".") and init.is_file():
                 entries.setdefault((parent / "__init__.py").as_posix(), init.read_bytes())
     if requirements:
-        BUILD_DIR.mkdir(exist_ok=True)
+        BUILD_DIR.mkdir(parents=True, exist_ok=True)
         deps = _install_dependencies(requirements, arch)
         for rel, path in _files_under(deps):
             if rel != ".complete":

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.lambda_function import (
+from dms_event_bus.components.lambda_function import (
     FunctionNames,
     FunctionSpec,
     KmsUse,
@@ -27,8 +27,8 @@ from components.lambda_function import (
     Shared,
     VpcPlacement,
 )
-from components.lambda_package import ENVELOPE_REQUIREMENTS
-from components.stream_mapping import MappingSettings
+from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS
+from dms_event_bus.components.stream_mapping import MappingSettings
 
 TYPE = "dms-event-bus:index:LegacyWriteback"
 

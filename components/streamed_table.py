@@ -15,9 +15,9 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.common import metric_alarm
-from providers.adopted_table import AdoptedTable
-from providers.serialization_room import make_room
+from dms_event_bus.components.common import metric_alarm
+from dms_event_bus.providers.adopted_table import AdoptedTable
+from dms_event_bus.providers.serialization_room import make_room
 
 TYPE = "dms-event-bus:index:StreamedTable"
 

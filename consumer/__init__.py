@@ -1,6 +1,6 @@
 """The consumer kit: read the bus the way docs/bus.md says (docs/consumers.md).
 
-    from consumer import Replica, decode, kinesis_handler
+    from dms_event_bus.consumer import Replica, decode, kinesis_handler
 
 * `decode(data)`: one record's bytes -> a checked envelope (dict; numbers are Decimals with the
   stored digits); `MalformedEnvelope` when it is not one. `dumps` writes such a dict back as

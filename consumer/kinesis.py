@@ -1,6 +1,6 @@
 """A Kinesis-triggered Lambda consumer of the bus, with partial batch failure reporting.
 
-    from consumer import Replica, kinesis_handler
+    from dms_event_bus.consumer import Replica, kinesis_handler
 
     def process(env):                      # one resolved envelope, in shard order
         ...                                # raise to fail this record (it is retried)

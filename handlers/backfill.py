@@ -43,10 +43,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from handlers import bus
-from handlers.common import ConfigError, config_from_env
-from handlers.envelope import Envelope, snapshot_envelope
-from handlers.observability import BUS_NAMESPACE, LazyClient, client, emf, log
+from . import bus
+from .common import ConfigError, config_from_env
+from .envelope import Envelope, snapshot_envelope
+from .observability import BUS_NAMESPACE, LazyClient, client, emf, log
 
 DEFAULT_PAGE_ITEMS = 500
 DEFAULT_RESERVE_MS = 60_000

@@ -38,8 +38,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from handlers.envelope import Envelope
-from handlers.observability import BUS_NAMESPACE
+from .envelope import Envelope
+from .observability import BUS_NAMESPACE
 
 __all__ = [
     "MAX_BYTES_PER_CALL",

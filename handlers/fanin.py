@@ -48,10 +48,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from handlers import bus
-from handlers.common import ConfigError, Outcome, PoisonRecordError, config_from_env
-from handlers.envelope import Envelope, EnvelopeError, physical_table_of, stream_envelope
-from handlers.observability import BUS_NAMESPACE, LazyClient, client, emf, log
+from . import bus
+from .common import ConfigError, Outcome, PoisonRecordError, config_from_env
+from .envelope import Envelope, EnvelopeError, physical_table_of, stream_envelope
+from .observability import BUS_NAMESPACE, LazyClient, client, emf, log
 
 __all__ = [
     "Config",

@@ -38,10 +38,10 @@ from typing import Any
 
 import orjson
 
-from handlers.common import ConfigError, Outcome, PoisonRecordError, config_from_env
-from handlers.envelope import value_json
-from handlers.observability import WRITEBACK_NAMESPACE, client, emf, log
-from handlers.writeback_sql import (
+from .common import ConfigError, Outcome, PoisonRecordError, config_from_env
+from .envelope import value_json
+from .observability import WRITEBACK_NAMESPACE, client, emf, log
+from .writeback_sql import (
     DataApiExecutor,
     DataError,
     DbApiExecutor,

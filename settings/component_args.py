@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pulumi
 
-from components.dms_source import (
+from dms_event_bus.components.dms_source import (
     DmsAlarms,
     DmsEndpoint,
     DmsInstance,
@@ -26,13 +26,17 @@ from components.dms_source import (
     DmsTask,
     DmsWildcard,
 )
-from components.ingest_api import IngestApiArgs, IngestEntity, IngestField
-from components.legacy_writeback import LegacyWritebackArgs, WritebackTable, WritebackTarget
-from components.stream_mapping import MappingSettings
-from settings.core import TableSettings
-from settings.dms import DmsSettings, InstanceCapacity, dms_problems, source_of
-from settings.ingest import IngestSettings
-from settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
+from dms_event_bus.components.ingest_api import IngestApiArgs, IngestEntity, IngestField
+from dms_event_bus.components.legacy_writeback import (
+    LegacyWritebackArgs,
+    WritebackTable,
+    WritebackTarget,
+)
+from dms_event_bus.components.stream_mapping import MappingSettings
+from dms_event_bus.settings.core import TableSettings
+from dms_event_bus.settings.dms import DmsSettings, InstanceCapacity, dms_problems, source_of
+from dms_event_bus.settings.ingest import IngestSettings
+from dms_event_bus.settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
 
 # -- IngestApi -----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from components.alarm_topic import publisher_key_statements
+from dms_event_bus.components.alarm_topic import publisher_key_statements
 from tests.conftest import ROOT
 from tools import account_preflight as cli
 from tools.account.checks import (

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from providers import adopted_table
-from providers.adopted_table import (
+from dms_event_bus.providers import adopted_table
+from dms_event_bus.providers.adopted_table import (
     MARKER_TAG,
     PROVIDER_VERSION,
     AdoptedTable,

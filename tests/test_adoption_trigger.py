@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from pulumi.runtime import mocks as pulumi_mocks
 
-from components.adoption_trigger import (
+from dms_event_bus.components.adoption_trigger import (
     EVENT_TYPE,
     GITHUB_HEADERS,
     INVOKE_ACTION,
@@ -35,7 +35,7 @@ from components.adoption_trigger import (
     event_pattern,
     input_template,
 )
-from settings import ConfigError, load_settings
+from dms_event_bus.settings import ConfigError, load_settings
 from tools import mockrun
 from tools.aws_limits import evaluate
 from tools.mockrun import ACCOUNT, Declared, Plan, dumps, run_stack

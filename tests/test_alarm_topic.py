@@ -17,15 +17,15 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.alarm_topic import (
+from dms_event_bus.components.alarm_topic import (
     PUBLISHERS,
     AlarmTopic,
     AlarmTopicArgs,
     publisher_key_statements,
 )
+from dms_event_bus.settings import load_settings
+from dms_event_bus.settings.stackfile import project_config, read_stack_config, stack_files
 from policy import rules
-from settings import load_settings
-from settings.stackfile import project_config, read_stack_config, stack_files
 from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import ACCOUNT, Plan, run_program, run_stack
 

@@ -21,8 +21,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settings import StackSettings
-from settings.stackfile import stack_files
+from dms_event_bus.settings import StackSettings
+from dms_event_bus.settings.stackfile import stack_files
 from tests.fixture_stacks import STACKS_DIR
 from tools import aws_limits
 from tools import plan as plan_tool

@@ -26,10 +26,10 @@ import boto3
 import jsonschema
 import pytest
 
-from handlers import backfill, bus, fanin
-from handlers.common import ConfigError
-from providers import adopted_table
-from providers.adopted_table import AdoptedTableProvider
+from dms_event_bus.handlers import backfill, bus, fanin
+from dms_event_bus.handlers.common import ConfigError
+from dms_event_bus.providers import adopted_table
+from dms_event_bus.providers.adopted_table import AdoptedTableProvider
 from tests.conftest import SHARED
 from tests.iam_eval import Role
 from tools.localpipe import aws as aws_world
@@ -231,7 +231,7 @@ def apply_rule(envelopes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The consumer rule of docs/adoption.md, applied by the consumer kit (`consumer.Replica`):
     stream events win (by seq, tombstones kept); a snapshot only fills a row no stream event
     touched; duplicates (same id) ignored. Live rows keyed by their keys' sorted JSON."""
-    from consumer import Replica, row_key
+    from dms_event_bus.consumer import Replica, row_key
 
     replica = Replica()
     keys_of: dict[str, dict[str, Any]] = {}
@@ -244,7 +244,7 @@ def apply_rule(envelopes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def table_as_envelope_rows(name: str) -> dict[str, dict[str, Any]]:
     """The table's current rows in the envelope's JSON form (via a snapshot envelope)."""
-    from handlers.envelope import snapshot_envelope
+    from dms_event_bus.handlers.envelope import snapshot_envelope
 
     out = {}
     for it in scan_all(name):
@@ -636,7 +636,7 @@ def test_a_start_event_without_its_fields_is_refused() -> None:
 def test_backfill_component_scoped_role_async_retries_dlq_recursion_and_alarms() -> None:
     import pulumi
 
-    from components.backfill import Backfill, BackfillArgs
+    from dms_event_bus.components.backfill import Backfill, BackfillArgs
     from tools.mockrun import run_program
 
     bus_arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/dmsbus-dev-bus"
@@ -708,7 +708,7 @@ def test_backfill_component_scoped_role_async_retries_dlq_recursion_and_alarms()
 
 
 def test_backfill_component_refuses_bad_args_by_field() -> None:
-    from components.backfill import BackfillArgs
+    from dms_event_bus.components.backfill import BackfillArgs
 
     base: dict[str, Any] = {"name_prefix": "dmsbus-dev-", "table_names": ["dmsbus-dev-t"],
                             "bus_stream_name": "b", "bus_stream_arn": "a",
@@ -735,9 +735,9 @@ def test_the_backfill_package_imports_without_the_project(tmp_path: Path) -> Non
 
     import orjson
 
-    from components.backfill import BACKFILL_MODULES
-    from components.common import LAMBDA_ARCH
-    from components.lambda_package import ENVELOPE_REQUIREMENTS, build_zip
+    from dms_event_bus.components.backfill import BACKFILL_MODULES
+    from dms_event_bus.components.common import LAMBDA_ARCH
+    from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS, build_zip
 
     with zipfile.ZipFile(io.BytesIO(build_zip(BACKFILL_MODULES))) as zf:
         zf.extractall(tmp_path)

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settings import PROJECT, ConfigError, load_settings
-from settings.stackfile import (
+from dms_event_bus.settings import PROJECT, ConfigError, load_settings
+from dms_event_bus.settings.stackfile import (
     NAMESPACES,
     ROOT,
     StackFileError,

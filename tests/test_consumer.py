@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import consumer
-from consumer import (
+from dms_event_bus import consumer
+from dms_event_bus.consumer import (
     APPLIED,
     DUPLICATE,
     STALE,
@@ -38,7 +38,7 @@ from consumer import (
     kinesis_handler,
     row_key,
 )
-from handlers.envelope import snapshot_envelope, stream_envelope
+from dms_event_bus.handlers.envelope import snapshot_envelope, stream_envelope
 from tests.conftest import ROOT
 
 PHYSICAL = "dmsbus-t-orders"
@@ -368,8 +368,8 @@ def bus(moto_world: Any) -> Iterator[dict[str, Any]]:
 def publish_and_read(bus: dict[str, Any], datas: list[bytes],
                      max_record_bytes: int = 1_000_000) -> list[dict[str, Any]]:
     """Put envelopes with the fan-in's publisher; read them back as Lambda event records."""
-    from handlers import bus as publisher
-    from handlers.envelope import Envelope
+    from dms_event_bus.handlers import bus as publisher
+    from dms_event_bus.handlers.envelope import Envelope
 
     envs = []
     for d in datas:
@@ -611,7 +611,7 @@ def test_under_the_mapping_malformed_records_end_alone_in_the_dlq_and_the_replic
 def test_an_archive_object_splits_into_its_envelopes() -> None:
     import gzip
 
-    from consumer import archive_envelopes
+    from dms_event_bus.consumer import archive_envelopes
 
     datas = [change(1, "insert", 1, "a"), snapshot(2, "s"), change(2, "delete", 1)]
     for body in (b"".join(datas), gzip.compress(b"".join(datas)), b"\n".join(datas) + b"\n"):
@@ -628,7 +628,7 @@ def test_a_replay_of_archive_objects_in_any_order_ends_at_the_source_state(
         data: st.DataObject, history: tuple[list[bytes], list[bytes], dict[str, str]]) -> None:
     import gzip
 
-    from consumer import archive_envelopes
+    from dms_event_bus.consumer import archive_envelopes
 
     snaps, changes, source = history
     every = snaps + changes

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from settings import StackSettings, load_settings
+from dms_event_bus.settings import StackSettings, load_settings
 from tools import cost
 from tools.mockrun import run_stack
 

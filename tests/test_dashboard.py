@@ -16,7 +16,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.dashboard import (
+from dms_event_bus.components.dashboard import (
     TOP_TABLES,
     Dashboard,
     DashboardArgs,
@@ -24,13 +24,17 @@ from components.dashboard import (
     resource_name,
     throttle_search,
 )
-from components.dms_source import DmsSource
-from components.kinesis_bus import BusTable, KinesisBus, KinesisBusArgs
-from components.legacy_writeback import LegacyWriteback
-from settings import StackSettings, load_settings
-from settings.component_args import WritebackSource, dms_source_args, legacy_writeback_args
-from settings.stackfile import project_config, read_stack_config, stack_files
-from settings.writeback import WritebackSettings
+from dms_event_bus.components.dms_source import DmsSource
+from dms_event_bus.components.kinesis_bus import BusTable, KinesisBus, KinesisBusArgs
+from dms_event_bus.components.legacy_writeback import LegacyWriteback
+from dms_event_bus.settings import StackSettings, load_settings
+from dms_event_bus.settings.component_args import (
+    WritebackSource,
+    dms_source_args,
+    legacy_writeback_args,
+)
+from dms_event_bus.settings.stackfile import project_config, read_stack_config, stack_files
+from dms_event_bus.settings.writeback import WritebackSettings
 from tests.fixture_stacks import STACKS_DIR
 from tools.aws_limits import Violation, evaluate
 from tools.mockrun import ACCOUNT, Declared, Plan, run_program, run_stack
@@ -327,7 +331,7 @@ def test_fanin_panel_reads_the_metrics_the_handler_emits(
 ) -> None:
     """The panel's namespace, dimension and metric names are those of the EMF line the fan-in
     handler prints for a batch (an empty batch: the handler still reports it)."""
-    from handlers import fanin
+    from dms_event_bus.handlers import fanin
 
     monkeypatch.setenv("BUS_STREAM_NAME", "dmsbus-t-bus")
     monkeypatch.setenv("TABLES", json.dumps({"dmsbus-t-orders": "orders"}))

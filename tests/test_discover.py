@@ -27,8 +27,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from settings import load_settings
-from settings.stackfile import (
+from dms_event_bus.settings import load_settings
+from dms_event_bus.settings.stackfile import (
     StackFileError,
     as_engine_config,
     load_stack_text,

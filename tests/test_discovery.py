@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.discovery import (
+from dms_event_bus.components.discovery import (
     ADOPT,
     AMBIGUOUS,
     UNADOPTABLE,
@@ -215,7 +215,12 @@ def adopted_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_streamed_table_in_adopted_mode_adopts_instead_of_declaring(
     adopted_outputs: None,
 ) -> None:
-    from components.streamed_table import AdoptSpec, Scaling, StreamedTable, StreamedTableArgs
+    from dms_event_bus.components.streamed_table import (
+        AdoptSpec,
+        Scaling,
+        StreamedTable,
+        StreamedTableArgs,
+    )
 
     # GIVEN a provisioned StreamedTable in adopted mode
     def program() -> None:
@@ -277,7 +282,7 @@ def test_streamed_table_in_adopted_mode_adopts_instead_of_declaring(
 
 
 def test_declared_mode_still_needs_a_partition_key() -> None:
-    from components.streamed_table import StreamedTableArgs
+    from dms_event_bus.components.streamed_table import StreamedTableArgs
 
     with pytest.raises(ValueError, match="partition_key"):
         StreamedTableArgs(table_name="dmsbus-dev-x")

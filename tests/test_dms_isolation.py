@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from components.dms_source import DMS_CONTROL_TABLES
+from dms_event_bus.components.dms_source import DMS_CONTROL_TABLES
 from tests.iam_eval import Role, roles_of
 from tools.mockrun import ACCOUNT, run_stack
 

@@ -27,9 +27,13 @@ from typing import Any
 import pytest
 import yaml
 
-from components.dms_source import DmsTable, build_table_mappings, concatenated_key_template
-from settings import ConfigError, load_settings
-from settings.dms import wildcard_tables_not_carried
+from dms_event_bus.components.dms_source import (
+    DmsTable,
+    build_table_mappings,
+    concatenated_key_template,
+)
+from dms_event_bus.settings import ConfigError, load_settings
+from dms_event_bus.settings.dms import wildcard_tables_not_carried
 from tests.dms_simulator import AMBIGUOUS, NOT_CARRIED, OBJECT_MAPPING, WILDCARD, simulate
 from tests.dms_simulator import Path as RulePath
 from tools import mockrun

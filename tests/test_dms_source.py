@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from components.dms_source import (
+from dms_event_bus.components.dms_source import (
     DMS_CONTROL_TABLES,
     DmsSource,
     DmsSourceArgs,
@@ -33,12 +33,12 @@ from components.dms_source import (
     build_task_settings,
     wildcard_limits,
 )
-from components.stream_mapping import MappingSettings, stream_mapping
-from components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
-from settings import ConfigError, StackSettings, load_settings
-from settings.component_args import dms_source_args
-from settings.dms import DmsSettings, dms_pattern_matches, wildcard_tables_not_carried
-from settings.stackfile import project_config, read_stack_config
+from dms_event_bus.components.stream_mapping import MappingSettings, stream_mapping
+from dms_event_bus.components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
+from dms_event_bus.settings import ConfigError, StackSettings, load_settings
+from dms_event_bus.settings.component_args import dms_source_args
+from dms_event_bus.settings.dms import DmsSettings, dms_pattern_matches, wildcard_tables_not_carried
+from dms_event_bus.settings.stackfile import project_config, read_stack_config
 from tests.dms_simulator import (
     AMBIGUOUS,
     NOT_CARRIED,

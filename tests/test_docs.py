@@ -38,7 +38,7 @@ def test_config_reference_shows_real_list_and_map_defaults() -> None:
 
     from pydantic import BaseModel
 
-    from settings import StackSettings
+    from dms_event_bus.settings import StackSettings
 
     seen: set[type[BaseModel]] = set()
     rows: list[tuple[str, str]] = []

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from settings.dms import FAIL_ON_LOB_TRUNCATION, UPPER_CASE_ENGINES, Engine
-from settings.writeback import DataApiTarget, SqlTarget
+from dms_event_bus.settings.dms import FAIL_ON_LOB_TRUNCATION, UPPER_CASE_ENGINES, Engine
+from dms_event_bus.settings.writeback import DataApiTarget, SqlTarget
 from tools import preflight
 from tools.sourcedb import protocol_of
 

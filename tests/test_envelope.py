@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from handlers import envelope as E
+from dms_event_bus.handlers import envelope as E
 from tests.conftest import ROOT, SHARED
 
 VALIDATOR = Draft202012Validator(json.loads((SHARED / "envelope.schema.json").read_text()))

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settings.base import ENV_NAME_PATTERN
+from dms_event_bus.settings.base import ENV_NAME_PATTERN
 from tools import environments as envs
 from tools.environments import Environment, EnvironmentsError
 

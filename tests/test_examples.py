@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from settings import load_settings
-from settings.stackfile import ROOT, project_config, read_stack_config, stack_files
+from dms_event_bus.settings import load_settings
+from dms_event_bus.settings.stackfile import ROOT, project_config, read_stack_config, stack_files
 from tools.aws_limits import evaluate
 from tools.mockrun import run_stack
 

@@ -31,8 +31,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
-from handlers import bus, fanin
-from settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
+from dms_event_bus.handlers import bus, fanin
+from dms_event_bus.settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
 from tests.conftest import SHARED
 from tools.localpipe import aws as aws_world
 from tools.localpipe.aws import MotoWorld
@@ -103,7 +103,7 @@ def row_of(keys: dict[str, Any]) -> str:
 def consumer_state(envelopes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The consumer rule of docs/bus.md, applied by the consumer kit (`consumer.Replica`):
     live rows per table, keyed by `row_of(keys)`."""
-    from consumer import Replica, row_key
+    from dms_event_bus.consumer import Replica, row_key
 
     replica = Replica()
     keys_of: dict[tuple[str, str], dict[str, Any]] = {}
@@ -1147,6 +1147,6 @@ def test_empty_batch_puts_nothing(world: World) -> None:
 
 def test_the_handlers_logical_name_rule_is_the_stack_files() -> None:
     # the handler ships without the settings package: its copy of the rule must not drift
-    from settings.base import LOGICAL_NAME_PATTERN
+    from dms_event_bus.settings.base import LOGICAL_NAME_PATTERN
 
     assert fanin.LOGICAL_NAME.pattern == LOGICAL_NAME_PATTERN

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.fleet_alarms import (
+from dms_event_bus.components.fleet_alarms import (
     MAX_SERIES,
     FleetAlarms,
     FleetAlarmsArgs,
@@ -20,7 +20,12 @@ from components.fleet_alarms import (
     write_throttle_query,
     write_throttles_alarm_name,
 )
-from components.streamed_table import AdoptSpec, KeySpec, StreamedTable, StreamedTableArgs
+from dms_event_bus.components.streamed_table import (
+    AdoptSpec,
+    KeySpec,
+    StreamedTable,
+    StreamedTableArgs,
+)
 from tools.aws_limits import evaluate
 from tools.mockrun import ACCOUNT, run_program
 

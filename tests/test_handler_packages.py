@@ -15,15 +15,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from components.backfill import BACKFILL_MODULES
-from components.kinesis_bus import FANIN_MODULES
-from components.lambda_package import (
+from dms_event_bus.components.backfill import BACKFILL_MODULES
+from dms_event_bus.components.kinesis_bus import FANIN_MODULES
+from dms_event_bus.components.lambda_package import (
     ENVELOPE_REQUIREMENTS,
     ROOT,
     build_zip,
     with_imported_modules,
 )
-from components.legacy_writeback import WRITEBACK_MODULES, WRITEBACK_REQUIREMENTS
+from dms_event_bus.components.legacy_writeback import WRITEBACK_MODULES, WRITEBACK_REQUIREMENTS
 
 PACKAGES = [
     (FANIN_MODULES, "handlers.fanin"),

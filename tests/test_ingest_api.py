@@ -10,19 +10,19 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import ingest_api
-from components.ingest_api import (
+from dms_event_bus.components import ingest_api
+from dms_event_bus.components.ingest_api import (
     GATEWAY_RESPONSES,
     IngestApi,
     IngestApiArgs,
     mapping_templates,
     request_schema,
 )
+from dms_event_bus.settings import ConfigError, load_settings
+from dms_event_bus.settings.component_args import ingest_api_args
+from dms_event_bus.settings.ingest import IngestSettings
+from dms_event_bus.settings.stackfile import project_config, read_stack_config, stack_files
 from policy import rules
-from settings import ConfigError, load_settings
-from settings.component_args import ingest_api_args
-from settings.ingest import IngestSettings
-from settings.stackfile import project_config, read_stack_config, stack_files
 from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import ACCOUNT, Declared, Plan, run_program
 

@@ -15,15 +15,15 @@ import jsonschema
 import pytest
 from moto import mock_aws
 
-from components.ingest_api import (
+from dms_event_bus.components.ingest_api import (
     ID_PATTERN,
     WRITER,
     IngestApi,
     mapping_templates,
     request_schema,
 )
-from settings.component_args import ingest_api_args
-from settings.ingest import EntitySettings, IngestSettings
+from dms_event_bus.settings.component_args import ingest_api_args
+from dms_event_bus.settings.ingest import EntitySettings, IngestSettings
 from tests.apigw_vtl import (
     DeclaredApi,
     Request,

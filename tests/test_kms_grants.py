@@ -38,9 +38,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.common import ENCRYPTION_CONTEXT_KEYS
-from settings import load_settings
-from settings.stackfile import as_engine_config, project_config
+from dms_event_bus.components.common import ENCRYPTION_CONTEXT_KEYS
+from dms_event_bus.settings import load_settings
+from dms_event_bus.settings.stackfile import as_engine_config, project_config
 from tests.iam_eval import Role, as_list, condition_allows, roles_of
 from tools.account.checks import (
     account_key_statement,

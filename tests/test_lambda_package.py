@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.backfill import BACKFILL_MODULES
-from components.kinesis_bus import FANIN_MODULES
-from components.lambda_package import (
+from dms_event_bus.components.backfill import BACKFILL_MODULES
+from dms_event_bus.components.kinesis_bus import FANIN_MODULES
+from dms_event_bus.components.lambda_package import (
     ENVELOPE_REQUIREMENTS,
     LAMBDA_PYTHON,
     build_package,

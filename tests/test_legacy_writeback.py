@@ -11,14 +11,14 @@ import pulumi
 import pytest
 from pydantic import ValidationError
 
-from components.legacy_writeback import (
+from dms_event_bus.components.legacy_writeback import (
     LegacyWriteback,
     LegacyWritebackArgs,
     WritebackTarget,
 )
+from dms_event_bus.settings.component_args import WritebackSource, legacy_writeback_args
+from dms_event_bus.settings.writeback import WritebackSettings, writeback_problems
 from policy import rules
-from settings.component_args import WritebackSource, legacy_writeback_args
-from settings.writeback import WritebackSettings, writeback_problems
 from tools.mockrun import ACCOUNT, Plan, run_program
 
 PREFIX = "dmsbus-wbt-"
@@ -282,7 +282,7 @@ def test_handler_config_carries_every_mapping_setting() -> None:
     # WHEN the handler's config is rendered for the physical table
     config = settings.handler_config({"orders": f"{PREFIX}ingest-orders"})
     # THEN the handler reads exactly these settings
-    from handlers.writeback import Config
+    from dms_event_bus.handlers.writeback import Config
 
     parsed = Config.from_json(json.loads(json.dumps(config)))
     spec = parsed.tables[f"{PREFIX}ingest-orders"]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers import common, observability
+from dms_event_bus.handlers import common, observability
 from tests.conftest import ROOT
 
 NAMES = st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=12)
@@ -144,7 +144,7 @@ def test_an_outcome_is_the_partial_batch_response() -> None:
 
 
 def test_the_handlers_share_the_vocabulary() -> None:
-    from handlers import backfill, fanin
+    from dms_event_bus.handlers import backfill, fanin
 
     assert fanin.PoisonRecordError is common.PoisonRecordError
     assert issubclass(fanin.FanInOutcome, common.Outcome)

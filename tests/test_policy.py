@@ -15,8 +15,8 @@ from pulumi_policy import (
 from pulumi_policy.policy import PolicyCustomTimeouts
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from dms_event_bus.settings.stackfile import stack_files
 from policy import rules
-from settings.stackfile import stack_files
 from tests.fixture_stacks import STACKS_DIR
 from tools.mockrun import Plan, run_stack
 

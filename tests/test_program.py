@@ -14,10 +14,10 @@ from hypothesis import assume, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from components.common import check_name_prefix, env_table_patterns
-from settings import ConfigError, load_settings
-from settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
-from settings.stackfile import project_config, read_stack_config, stack_files
+from dms_event_bus.components.common import check_name_prefix, env_table_patterns
+from dms_event_bus.settings import ConfigError, load_settings
+from dms_event_bus.settings.base import ENV_NAME_PATTERN, LOGICAL_NAME_PATTERN
+from dms_event_bus.settings.stackfile import project_config, read_stack_config, stack_files
 from tests.fixture_stacks import STACKS_DIR
 from tests.iam_eval import Role, condition_allows, policy_texts, roles_of
 from tools.mockrun import ACCOUNT, Plan, run_program, run_stack
@@ -477,8 +477,13 @@ def test_bucket_force_destroy_is_the_typed_setting(force_destroy: bool) -> None:
     """`bus.buckets.force_destroy` (default false) reaches both versioned buckets; with false,
     `pulumi destroy` of a bucket holding object versions fails with BucketNotEmpty until it is
     emptied (docs/runbook.md "Destroying a stack")."""
-    from components.kinesis_bus import ArchiveArgs, BusTable, KinesisBus, KinesisBusArgs
-    from settings.core import BusSettings
+    from dms_event_bus.components.kinesis_bus import (
+        ArchiveArgs,
+        BusTable,
+        KinesisBus,
+        KinesisBusArgs,
+    )
+    from dms_event_bus.settings.core import BusSettings
 
     bus = BusSettings.model_validate(
         {"buckets": {"force_destroy": force_destroy}, "archive": {"enabled": True},
@@ -526,7 +531,12 @@ def test_tables_named_off_the_rule_are_listed_few_and_never_in_another_environme
     named in the fan-in's policy and TABLES, so they are few; a name that starts with the
     prefix but has a '-' after it is another environment's (or an IngestApi table) and is
     refused."""
-    from components.kinesis_bus import MAX_TABLE_EXCEPTIONS, BusTable, KinesisBus, KinesisBusArgs
+    from dms_event_bus.components.kinesis_bus import (
+        MAX_TABLE_EXCEPTIONS,
+        BusTable,
+        KinesisBus,
+        KinesisBusArgs,
+    )
 
     def table(logical: str, physical: str) -> BusTable:
         arn = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/{physical}/stream/x"

@@ -29,7 +29,7 @@ PROGRAM = textwrap.dedent(
     import sys
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    import components.kinesis_bus as kb
+    import dms_event_bus.components.kinesis_bus as kb
     from tools.mockrun import run_stack
 
     def boom(self, *args, **kwargs):

@@ -28,8 +28,8 @@ from botocore import xform_name
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from handlers import bus, fanin
-from handlers.envelope import stream_envelope
+from dms_event_bus.handlers import bus, fanin
+from dms_event_bus.handlers.envelope import stream_envelope
 from tests.conftest import SHARED
 from tools import redrive
 from tools.localpipe import aws as aws_world

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers import writeback
+from dms_event_bus.handlers import writeback
 from tests.servers import DbServer, postgres  # noqa: F401
 from tests.writeback_support import REGION, MotoStream, item
 from tools import redrive_writeback

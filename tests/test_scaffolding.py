@@ -68,8 +68,8 @@ def test_tools_never_import_the_tests_and_the_local_pipeline_never_imports_pytes
 
 def test_what_the_lambdas_ship_is_pinned() -> None:
     # the pins tools/dev.sh installs into the Python 3.13 virtualenv of the handlers' tests
-    from components.lambda_package import ENVELOPE_REQUIREMENTS
-    from components.legacy_writeback import DRIVERS
+    from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS
+    from dms_event_bus.components.legacy_writeback import DRIVERS
 
     lines = shipped()
     assert set(ENVELOPE_REQUIREMENTS) <= set(lines)

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from providers import serialization_room
+from dms_event_bus.providers import serialization_room
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ PROGRAM = textwrap.dedent(
             return {}
 
     pulumi.runtime.set_mocks(Mocks(), preview=True)
-    from components.streamed_table import AdoptSpec, StreamedTable, StreamedTableArgs
+    from dms_event_bus.components.streamed_table import AdoptSpec, StreamedTable, StreamedTableArgs
 
     for i in range(int(sys.argv[1])):
         StreamedTable(f"adopted-t{i}", StreamedTableArgs(

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from consumer import decode, dumps, row_key
-from handlers import bus as publisher
-from handlers.envelope import Envelope, stream_envelope
+from dms_event_bus.consumer import decode, dumps, row_key
+from dms_event_bus.handlers import bus as publisher
+from dms_event_bus.handlers.envelope import Envelope, stream_envelope
 from tools import tail
 
 STACK = "tl"

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from settings.stackfile import ROOT, stack_files
+from dms_event_bus.settings.stackfile import ROOT, stack_files
 from tools import environments as envs
 
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from handlers import common, writeback
-from handlers.writeback import Config, DataApiExecutor, process
+from dms_event_bus.handlers import common, writeback
+from dms_event_bus.handlers.writeback import Config, DataApiExecutor, process
 from tests.writeback_support import Records, item
 
 TABLE = "dmsbus-test-ingest-orders"

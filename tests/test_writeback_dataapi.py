@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from handlers.writeback import Config, DataApiExecutor, process
-from handlers.writeback_sql import SchemaNotReadyError, data_api_error_class
+from dms_event_bus.handlers.writeback import Config, DataApiExecutor, process
+from dms_event_bus.handlers.writeback_sql import SchemaNotReadyError, data_api_error_class
 from tests.test_writeback_pg import StatusRecorder
 from tests.writeback_support import Records, item
 
@@ -296,7 +296,7 @@ def test_lambda_entry_with_the_data_api_target(
 ) -> None:
     # GIVEN the handler's config for the Data API (as the component writes it) and stubbed
     # rds-data and DynamoDB clients in the container's cache
-    from handlers import writeback
+    from dms_event_bus.handlers import writeback
 
     raw = {"target": {"kind": "data_api", "cluster_arn": CLUSTER, "secret_arn": SECRET,
                       "database": "sales", "engine": "postgres"},

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from handlers import writeback_sql
-from handlers.writeback import process
-from handlers.writeback_sql import SchemaNotReadyError
+from dms_event_bus.handlers import writeback_sql
+from dms_event_bus.handlers.writeback import process
+from dms_event_bus.handlers.writeback_sql import SchemaNotReadyError
 from tests.servers import DbServer, mariadb, postgres  # noqa: F401
 from tests.test_writeback_mariadb import Legacy as MariaLegacy
 from tests.test_writeback_pg import CFG, TABLE, Legacy, StatusRecorder

@@ -20,8 +20,8 @@ import pymysql
 import pytest
 from moto import mock_aws
 
-from handlers.writeback import Config, DbApiExecutor, process
-from handlers.writeback_sql import connect
+from dms_event_bus.handlers.writeback import Config, DbApiExecutor, process
+from dms_event_bus.handlers.writeback_sql import connect
 from tests.servers import DbServer, mariadb  # noqa: F401
 from tests.writeback_support import MotoStream, Records, WireCounter, config, item
 

@@ -14,9 +14,13 @@ import zipfile
 
 import pytest
 
-from components.common import LAMBDA_ARCH
-from components.lambda_package import ENVELOPE_REQUIREMENTS, LAMBDA_PYTHON, build_zip
-from components.legacy_writeback import DRIVERS, WRITEBACK_MODULES, WRITEBACK_REQUIREMENTS
+from dms_event_bus.components.common import LAMBDA_ARCH
+from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS, LAMBDA_PYTHON, build_zip
+from dms_event_bus.components.legacy_writeback import (
+    DRIVERS,
+    WRITEBACK_MODULES,
+    WRITEBACK_REQUIREMENTS,
+)
 
 #: ELF e_machine of each Lambda architecture
 ELF_MACHINE = {"arm64": 183, "x86_64": 62}

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from handlers import writeback, writeback_sql
-from handlers.envelope import value_json
-from handlers.writeback import (
+from dms_event_bus.handlers import writeback, writeback_sql
+from dms_event_bus.handlers.envelope import value_json
+from dms_event_bus.handlers.writeback import (
     Config,
     DataError,
     DbApiExecutor,

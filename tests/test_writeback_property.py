@@ -42,7 +42,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from handlers import writeback
+from dms_event_bus.handlers import writeback
 from tests.servers import DbServer, mariadb, postgres  # noqa: F401
 from tools.localpipe.lambda_events import to_lambda_record
 

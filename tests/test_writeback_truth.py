@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from handlers.writeback import Config, DbApiExecutor, process
+from dms_event_bus.handlers.writeback import Config, DbApiExecutor, process
 from tests.servers import DbServer, mariadb, postgres  # noqa: F401
 from tests.test_writeback_mariadb import Legacy as MariaLegacy
 from tests.test_writeback_pg import CFG, TABLE, Legacy, StatusRecorder
@@ -196,7 +196,7 @@ def test_a_refused_delete_is_counted_as_a_conflict(engine: Engine) -> None:
 def test_conflicts_are_counted_in_the_metrics_line_and_logged_once(
     engine: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from handlers import writeback
+    from dms_event_bus.handlers import writeback
 
     engine.seed(9, 5)
     r = Records(TABLE)
@@ -326,7 +326,7 @@ def test_many_conflicts_are_logged_in_lines_of_a_bounded_size(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN 250 refused changes of one batch
-    from handlers import writeback
+    from dms_event_bus.handlers import writeback
 
     refusals = [SimpleNamespace(change=SimpleNamespace(seq=f"{n:021d}", table=TABLE),
                                 reason=f"conflict: #{n}") for n in range(250)]

@@ -42,8 +42,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from settings import ConfigError, StackSettings, load_settings
-from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+from dms_event_bus.settings import ConfigError, StackSettings, load_settings
+from dms_event_bus.settings.stackfile import (
+    ROOT,
+    as_engine_config,
+    project_config,
+    read_stack_config,
+)
 from tools.account import bootstrap as boot
 from tools.account.checks import (
     Clients,

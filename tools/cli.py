@@ -59,7 +59,7 @@ def port_number(text: str) -> int:
 
 def region_arg(text: str) -> str:
     """argparse type: an AWS region name (checked like a stack file's aws:region)."""
-    from settings.stackfile import region_problem
+    from dms_event_bus.settings.stackfile import region_problem
 
     problem = region_problem(text)
     if problem:

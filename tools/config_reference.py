@@ -16,9 +16,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from settings import StackSettings
-from settings.base import PROJECT
-from settings.stackfile import NAMESPACES, TOP_LEVEL_KEYS
+from dms_event_bus.settings import StackSettings
+from dms_event_bus.settings.base import PROJECT
+from dms_event_bus.settings.stackfile import NAMESPACES, TOP_LEVEL_KEYS
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
 

@@ -26,12 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from settings import ConfigError, load_settings
-from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+from dms_event_bus.settings import ConfigError, load_settings
+from dms_event_bus.settings.stackfile import (
+    ROOT,
+    as_engine_config,
+    project_config,
+    read_stack_config,
+)
 from tools.cli import OneLineParser, non_negative_int, positive_int
 
 if TYPE_CHECKING:
-    from settings import StackSettings
+    from dms_event_bus.settings import StackSettings
     from tools.mockrun import Plan
 
 PRICES_FILE = Path(__file__).resolve().parent / "prices.json"
@@ -198,7 +203,7 @@ def counts_from_settings(settings: StackSettings) -> Counts:
 def envelope_bytes(row_bytes: int, table: str = "table_0001") -> int:
     """Bytes Kinesis counts (data + partition key) for the envelope of an update of a row of
     about `row_bytes` bytes (old and new image, as the stream's NEW_AND_OLD_IMAGES gives)."""
-    from handlers.envelope import stream_envelope
+    from dms_event_bus.handlers.envelope import stream_envelope
 
     filler = max(0, row_bytes - len("id") - 8 - len("payload"))
     image = {"id": {"N": "12345678"}, "payload": {"S": "x" * filler}}

@@ -35,7 +35,7 @@ setup_python() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     # the program's dependencies at the versions of the lock Pulumi installs (requirements.txt)
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-      -c requirements.txt '.[dev,drivers,sources]'
+      -c requirements.txt -e '.[dev,drivers,sources]'
     touch "$stamp"
   fi
 }

@@ -48,9 +48,9 @@ from typing import Any
 
 import yaml
 
-from settings import ConfigError, StackSettings, load_settings
-from settings.base import LOGICAL_NAME_PATTERN, PROJECT
-from settings.dms import (
+from dms_event_bus.settings import ConfigError, StackSettings, load_settings
+from dms_event_bus.settings.base import LOGICAL_NAME_PATTERN, PROJECT
+from dms_event_bus.settings.dms import (
     MAX_KEY_COLUMNS,
     DmsSettings,
     WildcardSelection,
@@ -59,7 +59,7 @@ from settings.dms import (
     wildcard_table_name,
     wildcard_tables_not_carried,
 )
-from settings.stackfile import ROOT, as_engine_config, load_stack_text, project_config
+from dms_event_bus.settings.stackfile import ROOT, as_engine_config, load_stack_text, project_config
 from tools.cli import OneLineParser, fail
 from tools.dms_types import category_of
 from tools.sourcedb import (

@@ -29,8 +29,8 @@ TEST_ENV = ("boto3", "pydantic", "pytest", "hypothesis", "moto", "jsonschema")
 
 def shipped() -> list[str]:
     """Every pinned requirement of every Lambda package, sorted, without duplicates."""
-    from components.lambda_package import ENVELOPE_REQUIREMENTS
-    from components.legacy_writeback import WRITEBACK_REQUIREMENTS
+    from dms_event_bus.components.lambda_package import ENVELOPE_REQUIREMENTS
+    from dms_event_bus.components.legacy_writeback import WRITEBACK_REQUIREMENTS
 
     out = set(ENVELOPE_REQUIREMENTS)
     for requirements in WRITEBACK_REQUIREMENTS.values():

@@ -20,8 +20,8 @@ from pulumi.runtime import settings as settings_mod
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from settings.base import PROJECT
-from settings.stackfile import ROOT, as_engine_config, read_stack_config
+from dms_event_bus.settings.base import PROJECT
+from dms_event_bus.settings.stackfile import ROOT, as_engine_config, read_stack_config
 
 ACCOUNT = "123456789012"
 

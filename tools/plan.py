@@ -33,8 +33,13 @@ from typing import Any
 
 import pulumi
 
-from settings import ConfigError, load_settings
-from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+from dms_event_bus.settings import ConfigError, load_settings
+from dms_event_bus.settings.stackfile import (
+    ROOT,
+    as_engine_config,
+    project_config,
+    read_stack_config,
+)
 from tools.aws_limits import Report, config_problems, evaluate
 from tools.capacity import Load, model
 from tools.capacity import render as render_capacity

@@ -546,8 +546,13 @@ def check_writeback(conn: Any, engine: str, settings: Any) -> list[Check]:
 
 def load_writeback(stack: str, stack_dir: Path | None) -> Any:
     """The `writeback` settings of a stack file; SourceError (one line) if there are none."""
-    from settings import ConfigError, load_settings
-    from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+    from dms_event_bus.settings import ConfigError, load_settings
+    from dms_event_bus.settings.stackfile import (
+        ROOT,
+        as_engine_config,
+        project_config,
+        read_stack_config,
+    )
 
     try:
         engine_config, _ = as_engine_config(read_stack_config(stack, stack_dir or ROOT))

@@ -535,9 +535,14 @@ def stack_mappings(stack: str, stack_dir: Path | None = None) -> list[TableMappi
     """Every table the stack declares: its source table, its DynamoDB table and the source's
     key columns (`dms.tables.<t>.primary_key`, else the partition and sort key). Tables DMS
     created from wildcards are not listed: name them with --table."""
-    from settings import ConfigError, load_settings
-    from settings.dms import source_of
-    from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+    from dms_event_bus.settings import ConfigError, load_settings
+    from dms_event_bus.settings.dms import source_of
+    from dms_event_bus.settings.stackfile import (
+        ROOT,
+        as_engine_config,
+        project_config,
+        read_stack_config,
+    )
 
     try:
         engine_config, _ = as_engine_config(read_stack_config(stack, stack_dir or ROOT))

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
-from handlers.fanin import PREFIX, TableNames
+from dms_event_bus.handlers.fanin import PREFIX, TableNames
 
 Publisher = Callable[[list[Any]], object]
 """Puts envelopes on the bus; raises (`handlers.bus.PublishError`) when some could not be put
@@ -255,7 +255,7 @@ def _complete(records: list[dict[str, Any]], batch: BatchInfo) -> list[dict[str,
 
 
 def _convert(records: Sequence[Mapping[str, Any]], batch: BatchInfo, logical: str) -> list[Any]:
-    from handlers.envelope import stream_envelope
+    from dms_event_bus.handlers.envelope import stream_envelope
 
     physical = batch.physical_table
     return [stream_envelope(r, logical, physical_table=physical) for r in records]
@@ -414,7 +414,7 @@ def bus_publisher(
     kinesis: Any, s3: Any, stream_name: str, overflow_bucket: str | None, max_record_bytes: int
 ) -> Publisher:
     """The fan-in's own publisher (`handlers.bus`), bound to clients and settings."""
-    from handlers import bus
+    from dms_event_bus.handlers import bus
 
     return bus.redrive_publisher(
         kinesis=kinesis,
@@ -598,7 +598,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"the fan-in {args.function_name!r} has no BUS_STREAM_NAME: pass "
                          "--stream-name")
     tables = TableNames(prefix, listed)
-    from handlers.bus import DEFAULT_MAX_RECORD_BYTES
+    from dms_event_bus.handlers.bus import DEFAULT_MAX_RECORD_BYTES
 
     max_bytes = args.max_record_bytes or int(
         env.get("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)

@@ -223,8 +223,13 @@ class StackSource:
 def stack_source(stack: str, stack_dir: Path | None = None) -> StackSource:
     """The DMS source of a stack file, read and validated as ``pulumi up`` would;
     SourceError (one line) when the file is missing, invalid or has no ``dms`` section."""
-    from settings import ConfigError, load_settings
-    from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+    from dms_event_bus.settings import ConfigError, load_settings
+    from dms_event_bus.settings.stackfile import (
+        ROOT,
+        as_engine_config,
+        project_config,
+        read_stack_config,
+    )
 
     try:
         raw = read_stack_config(stack, stack_dir or ROOT)

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from consumer import MalformedEnvelope, OverflowReader, decode, dumps
+from dms_event_bus.consumer import MalformedEnvelope, OverflowReader, decode, dumps
 from tools.cli import (
     OneLineParser,
     aws_problem,
@@ -79,7 +79,7 @@ def start_position(text: str) -> str | datetime:
 
 def logical_table(text: str) -> str:
     """argparse type of --table: a logical table name (as the envelope's `table`)."""
-    from settings.base import LOGICAL_NAME_PATTERN
+    from dms_event_bus.settings.base import LOGICAL_NAME_PATTERN
 
     if not re.match(LOGICAL_NAME_PATTERN, text):
         raise argparse.ArgumentTypeError(
@@ -95,8 +95,13 @@ def bus_stream_name(name_prefix: str) -> str:
 
 def stack_stream(stack: str, stack_dir: Path | None) -> tuple[str, str | None]:
     """(bus stream name, the stack's aws:region or None) from Pulumi.<stack>.yaml."""
-    from settings import ConfigError, load_settings
-    from settings.stackfile import ROOT, as_engine_config, project_config, read_stack_config
+    from dms_event_bus.settings import ConfigError, load_settings
+    from dms_event_bus.settings.stackfile import (
+        ROOT,
+        as_engine_config,
+        project_config,
+        read_stack_config,
+    )
 
     try:
         config = read_stack_config(stack, stack_dir or ROOT)

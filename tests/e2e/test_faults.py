@@ -429,7 +429,7 @@ def test_7_out_of_order_versions_reaching_writeback(make: Any) -> None:
         p.app_put("orders", app_item(500, version, f"v{version}"))
 
     # WHEN the writeback gets the versions newest first (v3, v2, v1), then in order again
-    from handlers import writeback
+    from dms_event_bus.handlers import writeback
 
     mapping = p.writeback_mappings["orders"]
     mapping.pending()

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from settings.dms import ACCOUNT_ROLES as DMS_ACCOUNT_ROLES
+from dms_event_bus.settings.dms import ACCOUNT_ROLES as DMS_ACCOUNT_ROLES
 from tools.account.keypolicy import ContextValue, Principal, Request, decide, missing_actions
 from tools.account.needs import StackNeeds
 from tools.preflight import Check

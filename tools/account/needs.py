@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from settings import StackSettings
+from dms_event_bus.settings import StackSettings
 
 #: Resource-type module -> the service that calls KMS for it (kms:ViaService prefix).
 _MODULE_SERVICE = {

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import consumer as kit
-from consumer import RowState, decode, loads, row_key
+import dms_event_bus.consumer as kit
+from dms_event_bus.consumer import RowState, decode, loads, row_key
 
 __all__ = ["BusConsumer", "Replica", "RowState", "loads", "row_key"]
 

@@ -14,7 +14,7 @@ _CLIENTS: dict[str, Any] = {}
 
 def reset(*, kinesis: Any, s3: Any) -> None:
     _CLIENTS.update({"kinesis": kinesis, "s3": s3})
-    from handlers import fanin
+    from dms_event_bus.handlers import fanin
 
     _inject(fanin)
 
@@ -27,6 +27,6 @@ def _inject(module: Any) -> None:
 
 
 def invoke(event: dict[str, Any], context: Any) -> Any:
-    from handlers import fanin
+    from dms_event_bus.handlers import fanin
 
     return fanin.handler(event, context)

@@ -390,7 +390,7 @@ class Pipeline:
         return name
 
     def _map_writeback(self, key: str, table: str) -> None:
-        from handlers import writeback
+        from dms_event_bus.handlers import writeback
 
         arn = self.ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
         self.writeback_mappings[key] = StreamMapping(
@@ -401,7 +401,7 @@ class Pipeline:
 
     def _configure_writeback(self) -> None:
         """WRITEBACK_CONFIG as the LegacyWriteback component writes it; a cold container."""
-        from handlers import writeback
+        from dms_event_bus.handlers import writeback
 
         user, password = self._writeback_login()
         if self._writeback_secret is None:
@@ -524,7 +524,7 @@ class Pipeline:
         backfill invoke it makes is captured and run through the real backfill handler.
         `interrupt_before_backfill` kills the run between enabling the stream and the
         backfill invoke (raises SimulatedCrash)."""
-        from providers import adopted_table
+        from dms_event_bus.providers import adopted_table
 
         physical = self.physical(logical)
         invokes: list[dict[str, Any]] = []
@@ -569,7 +569,7 @@ class Pipeline:
     def _run_backfill(self) -> int:
         if not self.backfill_queue:
             return 0
-        from handlers import backfill
+        from dms_event_bus.handlers import backfill
 
         queue = self.backfill_queue
 
@@ -712,7 +712,7 @@ class Pipeline:
             pass
         self._env.restore()
         # leave the handlers' module state as a cold container would have it
-        from handlers import backfill, fanin, writeback
+        from dms_event_bus.handlers import backfill, fanin, writeback
 
         fanin._clients.clear()
         fanin._config_cache.clear()
@@ -777,7 +777,7 @@ def _as_item(row: dict[str, Any], binary: set[str]) -> dict[str, Any]:
 
 def _normal(item: dict[str, Any]) -> dict[str, Any]:
     """A DynamoDB item as the replica holds rows: the envelope's JSON, exact numbers."""
-    from handlers.envelope import image_json
+    from dms_event_bus.handlers.envelope import image_json
 
     row: dict[str, Any] = loads(image_json(item))
     return row

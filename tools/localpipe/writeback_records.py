@@ -12,8 +12,8 @@ import threading
 import uuid
 from typing import Any
 
-from handlers.writeback import Config
-from handlers.writeback_sql import connect
+from dms_event_bus.handlers.writeback import Config
+from dms_event_bus.handlers.writeback_sql import connect
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
