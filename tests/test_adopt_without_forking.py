@@ -124,7 +124,8 @@ def adopted_copy(dest: Path) -> Path:
     assert any(n.startswith("Pulumi.") for n in examples), "no root example stack to delete"
     for name in names:
         source = ROOT / name
-        if is_example(name) or not source.is_file():  # deleted: not copied (never opened)
+        # deleted: not copied (never opened); a link (dms_event_bus/*) is copied as a link
+        if is_example(name) or not (source.is_file() or source.is_symlink()):
             continue
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""The multi-language component package (PulumiPlugin.yaml, __main__.py, schema.json)."""

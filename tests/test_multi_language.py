@@ -1,0 +1,323 @@
+"""The multi-language component package (plugin/, components/multi_language.py): the schema
+Pulumi's analyzer infers is the one checked in, structural inputs are plain and ARNs are
+inputs, and every component constructs through the provider (`ComponentProvider.construct`,
+what `pulumi up` of a TypeScript/Go/YAML program calls) under mocks, building exactly what the
+Python component builds from the same values."""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from pulumi.provider.experimental.component import ComponentProvider
+
+from dms_event_bus.components import multi_language as ml
+from dms_event_bus.components.dms_source import DmsSource as PyDmsSource
+from dms_event_bus.components.kinesis_bus import KinesisBus as PyKinesisBus
+from dms_event_bus.components.streamed_table import StreamedTable as PyStreamedTable
+from tests.conftest import ROOT
+from tools.mockrun import Plan, run_program
+from tools.package_schema import SCHEMA_FILE, package_schema, render
+
+ACCOUNT = "123456789012"
+REGION = {"aws:region": "eu-west-1"}
+STREAM = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/dmsbus-ml-orders/stream/2026-01-01"
+TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:dmsbus-ml-alarms"
+SECRET = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:erp-AbCdEf"
+
+
+def provider() -> ComponentProvider:
+    return ComponentProvider(ml.COMPONENTS, ml.PACKAGE, None, "0.0.0")
+
+
+def token(component: str) -> str:
+    return f"{ml.PACKAGE}:index:{component}"
+
+
+# -- inputs as another language sends them (schema names: camelCase) -----------------------
+
+TABLE_INPUTS: dict[str, Any] = {
+    "tableName": "dmsbus-ml-orders",
+    "partitionKey": {"name": "order_id", "type": "N"},
+    "sortKey": {"name": "line"},
+    "read": {"min": 5, "max": 50},
+    "write": {"min": 5, "max": 20, "targetUtilization": 60},
+    "alarmTopicArn": TOPIC,
+    "tags": {"team": "erp"},
+}
+
+BUS_INPUTS: dict[str, Any] = {
+    "namePrefix": "dmsbus-ml-",
+    "tables": [{"logicalName": "orders", "tableName": "dmsbus-ml-orders", "streamArn": STREAM}],
+    "streamMode": "provisioned",
+    "shardCount": 2,
+    "mapping": {"batchSize": 200},
+    "archive": {"expireDays": 30},
+    "alarmTopicArn": TOPIC,
+}
+
+DMS_INPUTS: dict[str, Any] = {
+    "environment": "ml",
+    "tables": {"orders": {"schemaName": "sales", "tableName": "orders",
+                          "partitionKey": "order_id"}},
+    "wildcards": [{"schemaName": "sales", "tablePattern": "audit_%"}],
+    "instance": {"instanceClass": "dms.t3.medium", "allocatedStorageGb": 50},
+    "network": {"vpcId": "vpc-0a1b2c3d", "subnetIds": ["subnet-1", "subnet-2"],
+                "httpsEgressCidrs": ["10.0.0.0/16"], "sourceCidrs": ["10.1.0.0/24"]},
+    "source": {"engine": "postgres", "port": 5432, "secretArn": SECRET, "database": "erp",
+               "slotName": "dmsbus_ml"},
+    "task": {"start": False, "commitRate": 5000},
+    "notificationTopicArn": TOPIC,
+}
+
+WRITEBACK_SECTION: dict[str, Any] = {
+    "target": {"kind": "postgres", "host": "erp.db.internal", "port": 5432, "database": "erp",
+               "secret_arn": SECRET},
+    "vpc": {"subnet_ids": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
+            "security_group_ids": ["sg-0a1b2c3d4e5f60718"]},
+    "tables": {"order_requests": {"legacy_table": "sales.order_requests",
+                                  "key_columns": {"id": "request_id"},
+                                  "columns": {"sku": "sku", "quantity": "quantity"},
+                                  "version_column": "row_version"}},
+}
+
+WRITEBACK_INPUTS: dict[str, Any] = {
+    "namePrefix": "dmsbus-ml-",
+    "writeback": WRITEBACK_SECTION,
+    "tables": {"order_requests": {
+        "tableName": "dmsbus-ml-ingest-order_requests",
+        "tableArn": f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/dmsbus-ml-ingest-order_requests",
+        "streamArn": f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/dmsbus-ml-ingest-order_"
+                     "requests/stream/2026-01-01"}},
+    "alarmTopicArn": TOPIC,
+}
+
+INPUTS: dict[str, dict[str, Any]] = {"StreamedTable": TABLE_INPUTS, "KinesisBus": BUS_INPUTS, "DmsSource": DMS_INPUTS,
+          "LegacyWriteback": WRITEBACK_INPUTS}
+
+
+def construct(component: str, inputs: dict[str, Any],
+              opts: pulumi.ResourceOptions | None = None) -> Callable[[], None]:
+    def program() -> None:
+        result = provider().construct("x", token(component), inputs, opts)
+        assert result.urn is not None
+
+    return program
+
+
+def custom(plan: Plan) -> list[tuple[str, str, str]]:
+    """The AWS resources of a plan as (type, name, inputs): what the cloud would see."""
+    def plain(value: Any) -> str:  # a Lambda's code: the archive's file, not the object
+        return str(getattr(value, "path", value))
+
+    return sorted((r.type, r.name, json.dumps(r.inputs, sort_keys=True, default=plain))
+                  for r in plan.resources if r.custom)
+
+
+# -- the schema -------------------------------------------------------------------------------
+
+
+def test_the_checked_in_schema_is_what_the_analyzer_infers() -> None:
+    # GIVEN the components' TypedDict args and Output annotations, analyzed as the provider
+    # host does on `pulumi package add` / `pulumi package get-schema`
+    inferred = render(package_schema(version=json.loads(SCHEMA_FILE.read_text())["version"]))
+    # THEN plugin/schema.json is exactly that (regenerate: python -m tools.package_schema --write)
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == inferred
+
+
+def test_the_schema_has_the_four_components_with_their_outputs() -> None:
+    schema = package_schema()
+    resources = schema["resources"]
+    assert sorted(resources) == sorted(token(c) for c in INPUTS)
+    assert all(r["isComponent"] for r in resources.values())
+    assert sorted(resources[token("KinesisBus")]["properties"]) == [
+        "faninFunctionName", "overflowBucket", "streamArn", "streamName"]
+    names = resources[token("DmsSource")]["properties"]["physicalTableNames"]
+    assert names["type"] == "object" and names["additionalProperties"]["type"] == "string"
+    assert names["description"] == "Logical name -> DynamoDB table name of each declared table."
+    assert sorted(resources[token("StreamedTable")]["requiredInputs"]) == ["tableName"]
+    assert sorted(resources[token("DmsSource")]["requiredInputs"]) == [
+        "environment", "network", "notificationTopicArn", "source"]
+    assert [(e["name"], e["value"]) for e in schema["types"][token("KeyType")]["enum"]] == [
+        ("S", "S"), ("N", "N"), ("B", "B")]
+
+
+def test_structural_inputs_are_plain_and_arns_may_be_outputs() -> None:
+    """Table names, keys, modes and capacities decide which resources exist: other languages
+    must pass them as values (plain); ARNs may be another resource's output."""
+    schema = package_schema()
+    dms = schema["resources"][token("DmsSource")]["inputProperties"]
+    assert all(dms[k].get("plain") for k in ("environment", "tables", "instance", "network"))
+    assert not dms["notificationTopicArn"].get("plain")
+    network = schema["types"][token("ReplicationNetwork")]["properties"]
+    assert not network["vpcId"].get("plain")
+    assert network["httpsEgressCidrs"].get("plain")
+    table = schema["resources"][token("StreamedTable")]["inputProperties"]
+    assert table["tableName"].get("plain") and table["partitionKey"].get("plain")
+    assert not table["alarmTopicArn"].get("plain")
+    bus_table = schema["types"][token("BusSourceTable")]["properties"]
+    assert bus_table["tableName"].get("plain") and not bus_table["streamArn"].get("plain")
+
+
+# -- Construct under mocks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("component", sorted(INPUTS))
+def test_every_component_constructs_through_the_provider(component: str) -> None:
+    plan = run_program("ml", REGION, construct(component, INPUTS[component]))
+    # the package's component (the same token as the Python one: the provider serves it)
+    (outer,) = [r for r in plan.of_type(token(component)) if "$" not in r.parent]
+    assert outer.name == "x"
+    # the Python component is its only child, under the same name
+    children = [r for r in plan.resources if r.parent == outer.urn]
+    assert [(c.name, c.custom) for c in children] == [("x", False)]
+    assert any(r.custom for r in plan.resources)
+
+
+def test_streamed_table_through_the_provider_declares_the_table() -> None:
+    plan = run_program("ml", REGION, construct("StreamedTable", TABLE_INPUTS))
+    (table,) = plan.of_type("aws:dynamodb/table:Table")
+    assert table.inputs["name"] == "dmsbus-ml-orders"
+    assert table.inputs["streamViewType"] == "NEW_AND_OLD_IMAGES"
+    assert table.inputs["hashKey"] == "order_id" and table.inputs["rangeKey"] == "line"
+    assert {"name": "order_id", "type": "N"} in table.inputs["attributes"]
+    assert table.inputs["billingMode"] == "PROVISIONED"
+
+
+def _python_table() -> None:
+    from dms_event_bus.components.streamed_table import KeySpec, Scaling, StreamedTableArgs
+
+    PyStreamedTable("x", StreamedTableArgs(
+        table_name="dmsbus-ml-orders", partition_key=KeySpec("order_id", "N"),
+        sort_key=KeySpec("line"), read=Scaling(5, 50), write=Scaling(5, 20, 60),
+        alarm_topic_arn=TOPIC, tags={"team": "erp"}))
+
+
+def _python_bus() -> None:
+    from dms_event_bus.components.kinesis_bus import ArchiveArgs, BusTable, KinesisBusArgs
+    from dms_event_bus.components.stream_mapping import MappingSettings
+
+    PyKinesisBus("x", KinesisBusArgs(
+        name_prefix="dmsbus-ml-", tables=[BusTable("orders", "dmsbus-ml-orders", STREAM)],
+        stream_mode="provisioned", shard_count=2, mapping=MappingSettings(batch_size=200),
+        archive=ArchiveArgs(expire_days=30), alarm_topic_arn=TOPIC))
+
+
+def _python_dms() -> None:
+    from dms_event_bus.components import dms_source as d
+
+    PyDmsSource("x", d.DmsSourceArgs(
+        environment="ml",
+        tables={"orders": d.DmsTable("sales", "orders", "order_id")},
+        wildcards=[d.DmsWildcard("sales", "audit_%")],
+        capacity=d.DmsInstance("dms.t3.medium", 50),
+        network=d.DmsNetwork("vpc-0a1b2c3d", ("subnet-1", "subnet-2"), ("10.0.0.0/16",),
+                             ("10.1.0.0/24",)),
+        source=d.DmsEndpoint("postgres", 5432, SECRET, database="erp", slot_name="dmsbus_ml"),
+        task=d.DmsTask(start=False, lob_mode="limited", max_full_load_subtasks=8,
+                       parallel_load_threads=0, commit_rate=5000, lob_max_size_kb=64,
+                       lob_chunk_size_kb=64, on_data_error="stop_task",
+                       on_apply_error="stop_task", log_severity="LOGGER_SEVERITY_DEFAULT",
+                       log_retention_days=30),
+        alarms=d.DmsAlarms(300, 600, 5, 15),
+        notification_topic_arn=TOPIC))
+
+
+@pytest.mark.parametrize(("component", "python_program"), [
+    ("StreamedTable", _python_table), ("KinesisBus", _python_bus), ("DmsSource", _python_dms)])
+def test_the_package_builds_what_the_python_component_builds(
+    component: str, python_program: Callable[[], None]
+) -> None:
+    # GIVEN the same values, once through the package (as another language sends them) and
+    # once as the Python component's dataclass args
+    through_provider = run_program("ml", REGION, construct(component, INPUTS[component]))
+    direct = run_program("ml", REGION, python_program)
+    # THEN the AWS resources, names and inputs are identical
+    assert custom(through_provider) == custom(direct)
+
+
+def test_an_arn_may_come_from_another_resource() -> None:
+    def program() -> None:
+        topic = pulumi.Output.from_input(TOPIC)
+        stream = pulumi.Output.from_input(STREAM)
+        tables = [{**BUS_INPUTS["tables"][0], "streamArn": stream}]
+        provider().construct("x", token("KinesisBus"),
+                             {**BUS_INPUTS, "tables": tables, "alarmTopicArn": topic}, None)
+
+    plan = run_program("ml", REGION, program)
+    (mapping,) = plan.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    assert mapping.inputs["eventSourceArn"] == STREAM
+
+
+@pytest.mark.parametrize(("component", "inputs", "message"), [
+    ("StreamedTable", {**TABLE_INPUTS, "tableName": pulumi.Output.from_input("t")},
+     "StreamedTable.table_name: expected a value known at plan time"),
+    ("KinesisBus", {**BUS_INPUTS, "namePrefix": pulumi.Output.from_input("dmsbus-ml-")},
+     "KinesisBus.name_prefix: expected a value known at plan time"),
+    ("DmsSource", {**DMS_INPUTS, "serverless": {"minCapacityUnits": 1, "maxCapacityUnits": 4}},
+     "DmsSource: expected exactly one of `instance` and `serverless`, found both"),
+    ("DmsSource", {**DMS_INPUTS, "environment": "Bad Env"}, "DmsSourceArgs.environment"),
+    ("StreamedTable", {**TABLE_INPUTS, "partitionKey": {"name": "k", "type": "X"}},
+     "Invalid value X of type <class 'str'> for enum 'KeyType'"),
+    ("LegacyWriteback", {**WRITEBACK_INPUTS, "writeback": {**WRITEBACK_SECTION,
+                                                           "target": {"kind": "oracle"}}},
+     "LegacyWriteback.writeback.target"),
+    ("LegacyWriteback", {**WRITEBACK_INPUTS, "tables": {}},
+     r"writeback.tables: no table found for \['order_requests'\]"),
+])
+def test_bad_inputs_fail_before_any_resource_naming_the_input(
+    component: str, inputs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(Exception, match=message) as caught:
+        run_program("ml", REGION, construct(component, inputs))
+    assert caught.value.declared == []  # type: ignore[attr-defined]
+
+
+def test_a_required_input_missing_is_named_by_the_provider() -> None:
+    inputs = {k: v for k, v in TABLE_INPUTS.items() if k != "tableName"}
+    with pytest.raises(Exception, match="Missing required input 'tableName' on 'StreamedTable'"):
+        run_program("ml", REGION, construct("StreamedTable", inputs))
+
+
+def test_depends_on_of_the_dms_source_holds_back_its_task() -> None:
+    """Other languages give the tables (and their mappings) as `dependsOn` of DmsSource: the
+    replication task must wait for them, as the Python program's does."""
+
+    def program() -> None:
+        from dms_event_bus.components.streamed_table import KeySpec, StreamedTableArgs
+
+        table = PyStreamedTable("orders", StreamedTableArgs(
+            table_name="dmsbus-ml-orders", partition_key=KeySpec("order_id")))
+        provider().construct("x", token("DmsSource"), DMS_INPUTS,
+                             pulumi.ResourceOptions(depends_on=[table]))
+
+    plan = run_program("ml", REGION, program)
+    (task,) = plan.of_type("aws:dms/replicationTask:ReplicationTask")
+    # (a dependency on a component is one on each resource in it)
+    assert plan.named("orders-table").urn in task.dependencies
+
+
+# -- the plugin folder -----------------------------------------------------------------------
+
+
+def test_the_plugin_folder_is_a_python_component_package() -> None:
+    plugin = ROOT / "plugin"
+    spec = yaml.safe_load((plugin / "PulumiPlugin.yaml").read_text())
+    assert spec["runtime"]["name"] == "python"
+    # the plugin installs this repository (its parent folder) as a distribution
+    lines = [ln for ln in (plugin / "requirements.txt").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert lines == ["..[drivers]"]
+    # and its entry point hosts exactly the listed components under the package's name
+    tree = ast.parse((plugin / "__main__.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", "") == "component_provider_host"]
+    assert len(calls) == 1
+    assert {k.arg: getattr(k.value, "id", None) for k in calls[0].keywords} == {
+        "components": "COMPONENTS", "name": "PACKAGE", "version": "VERSION"}
+    assert ml.COMPONENTS == [ml.DmsSource, ml.StreamedTable, ml.KinesisBus, ml.LegacyWriteback]
