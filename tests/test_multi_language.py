@@ -97,7 +97,8 @@ WRITEBACK_INPUTS: dict[str, Any] = {
     "alarmTopicArn": TOPIC,
 }
 
-INPUTS: dict[str, dict[str, Any]] = {"StreamedTable": TABLE_INPUTS, "KinesisBus": BUS_INPUTS, "DmsSource": DMS_INPUTS,
+INPUTS: dict[str, dict[str, Any]] = {
+    "StreamedTable": TABLE_INPUTS, "KinesisBus": BUS_INPUTS, "DmsSource": DMS_INPUTS,
           "LegacyWriteback": WRITEBACK_INPUTS}
 
 
