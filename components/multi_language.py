@@ -17,8 +17,11 @@ The schema the analyzer infers from this module is checked in as `plugin/schema.
 No `from __future__ import annotations` here: the analyzer reads the annotations as objects.
 """
 
+import collections.abc
 import enum
 import importlib.metadata
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
@@ -62,6 +65,65 @@ def _known(value: Any, path: str) -> Any:
 
 def _opt(args: Mapping[str, Any], key: str, path: str, default: Any = None) -> Any:
     return _known(args.get(key, default), f"{path}.{key}")
+
+
+def _is_input(hint: Any) -> bool:
+    """`pulumi.Input[T]`: a Union that admits an awaitable (and an Output)."""
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and any(
+        typing.get_origin(a) is collections.abc.Awaitable for a in typing.get_args(hint))
+
+
+def _fields(typed_dict: Any) -> dict[str, Any]:
+    """A TypedDict's fields and their types as written (`NotRequired` taken off), without
+    evaluating pulumi's forward references."""
+    return {name: typing.get_args(hint)[0] if typing.get_origin(hint) is NotRequired else hint
+            for name, hint in typed_dict.__annotations__.items()}
+
+
+def _normalized(hint: Any, value: Any, path: str) -> Any:
+    """`value` checked against its TypedDict annotation as another language sends it: numbers
+    arrive as floats (whole ones become ints, others are refused for an integer field), an
+    output is refused wherever the schema says plain, nested TypedDicts, lists and maps are
+    walked with the path of each element."""
+    if value is None:
+        return None
+    if _is_input(hint):
+        return value
+    _known(value, path)
+    origin = typing.get_origin(hint)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{path}: expected an integer, found {value!r}")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{path}: expected an integer, found {value!r}")
+        return int(value)
+    if typing.is_typeddict(hint):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{path}: expected an object, found {value!r}")
+        hints = _fields(hint)
+        unknown = sorted(set(value) - set(hints))
+        if unknown:
+            raise ValueError(f"{path}: unknown {', '.join(unknown)} (expected some of "
+                             f"{', '.join(sorted(hints))})")
+        return {k: _normalized(hints[k], v, f"{path}.{k}") for k, v in value.items()}
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{path}: expected a list, found {value!r}")
+        return [_normalized(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{path}: expected a map, found {value!r}")
+        return {k: _normalized(item, v, f"{path}.{k}") for k, v in value.items()}
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"{path}: expected a string, found {value!r}")
+    return value
+
+
+def _args(kind: Any, args: Mapping[str, Any], path: str) -> Any:
+    """The component's args, normalized (see `_normalized`)."""
+    return _normalized(kind, dict(args), path)
 
 
 # -- StreamedTable ---------------------------------------------------------------------------
@@ -187,7 +249,7 @@ class StreamedTable(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StreamedTableArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        converted = streamed_table_args(args)
+        converted = streamed_table_args(_args(StreamedTableArgs, args, "StreamedTable"))
         super().__init__(f"{PACKAGE}:index:StreamedTable", name, None, opts)
         table = st.StreamedTable(name, converted, pulumi.ResourceOptions(parent=self))
         self.table_name = pulumi.Output.from_input(table.table_name)
@@ -334,7 +396,7 @@ class KinesisBus(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KinesisBusArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        converted = kinesis_bus_args(args)
+        converted = kinesis_bus_args(_args(KinesisBusArgs, args, "KinesisBus"))
         super().__init__(f"{PACKAGE}:index:KinesisBus", name, None, opts)
         inner = bus.KinesisBus(name, converted, pulumi.ResourceOptions(parent=self))
         outputs = {k: pulumi.Output.from_input(getattr(inner, k)) for k in (
@@ -436,7 +498,8 @@ class ReplicationTask(TypedDict):
     start: NotRequired[bool]
     """Start the task once created; default false (start it after the account preflight)."""
     lob_mode: NotRequired[LobMode]
-    """Default limited."""
+    """Default by engine: limited for postgres, aurora-postgresql and oracle (their endpoints
+    fail the task on a truncated LOB), full elsewhere (limited is refused there)."""
     max_full_load_subtasks: NotRequired[int]
     parallel_load_threads: NotRequired[int]
     commit_rate: NotRequired[int]
@@ -479,21 +542,17 @@ class DmsSourceArgs(TypedDict):
     """Tags on every resource."""
 
 
-def _task_defaults() -> dict[str, Any]:
-    """The task settings a stack gets when it says nothing (settings.dms.TaskSettings)."""
-    from dms_event_bus.settings.dms import DmsAlarmSettings, TaskSettings
+def _validated(model: Any, value: Mapping[str, Any], path: str) -> Any:
+    """`value` through the stack config's model of the same section: its defaults, ranges
+    and messages (each naming the key under `path`)."""
+    from pydantic import ValidationError
 
-    task = TaskSettings()
-    alarms = DmsAlarmSettings()
-    return {
-        "task": {k: getattr(task, k) for k in (
-            "start", "max_full_load_subtasks", "parallel_load_threads", "commit_rate",
-            "lob_max_size_kb", "lob_chunk_size_kb", "on_data_error", "on_apply_error",
-            "log_severity", "log_retention_days")},
-        "alarms": {k: getattr(alarms, k) for k in (
-            "cdc_latency_source_seconds", "cdc_latency_target_seconds", "evaluation_minutes",
-            "not_reporting_minutes")},
-    }
+    try:
+        return model.model_validate(dict(value))
+    except ValidationError as exc:
+        raise ValueError("; ".join(
+            f"{path}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )) from None
 
 
 def dms_source_args(args: DmsSourceArgs,
@@ -507,10 +566,22 @@ def dms_source_args(args: DmsSourceArgs,
     capacity: dms.DmsInstance | dms.DmsServerless = (
         dms.DmsInstance(**_known(instance, f"{path}.instance")) if instance is not None
         else dms.DmsServerless(**_known(serverless, f"{path}.serverless")))
-    defaults = _task_defaults()
-    task = {**defaults["task"], "lob_mode": LobMode.LIMITED.value,
-            **_known(args.get("task") or {}, f"{path}.task")}
-    task["lob_mode"] = LobMode(task["lob_mode"]).value
+    from dms_event_bus.settings.dms import (
+        FAIL_ON_LOB_TRUNCATION,
+        DmsAlarmSettings,
+        TaskSettings,
+    )
+
+    engine = args["source"]["engine"]
+    task = _validated(TaskSettings, args.get("task") or {}, f"{path}.task")
+    if task.lob_mode == "limited" and engine not in FAIL_ON_LOB_TRUNCATION:
+        raise ValueError(
+            f"{path}.task.lob_mode: expected 'full' (or none) for engine '{engine}', found "
+            f"'limited': DMS truncates a {engine} LOB over lob_max_size_kb with only a log "
+            "warning (only PostgreSQL and Oracle endpoints can fail the task on truncation)")
+    lob_mode: typing.Literal["limited", "full"] = task.lob_mode or (
+        "limited" if engine in FAIL_ON_LOB_TRUNCATION else "full")
+    alarms = _validated(DmsAlarmSettings, args.get("alarms") or {}, f"{path}.alarms")
     network = _known(args["network"], f"{path}.network")
     source = _known(args["source"], f"{path}.source")
     tables = _opt(args, "tables", path, {}) or {}
@@ -538,9 +609,18 @@ def dms_source_args(args: DmsSourceArgs,
             source_security_group_id=network.get("source_security_group_id"),
         ),
         source=dms.DmsEndpoint(**source),
-        task=dms.DmsTask(**task),
-        alarms=dms.DmsAlarms(**{**defaults["alarms"],
-                                **_known(args.get("alarms") or {}, f"{path}.alarms")}),
+        task=dms.DmsTask(
+            start=task.start, lob_mode=lob_mode,
+            max_full_load_subtasks=task.max_full_load_subtasks,
+            parallel_load_threads=task.parallel_load_threads, commit_rate=task.commit_rate,
+            lob_max_size_kb=task.lob_max_size_kb, lob_chunk_size_kb=task.lob_chunk_size_kb,
+            on_data_error=task.on_data_error, on_apply_error=task.on_apply_error,
+            log_severity=task.log_severity, log_retention_days=task.log_retention_days),
+        alarms=dms.DmsAlarms(
+            cdc_latency_source_seconds=alarms.cdc_latency_source_seconds,
+            cdc_latency_target_seconds=alarms.cdc_latency_target_seconds,
+            evaluation_minutes=alarms.evaluation_minutes,
+            not_reporting_minutes=alarms.not_reporting_minutes),
         notification_topic_arn=args["notification_topic_arn"],
         depends_on=depends_on,
         kms_key_arn=_opt(args, "kms_key_arn", path),
@@ -566,7 +646,7 @@ class DmsSource(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         depends = (opts.depends_on if opts is not None else None) or []
         depends_on = tuple(depends) if isinstance(depends, list | tuple) else (depends,)
-        converted = dms_source_args(args, depends_on)
+        converted = dms_source_args(_args(DmsSourceArgs, args, "DmsSource"), depends_on)
         super().__init__(f"{PACKAGE}:index:DmsSource", name, None, opts)
         inner = dms.DmsSource(name, converted, pulumi.ResourceOptions(parent=self))
         self.task_arn = pulumi.Output.from_input(inner.task_arn)
@@ -657,7 +737,7 @@ class LegacyWriteback(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LegacyWritebackArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        converted = legacy_writeback_args(args)
+        converted = legacy_writeback_args(_args(LegacyWritebackArgs, args, "LegacyWriteback"))
         super().__init__(f"{PACKAGE}:index:LegacyWriteback", name, None, opts)
         inner = wb.LegacyWriteback(name, converted, pulumi.ResourceOptions(parent=self))
         outputs = {k: pulumi.Output.from_input(getattr(inner, k)) for k in (

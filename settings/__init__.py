@@ -116,7 +116,7 @@ def load_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
         raise ConfigError(stack, problems_of(exc, data)) from None
     # Values AWS would refuse wherever they land (DMS identifiers, tag limits): refused here,
     # before any resource is declared, by `pulumi up` as by the offline plan.
-    from tools.aws_limits import config_problems  # pure Python, no Pulumi import
+    from dms_event_bus.settings.aws_limits import config_problems  # pure Python, no Pulumi import
 
     problems = config_problems(settings)
     if problems:

@@ -36,8 +36,8 @@ from dms_event_bus.components.adoption_trigger import (
     input_template,
 )
 from dms_event_bus.settings import ConfigError, load_settings
+from dms_event_bus.settings.aws_limits import evaluate
 from tools import mockrun
-from tools.aws_limits import evaluate
 from tools.mockrun import ACCOUNT, Declared, Plan, dumps, run_stack
 from tools.plan import main as plan_main
 

@@ -1,4 +1,4 @@
-"""AWS's own limits as rules on the resource graph (tools.aws_limits) and in the offline plan.
+"""AWS's own limits as rules on the resource graph (settings/aws_limits.py) and in the offline plan.
 
 Each rule gets a resource just over its limit (fails, naming the resource and the limit) and
 one at the limit (passes); the whole program is planned for every stack file and for
@@ -21,12 +21,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dms_event_bus.settings import StackSettings
-from dms_event_bus.settings.stackfile import stack_files
-from tests.fixture_stacks import STACKS_DIR
-from tools import aws_limits
-from tools import plan as plan_tool
-from tools.aws_limits import (
+from dms_event_bus.settings import StackSettings, aws_limits
+from dms_event_bus.settings.aws_limits import (
     RULES,
     Context,
     Report,
@@ -36,6 +32,9 @@ from tools.aws_limits import (
     policy_size,
     s3_bucket_name_problem,
 )
+from dms_event_bus.settings.stackfile import stack_files
+from tests.fixture_stacks import STACKS_DIR
+from tools import plan as plan_tool
 from tools.mockrun import Declared, Plan, run_stack
 
 ROLE = "aws:iam/role:Role"

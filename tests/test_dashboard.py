@@ -28,6 +28,7 @@ from dms_event_bus.components.dms_source import DmsSource
 from dms_event_bus.components.kinesis_bus import BusTable, KinesisBus, KinesisBusArgs
 from dms_event_bus.components.legacy_writeback import LegacyWriteback
 from dms_event_bus.settings import StackSettings, load_settings
+from dms_event_bus.settings.aws_limits import Violation, evaluate
 from dms_event_bus.settings.component_args import (
     WritebackSource,
     dms_source_args,
@@ -36,7 +37,6 @@ from dms_event_bus.settings.component_args import (
 from dms_event_bus.settings.stackfile import project_config, read_stack_config, stack_files
 from dms_event_bus.settings.writeback import WritebackSettings
 from tests.fixture_stacks import STACKS_DIR
-from tools.aws_limits import Violation, evaluate
 from tools.mockrun import ACCOUNT, Declared, Plan, run_program, run_stack
 
 REGION = "eu-west-1"
@@ -172,7 +172,7 @@ def test_args_validation_names_the_field() -> None:
 
 
 def limit_violations(board: dict[str, Any]) -> list[Violation]:
-    """The project's dashboard limit rules (tools/aws_limits.py) run on this body."""
+    """The project's dashboard limit rules (settings/aws_limits.py) run on this body."""
     dashboard = Declared(type="aws:cloudwatch/dashboard:Dashboard", name="ops-dashboard",
                          inputs={"dashboardName": "dmsbus-t-pipeline",
                                  "dashboardBody": json.dumps(board)},

@@ -130,7 +130,12 @@ PROGRAM = textwrap.dedent('''
 
 
     plan()
+    # the stack config is validated installed as in the checkout (AWS limits included)
+    from dms_event_bus.settings import load_settings
+
+    staging = load_settings("staging", {"tables": {"orders": {"partition_key": {"name": "id"}}}})
     print(json.dumps({
+        "tables": sorted(staging.tables),
         "file": dms_event_bus.__file__,
         "declared": sorted(set(mocks.declared)),
         "generic_names": [n for n in ("components", "settings", "handlers", "providers")
@@ -157,6 +162,7 @@ def test_a_program_outside_the_repo_plans_with_the_installed_components(
     assert not Path(result["file"]).is_relative_to(ROOT)
     # and no generic top-level name exists
     assert result["generic_names"] == []
+    assert result["tables"] == ["orders"]
     # and it declared the table, the bus and the fan-in Lambda (its package built from the
     # installed handlers, its dependencies cached in the program's own folder)
     assert {"dms-event-bus:index:StreamedTable", "aws:dynamodb/table:Table",

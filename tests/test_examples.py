@@ -1,6 +1,6 @@
 """The example stacks plan clean: every `Pulumi.<stack>.yaml` at the repo root (the user's
 stacks; examples until they are replaced) and under examples/ is read, validated, planned
-under mocks (tools.mockrun) and checked against the AWS limits (tools.aws_limits): 0
+under mocks (tools.mockrun) and checked against the AWS limits (settings/aws_limits.py): 0
 violations.
 
 The tests are parametrised over the files PRESENT, so a user who deletes the examples and
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dms_event_bus.settings import load_settings
+from dms_event_bus.settings.aws_limits import evaluate
 from dms_event_bus.settings.stackfile import ROOT, project_config, read_stack_config, stack_files
-from tools.aws_limits import evaluate
 from tools.mockrun import run_stack
 
 pytestmark = pytest.mark.examples

@@ -26,7 +26,7 @@ from dms_event_bus.components.streamed_table import (
     StreamedTable,
     StreamedTableArgs,
 )
-from tools.aws_limits import evaluate
+from dms_event_bus.settings.aws_limits import evaluate
 from tools.mockrun import ACCOUNT, run_program
 
 REGION = "eu-west-1"

@@ -11,12 +11,12 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
+from dms_event_bus.settings.aws_limits import evaluate
 from tests.test_scale import GENERATED_DMS, GET_TABLES, adopted_table_outputs
 from tools import mockrun
 from tools.account.checks import check_telemetry_tags
 from tools.account.needs import stack_needs
 from tools.account_preflight import load_stack
-from tools.aws_limits import evaluate
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 PREFIX = "dmsbus-fleet-"

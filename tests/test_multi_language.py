@@ -322,3 +322,61 @@ def test_the_plugin_folder_is_a_python_component_package() -> None:
     assert {k.arg: getattr(k.value, "id", None) for k in calls[0].keywords} == {
         "components": "COMPONENTS", "name": "PACKAGE", "version": "VERSION"}
     assert ml.COMPONENTS == [ml.DmsSource, ml.StreamedTable, ml.KinesisBus, ml.LegacyWriteback]
+
+
+# -- values as the engine sends them ---------------------------------------------------------
+
+
+def test_numbers_arrive_as_floats_and_become_integers() -> None:
+    """The engine sends every number as a float: an integer field gets an int (a fan-in
+    environment of '900000.0' would fail every batch; DMS task settings of 5000.0)."""
+    bus = {**BUS_INPUTS, "maxRecordBytes": 900000.0, "shardCount": 2.0,
+           "mapping": {"batchSize": 200.0}}
+    plan = run_program("ml", REGION, construct("KinesisBus", bus))
+    fanin = plan.named("x-fanin")
+    assert fanin.inputs["environment"]["variables"]["MAX_RECORD_BYTES"] == "900000"
+    dms_inputs = {**DMS_INPUTS, "task": {"commitRate": 5000.0, "maxFullLoadSubtasks": 4.0}}
+    plan = run_program("ml", REGION, construct("DmsSource", dms_inputs))
+    (task,) = plan.of_type("aws:dms/replicationTask:ReplicationTask")
+    settings = json.loads(task.inputs["replicationTaskSettings"])
+    assert settings["FullLoadSettings"]["CommitRate"] == 5000
+    assert "5000.0" not in task.inputs["replicationTaskSettings"]
+
+
+@pytest.mark.parametrize(("component", "inputs", "message"), [
+    ("KinesisBus", {**BUS_INPUTS, "shardCount": 2.5},
+     r"KinesisBus.shard_count: expected an integer, found 2.5"),
+    ("DmsSource", {**DMS_INPUTS, "source": {**DMS_INPUTS["source"],
+                                            "engine": pulumi.Output.from_input("postgres")}},
+     "DmsSource.source.engine: expected a value known at plan time"),
+    ("DmsSource", {**DMS_INPUTS, "tables": {"orders": {
+        **DMS_INPUTS["tables"]["orders"], "partitionKey": pulumi.Output.from_input("id")}}},
+     "DmsSource.tables.orders.partition_key: expected a value known at plan time"),
+    ("DmsSource", {**DMS_INPUTS, "task": {"commitRate": 10}}, r"DmsSource.task.commit_rate"),
+    ("DmsSource", {**DMS_INPUTS, "task": {"onApplyError": "bogus"}},
+     r"DmsSource.task.on_apply_error"),
+    ("DmsSource", {**DMS_INPUTS, "source": {**DMS_INPUTS["source"], "engine": "mysql",
+                                            "port": 3306}, "task": {"lobMode": "limited"}},
+     r"DmsSource.task.lob_mode: expected 'full' \(or none\) for engine 'mysql'"),
+])
+def test_values_other_languages_may_send_are_checked_by_name(
+    component: str, inputs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(Exception, match=message) as caught:
+        run_program("ml", REGION, construct(component, inputs))
+    assert caught.value.declared == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("engine", "port", "lob"), [("postgres", 5432, "limited"),
+                                                     ("mysql", 3306, "full"),
+                                                     ("sqlserver", 1433, "full")])
+def test_the_lob_mode_defaults_by_engine_as_a_stack_file_does(
+    engine: str, port: int, lob: str
+) -> None:
+    source = {"engine": engine, "port": port, "secretArn": SECRET, "database": "erp"}
+    inputs = {**DMS_INPUTS, "source": source, "task": {}}
+    plan = run_program("ml", REGION, construct("DmsSource", inputs))
+    (task,) = plan.of_type("aws:dms/replicationTask:ReplicationTask")
+    settings = json.loads(task.inputs["replicationTaskSettings"])["TargetMetadata"]
+    assert (settings["FullLobMode"], settings["LimitedSizeLobMode"]) == (
+        (True, False) if lob == "full" else (False, True))

@@ -22,8 +22,8 @@ from unittest import mock
 import pytest
 import yaml
 
+from dms_event_bus.settings.aws_limits import Context, evaluate, lambda_env_size, policy_size
 from tools import mockrun
-from tools.aws_limits import Context, evaluate, lambda_env_size, policy_size
 
 #: tables per generated stack: the 1,000 of the scale goal (about 12 s per split, quiet machine)
 SCALE = 1000

@@ -14,9 +14,10 @@ docs/plan.md), 2 for a missing, unreadable or other-stack base plan, else 0.
 No AWS account, no Pulumi CLI needed. A bad stack file exits 2 with the config error.
 
 AWS's own limits (name lengths, policy and environment sizes, mapping ranges, dashboard
-size: `tools.aws_limits`, docs/limits.md) are checked twice: on the stack config before
-anything is declared, then on every declared resource. Any violation exits 2 with one line
-per violation naming the resource, the limit and the fix; the last line sums the checks:
+size: `dms_event_bus.settings.aws_limits`, docs/limits.md) are checked twice: on the stack
+config before anything is declared, then on every declared resource. Any violation exits 2
+with one line per violation naming the resource, the limit and the fix; the last line sums
+the checks:
 `AWS limits: N rules, M resources checked, K violations`.
 """
 
@@ -34,13 +35,13 @@ from typing import Any
 import pulumi
 
 from dms_event_bus.settings import ConfigError, load_settings
+from dms_event_bus.settings.aws_limits import Report, config_problems, evaluate
 from dms_event_bus.settings.stackfile import (
     ROOT,
     as_engine_config,
     project_config,
     read_stack_config,
 )
-from tools.aws_limits import Report, config_problems, evaluate
 from tools.capacity import Load, model
 from tools.capacity import render as render_capacity
 from tools.cli import OneLineParser, non_negative_float

@@ -6,7 +6,7 @@ a rule here, evaluated on what the program declares (`tools.mockrun.Plan`: every
 type and resolved inputs) by the offline plan (`python -m tools.plan`), and importable for
 tests. Each rule cites where the number comes from; docs/limits.md lists them.
 
-    from tools.aws_limits import evaluate
+    from dms_event_bus.settings.aws_limits import evaluate
     report = evaluate(plan)      # report.violations: one line each, naming the resource
 
 `config_problems(settings)` checks the values of a stack config that reach AWS unchanged
