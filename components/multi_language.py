@@ -67,6 +67,18 @@ def _opt(args: Mapping[str, Any], key: str, path: str, default: Any = None) -> A
     return _known(args.get(key, default), f"{path}.{key}")
 
 
+def _plain_data(value: Any, path: str) -> Any:
+    """`value` (JSON-like data), refused with the path of the first output inside it."""
+    _known(value, path)
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _plain_data(v, f"{path}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _plain_data(v, f"{path}[{i}]")
+    return value
+
+
 def _is_input(hint: Any) -> bool:
     """`pulumi.Input[T]`: a Union that admits an awaitable (and an Output)."""
     return typing.get_origin(hint) in (typing.Union, types.UnionType) and any(
@@ -443,9 +455,13 @@ class ReplicationInstance(TypedDict):
     allocated_storage_gb: int
     """Replication storage."""
     multi_az: NotRequired[bool]
+    """A standby in a second Availability Zone; default false."""
     engine_version: NotRequired[str]
+    """DMS engine version; absent: the default AWS picks."""
     auto_minor_version_upgrade: NotRequired[bool]
+    """Let AWS apply minor versions in the maintenance window; default true."""
     preferred_maintenance_window: NotRequired[str]
+    """`ddd:hh24:mi-ddd:hh24:mi` (UTC); absent: AWS picks one."""
 
 
 class ServerlessCapacity(TypedDict):
@@ -454,7 +470,9 @@ class ServerlessCapacity(TypedDict):
     max_capacity_units: int
     """Highest DMS capacity units."""
     multi_az: NotRequired[bool]
+    """A standby in a second Availability Zone; default false."""
     preferred_maintenance_window: NotRequired[str]
+    """`ddd:hh24:mi-ddd:hh24:mi` (UTC); absent: AWS picks one."""
 
 
 class ReplicationNetwork(TypedDict):
@@ -472,19 +490,23 @@ class ReplicationNetwork(TypedDict):
 
 class SourceEndpoint(TypedDict):
     engine: str
-    """DMS engine name: postgres, aurora-postgresql, mysql, aurora, mariadb, sqlserver,
-    oracle."""
+    """DMS engine: postgres, aurora-postgresql, mysql, aurora, mariadb, sqlserver, oracle."""
     port: int
     """The source port (the security group's egress to the database)."""
     secret_arn: pulumi.Input[str]
     """Secrets Manager secret with the DMS credentials, host and port."""
     database: NotRequired[str]
+    """Database name (PostgreSQL, SQL Server, Oracle); absent: the secret's."""
     secret_kms_key_arn: NotRequired[pulumi.Input[str]]
+    """Customer-managed key of the secret, if any (DMS's role may decrypt with it)."""
     ssl_mode: NotRequired[str]
-    """Default `require`."""
+    """DMS SSL mode; default `require`."""
     certificate_arn: NotRequired[pulumi.Input[str]]
+    """DMS certificate for `verify-ca` / `verify-full`."""
     slot_name: NotRequired[str]
+    """PostgreSQL logical replication slot (created beforehand: docs/preflight.md)."""
     extra_connection_attributes: NotRequired[str]
+    """Engine settings without a typed block (`name=value;...`)."""
 
 
 class LobMode(enum.StrEnum):
@@ -498,32 +520,41 @@ class ReplicationTask(TypedDict):
     start: NotRequired[bool]
     """Start the task once created; default false (start it after the account preflight)."""
     lob_mode: NotRequired[LobMode]
-    """Default by engine: limited for postgres, aurora-postgresql and oracle (their endpoints
-    fail the task on a truncated LOB), full elsewhere (limited is refused there)."""
+    """Default: limited for postgres, aurora-postgresql, oracle; full (only) elsewhere."""
     max_full_load_subtasks: NotRequired[int]
+    """Tables loaded in parallel during the full load; default 8."""
     parallel_load_threads: NotRequired[int]
+    """Threads writing to DynamoDB per table (0: DMS's default); default 0."""
     commit_rate: NotRequired[int]
+    """Records per full-load batch; default 10000."""
     lob_max_size_kb: NotRequired[int]
+    """Largest LOB in limited mode; default 64."""
     lob_chunk_size_kb: NotRequired[int]
+    """LOB chunk size in full mode; default 64."""
     on_apply_error: NotRequired[str]
     """`stop_task` (default) or `exceptions_table`."""
     log_severity: NotRequired[str]
+    """DMS logger severity; default LOGGER_SEVERITY_DEFAULT."""
     log_retention_days: NotRequired[int]
+    """Task log retention; default 30."""
 
 
 class ReplicationAlarms(TypedDict):
     cdc_latency_source_seconds: NotRequired[int]
+    """CDCLatencySource alarm threshold; default 300."""
     cdc_latency_target_seconds: NotRequired[int]
+    """CDCLatencyTarget alarm threshold; default 600."""
     evaluation_minutes: NotRequired[int]
+    """Minutes over the threshold before the alarm; default 5."""
     not_reporting_minutes: NotRequired[int]
+    """Minutes without task metrics before the liveness alarm; default 15."""
 
 
 class DmsSourceArgs(TypedDict):
     environment: str
     """Environment name; physical names start with `dmsbus-<environment>-`."""
     tables: NotRequired[dict[str, SourceTable]]
-    """Declared waypoint tables by logical name (their StreamedTables are
-    `dmsbus-<environment>-<logical name>`)."""
+    """Declared tables by logical name (StreamedTable `dmsbus-<environment>-<logical>`)."""
     wildcards: NotRequired[list[Wildcard]]
     """Tables selected by pattern (DMS creates their tables; adopt them)."""
     instance: NotRequired[ReplicationInstance]
@@ -531,9 +562,13 @@ class DmsSourceArgs(TypedDict):
     serverless: NotRequired[ServerlessCapacity]
     """DMS Serverless capacity; exactly one of `instance` and `serverless`."""
     network: ReplicationNetwork
+    """Where replication runs (private subnets) and what it may reach."""
     source: SourceEndpoint
+    """The legacy database (credentials only from its secret)."""
     task: NotRequired[ReplicationTask]
+    """Full load + CDC task settings (the stack file's `dms.task`, same defaults and checks)."""
     alarms: NotRequired[ReplicationAlarms]
+    """Latency and liveness alarm thresholds (the stack file's `dms.alarms`)."""
     notification_topic_arn: pulumi.Input[str]
     """SNS topic for DMS events and alarms."""
     kms_key_arn: NotRequired[str]
@@ -676,9 +711,7 @@ class LegacyWritebackArgs(TypedDict):
     name_prefix: str
     """Prefix of every physical name, e.g. `dmsbus-dev-`."""
     writeback: dict[str, Any]
-    """The `writeback` section exactly as a stack file gives it (target, vpc, tables,
-    item_contract, function, mapping: docs/config-reference.md); checked by the same rules,
-    with the same messages."""
+    """The stack file's `writeback` section, same keys, checks and messages (all plain)."""
     tables: dict[str, WritebackSourceTable]
     """One entry per `writeback.tables` key: the table its stream is written back from."""
     alarm_topic_arn: NotRequired[pulumi.Input[str]]
@@ -698,7 +731,7 @@ def legacy_writeback_args(args: LegacyWritebackArgs) -> wb.LegacyWritebackArgs:
     from dms_event_bus.settings.writeback import WritebackSettings
 
     path = "LegacyWriteback"
-    section = _known(args["writeback"], f"{path}.writeback")
+    section = _plain_data(args["writeback"], f"{path}.writeback")
     try:
         settings = WritebackSettings.model_validate(section)
     except ValidationError as exc:
@@ -715,6 +748,10 @@ def legacy_writeback_args(args: LegacyWritebackArgs) -> wb.LegacyWritebackArgs:
         )
         for logical, t in _known(args["tables"], f"{path}.tables").items()
     }
+    extra = sorted(set(sources) - set(settings.tables))
+    if extra:
+        raise ValueError(f"{path}.tables: {', '.join(extra)} not in writeback.tables (expected "
+                         f"exactly its keys: {', '.join(sorted(settings.tables)) or 'none'})")
     return legacy_writeback_args(
         settings, sources, name_prefix=_opt(args, "name_prefix", path),
         alarm_topic_arn=args.get("alarm_topic_arn"), kms_key_arn=_opt(args, "kms_key_arn", path),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -353,6 +354,12 @@ def test_numbers_arrive_as_floats_and_become_integers() -> None:
         **DMS_INPUTS["tables"]["orders"], "partitionKey": pulumi.Output.from_input("id")}}},
      "DmsSource.tables.orders.partition_key: expected a value known at plan time"),
     ("DmsSource", {**DMS_INPUTS, "task": {"commitRate": 10}}, r"DmsSource.task.commit_rate"),
+    ("LegacyWriteback", {**WRITEBACK_INPUTS, "writeback": {**WRITEBACK_SECTION, "target": {
+        **WRITEBACK_SECTION["target"], "secret_arn": pulumi.Output.from_input(SECRET)}}},
+     "LegacyWriteback.writeback.target.secret_arn: expected a value known at plan time"),
+    ("LegacyWriteback", {**WRITEBACK_INPUTS, "tables": {
+        **WRITEBACK_INPUTS["tables"], "other": WRITEBACK_INPUTS["tables"]["order_requests"]}},
+     "LegacyWriteback.tables: other not in writeback.tables"),
     ("DmsSource", {**DMS_INPUTS, "task": {"onApplyError": "bogus"}},
      r"DmsSource.task.on_apply_error"),
     ("DmsSource", {**DMS_INPUTS, "source": {**DMS_INPUTS["source"], "engine": "mysql",
@@ -380,3 +387,41 @@ def test_the_lob_mode_defaults_by_engine_as_a_stack_file_does(
     settings = json.loads(task.inputs["replicationTaskSettings"])["TargetMetadata"]
     assert (settings["FullLobMode"], settings["LimitedSizeLobMode"]) == (
         (True, False) if lob == "full" else (False, True))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def test_every_property_is_described_and_stated_defaults_are_the_real_ones() -> None:
+    """A generated SDK shows these descriptions: each says what the property is, on one line,
+    and a `default X` it states is the value the component really uses."""
+    from dms_event_bus.components.kinesis_bus import ArchiveArgs, KinesisBusArgs
+    from dms_event_bus.components.stream_mapping import MappingSettings
+    from dms_event_bus.components.streamed_table import AdoptSpec, KeySpec, Scaling
+    from dms_event_bus.settings.dms import DmsAlarmSettings, TaskSettings
+
+    schema = package_schema()
+    described = [(where, name, spec) for where, props in [
+        *((r, res["inputProperties"]) for r, res in schema["resources"].items()),
+        *((r, res["properties"]) for r, res in schema["resources"].items()),
+        *((t, ty.get("properties", {})) for t, ty in schema["types"].items())]
+        for name, spec in props.items()]
+    assert [(w, n) for w, n, spec in described
+            if not spec.get("description") or "\n" in spec["description"]] == []
+    real = {
+        token("ReplicationTask"): TaskSettings(), token("ReplicationAlarms"): DmsAlarmSettings(),
+        token("StreamMappingTuning"): MappingSettings(), token("Archive"): ArchiveArgs(),
+        token("Adoption"): AdoptSpec("x"), token("ProvisionedScaling"): Scaling(1, 1),
+        token("KeyAttribute"): KeySpec("k"),
+        token("KinesisBus"): KinesisBusArgs(name_prefix="dmsbus-x-", tables=[]),
+    }
+    checked = 0
+    for where, name, spec in described:
+        stated = re.search(r"default ([\w.]+?)\.?$", spec["description"])
+        if where in real and stated:
+            value = getattr(real[where], _snake(name))
+            value = getattr(value, "value", value)
+            assert str(value).lower() == stated.group(1).lower(), (where, name)
+            checked += 1
+    assert checked >= 25
