@@ -26,6 +26,9 @@ from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
+from pulumi.errors import InputPropertyError
+from pulumi.provider.experimental.component import ComponentProvider
+from pulumi.provider.provider import ConstructResult
 
 from dms_event_bus.components import dms_source as dms
 from dms_event_bus.components import kinesis_bus as bus
@@ -55,7 +58,7 @@ class InputNotKnownError(ValueError):
 def _known(value: Any, path: str) -> Any:
     """`value`, refused when it is an Output: table names, keys and modes decide which
     resources exist, so they must be known when the program is planned."""
-    if isinstance(value, pulumi.Output):
+    if isinstance(value, pulumi.Output | pulumi.output.Unknown):
         raise InputNotKnownError(
             f"{path}: expected a value known at plan time (a literal or config value), found "
             "an output of another resource"
@@ -77,6 +80,36 @@ def _plain_data(value: Any, path: str) -> Any:
         for i, v in enumerate(value):
             _plain_data(v, f"{path}[{i}]")
     return value
+
+
+def _check_fields(models: tuple[Any, ...], values: Mapping[str, Any], path: str,
+                  rename: Mapping[str, str] | None = None) -> None:
+    """Each plain value given, checked against the stack file model's field of the same name
+    (`rename`: front name -> model name): its type, range, pattern or choices, with the same
+    messages a stack file gets."""
+    from pydantic import TypeAdapter, ValidationError
+
+    problems = []
+    pending = pulumi.Output | pulumi.output.Unknown
+    for key, given in values.items():
+        name = (rename or {}).get(key, key)
+        info = next((m.model_fields[name] for m in models if name in m.model_fields), None)
+        # outputs (ids, ARNs) are not checked, nor a list holding one
+        has_pending = isinstance(given, list) and any(isinstance(v, pending) for v in given)
+        if info is None or given is None or isinstance(given, pending) or has_pending:
+            continue
+        value = given
+        try:
+            field_type: Any = typing.Annotated[info.annotation, info]
+            TypeAdapter(field_type).validate_python(value)
+        except ValidationError as exc:
+            problems += [
+                f"{path}.{key}" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                                         for p in e["loc"]) + f": {e['msg']}"
+                for e in exc.errors()
+            ]
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def _is_input(hint: Any) -> bool:
@@ -103,6 +136,10 @@ def _normalized(hint: Any, value: Any, path: str) -> Any:
         return value
     _known(value, path)
     origin = typing.get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}: expected true or false, found {value!r}")
+        return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{path}: expected an integer, found {value!r}")
@@ -204,17 +241,23 @@ class StreamedTableArgs(TypedDict):
 
 
 def _key(value: Any, path: str) -> st.KeySpec | None:
+    from dms_event_bus.settings.core import KeyAttribute as KeyModel
+
     if value is None:
         return None
     _known(value, path)
+    _check_fields((KeyModel,), {"name": value.get("name")}, path)
     kind = value.get("type", KeyType.S)
     return st.KeySpec(name=_opt(value, "name", path), type=KeyType(kind).value)
 
 
 def _scaling(value: Any, path: str) -> st.Scaling | None:
+    from dms_event_bus.settings.core import ScalingRange
+
     if value is None:
         return None
     _known(value, path)
+    _validated(ScalingRange, value, path)
     return st.Scaling(min=_opt(value, "min", path), max=_opt(value, "max", path),
                       target_utilization=_opt(value, "target_utilization", path, 70))
 
@@ -365,11 +408,16 @@ def _defaults_of(args: Mapping[str, Any], path: str, names: tuple[str, ...]) -> 
 
 def kinesis_bus_args(args: KinesisBusArgs) -> bus.KinesisBusArgs:
     """The package's KinesisBus args as the Python component's."""
+    from dms_event_bus.settings import core
+
     path = "KinesisBus"
     tables = _opt(args, "tables", path) or []
     archive = args.get("archive")
+    _check_fields((core.StreamSettings, core.FaninSettings), args, path,
+                  rename={"shard_count": "shards"})
     if archive is not None:
         _known(archive, f"{path}.archive")
+        _check_fields((core.ArchiveSettings,), archive, f"{path}.archive")
     return bus.KinesisBusArgs(
         name_prefix=_opt(args, "name_prefix", path),
         tables=[
@@ -598,12 +646,13 @@ def dms_source_args(args: DmsSourceArgs,
     if (instance is None) == (serverless is None):
         raise ValueError(f"{path}: expected exactly one of `instance` and `serverless`, found "
                          f"{'both' if instance is not None else 'neither'}")
-    capacity: dms.DmsInstance | dms.DmsServerless = (
-        dms.DmsInstance(**_known(instance, f"{path}.instance")) if instance is not None
-        else dms.DmsServerless(**_known(serverless, f"{path}.serverless")))
     from dms_event_bus.settings.dms import (
         FAIL_ON_LOB_TRUNCATION,
         DmsAlarmSettings,
+        InstanceCapacity,
+        NetworkSettings,
+        ServerlessCapacity,
+        SourceEndpointSettings,
         TaskSettings,
     )
 
@@ -617,8 +666,24 @@ def dms_source_args(args: DmsSourceArgs,
     lob_mode: typing.Literal["limited", "full"] = task.lob_mode or (
         "limited" if engine in FAIL_ON_LOB_TRUNCATION else "full")
     alarms = _validated(DmsAlarmSettings, args.get("alarms") or {}, f"{path}.alarms")
+    # capacity: the stack file's models whole (all plain); network and source: field by field
+    # (their ARNs and ids may be outputs)
+    capacity: dms.DmsInstance | dms.DmsServerless
+    if instance is not None:
+        _validated(InstanceCapacity, {"mode": "instance", **_known(instance, f"{path}.instance")},
+                   f"{path}.instance")
+        capacity = dms.DmsInstance(**instance)
+    else:
+        _validated(ServerlessCapacity,
+                   {"mode": "serverless", **_known(serverless, f"{path}.serverless")},
+                   f"{path}.serverless")
+        given: dict[str, Any] = dict(serverless or {})
+        capacity = dms.DmsServerless(**given)
     network = _known(args["network"], f"{path}.network")
     source = _known(args["source"], f"{path}.source")
+    _check_fields((NetworkSettings,), network, f"{path}.network")
+    _check_fields((SourceEndpointSettings,), source, f"{path}.source")
+
     tables = _opt(args, "tables", path, {}) or {}
     return dms.DmsSourceArgs(
         environment=_opt(args, "environment", path),
@@ -782,6 +847,59 @@ class LegacyWriteback(pulumi.ComponentResource):
         for k, v in outputs.items():
             setattr(self, k, v)
         self.register_outputs(outputs)
+
+
+# -- the provider ---------------------------------------------------------------------------
+
+#: Each component's args, by the name in its type token.
+ARGS: dict[str, Any] = {"DmsSource": DmsSourceArgs, "StreamedTable": StreamedTableArgs,
+                        "KinesisBus": KinesisBusArgs, "LegacyWriteback": LegacyWritebackArgs}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _wire_check(hint: Any, value: Any, path: str) -> None:
+    """Refuse, naming the schema path, an output where the schema says plain, before the SDK
+    maps the inputs: it would turn an output object into `{}` (the component's defaults) or
+    fail on it with a message that names no input. The engine sends an output there for a
+    value unknown during preview, or for an object with a secret anywhere inside it."""
+    if value is None or _is_input(hint):
+        return
+    if isinstance(value, pulumi.Output | pulumi.output.Unknown):
+        raise InputPropertyError(path, (
+            "expected a value known at plan time, found an output: another "
+            "resource's output (unknown during preview), or a secret somewhere inside it "
+            "(give ARNs and ids as plain values: secrets only by Secrets Manager ARN)"))
+    if typing.is_typeddict(hint) and isinstance(value, Mapping):
+        fields = {_camel(k): h for k, h in _fields(hint).items()}
+        for key, item in value.items():
+            _wire_check(fields.get(key, Any), item, f"{path}.{key}")
+    elif typing.get_origin(hint) is list and isinstance(value, list):
+        for i, item in enumerate(value):
+            _wire_check(typing.get_args(hint)[0], item, f"{path}[{i}]")
+    elif isinstance(value, Mapping):
+        item_hint = typing.get_args(hint)[1] if typing.get_origin(hint) is dict else Any
+        for key, item in value.items():
+            _wire_check(item_hint, item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _wire_check(Any, item, f"{path}[{i}]")
+
+
+class PackageProvider(ComponentProvider):
+    """The SDK's component provider (schema inferred from this module's annotations), checking
+    the engine's inputs for outputs in plain places before it maps them."""
+
+    def construct(self, name: str, resource_type: str, inputs: Any,
+                  options: pulumi.ResourceOptions | None = None) -> ConstructResult:
+        kind = ARGS.get(resource_type.rsplit(":", maxsplit=1)[-1])
+        if kind is not None and isinstance(inputs, Mapping):
+            for key, hint in _fields(kind).items():
+                _wire_check(hint, inputs.get(_camel(key)), _camel(key))
+        return super().construct(name, resource_type, inputs, options)
 
 
 #: What `plugin/__main__.py` hosts, in schema order.

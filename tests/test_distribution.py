@@ -174,14 +174,13 @@ def test_a_program_outside_the_repo_plans_with_the_installed_components(
 def test_the_multi_language_provider_serves_the_schema_from_the_installed_wheel(
     fresh_venv: Path, tmp_path: Path
 ) -> None:
-    """The plugin's entry point imports only the installed distribution: its schema, from the
-    wheel, is the checked-in one."""
+    """The provider the plugin's entry point serves, imported from the installed wheel, infers
+    the checked-in schema."""
     script = tmp_path / "schema.py"
     script.write_text(textwrap.dedent('''
         import json
-        from pulumi.provider.experimental.component import ComponentProvider
-        from dms_event_bus.components.multi_language import COMPONENTS, PACKAGE
-        print(json.dumps(json.loads(ComponentProvider(COMPONENTS, PACKAGE, None, "0.1.0").schema)))
+        from dms_event_bus.components.multi_language import COMPONENTS, PACKAGE, PackageProvider
+        print(json.dumps(json.loads(PackageProvider(COMPONENTS, PACKAGE, None, "0.1.0").schema)))
     '''))
     done = subprocess.run([str(fresh_venv), str(script)], cwd=tmp_path, check=False,
                           capture_output=True,

@@ -30,14 +30,25 @@ REGION = {"aws:region": "eu-west-1"}
 STREAM = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/dmsbus-ml-orders/stream/2026-01-01"
 TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:dmsbus-ml-alarms"
 SECRET = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:erp-AbCdEf"
+SUBNET_A, SUBNET_B = "subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"
 
 
 def provider() -> ComponentProvider:
-    return ComponentProvider(ml.COMPONENTS, ml.PACKAGE, None, "0.0.0")
+    return ml.PackageProvider(ml.COMPONENTS, ml.PACKAGE, None, "0.0.0")
 
 
 def token(component: str) -> str:
     return f"{ml.PACKAGE}:index:{component}"
+
+
+def wire(path: str) -> str:
+    """The provider's refusal of an output at `path` (schema names), as the engine shows it."""
+    return re.escape(f"('{path}', \"expected a value known at plan time, found an output")
+
+
+def _unknown() -> Any:
+    """What the engine sends for a value unknown during preview."""
+    return pulumi.output.Unknown()
 
 
 # -- inputs as another language sends them (schema names: camelCase) -----------------------
@@ -68,7 +79,7 @@ DMS_INPUTS: dict[str, Any] = {
                           "partitionKey": "order_id"}},
     "wildcards": [{"schemaName": "sales", "tablePattern": "audit_%"}],
     "instance": {"instanceClass": "dms.t3.medium", "allocatedStorageGb": 50},
-    "network": {"vpcId": "vpc-0a1b2c3d", "subnetIds": ["subnet-1", "subnet-2"],
+    "network": {"vpcId": "vpc-0a1b2c3d", "subnetIds": [SUBNET_A, SUBNET_B],
                 "httpsEgressCidrs": ["10.0.0.0/16"], "sourceCidrs": ["10.1.0.0/24"]},
     "source": {"engine": "postgres", "port": 5432, "secretArn": SECRET, "database": "erp",
                "slotName": "dmsbus_ml"},
@@ -218,7 +229,7 @@ def _python_dms() -> None:
         tables={"orders": d.DmsTable("sales", "orders", "order_id")},
         wildcards=[d.DmsWildcard("sales", "audit_%")],
         capacity=d.DmsInstance("dms.t3.medium", 50),
-        network=d.DmsNetwork("vpc-0a1b2c3d", ("subnet-1", "subnet-2"), ("10.0.0.0/16",),
+        network=d.DmsNetwork("vpc-0a1b2c3d", (SUBNET_A, SUBNET_B), ("10.0.0.0/16",),
                              ("10.1.0.0/24",)),
         source=d.DmsEndpoint("postgres", 5432, SECRET, database="erp", slot_name="dmsbus_ml"),
         task=d.DmsTask(start=False, lob_mode="limited", max_full_load_subtasks=8,
@@ -258,9 +269,9 @@ def test_an_arn_may_come_from_another_resource() -> None:
 
 @pytest.mark.parametrize(("component", "inputs", "message"), [
     ("StreamedTable", {**TABLE_INPUTS, "tableName": pulumi.Output.from_input("t")},
-     "StreamedTable.table_name: expected a value known at plan time"),
+     wire("tableName")),
     ("KinesisBus", {**BUS_INPUTS, "namePrefix": pulumi.Output.from_input("dmsbus-ml-")},
-     "KinesisBus.name_prefix: expected a value known at plan time"),
+     wire("namePrefix")),
     ("DmsSource", {**DMS_INPUTS, "serverless": {"minCapacityUnits": 1, "maxCapacityUnits": 4}},
      "DmsSource: expected exactly one of `instance` and `serverless`, found both"),
     ("DmsSource", {**DMS_INPUTS, "environment": "Bad Env"}, "DmsSourceArgs.environment"),
@@ -315,13 +326,15 @@ def test_the_plugin_folder_is_a_python_component_package() -> None:
     lines = [ln for ln in (plugin / "requirements.txt").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     assert lines == ["..[drivers]"]
-    # and its entry point hosts exactly the listed components under the package's name
+    # and its entry point serves exactly the listed components, under the package's name,
+    # through the package's provider
     tree = ast.parse((plugin / "__main__.py").read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and getattr(n.func, "id", "") == "component_provider_host"]
+             and getattr(n.func, "id", "") == "PackageProvider"]
     assert len(calls) == 1
-    assert {k.arg: getattr(k.value, "id", None) for k in calls[0].keywords} == {
-        "components": "COMPONENTS", "name": "PACKAGE", "version": "VERSION"}
+    assert [getattr(a, "id", getattr(a, "value", None)) for a in calls[0].args] == [
+        "COMPONENTS", "PACKAGE", None, "VERSION"]
+    assert issubclass(ml.PackageProvider, ComponentProvider)
     assert ml.COMPONENTS == [ml.DmsSource, ml.StreamedTable, ml.KinesisBus, ml.LegacyWriteback]
 
 
@@ -349,14 +362,14 @@ def test_numbers_arrive_as_floats_and_become_integers() -> None:
      r"KinesisBus.shard_count: expected an integer, found 2.5"),
     ("DmsSource", {**DMS_INPUTS, "source": {**DMS_INPUTS["source"],
                                             "engine": pulumi.Output.from_input("postgres")}},
-     "DmsSource.source.engine: expected a value known at plan time"),
+     wire("source.engine")),
     ("DmsSource", {**DMS_INPUTS, "tables": {"orders": {
         **DMS_INPUTS["tables"]["orders"], "partitionKey": pulumi.Output.from_input("id")}}},
-     "DmsSource.tables.orders.partition_key: expected a value known at plan time"),
+     wire("tables.orders.partitionKey")),
     ("DmsSource", {**DMS_INPUTS, "task": {"commitRate": 10}}, r"DmsSource.task.commit_rate"),
     ("LegacyWriteback", {**WRITEBACK_INPUTS, "writeback": {**WRITEBACK_SECTION, "target": {
         **WRITEBACK_SECTION["target"], "secret_arn": pulumi.Output.from_input(SECRET)}}},
-     "LegacyWriteback.writeback.target.secret_arn: expected a value known at plan time"),
+     wire("writeback.target.secret_arn")),
     ("LegacyWriteback", {**WRITEBACK_INPUTS, "tables": {
         **WRITEBACK_INPUTS["tables"], "other": WRITEBACK_INPUTS["tables"]["order_requests"]}},
      "LegacyWriteback.tables: other not in writeback.tables"),
@@ -425,3 +438,57 @@ def test_every_property_is_described_and_stated_defaults_are_the_real_ones() -> 
             assert str(value).lower() == stated.group(1).lower(), (where, name)
             checked += 1
     assert checked >= 25
+
+
+@pytest.mark.parametrize(("component", "inputs", "message"), [
+    # an object section as an output: the SDK would map it to {} (the defaults)
+    ("DmsSource", {**DMS_INPUTS, "task": pulumi.Output.from_input({"start": True})},
+     wire("task")),
+    ("KinesisBus", {**BUS_INPUTS, "mapping": pulumi.Output.secret({"batchSize": 500})},
+     wire("mapping") + ".* or a secret somewhere inside it"),
+    ("KinesisBus", {**BUS_INPUTS, "archive": _unknown()}, wire("archive")),
+    # a secret ARN makes its whole (plain) object secret
+    ("DmsSource", {**DMS_INPUTS, "source": pulumi.Output.secret(DMS_INPUTS["source"])},
+     wire("source")),
+    # unknown during preview where the schema says plain, at any depth
+    ("KinesisBus", {**BUS_INPUTS, "shardCount": _unknown()}, wire("shardCount")),
+    ("DmsSource", {**DMS_INPUTS, "task": {"commitRate": _unknown()}},
+     wire("task.commitRate")),
+    ("StreamedTable", {**TABLE_INPUTS, "write": {"min": _unknown(), "max": 5}},
+     wire("write.min")),
+    ("LegacyWriteback", {**WRITEBACK_INPUTS, "tags": {"team": pulumi.Output.secret("erp")}},
+     wire("tags.team")),
+    # types the schema gives but the SDK does not check
+    ("StreamedTable", {**TABLE_INPUTS, "deletionProtection": 1.0},
+     r"StreamedTable.deletion_protection: expected true or false, found 1.0"),
+    ("KinesisBus", {**BUS_INPUTS, "forceDestroyBuckets": "false"},
+     r"KinesisBus.force_destroy_buckets: expected true or false, found 'false'"),
+    # the stack file's ranges and choices
+    ("KinesisBus", {**BUS_INPUTS, "memoryMb": 0}, r"KinesisBus.memory_mb: Input should be"),
+    ("StreamedTable", {**TABLE_INPUTS, "write": {"min": 5, "max": 20, "targetUtilization": 0}},
+     r"StreamedTable.write.target_utilization: Input should be greater than or equal to 20"),
+    ("DmsSource", {**DMS_INPUTS, "source": {**DMS_INPUTS["source"], "engine": "db2"}},
+     r"DmsSource.source.engine: Input should be 'postgres'"),
+    ("DmsSource", {**DMS_INPUTS, "instance": {"instanceClass": "dms.t3.medium",
+                                              "allocatedStorageGb": 0}},
+     r"DmsSource.instance.allocated_storage_gb: Input should be greater than or equal to 5"),
+    ("DmsSource", {**DMS_INPUTS, "instance": None, "serverless": {
+        "minCapacityUnits": 3, "maxCapacityUnits": 4}}, r"DmsSource.serverless"),
+    ("DmsSource", {**DMS_INPUTS, "network": {**DMS_INPUTS["network"], "subnetIds": []}},
+     r"DmsSource.network.subnet_ids: List should have at least 2 items"),
+])
+def test_what_the_engine_may_send_in_plain_places_is_refused_by_name(
+    component: str, inputs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(Exception, match=message) as caught:
+        run_program("ml", REGION, construct(component, inputs))
+    assert caught.value.declared == []  # type: ignore[attr-defined]
+
+
+def test_unknown_and_secret_arns_are_accepted_where_the_schema_says_input() -> None:
+    inputs = {**DMS_INPUTS,
+              "network": {**DMS_INPUTS["network"], "vpcId": _unknown(),
+                          "subnetIds": [SUBNET_A, pulumi.Output.from_input(SUBNET_B)]},
+              "notificationTopicArn": pulumi.Output.secret(TOPIC)}
+    plan = run_program("ml", REGION, construct("DmsSource", inputs))
+    assert plan.of_type("aws:dms/replicationTask:ReplicationTask")

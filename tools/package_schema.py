@@ -20,11 +20,14 @@ SCHEMA_FILE = ROOT / "plugin" / "schema.json"
 
 def package_schema(version: str | None = None) -> dict[str, Any]:
     """The schema the SDK's analyzer infers (the provider's GetSchema answer)."""
-    from pulumi.provider.experimental.component import ComponentProvider
+    from dms_event_bus.components.multi_language import (
+        COMPONENTS,
+        PACKAGE,
+        VERSION,
+        PackageProvider,
+    )
 
-    from dms_event_bus.components.multi_language import COMPONENTS, PACKAGE, VERSION
-
-    provider = ComponentProvider(COMPONENTS, PACKAGE, None, version or VERSION)
+    provider = PackageProvider(COMPONENTS, PACKAGE, None, version or VERSION)
     return json.loads(provider.schema or "{}")
 
 
