@@ -190,3 +190,24 @@ def test_the_multi_language_provider_serves_the_schema_from_the_installed_wheel(
     checked_in = json.loads((ROOT / "plugin" / "schema.json").read_text())
     assert from_wheel["resources"] == checked_in["resources"]
     assert from_wheel["types"] == checked_in["types"]
+
+
+def test_the_plugins_requirements_install_this_repository_from_the_plugin_folder(
+    tmp_path: Path,
+) -> None:
+    """plugin/requirements.txt names the repository by a relative path (`..[drivers]`): run
+    from the plugin's folder, as a plugin's requirements are installed, pip resolves it to this
+    distribution with the drivers extra."""
+    copy = tmp_path / "dms-event-bus"
+    shutil.copytree(ROOT, copy, symlinks=True, ignore=IGNORED)
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--no-deps",
+         "--disable-pip-version-check", "--ignore-installed", "--report", str(report),
+         "-r", "requirements.txt"],
+        cwd=copy / "plugin", check=False, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (item,) = json.loads(report.read_text())["install"]
+    assert item["metadata"]["name"] == "dms-event-bus"
+    assert item["requested_extras"] == ["drivers"]
+    assert Path(item["download_info"]["url"].removeprefix("file://")) == copy
