@@ -8,7 +8,7 @@ each key path, what was expected and what was found.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
@@ -124,16 +124,21 @@ def load_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
     return settings
 
 
-def settings_from_pulumi() -> StackSettings:
-    """Read every `dms-event-bus:*` key of the running stack (real engine or mocks)."""
+def settings_from_pulumi(other_namespaces: Sequence[str] = ()) -> StackSettings:
+    """Read every `dms-event-bus:*` key of the running stack (real engine or mocks).
+
+    Keys of other namespaces are refused (a key in a namespace nobody reads, `dmseventbus:dms`,
+    would be ignored in silence), except `aws:`, `pulumi:`, the running project's own (a
+    program of your own that runs `dms_event_bus.program.main`) and `other_namespaces` (the
+    other providers that program configures)."""
     import pulumi
     from pulumi.runtime import config as runtime_config
 
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    # A key in a namespace nobody reads (`dmseventbus:dms`) would be ignored in silence.
-    from .stackfile import config_problems
+    from .stackfile import NAMESPACES, config_problems
 
-    problems = config_problems(merged)
+    namespaces = (*NAMESPACES, pulumi.get_project(), *other_namespaces)
+    problems = config_problems(merged, namespaces)
     if problems:
         raise ConfigError(pulumi.get_stack(), problems)
     prefix = f"{PROJECT}:"

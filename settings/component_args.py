@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pulumi
 
@@ -33,10 +33,53 @@ from dms_event_bus.components.legacy_writeback import (
     WritebackTarget,
 )
 from dms_event_bus.components.stream_mapping import MappingSettings
-from dms_event_bus.settings.core import TableSettings
+from dms_event_bus.components.streamed_table import KeySpec, Scaling, StreamedTableArgs
+from dms_event_bus.settings.core import OnDemandCapacity, ProvisionedCapacity, TableSettings
 from dms_event_bus.settings.dms import DmsSettings, InstanceCapacity, dms_problems, source_of
 from dms_event_bus.settings.ingest import IngestSettings
 from dms_event_bus.settings.writeback import DataApiTarget, SqlTarget, WritebackSettings
+
+if TYPE_CHECKING:
+    from dms_event_bus.settings import StackSettings
+
+# -- StreamedTable -------------------------------------------------------------------------
+
+
+def table_scaling(
+    cap: OnDemandCapacity | ProvisionedCapacity,
+) -> tuple[Scaling | None, Scaling | None]:
+    """Read and write autoscaling of a provisioned table; (None, None) for on-demand."""
+    if not isinstance(cap, ProvisionedCapacity):
+        return None, None
+    return (
+        Scaling(cap.read.min, cap.read.max, cap.read.target_utilization),
+        Scaling(cap.write.min, cap.write.max, cap.write.target_utilization),
+    )
+
+
+def streamed_table_args(
+    stack: StackSettings,
+    logical: str,
+    table: TableSettings,
+    *,
+    alarm_topic_arn: pulumi.Input[str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> StreamedTableArgs:
+    """One `tables` entry as a declared StreamedTable's args (its physical name, keys,
+    capacity, the stack's key)."""
+    read, write = table_scaling(table.capacity)
+    return StreamedTableArgs(
+        table_name=stack.physical_table_name(logical),
+        partition_key=KeySpec(table.partition_key.name, table.partition_key.type),
+        sort_key=KeySpec(table.sort_key.name, table.sort_key.type) if table.sort_key else None,
+        read=read,
+        write=write,
+        kms_key_arn=stack.encryption.kms_key_arn,
+        deletion_protection=table.deletion_protection,
+        alarm_topic_arn=alarm_topic_arn,
+        tags=dict(tags or {}),
+    )
+
 
 # -- IngestApi -----------------------------------------------------------------------------
 

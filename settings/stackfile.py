@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -226,10 +226,11 @@ def _config_key_problems(key: yaml.Node, value: yaml.Node, name: str) -> Iterato
         yield f"{where}: {problem}"
 
 
-def key_problem(key: str, value: Any) -> str | None:
+def key_problem(key: str, value: Any, namespaces: Sequence[str] = NAMESPACES) -> str | None:
     """What is wrong with one config key (and `aws:region`'s value), or None.
 
-    Shared by the stack file reader and the program under the real engine."""
+    Shared by the stack file reader and the program under the real engine; `namespaces`: the
+    ones read (a program of your own adds its project's and its other providers')."""
     namespace, sep, rest = key.partition(":")
     if not sep:
         from . import StackSettings  # the project's keys, to suggest the namespace
@@ -238,11 +239,11 @@ def key_problem(key: str, value: Any) -> str | None:
         example = f"{PROJECT}:{key}" if key in fields else f"{PROJECT}:{key} or aws:{key}"
         return (f"config key '{key}' has no namespace: write it as 'namespace:key' "
                 f"(e.g. {example})")
-    if namespace not in NAMESPACES:
-        near = difflib.get_close_matches(namespace, NAMESPACES, n=1, cutoff=0.5)
+    if namespace not in namespaces:
+        near = difflib.get_close_matches(namespace, namespaces, n=1, cutoff=0.5)
         hint = f"did you mean '{near[0]}:{rest}'? " if near else ""
         return (f"unknown config namespace '{namespace}' in '{key}': {hint}this program reads "
-                f"only {', '.join(n + ':' for n in NAMESPACES)} keys, so the value would be "
+                f"only {', '.join(n + ':' for n in namespaces)} keys, so the value would be "
                 "ignored")
     if key == "aws:region":
         return region_problem(value)
@@ -279,11 +280,12 @@ def known_regions() -> frozenset[str]:
         return frozenset()
 
 
-def config_problems(config: Mapping[str, Any]) -> list[str]:
+def config_problems(config: Mapping[str, Any],
+                    namespaces: Sequence[str] = NAMESPACES) -> list[str]:
     """Config keys (and aws:region) this program would not read as written."""
     found = []
     for key, value in config.items():
-        problem = key_problem(str(key), value)
+        problem = key_problem(str(key), value, namespaces)
         if problem:
             found.append(problem if problem.startswith("aws:region") else f"{key}: {problem}")
     return found

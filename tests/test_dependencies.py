@@ -32,10 +32,7 @@ TOOLCHAIN_FILES = {"pip": "requirements.txt"}
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:
-    # `dms_event_bus.components.x` is `components/x.py` of the checkout (dms_event_bus/__init__)
-    head, _, rest = dotted.partition(".")
-    if head == "dms_event_bus" and rest:
-        dotted = rest
+    # (`dms_event_bus.components.x`: dms_event_bus/components is a link to components/)
     path = root.joinpath(*dotted.split("."))
     if (path / "__init__.py").is_file():
         return path / "__init__.py"

@@ -211,3 +211,62 @@ def test_the_plugins_requirements_install_this_repository_from_the_plugin_folder
     assert item["metadata"]["name"] == "dms-event-bus"
     assert item["requested_extras"] == ["drivers"]
     assert Path(item["download_info"]["url"].removeprefix("file://")) == copy
+
+
+OWN_PROJECT = textwrap.dedent('''
+    import json
+
+    import pulumi
+
+    ACCOUNT = "123456789012"
+
+
+    class Mocks(pulumi.runtime.Mocks):
+        def __init__(self):
+            self.declared = []
+
+        def new_resource(self, args):
+            self.declared.append(args.typ)
+            arn = f"arn:aws:service:eu-west-1:{ACCOUNT}:{args.name}"
+            return args.name + "-id", {**args.inputs, "arn": arn, "streamArn": arn + "/stream/1"}
+
+        def call(self, args):
+            return {"accountId": ACCOUNT, "region": "eu-west-1", "name": "eu-west-1",
+                    "partition": "aws", "id": ACCOUNT, "dnsSuffix": "amazonaws.com",
+                    "tableNames": []}
+
+
+    mocks = Mocks()
+    # the team's own project, with its own config key beside the dms-event-bus: ones
+    pulumi.runtime.set_mocks(mocks, project="erp-events", stack="staging", preview=False)
+    pulumi.runtime.set_all_config({
+        "aws:region": "eu-west-1",
+        "erp-events:owner": "platform",
+        "dms-event-bus:tables": json.dumps({"orders": {"partition_key": {"name": "id"}}}),
+    })
+
+    from dms_event_bus.program import main  # the whole program, from the installed wheel
+
+
+    @pulumi.runtime.test
+    def plan():
+        main()
+
+    plan()
+    print(json.dumps(sorted(set(mocks.declared))))
+''')
+
+
+def test_a_teams_own_project_runs_the_whole_program_from_the_wheel(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    """Adopting without a copy of the repository: the team's project holds its stack files
+    and `main()`; its own config namespace is read beside `dms-event-bus:`."""
+    script = tmp_path / "__main__.py"
+    script.write_text(OWN_PROJECT)
+    done = subprocess.run([str(fresh_venv), str(script)], cwd=tmp_path, check=False,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    declared = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert {"aws:dynamodb/table:Table", "aws:kinesis/stream:Stream",
+            "aws:lambda/function:Function", "dms-event-bus:index:Dashboard"} <= declared

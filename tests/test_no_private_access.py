@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCANNED = ("handlers", "tools", "components", "providers", "settings")
+SCANNED = ("handlers", "tools", "components", "providers", "settings", "consumer", "plugin")
 PROJECT_PACKAGES = {"handlers", "tools", "components", "providers", "settings", "tests",
-                    "bench"}
+                    "bench", "consumer", "dms_event_bus", "plugin"}
 #: Names of pg8000's connection internals that the writeback used to drive by hand.
 FORBIDDEN = re.compile(r"\b(_sock|_usock|handle_messages|py_types|make_params|"
                        r"_client_encoding|_transaction_status)\b|pg8000\.core")
@@ -35,6 +35,8 @@ def _modules(root: Path, folders: tuple[str, ...]) -> dict[Path, ast.Module]:
     main = root / "__main__.py"
     if main.is_file():
         files.append(main)
+    # the distribution's own modules (program.py); its subfolders are links to the scanned ones
+    files += sorted((root / "dms_event_bus").glob("*.py"))
     return {p: ast.parse(p.read_text(), filename=str(p)) for p in files}
 
 
