@@ -88,15 +88,10 @@ def test_the_wheel_requires_what_pyproject_declares(wheel: Path) -> None:
     assert required == {str(Requirement(r)) for r in declared}
 
 
-PROGRAM = textwrap.dedent('''
-    import importlib.util
-    import json
-
+#: The mocks of both programs below: every resource recorded, ARNs for all, the account's
+#: answers to the invokes the components make.
+MOCKS = textwrap.dedent('''
     import pulumi
-
-    import dms_event_bus
-    from dms_event_bus.components.kinesis_bus import BusTable, KinesisBus, KinesisBusArgs
-    from dms_event_bus.components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
 
     ACCOUNT = "123456789012"
 
@@ -112,7 +107,22 @@ PROGRAM = textwrap.dedent('''
 
         def call(self, args):
             return {"accountId": ACCOUNT, "region": "eu-west-1", "name": "eu-west-1",
-                    "partition": "aws", "id": ACCOUNT}
+                    "partition": "aws", "id": ACCOUNT, "dnsSuffix": "amazonaws.com",
+                    "tableNames": []}
+''')
+
+
+PROGRAM = textwrap.dedent('''
+    import importlib.util
+    import json
+
+    import pulumi
+
+    import dms_event_bus
+    from dms_event_bus.components.kinesis_bus import BusTable, KinesisBus, KinesisBusArgs
+    from dms_event_bus.components.streamed_table import KeySpec, StreamedTable, StreamedTableArgs
+
+    # MOCKS
 
 
     mocks = Mocks()
@@ -141,7 +151,7 @@ PROGRAM = textwrap.dedent('''
         "generic_names": [n for n in ("components", "settings", "handlers", "providers")
                           if importlib.util.find_spec(n) is not None],
     }))
-''')
+''').replace("# MOCKS\n", MOCKS)
 
 
 def test_a_program_outside_the_repo_plans_with_the_installed_components(
@@ -218,22 +228,7 @@ OWN_PROJECT = textwrap.dedent('''
 
     import pulumi
 
-    ACCOUNT = "123456789012"
-
-
-    class Mocks(pulumi.runtime.Mocks):
-        def __init__(self):
-            self.declared = []
-
-        def new_resource(self, args):
-            self.declared.append(args.typ)
-            arn = f"arn:aws:service:eu-west-1:{ACCOUNT}:{args.name}"
-            return args.name + "-id", {**args.inputs, "arn": arn, "streamArn": arn + "/stream/1"}
-
-        def call(self, args):
-            return {"accountId": ACCOUNT, "region": "eu-west-1", "name": "eu-west-1",
-                    "partition": "aws", "id": ACCOUNT, "dnsSuffix": "amazonaws.com",
-                    "tableNames": []}
+    # MOCKS
 
 
     mocks = Mocks()
@@ -254,7 +249,7 @@ OWN_PROJECT = textwrap.dedent('''
 
     plan()
     print(json.dumps(sorted(set(mocks.declared))))
-''')
+''').replace("# MOCKS\n", MOCKS)
 
 
 def test_a_teams_own_project_runs_the_whole_program_from_the_wheel(
